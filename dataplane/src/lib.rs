@@ -1,0 +1,14 @@
+//! xsnoop's dataplane: the switch "ASIC".
+//!
+//! It is fast, dumb and table-driven. It parses and builds frames ([`wire`]), and forwards them by
+//! reading the immutable [`table::ForwardingTable`] that the control plane publishes. It never runs
+//! a protocol state machine and never allocates per packet.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod portset;
+pub mod table;
+pub mod wire;
+
+pub use portset::{PortId, PortSet, MAX_PORTS};
+pub use table::{ForwardingTable, GroupEntry, MulticastRule, TableHandle, VlanId, VlanTable};

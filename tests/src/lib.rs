@@ -1,0 +1,1 @@
+//! xsnoop's testbed.
