@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod packet_socket;
 pub mod portset;
 pub mod table;
 pub mod wire;
