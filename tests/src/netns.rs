@@ -1,0 +1,116 @@
+//! One network namespace, created by the testbed and deleted by it (RAII), and the way into it.
+//!
+//! Code enters a namespace without helper processes: [`Netns::run`] runs a closure on a fresh
+//! thread that first calls `setns(/run/netns/NAME, CLONE_NEWNET)`. Sockets created there stay in
+//! that namespace for their whole life, so they can be returned and used from any thread.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::cmd;
+use crate::error::{Result, TestbedError};
+
+/// A named network namespace (`/run/netns/NAME`) that this process created; dropping it deletes
+/// exactly that namespace and nothing else.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates namespace `name` with `ip netns add` and brings its loopback up. Fails if the name
+    /// exists: the testbed never adopts (and so never deletes) something it did not create.
+    pub fn create(name: &str) -> Result<Netns> {
+        if name.is_empty() || name.contains('/') || name.len() > 64 {
+            return Err(TestbedError::BadName(format!("namespace name {name:?}")));
+        }
+        cmd::ip(&["netns", "add", name])?;
+        let ns = Netns {
+            name: name.to_owned(),
+        };
+        cmd::ip(&["-n", name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// The namespace's name, as `ip -n NAME` expects it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `f` inside this namespace on a fresh thread and returns its result. A panic in `f` is
+    /// re-raised in the caller, so assertions inside the closure fail the test normally.
+    pub fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce() -> T + Send,
+        T: Send,
+    {
+        let fd = self.open_fd()?;
+        std::thread::scope(|s| {
+            let handle = s.spawn(move || -> Result<T> {
+                // SAFETY: `fd` is an open namespace file descriptor owned by this closure; setns
+                // only changes the network namespace of the calling (fresh, scoped) thread.
+                let rc = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+                if rc != 0 {
+                    return Err(TestbedError::last_os("setns(CLONE_NEWNET)"));
+                }
+                drop(fd);
+                Ok(f())
+            });
+            match handle.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    }
+
+    /// Runs `ip -n NAME args...` and returns its stdout.
+    pub fn ip(&self, args: &[&str]) -> Result<String> {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        cmd::ip(&full)
+    }
+
+    /// Writes `value` to `/proc/sys/<key with dots as slashes>` inside this namespace, e.g.
+    /// `sysctl("net.ipv4.conf.h0.force_igmp_version", "2")`. Done from an in-namespace thread, so
+    /// the per-namespace `net.*` tree is the namespace's own.
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        if key.contains("..") || key.contains('/') {
+            return Err(TestbedError::BadName(format!("sysctl key {key:?}")));
+        }
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        self.run(|| fs::write(&path, value))?
+            .map_err(|e| TestbedError::io(format!("write {value:?} to {path}"), e))
+    }
+
+    /// Reads `/proc/sys/<key>` inside this namespace (trimmed).
+    pub fn sysctl_get(&self, key: &str) -> Result<String> {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        self.run(|| fs::read_to_string(&path))?
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| TestbedError::io(format!("read {path}"), e))
+    }
+
+    fn open_fd(&self) -> Result<OwnedFd> {
+        let path = format!("/run/netns/{}", self.name);
+        let c = CString::new(path.clone())
+            .map_err(|_| TestbedError::BadName(format!("namespace path {path:?}")))?;
+        // SAFETY: `c` is a valid NUL-terminated path; the returned fd is checked before use.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(TestbedError::last_os(format!("open {path}")));
+        }
+        // SAFETY: `fd` was just returned by open() and is owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace destroys the interfaces still inside it (a veth pair goes with
+        // either end). Errors are reported but cannot be propagated from Drop.
+        if let Err(e) = cmd::ip(&["netns", "del", &self.name]) {
+            eprintln!("xsnoop-tests: cleanup of namespace {}: {e}", self.name);
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The testbed tests itself: names, cleanup (also on panic), in-namespace sysctls, real
+//! multicast between namespaces, raw capture/injection with VLAN tags, pcap + tshark.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use xsnoop_tests::{
+    netns_or_skip, pcap, tshark, Capture, HostConfig, Membership, Sender, Topology,
+};
+
+fn netns_exists(name: &str) -> bool {
+    Path::new("/run/netns").join(name).exists()
+}
+
+fn two_hosts(v: u8) -> Topology {
+    let mut t = Topology::new();
+    t.add_host("a").unwrap();
+    t.add_host("b").unwrap();
+    t.add_veth(("a", "a0"), ("b", "b0")).unwrap();
+    t.configure_host("a", "a0", &HostConfig::new(Ipv4Addr::new(10, 9, 0, 1), v))
+        .unwrap();
+    t.configure_host("b", "b0", &HostConfig::new(Ipv4Addr::new(10, 9, 0, 2), v))
+        .unwrap();
+    t
+}
+
+#[test]
+fn names_are_unique_and_fit_ifnamsiz() {
+    let a = Topology::new();
+    let b = Topology::new();
+    assert_ne!(a.prefix(), b.prefix());
+    let name = a.ifname("sw0p12").unwrap();
+    assert!(name.len() <= 15, "{name}");
+    assert!(a.ifname("muchtoolongrole").is_err());
+    assert!(a.ifname("bad/role").is_err());
+}
+
+#[test]
+fn hex_round_trip() {
+    let bytes = [0x01u8, 0x00, 0x5e, 0xff, 0x0a];
+    let hex = xsnoop_tests::to_hex(&bytes);
+    assert_eq!(hex, "01005eff0a");
+    assert_eq!(xsnoop_tests::from_hex(&hex).unwrap(), bytes);
+    assert!(xsnoop_tests::from_hex("0g").is_none());
+    assert!(xsnoop_tests::from_hex("abc").is_none());
+}
+
+#[test]
+fn topology_is_deleted_on_drop_and_on_panic() {
+    netns_or_skip!();
+    let t = two_hosts(2);
+    let names: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|r| t.ns(r).unwrap().name().to_owned())
+        .collect();
+    assert!(names.iter().all(|n| netns_exists(n)));
+    // The configuration landed inside the namespace, not in the root namespace.
+    let a = t.ns("a").unwrap();
+    let ifname = t.ifname("a0").unwrap();
+    assert_eq!(
+        a.sysctl_get(&format!("net.ipv4.conf.{ifname}.force_igmp_version"))
+            .unwrap(),
+        "2"
+    );
+    assert_eq!(a.sysctl_get("net.ipv6.conf.all.disable_ipv6").unwrap(), "1");
+    assert!(!Path::new("/sys/class/net").join(&ifname).exists());
+    drop(t);
+    assert!(names.iter().all(|n| !netns_exists(n)));
+
+    let mut leaked = String::new();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let t = two_hosts(3);
+        leaked = t.ns("a").unwrap().name().to_owned();
+        panic!("test body fails");
+    }));
+    assert!(r.is_err());
+    assert!(!leaked.is_empty() && !netns_exists(&leaked));
+}
+
+#[test]
+fn panic_inside_namespace_reaches_the_test() {
+    netns_or_skip!();
+    let mut t = Topology::new();
+    let ns = t.add_namespace("p").unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ns.run(|| panic!("inside")).unwrap();
+    }));
+    assert!(r.is_err());
+}
+
+#[test]
+fn multicast_flows_between_namespaces_to_the_joined_port_only() {
+    netns_or_skip!();
+    let t = two_hosts(3);
+    let group = Ipv4Addr::new(239, 9, 9, 9);
+    let rx = Membership::join(t.ns("b").unwrap(), &t.ifname("b0").unwrap(), group, 5001).unwrap();
+    let tx = Sender::new(t.ns("a").unwrap(), &t.ifname("a0").unwrap(), 1).unwrap();
+    for _ in 0..5 {
+        tx.send(group, 5001, b"hello").unwrap();
+    }
+    let got = rx
+        .count(Duration::from_millis(200), Duration::from_secs(2))
+        .unwrap();
+    assert_eq!(got, 5);
+    // A different port is not delivered to this socket.
+    tx.send(group, 5002, b"other").unwrap();
+    assert_eq!(
+        rx.count(Duration::from_millis(150), Duration::from_secs(1))
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn capture_sees_injected_frames_with_vlan_tag_restored() {
+    netns_or_skip!();
+    let t = two_hosts(3);
+    let cap = Capture::open(t.ns("b").unwrap(), &t.ifname("b0").unwrap()).unwrap();
+    let inj = Capture::open(t.ns("a").unwrap(), &t.ifname("a0").unwrap()).unwrap();
+    cap.drain().unwrap();
+    // Untagged and 802.1Q-tagged (VID 100, PCP 5) frames with a made-up ethertype.
+    let mut plain = vec![0xff; 6];
+    plain.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x88, 0xb5]);
+    plain.extend_from_slice(&[0xab; 46]);
+    let mut tagged = vec![0xff; 6];
+    tagged.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x81, 0x00, 0xa0, 0x64, 0x88, 0xb5]);
+    tagged.extend_from_slice(&[0xcd; 46]);
+    inj.inject(&plain).unwrap();
+    inj.inject(&tagged).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let (frames, found) = cap
+        .until(deadline, |f| f.get(12..14) == Some(&[0x81, 0x00]))
+        .unwrap();
+    assert!(found, "tagged frame not captured: {frames:?}");
+    let rx: Vec<&Vec<u8>> = frames
+        .iter()
+        .filter(|f| !f.outgoing)
+        .map(|f| &f.bytes)
+        .collect();
+    assert!(rx.contains(&&plain));
+    assert!(rx.contains(&&tagged));
+}
+
+#[test]
+fn pcap_is_readable_by_tshark() {
+    if !tshark::available() {
+        assert!(
+            std::env::var("XSNOOP_REQUIRE_NETNS").as_deref() != Ok("1"),
+            "tshark missing"
+        );
+        eprintln!("SKIPPED: tshark not installed");
+        return;
+    }
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x88, 0xb5]);
+    f.extend_from_slice(&[0u8; 46]);
+    let dir = std::env::temp_dir().join(format!("xsnoop-pcap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("one.pcap");
+    pcap::write(&path, &[&f, &f]).unwrap();
+    let frames = tshark::decode(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(frames.len(), 2);
+    assert_eq!(
+        frames[0].get("eth.dst").as_deref(),
+        Some("ff:ff:ff:ff:ff:ff")
+    );
+    assert_eq!(frames[1].get("frame.len").as_deref(), Some("60"));
+}
