@@ -1,0 +1,1 @@
+//! Cross-layer tests: builders ↔ parse_frame, kernel captures, robustness.
