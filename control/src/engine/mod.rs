@@ -1,5 +1,36 @@
 //! The snooping engine: no I/O, no clock reads.
+//!
+//! [`Engine`] is the whole engine's face: `(now, input) -> Output`. Behind it, one module per
+//! job: configuration ([`config`]), the querier ([`querier`]), router ports ([`mrouter`]),
+//! control-frame forwarding ([`igmp_forward`]), the table fold ([`table_builder`]), the journal
+//! ([`events`]), counters ([`stats`]) and the operator views ([`mdb`]).
 
+pub mod addr;
+pub mod config;
+pub mod core;
+pub mod deadlines;
+pub mod events;
+pub mod igmp_forward;
+pub mod io;
+pub mod mdb;
 pub mod membership;
 pub mod model;
+pub mod mrouter;
+pub mod querier;
+pub mod state;
+pub mod stats;
+pub mod table_builder;
 pub mod timers;
+pub mod topology;
+
+pub use self::config::{
+    ConfigError, EngineConfig, MrouterMode, PortConfig, PortVlans, StaticGroup, TableFullPolicy,
+    VlanConfig,
+};
+pub use self::core::Engine;
+pub use self::events::{Event, EventKind};
+pub use self::io::{Input, Output, QuerySpec, Transmit};
+pub use self::mdb::{MdbFilterMode, MdbRow};
+pub use self::mrouter::MrouterRow;
+pub use self::querier::QuerierStatus;
+pub use self::stats::Stats;

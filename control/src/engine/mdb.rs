@@ -1,0 +1,100 @@
+//! The multicast database as operators see it (`xsnoop mdb`), in a stable JSON contract.
+
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+use xsnoop_dataplane::VlanId;
+
+use super::events::ms;
+use super::model::{FilterMode, Time};
+use super::state::GroupState;
+
+/// Filter mode in the JSON contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MdbFilterMode {
+    /// INCLUDE.
+    Include,
+    /// EXCLUDE.
+    Exclude,
+}
+
+impl From<FilterMode> for MdbFilterMode {
+    fn from(m: FilterMode) -> Self {
+        match m {
+            FilterMode::Include => MdbFilterMode::Include,
+            FilterMode::Exclude => MdbFilterMode::Exclude,
+        }
+    }
+}
+
+/// One row: a port-group (`source` null) or one of its sources.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MdbRow {
+    /// VLAN.
+    pub vlan: VlanId,
+    /// Group.
+    pub group: Ipv4Addr,
+    /// Port name.
+    pub port: String,
+    /// `null` for the port-group row, else the source.
+    pub source: Option<Ipv4Addr>,
+    /// Router filter mode of the port-group.
+    pub filter_mode: MdbFilterMode,
+    /// The source is listed but not forwarded (EXCLUDE-mode excluded source).
+    pub blocked: bool,
+    /// Configured by management.
+    #[serde(rename = "static")]
+    pub is_static: bool,
+    /// Milliseconds left on the group timer (port-group row) or source timer; `null` when none
+    /// runs.
+    pub expires_ms: Option<u64>,
+}
+
+/// The rows of one group, ports in ascending order, static ports after dynamic ones.
+pub fn group_rows(
+    vlan: VlanId,
+    group: Ipv4Addr,
+    g: &GroupState,
+    now: Time,
+    port_name: &dyn Fn(u16) -> String,
+    out: &mut Vec<MdbRow>,
+) {
+    for (&port, pg) in &g.ports {
+        let mode = MdbFilterMode::from(pg.mode());
+        out.push(MdbRow {
+            vlan,
+            group,
+            port: port_name(port),
+            source: None,
+            filter_mode: mode,
+            blocked: false,
+            is_static: false,
+            expires_ms: pg.group_timer_remaining(now).map(ms),
+        });
+        for s in pg.sources(now) {
+            out.push(MdbRow {
+                vlan,
+                group,
+                port: port_name(port),
+                source: Some(s.source),
+                filter_mode: mode,
+                blocked: !s.forwarded,
+                is_static: false,
+                expires_ms: s.remaining.map(ms),
+            });
+        }
+    }
+    for port in g.static_ports.iter() {
+        out.push(MdbRow {
+            vlan,
+            group,
+            port: port_name(port),
+            source: None,
+            filter_mode: MdbFilterMode::Exclude,
+            blocked: false,
+            is_static: true,
+            expires_ms: None,
+        });
+    }
+}

@@ -1,0 +1,107 @@
+//! Counters of everything the engine received, ignored, refused and sent.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::model::{Message, Version};
+
+/// Messages received, by type and version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Received {
+    /// IGMPv1 queries.
+    pub queries_v1: u64,
+    /// IGMPv2 queries.
+    pub queries_v2: u64,
+    /// IGMPv3 queries.
+    pub queries_v3: u64,
+    /// IGMPv1 reports.
+    pub reports_v1: u64,
+    /// IGMPv2 reports.
+    pub reports_v2: u64,
+    /// IGMPv3 reports.
+    pub reports_v3: u64,
+    /// IGMPv2 leaves.
+    pub leaves: u64,
+    /// PIMv2 hellos.
+    pub pim_hellos: u64,
+    /// MRD advertisements.
+    pub mrd_advertisements: u64,
+    /// Unknown IGMP types.
+    pub unknown: u64,
+}
+
+/// Queries this switch sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Sent {
+    /// General queries (one per transmit, whatever the number of ports).
+    pub general_queries: u64,
+    /// Group-specific queries.
+    pub group_queries: u64,
+    /// Group-and-source-specific queries.
+    pub group_source_queries: u64,
+}
+
+/// Table limit hits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LimitHits {
+    /// Global group limit.
+    pub global: u64,
+    /// Per-VLAN group limit.
+    pub vlan: u64,
+    /// Per-port group limit.
+    pub port: u64,
+    /// Sources refused by the per-port-group source cap.
+    pub sources_refused: u64,
+}
+
+/// Every counter of the engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Messages received.
+    pub received: Received,
+    /// Reports, records, leaves and queries ignored, by reason.
+    pub ignored: BTreeMap<&'static str, u64>,
+    /// Malformed frames, by reason.
+    pub malformed: BTreeMap<&'static str, u64>,
+    /// Queries sent.
+    pub sent: Sent,
+    /// Limit hits.
+    pub limits: LimitHits,
+}
+
+impl Stats {
+    /// Counts a received message.
+    pub(crate) fn count_message<A>(&mut self, msg: &Message<A>) {
+        let r = &mut self.received;
+        let c = match msg {
+            Message::Query { version, .. } => match version {
+                Version::V1 => &mut r.queries_v1,
+                Version::V2 => &mut r.queries_v2,
+                Version::V3 => &mut r.queries_v3,
+            },
+            Message::Report { version, .. } => match version {
+                Version::V1 => &mut r.reports_v1,
+                Version::V2 => &mut r.reports_v2,
+                Version::V3 => &mut r.reports_v3,
+            },
+            Message::Leave { .. } => &mut r.leaves,
+            Message::MrdAdvertisement => &mut r.mrd_advertisements,
+            Message::PimHello => &mut r.pim_hellos,
+            Message::Unknown { .. } => &mut r.unknown,
+        };
+        *c = c.saturating_add(1);
+    }
+
+    /// Counts something ignored for `reason`.
+    pub(crate) fn ignore(&mut self, reason: &'static str) {
+        let c = self.ignored.entry(reason).or_default();
+        *c = c.saturating_add(1);
+    }
+
+    /// Counts a malformed frame for `reason`.
+    pub(crate) fn malformed(&mut self, reason: &'static str) {
+        let c = self.malformed.entry(reason).or_default();
+        *c = c.saturating_add(1);
+    }
+}
