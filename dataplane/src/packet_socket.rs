@@ -57,13 +57,13 @@ fn igmp_pim_filter() -> [libc::sock_filter; 7] {
     const RET_K: u16 = 0x06; // BPF_RET | BPF_K
     let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
     [
-        ins(LDH_ABS, 0, 0, 12),     // ethertype
-        ins(JEQ_K, 0, 4, 0x0800),   // IPv4? else drop
-        ins(LDB_ABS, 0, 0, 23),     // IPv4 protocol
-        ins(JEQ_K, 1, 0, 2),        // IGMP -> accept
-        ins(JEQ_K, 0, 1, 103),      // PIM -> accept, else drop
-        ins(RET_K, 0, 0, 0xffff),   // accept
-        ins(RET_K, 0, 0, 0),        // drop
+        ins(LDH_ABS, 0, 0, 12),   // ethertype
+        ins(JEQ_K, 0, 4, 0x0800), // IPv4? else drop
+        ins(LDB_ABS, 0, 0, 23),   // IPv4 protocol
+        ins(JEQ_K, 1, 0, 2),      // IGMP -> accept
+        ins(JEQ_K, 0, 1, 103),    // PIM -> accept, else drop
+        ins(RET_K, 0, 0, 0xffff), // accept
+        ins(RET_K, 0, 0, 0),      // drop
     ]
 }
 

@@ -1,1 +1,153 @@
-fn main() {}
+//! `xsnoop`: the switch daemon and its command line.
+
+use std::net::Ipv4Addr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+use xsnoop_control::engine::model::Version;
+use xsnoop_control::engine::{EngineConfig, MrouterMode, PortConfig, VlanConfig};
+use xsnoop_control::logging::{self, LogFormat};
+use xsnoop_control::show;
+use xsnoop_control::snoop::SnoopSwitch;
+
+/// xsnoop — an IGMP-snooping Ethernet switch for Linux (XDP + AF_XDP).
+///
+/// Today the snooping engine runs on real interfaces in snoop mode (learning and querying,
+/// no forwarding); the AF_XDP switch (`xsnoop run`) is being built.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the snooping engine on interfaces without forwarding: learn from real IGMP, send
+    /// queries as the snooping querier, and print the group table whenever it changes.
+    ///
+    /// Example: xsnoop snoop --port swp1 --port swp2 --querier --querier-address 10.0.0.254
+    Snoop(SnoopArgs),
+}
+
+#[derive(Args)]
+struct SnoopArgs {
+    /// A switch port (Linux interface name); repeat for each port. All are access ports in VLAN 1.
+    #[arg(long = "port", required = true, value_name = "IF")]
+    ports: Vec<String>,
+    /// Act as the snooping querier (general queries, group-specific queries on leave).
+    #[arg(long)]
+    querier: bool,
+    /// Source address of our queries; 0.0.0.0 sends proxy queries that never win an election.
+    #[arg(long, default_value = "0.0.0.0")]
+    querier_address: Ipv4Addr,
+    /// Version of the queries we send (2 or 3).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
+    igmp_version: u8,
+    /// Ports with a single host behind them: leaves take effect at once. Repeatable.
+    #[arg(long = "fast-leave", value_name = "IF")]
+    fast_leave: Vec<String>,
+    /// Ports that are always multicast-router ports. Repeatable.
+    #[arg(long = "mrouter", value_name = "IF")]
+    mrouter: Vec<String>,
+    /// Print the table as JSON lines instead of a human table.
+    #[arg(long)]
+    json: bool,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(
+                sig,
+                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
+        }
+    }
+}
+
+fn snoop_config(a: &SnoopArgs) -> Result<EngineConfig> {
+    for name in a.fast_leave.iter().chain(&a.mrouter) {
+        if !a.ports.contains(name) {
+            bail!("{name} is not one of the --port interfaces");
+        }
+    }
+    let mut vlan = VlanConfig::new(1);
+    vlan.querier = a.querier;
+    vlan.querier_address = a.querier_address;
+    vlan.igmp_version = if a.igmp_version == 2 {
+        Version::V2
+    } else {
+        Version::V3
+    };
+    Ok(EngineConfig {
+        ports: a
+            .ports
+            .iter()
+            .map(|name| {
+                let mut p = PortConfig::access(name, 1);
+                p.fast_leave = a.fast_leave.contains(name);
+                if a.mrouter.contains(name) {
+                    p.mrouter = MrouterMode::Always;
+                }
+                p
+            })
+            .collect(),
+        vlans: vec![vlan],
+        ..EngineConfig::default()
+    })
+}
+
+fn snoop(a: &SnoopArgs) -> Result<()> {
+    let mut sw = SnoopSwitch::open(snoop_config(a)?)?;
+    install_signal_handlers();
+    tracing::info!(ports = ?a.ports, querier = a.querier, "snooping");
+    let stop_at = a.duration.map(Duration::from_secs_f64);
+    while !STOP.load(Ordering::Relaxed) && stop_at.is_none_or(|d| sw.now() < d) {
+        let outputs = sw.step(Duration::from_millis(200))?;
+        if outputs.iter().any(|o| o.table_changed) {
+            let rows = sw.engine().mdb(sw.now());
+            if a.json {
+                println!("{}", serde_json::to_string(&rows)?);
+            } else {
+                print!("{}", show::mdb(&rows));
+            }
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(&cli.log_level, cli.log_format);
+    let result = match &cli.command {
+        Command::Snoop(a) => snoop(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xsnoop: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Snoop mode: the engine on real interfaces, without forwarding.
+//!
+//! Each port is an `AF_PACKET` socket that receives only IGMP and PIM (filtered in the kernel).
+//! Frames are parsed by the dataplane's codecs, punted to the engine, and the queries the engine
+//! wants are built and sent out of the right ports. The forwarding table is computed and
+//! published exactly as it will be for the AF_XDP dataplane; nothing forwards it yet. This is how
+//! the snooping brain meets real hosts before the switch fabric exists, and it stays useful as a
+//! passive monitor/querier on a segment another device switches.
+
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use tracing::{debug, info, warn};
+use xsnoop_dataplane::packet_socket::{CaptureFilter, PacketSocket};
+use xsnoop_dataplane::wire::{parse_frame, MacAddr};
+use xsnoop_dataplane::{PortId, TableHandle, VlanId};
+
+use crate::engine::config::PortVlans;
+use crate::engine::model::Time;
+use crate::engine::{Engine, EngineConfig, Input, Output};
+use crate::inject::{build_query, MAX_QUERY_FRAME};
+use crate::punt::punt;
+
+/// One switch port in snoop mode.
+struct SnoopPort {
+    name: String,
+    socket: PacketSocket,
+    mac: MacAddr,
+    access_vlan: Option<VlanId>,
+}
+
+/// The engine driven by real interfaces and a real clock.
+pub struct SnoopSwitch {
+    engine: Engine,
+    ports: Vec<SnoopPort>,
+    table: TableHandle,
+    epoch: Instant,
+    rx_buf: Vec<u8>,
+}
+
+/// Reads the MAC address of interface `name` from sysfs (our queries are sent from it).
+pub fn interface_mac(name: &str) -> Result<MacAddr> {
+    let path = format!("/sys/class/net/{name}/address");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let mut mac = [0u8; 6];
+    let mut parts = text.trim().split(':');
+    for byte in &mut mac {
+        let part = parts
+            .next()
+            .with_context(|| format!("short MAC in {path}"))?;
+        *byte = u8::from_str_radix(part, 16).with_context(|| format!("bad MAC in {path}"))?;
+    }
+    Ok(MacAddr(mac))
+}
+
+impl SnoopSwitch {
+    /// Opens every configured port (interface names in the current network namespace) and
+    /// starts the engine at time zero.
+    pub fn open(config: EngineConfig) -> Result<SnoopSwitch> {
+        let mut ports = Vec::with_capacity(config.ports.len());
+        for p in &config.ports {
+            let socket = PacketSocket::open(&p.name, CaptureFilter::IgmpAndPim)
+                .with_context(|| format!("opening port {} (AF_PACKET needs root)", p.name))?;
+            let access_vlan = match p.vlans {
+                PortVlans::Access(v) => Some(v),
+                PortVlans::Trunk(_) => None,
+            };
+            if access_vlan.is_none() {
+                bail!(
+                    "port {}: snoop mode supports access ports only (trunk ports need the AF_XDP dataplane)",
+                    p.name
+                );
+            }
+            ports.push(SnoopPort {
+                name: p.name.clone(),
+                socket,
+                mac: interface_mac(&p.name)?,
+                access_vlan,
+            });
+        }
+        let engine = Engine::new(config, Duration::ZERO).context("invalid configuration")?;
+        let table = TableHandle::new(engine.table().clone());
+        Ok(SnoopSwitch {
+            engine,
+            ports,
+            table,
+            epoch: Instant::now(),
+            rx_buf: vec![0u8; 65_536],
+        })
+    }
+
+    /// Engine time now.
+    pub fn now(&self) -> Time {
+        self.epoch.elapsed()
+    }
+
+    /// The engine, for show commands.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The published forwarding table.
+    pub fn table(&self) -> &TableHandle {
+        &self.table
+    }
+
+    /// Name of port `id`.
+    pub fn port_name(&self, id: PortId) -> &str {
+        self.ports
+            .get(usize::from(id))
+            .map_or("?", |p| p.name.as_str())
+    }
+
+    /// Waits at most `max_wait` for frames or the engine's next deadline, handles everything that
+    /// is ready, and returns the engine's outputs (already acted on) for display.
+    pub fn step(&mut self, max_wait: Duration) -> Result<Vec<Output>> {
+        let mut outputs = Vec::new();
+        let now = self.now();
+        let wait = match self.engine.next_deadline() {
+            Some(d) if d <= now => Duration::ZERO,
+            Some(d) => (d - now).min(max_wait),
+            None => max_wait,
+        };
+        let mut fds: Vec<libc::pollfd> = self
+            .ports
+            .iter()
+            .map(|p| libc::pollfd {
+                fd: p.socket.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let timeout_ms =
+            i32::try_from(wait.as_millis().max(u128::from(!wait.is_zero()))).unwrap_or(i32::MAX);
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs for the call's duration.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e).context("poll");
+            }
+        }
+        for (i, fd) in fds.iter().enumerate() {
+            if fd.revents & libc::POLLIN != 0 {
+                self.drain_port(i, &mut outputs)?;
+            }
+        }
+        if self.engine.next_deadline().is_some_and(|d| d <= self.now()) {
+            let out = self.engine.handle(self.now(), Input::Tick);
+            self.act(&out);
+            outputs.push(out);
+        }
+        Ok(outputs)
+    }
+
+    fn drain_port(&mut self, index: usize, outputs: &mut Vec<Output>) -> Result<()> {
+        let Ok(port) = PortId::try_from(index) else {
+            return Ok(());
+        };
+        // Bounded so one flooding port cannot starve the others or the timers.
+        for _ in 0..256 {
+            let Some(p) = self.ports.get(index) else {
+                return Ok(());
+            };
+            let Some(len) = p.socket.recv(&mut self.rx_buf)? else {
+                return Ok(());
+            };
+            let vlan = p.access_vlan.unwrap_or(1);
+            let frame = self.rx_buf.get(..len).unwrap_or_default();
+            let now = self.now();
+            let out = match parse_frame(frame) {
+                Ok(f) if f.vlan.is_some() => self.engine.handle(
+                    now,
+                    Input::Malformed {
+                        port,
+                        vlan,
+                        reason: "tagged_frame_on_access_port",
+                    },
+                ),
+                Ok(f) => match punt(&f.l3) {
+                    Some(p) => {
+                        debug!(port = index, src = %p.src_ip, msg = ?p.msg, "punted");
+                        self.engine.handle(
+                            now,
+                            Input::Message {
+                                port,
+                                vlan,
+                                src_ip: p.src_ip,
+                                dst_ip: p.dst_ip,
+                                msg: &p.msg,
+                            },
+                        )
+                    }
+                    None => continue,
+                },
+                Err(e) => self.engine.handle(
+                    now,
+                    Input::Malformed {
+                        port,
+                        vlan,
+                        reason: e.reason(),
+                    },
+                ),
+            };
+            self.act(&out);
+            outputs.push(out);
+        }
+        Ok(())
+    }
+
+    /// Carries out an engine output: sends its queries, publishes the table, logs its events.
+    fn act(&mut self, out: &Output) {
+        let mut buf = [0u8; MAX_QUERY_FRAME];
+        for t in &out.transmit {
+            for port in t.ports.iter() {
+                let Some(p) = self.ports.get(usize::from(port)) else {
+                    continue;
+                };
+                match build_query(&t.query, p.mac, None, &mut buf) {
+                    Ok(n) => {
+                        if let Err(e) = p.socket.send(buf.get(..n).unwrap_or_default()) {
+                            warn!(port = %p.name, error = %e, "sending query failed");
+                        }
+                    }
+                    Err(e) => warn!(port = %p.name, error = %e, "building query failed"),
+                }
+            }
+        }
+        for e in &out.events {
+            let port = e.port.map(|p| self.port_name(p).to_string());
+            info!(vlan = e.vlan, port = ?port, group = ?e.group, kind = ?e.kind, reason = e.reason, "event");
+        }
+        if out.table_changed {
+            self.table.publish(self.engine.table().clone());
+        }
+    }
+}
