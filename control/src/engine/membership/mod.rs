@@ -221,7 +221,7 @@ impl<A: GroupAddress> PortGroup<A> {
             (Version::V1, RecordType::ToIn) => self.apply(ctx, RecordType::Allow, &list, &mut out),
             (_, kind) => self.apply(ctx, kind, &list, &mut out),
         }
-        self.finish(before, out)
+        self.finish(ctx, before, out)
     }
 
     /// An IGMPv2 Leave: TO_IN({}) per RFC 3376 §7.3.2 (ignored in IGMPv1 compatibility mode).
@@ -232,7 +232,7 @@ impl<A: GroupAddress> PortGroup<A> {
         if self.compat_version(ctx.now) != Version::V1 {
             self.apply(ctx, RecordType::ToIn, &SourceList::empty(), &mut out);
         }
-        self.finish(before, out)
+        self.finish(ctx, before, out)
     }
 
     /// Another querier's group-specific query for this group was seen (RFC 3376 §6.6.1): unless
@@ -249,7 +249,7 @@ impl<A: GroupAddress> PortGroup<A> {
         if !suppress {
             self.lower_group_timer(ctx.now, queries::seen_lmqt(ctx, max_resp));
         }
-        self.finish(before, out)
+        self.finish(ctx, before, out)
     }
 
     /// Another querier's group-and-source-specific query was seen (RFC 3376 §6.6.1): unless
@@ -270,7 +270,7 @@ impl<A: GroupAddress> PortGroup<A> {
                 self.lower_source_timer(s, ctx.now, lmqt);
             }
         }
-        self.finish(before, out)
+        self.finish(ctx, before, out)
     }
 
     /// Processes everything due at `ctx.now`: source and group timer expiry (§6.3, §6.5), the
@@ -279,7 +279,7 @@ impl<A: GroupAddress> PortGroup<A> {
         let before = self.forwarding_key();
         let mut out = Outcome::default();
         self.run_due(ctx, &mut out);
-        self.finish(before, out)
+        self.finish(ctx, before, out)
     }
 
     /// The earliest time at which [`PortGroup::advance`] has something to do.
@@ -364,9 +364,17 @@ impl<A: GroupAddress> PortGroup<A> {
         (self.mode, deciding)
     }
 
-    /// Restores the invariants after a change and completes the outcome.
-    fn finish(&mut self, before: ForwardingKey<A>, mut out: Outcome<A>) -> Outcome<A> {
+    /// Restores the invariants after a change and completes the outcome. A timer the call
+    /// lowered to "now" (a zero LMQT or Max Resp Time) has expired, so it is processed here:
+    /// after every call [`PortGroup::next_deadline`] lies strictly after `ctx.now`.
+    fn finish(
+        &mut self,
+        ctx: &Context<'_>,
+        before: ForwardingKey<A>,
+        mut out: Outcome<A>,
+    ) -> Outcome<A> {
         self.normalize();
+        self.run_due(ctx, &mut out);
         out.forwarding_changed |= before != self.forwarding_key();
         out
     }

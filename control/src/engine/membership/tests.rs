@@ -799,6 +799,23 @@ fn non_querier_lowers_listed_source_timers_on_group_source_query() {
 }
 
 #[test]
+fn a_zero_max_resp_query_expires_the_group_in_the_same_call() {
+    let env = Env::new(QuerierRole::Other);
+    let mut pg = exclude_fixture(&env);
+    let out = pg.group_query_seen(&env.at(s(10)), Duration::ZERO, false);
+    assert!(out.forwarding_changed);
+    assert_eq!(
+        snap(&pg, s(10)),
+        (
+            Include,
+            None,
+            vec![(src(1), Some(s(255))), (src(2), Some(s(257)))]
+        )
+    );
+    assert!(pg.next_deadline().is_some_and(|d| d > s(10)));
+}
+
+#[test]
 fn group_query_seen_in_include_changes_nothing() {
     let env = Env::new(QuerierRole::Other);
     let mut pg = include_fixture(&env);
@@ -1118,10 +1135,12 @@ fn absurd_timer_values_do_not_panic() {
     rec(&mut pg, &env, s(1), IsEx, &[1]);
     rec(&mut pg, &env, s(1), Allow, &[2]);
     let out = pg.leave(&env.at(s(2)));
-    // LMQC 0 acts as 1; LMQI 0 and LMQT 0: the group expires at once on the next call.
+    // LMQC 0 acts as 1 (one query); LMQT 0: the timers lowered to "now" expire in the same
+    // call, leaving nothing due at or before now.
     assert_eq!(out.queries, vec![q(&[], false), q(&[2], false)]);
-    pg.advance(&env.at(s(2)));
+    assert!(out.forwarding_changed);
     assert!(pg.is_empty());
+    assert_eq!(pg.next_deadline(), None);
     let out = pg.group_query_seen(&env.at(Duration::MAX), Duration::MAX, false);
     assert_eq!(out, Outcome::default());
 }
