@@ -39,21 +39,6 @@ pub struct SnoopSwitch {
     rx_buf: Vec<u8>,
 }
 
-/// Reads the MAC address of interface `name` from sysfs (our queries are sent from it).
-pub fn interface_mac(name: &str) -> Result<MacAddr> {
-    let path = format!("/sys/class/net/{name}/address");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let mut mac = [0u8; 6];
-    let mut parts = text.trim().split(':');
-    for byte in &mut mac {
-        let part = parts
-            .next()
-            .with_context(|| format!("short MAC in {path}"))?;
-        *byte = u8::from_str_radix(part, 16).with_context(|| format!("bad MAC in {path}"))?;
-    }
-    Ok(MacAddr(mac))
-}
-
 impl SnoopSwitch {
     /// Opens every configured port (interface names in the current network namespace) and
     /// starts the engine at time zero.
@@ -74,8 +59,12 @@ impl SnoopSwitch {
             }
             ports.push(SnoopPort {
                 name: p.name.clone(),
+                mac: MacAddr(
+                    socket
+                        .hardware_address()
+                        .with_context(|| format!("reading the MAC of {}", p.name))?,
+                ),
                 socket,
-                mac: interface_mac(&p.name)?,
                 access_vlan,
             });
         }

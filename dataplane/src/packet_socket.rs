@@ -128,6 +128,31 @@ impl PacketSocket {
         self.ifindex
     }
 
+    /// The interface's hardware address, as the kernel reports it for the bound socket. Unlike
+    /// sysfs, this is right in whatever network namespace the socket was opened.
+    pub fn hardware_address(&self) -> io::Result<[u8; 6]> {
+        // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: `sll` is writable for `len` bytes and `len` is a valid in/out length.
+        cvt(unsafe {
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                &mut sll as *mut libc::sockaddr_ll as *mut libc::sockaddr,
+                &mut len,
+            )
+        })?;
+        if sll.sll_halen != 6 {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "interface has no 6-octet hardware address",
+            ));
+        }
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&sll.sll_addr[..6]);
+        Ok(mac)
+    }
+
     /// Receives one frame into `buf`; `Ok(None)` when nothing is waiting. Frames longer than
     /// `buf` are truncated to its length (the caller's parser then rejects them as truncated).
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
