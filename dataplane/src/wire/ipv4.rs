@@ -471,11 +471,7 @@ impl Ipv4Repr {
         p.set_dst_addr(self.dst);
         if self.router_alert {
             // RFC 2113 §2.1: type 148, length 4, value 0 ("router shall examine packet").
-            bytes::put(
-                p.buffer,
-                MIN_HEADER_LEN,
-                &[option::ROUTER_ALERT, 4, 0, 0],
-            );
+            bytes::put(p.buffer, MIN_HEADER_LEN, &[option::ROUTER_ALERT, 4, 0, 0]);
         }
         p.fill_checksum();
         Ok(hl)
