@@ -850,13 +850,25 @@ impl Engine {
                         .ignore("group query for an IGMPv1 group not sent");
                     continue;
                 }
-                if !q.sources.is_empty() && version != Version::V3 {
-                    self.stats
-                        .ignore("source query for an older-version group not sent");
+                // An IGMPv2 query cannot carry sources: v3 hosts answer a Q(G) with their whole
+                // state, so a Q(G,S) becomes one Q(G) (as the state machine does in v2 mode).
+                let (sources, suppress) = if version == Version::V3 {
+                    (q.sources, q.suppress)
+                } else {
+                    (Vec::new(), false)
+                };
+                let dup = out.transmit.iter().any(|t| {
+                    t.vlan == vlan
+                        && t.ports == PortSet::single(port)
+                        && t.query.group == Some(q.group)
+                        && t.query.sources == sources
+                        && t.query.suppress == suppress
+                });
+                if dup {
                     continue;
                 }
                 let sent = &mut self.stats.sent;
-                let c = if q.sources.is_empty() {
+                let c = if sources.is_empty() {
                     &mut sent.group_queries
                 } else {
                     &mut sent.group_source_queries
@@ -869,9 +881,9 @@ impl Engine {
                         version,
                         src: cfg.querier_address,
                         group: Some(q.group),
-                        sources: q.sources,
+                        sources,
                         max_resp: timers.last_member_query_interval,
-                        suppress: q.suppress,
+                        suppress,
                         qrv: timers.robustness,
                         qqi: timers.query_interval,
                     },
