@@ -235,7 +235,7 @@ impl Capture {
         let bytes = buf[start..4 + len].to_vec();
         Ok(Some(Frame {
             bytes,
-            outgoing: from.sll_pkttype == libc::PACKET_OUTGOING as u8,
+            outgoing: from.sll_pkttype == libc::PACKET_OUTGOING,
             at: Instant::now(),
         }))
     }

@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod error;
 pub mod host;
 pub mod netns;
+pub mod observe;
 pub mod pcap;
 pub mod privilege;
 pub mod sock;
@@ -31,7 +32,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// Parses hex as written by [`to_hex`] (whitespace ignored); `None` on a bad digit or odd length.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits
