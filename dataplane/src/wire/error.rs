@@ -17,8 +17,6 @@ pub enum Layer {
     Igmp,
     /// The PIM header.
     Pim,
-    /// The UDP header.
-    Udp,
 }
 
 impl Layer {
@@ -30,7 +28,6 @@ impl Layer {
             Layer::Ipv4 => "ipv4",
             Layer::Igmp => "igmp",
             Layer::Pim => "pim",
-            Layer::Udp => "udp",
         }
     }
 }
@@ -130,7 +127,6 @@ impl WireError {
                 Layer::Ipv4 => "truncated_ipv4",
                 Layer::Igmp => "truncated_igmp",
                 Layer::Pim => "truncated_pim",
-                Layer::Udp => "truncated_udp",
             },
             WireError::QinQ => "qinq",
             WireError::NotIpv4 => "not_ipv4",
@@ -171,7 +167,6 @@ mod tests {
             WireError::Truncated { layer: Layer::Ipv4 },
             WireError::Truncated { layer: Layer::Igmp },
             WireError::Truncated { layer: Layer::Pim },
-            WireError::Truncated { layer: Layer::Udp },
             WireError::QinQ,
             WireError::NotIpv4,
             WireError::BadIhl,
