@@ -13,6 +13,7 @@ pub mod netns;
 pub mod observe;
 pub mod pcap;
 pub mod privilege;
+pub mod snoop_runner;
 pub mod sock;
 pub mod topology;
 pub mod tshark;
