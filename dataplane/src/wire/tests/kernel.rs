@@ -55,8 +55,14 @@ pub(super) const BR_V3_GSSQ: &str =
     "01005e0506071aa0507afe6d080046c0002c000040000102f5ff00000000e8050607\
      94040000110ae8d7e8050607020a00020a0101020a010101";
 
+/// Linux bridge querier in IGMPv2 mode answering a v2 leave for 239.1.2.3: a v2 group-specific
+/// query, max resp 1 s. Note: Linux sends it to 224.0.0.1, not to G as RFC 2236 §3 says; the
+/// group field is what counts.
+pub(super) const BR_V2_GSQ_TO_ALL_SYSTEMS: &str =
+    "01005e0000016e4e8b08f94f080046c00020000040000102041700000000e000000194040000110afdf0ef010203";
+
 /// Every capture, for the robustness tests.
-pub(super) const ALL: [&str; 12] = [
+pub(super) const ALL: [&str; 13] = [
     V1_REPORT,
     V2_REPORT,
     V2_LEAVE,
@@ -69,6 +75,7 @@ pub(super) const ALL: [&str; 12] = [
     BR_V3_GSQ,
     BR_V3_GSQ_S,
     BR_V3_GSSQ,
+    BR_V2_GSQ_TO_ALL_SYSTEMS,
 ];
 
 const HOST: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
@@ -160,6 +167,16 @@ fn bridge_queries() {
     assert_eq!(
         (ip.src, ip.dst),
         (Ipv4Addr::UNSPECIFIED, mcast::ALL_SYSTEMS)
+    );
+
+    let (q, ip, f) = query(BR_V2_GSQ_TO_ALL_SYSTEMS);
+    assert_eq!(
+        (q.version, q.group_opt(), q.max_resp()),
+        (IgmpVersion::V2, Some(G), Duration::from_secs(1))
+    );
+    assert_eq!(
+        (ip.dst, f.dst),
+        (mcast::ALL_SYSTEMS, multicast_mac(mcast::ALL_SYSTEMS))
     );
 
     let (q, _, _) = query(BR_V3_GENERAL);
