@@ -14,7 +14,8 @@ pub struct Frame<'a> {
     pub dst: MacAddr,
     /// Source MAC.
     pub src: MacAddr,
-    /// The 802.1Q tag, if the frame had one.
+    /// The 802.1Q tag, if the frame had one. A priority-tagged frame reports VID 0: the
+    /// caller maps it to the port's native VLAN (IEEE 802.1Q §6.9).
     pub vlan: Option<VlanTag>,
     /// The EtherType after any tag.
     pub ethertype: u16,

@@ -74,6 +74,68 @@ fn every_prefix_of_every_capture_is_an_error() {
 }
 
 #[test]
+fn every_prefix_of_every_built_frame_is_an_error() {
+    let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+    let me = Ipv4Addr::new(10, 0, 0, 1);
+    let vlan = Some(VlanTag::new(100, 0));
+    let specs = [RecordSpec {
+        kind: RecordKind::AllowNewSources,
+        group: G,
+        sources: &[me, me],
+        aux_data: &[0; 4],
+    }];
+    let frames = [
+        to_vec(&ReportV3Builder {
+            src_mac: mac,
+            src_ip: me,
+            records: &specs,
+            vlan,
+        })
+        .unwrap(),
+        to_vec(&LeaveBuilder {
+            src_mac: mac,
+            src_ip: me,
+            group: G,
+            vlan,
+        })
+        .unwrap(),
+        to_vec(&PimHelloBuilder {
+            src_mac: mac,
+            src_ip: me,
+            holdtime: 105,
+            vlan,
+        })
+        .unwrap(),
+        to_vec(&MrdAdvertisementBuilder {
+            src_mac: mac,
+            src_ip: me,
+            adv_interval: 20,
+            qqi: 125,
+            qrv: 2,
+            vlan,
+        })
+        .unwrap(),
+    ];
+    for b in frames {
+        assert!(parse_frame(&b).is_ok());
+        for n in 0..b.len() {
+            let e = parse_frame(&b[..n]).unwrap_err();
+            match n {
+                0..14 => assert_eq!(
+                    e,
+                    WireError::Truncated {
+                        layer: Layer::Ethernet
+                    }
+                ),
+                14..18 => assert_eq!(e, WireError::Truncated { layer: Layer::Vlan }),
+                18..38 => assert_eq!(e, WireError::Truncated { layer: Layer::Ipv4 }),
+                _ => assert_eq!(e, WireError::TotalLengthPastFrame, "len {n}"),
+            }
+        }
+    }
+}
+
+#[test]
 fn ethernet_padding_is_ignored() {
     for h in kernel::ALL {
         let b = hex(h);
