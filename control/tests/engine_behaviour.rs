@@ -646,7 +646,9 @@ fn port_down_behind_the_querier_loses_it() {
             address: ip(10, 0, 0, 1)
         }));
     assert!(sw.engine.querier_status(sw.now)[0].we_are_querier);
-    assert_eq!(sw.engine.next_deadline(), Some(sw.now));
+    // We take over at once: a general query on the ports still up.
+    assert_eq!(out.transmit.len(), 1);
+    assert_eq!(out.transmit[0].ports, ps(&[1, 2, 3, 4]));
 }
 
 #[test]
@@ -686,10 +688,9 @@ fn reconfigure_keeps_valid_state_and_evicts_the_rest() {
 fn reconfigure_turning_the_querier_on_starts_it() {
     let mut sw = Switch::new(config());
     sw.now = s(50);
-    sw.step(Input::Reconfigure(querier_config()));
-    assert_eq!(sw.engine.next_deadline(), Some(s(50)));
-    let out = sw.step(Input::Tick);
-    assert_eq!(out.transmit.len(), 1);
+    let out = sw.step(Input::Reconfigure(querier_config()));
+    assert_eq!(out.transmit.len(), 1, "first startup query at once");
+    assert_eq!(sw.engine.next_deadline(), Some(s(50) + ms(31_250)));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -99,12 +99,17 @@ impl Engine {
     }
 
     /// Processes one input at `now` (time never goes backwards: an earlier `now` counts as the
-    /// latest seen). Timers due at `now` always run first.
+    /// latest seen). Timers due at `now` run before the input and again after it, so after a
+    /// step [`Engine::next_deadline`] is always in the future.
     pub fn handle(&mut self, now: Time, input: Input<'_>) -> Output {
         let now = now.max(self.now);
         self.now = now;
         let mut out = Output::default();
-        self.run_timers(now, &mut out);
+        // Work already due is done under the configuration it was scheduled with, except when
+        // that configuration is being replaced: then under the new one.
+        if !matches!(input, Input::Reconfigure(_)) {
+            self.run_timers(now, &mut out);
+        }
         match input {
             Input::Message {
                 port,
@@ -124,6 +129,15 @@ impl Engine {
                 }
             }
         }
+        // What the input made due at once (a querier taking over, a reconfigured querier's
+        // first startup query) goes out in this step.
+        self.run_timers(now, &mut out);
+        // Queries decided before a reconfiguration or a link change in this same step only
+        // go where the VLAN still has up ports.
+        out.transmit.retain_mut(|t| {
+            t.ports = t.ports.intersection(self.up_ports(t.vlan));
+            !t.ports.is_empty()
+        });
         out
     }
 

@@ -1,0 +1,404 @@
+//! Property tests: random sequences of reports (v1/v2/v3, every record type), leaves, queries
+//! from various sources, router announcements, malformed frames, link events, reconfigurations
+//! and ticks with random time jumps never panic and keep the engine's invariants.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use common::*;
+use proptest::prelude::*;
+use xsnoop_control::engine::model::{GroupRecord, Message, RecordType, Version};
+use xsnoop_control::engine::{EngineConfig, Input, MdbFilterMode, TableFullPolicy};
+use xsnoop_dataplane::{PortId, PortSet};
+
+const GROUPS: [Ipv4Addr; 4] = [
+    Ipv4Addr::new(239, 1, 1, 1),
+    Ipv4Addr::new(239, 1, 1, 2),
+    Ipv4Addr::new(232, 5, 5, 5),
+    Ipv4Addr::new(224, 0, 0, 251), // link-local: never learned
+];
+const SOURCES: [Ipv4Addr; 4] = [
+    Ipv4Addr::new(10, 9, 0, 1),
+    Ipv4Addr::new(10, 9, 0, 2),
+    Ipv4Addr::new(10, 9, 0, 3),
+    Ipv4Addr::new(10, 9, 0, 4),
+];
+const QUERIERS: [Ipv4Addr; 4] = [
+    Ipv4Addr::UNSPECIFIED,
+    Ipv4Addr::new(10, 0, 0, 1),
+    Ipv4Addr::new(10, 0, 0, 5), // our address when we query
+    Ipv4Addr::new(10, 0, 0, 9),
+];
+
+#[derive(Clone, Debug)]
+enum Op {
+    Msg {
+        port: PortId,
+        other_vlan: bool,
+        src: Ipv4Addr,
+        msg: Message<Ipv4Addr>,
+    },
+    Malformed(PortId),
+    Tick(Duration),
+    Up(PortId),
+    Down(PortId),
+    Reconfigure(Knobs),
+}
+
+#[derive(Clone, Debug)]
+struct Knobs {
+    querier: bool,
+    proxy: bool,
+    v2_queries: bool,
+    fast_leave_port1: bool,
+    vlan_max: usize,
+    port_max: usize,
+    global_max: usize,
+    max_sources: usize,
+    flood_policy: bool,
+    trunk_in_vlan10: bool,
+    robustness: u8,
+}
+
+fn knobs() -> impl Strategy<Value = Knobs> {
+    (
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        0usize..4,
+        0usize..3,
+        0usize..5,
+        0usize..4,
+        any::<bool>(),
+        any::<bool>(),
+        1u8..4,
+    )
+        .prop_map(|(q, p, v2, fl, vm, pm, gm, ms, fp, tr, rb)| Knobs {
+            querier: q,
+            proxy: p,
+            v2_queries: v2,
+            fast_leave_port1: fl,
+            vlan_max: vm,
+            port_max: pm,
+            global_max: gm,
+            max_sources: ms,
+            flood_policy: fp,
+            trunk_in_vlan10: tr,
+            robustness: rb,
+        })
+}
+
+fn build(k: &Knobs) -> EngineConfig {
+    let mut c = config();
+    for v in &mut c.vlans {
+        v.querier = k.querier;
+        v.querier_address = if k.proxy {
+            Ipv4Addr::UNSPECIFIED
+        } else {
+            QUERIERS[2]
+        };
+        v.igmp_version = if k.v2_queries {
+            Version::V2
+        } else {
+            Version::V3
+        };
+        v.max_groups = k.vlan_max;
+        v.table_full = if k.flood_policy {
+            TableFullPolicy::Flood
+        } else {
+            TableFullPolicy::Deny
+        };
+        v.timers.robustness = k.robustness;
+        v.timers.last_member_query_count = k.robustness;
+        v.timers.startup_query_count = k.robustness;
+    }
+    c.ports[1].fast_leave = k.fast_leave_port1;
+    c.ports[2].max_groups = k.port_max;
+    c.max_groups = k.global_max;
+    c.max_sources = k.max_sources;
+    if !k.trunk_in_vlan10 {
+        c.ports[4].vlans = xsnoop_control::engine::PortVlans::Access(OTHER_VLAN);
+    }
+    c
+}
+
+fn version() -> impl Strategy<Value = Version> {
+    prop_oneof![Just(Version::V1), Just(Version::V2), Just(Version::V3)]
+}
+
+fn record_type() -> impl Strategy<Value = RecordType> {
+    prop_oneof![
+        Just(RecordType::IsIn),
+        Just(RecordType::IsEx),
+        Just(RecordType::ToIn),
+        Just(RecordType::ToEx),
+        Just(RecordType::Allow),
+        Just(RecordType::Block),
+    ]
+}
+
+fn sources() -> impl Strategy<Value = Vec<Ipv4Addr>> {
+    proptest::sample::subsequence(SOURCES.to_vec(), 0..=4)
+}
+
+fn group() -> impl Strategy<Value = Ipv4Addr> {
+    proptest::sample::select(GROUPS.to_vec())
+}
+
+fn message() -> impl Strategy<Value = Message<Ipv4Addr>> {
+    let record =
+        (record_type(), group(), sources()).prop_map(|(kind, group, sources)| GroupRecord {
+            kind,
+            group,
+            sources,
+        });
+    prop_oneof![
+        4 => (version(), group()).prop_map(|(v, g)| {
+            if v == Version::V3 {
+                Message::Report { version: v, records: vec![GroupRecord { kind: RecordType::IsEx, group: g, sources: vec![] }] }
+            } else {
+                v2_or_v1_report(v, g)
+            }
+        }),
+        4 => proptest::collection::vec(record, 1..4)
+            .prop_map(|records| Message::Report { version: Version::V3, records }),
+        2 => group().prop_map(|group| Message::Leave { group }),
+        2 => (version(), proptest::option::of(group()), sources(), 1u64..12, any::<bool>(), 0u8..4,
+              proptest::option::of(20u64..200))
+            .prop_map(|(version, group, sources, mr, suppress, qrv, qqi)| Message::Query {
+                version,
+                sources: if version == Version::V3 && group.is_some() { sources } else { vec![] },
+                group,
+                max_resp: Duration::from_secs(mr),
+                suppress,
+                qrv,
+                qqi: qqi.map(Duration::from_secs),
+            }),
+        1 => Just(Message::PimHello),
+        1 => Just(Message::MrdAdvertisement),
+        1 => any::<u8>().prop_map(|t| Message::Unknown { igmp_type: t }),
+    ]
+}
+
+fn v2_or_v1_report(version: Version, group: Ipv4Addr) -> Message<Ipv4Addr> {
+    Message::Report {
+        version,
+        records: vec![GroupRecord {
+            kind: RecordType::IsEx,
+            group,
+            sources: vec![],
+        }],
+    }
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        12 => (0u16..6, prop::bool::weighted(0.15), proptest::sample::select(QUERIERS.to_vec()), message())
+            .prop_map(|(port, other_vlan, src, msg)| Op::Msg { port, other_vlan, src, msg }),
+        1 => (0u16..6).prop_map(Op::Malformed),
+        6 => prop_oneof![
+            0u64..3_000,
+            0u64..30_000,
+            0u64..400_000,
+        ].prop_map(|m| Op::Tick(Duration::from_millis(m))),
+        1 => (0u16..7).prop_map(Op::Up),
+        1 => (0u16..7).prop_map(Op::Down),
+        1 => knobs().prop_map(Op::Reconfigure),
+    ]
+}
+
+/// Checks what the engine promises about one step's output and its table.
+fn check_step(sw: &Switch, ingress: Option<(PortId, u16)>, out: &xsnoop_control::engine::Output) {
+    let t = sw.engine.table();
+    if let Some((port, vlan)) = ingress {
+        assert!(
+            !out.forward.contains(port),
+            "control frame sent back to its ingress"
+        );
+        let vports = t.vlans.get(&vlan).map(|v| v.ports).unwrap_or_default();
+        assert_eq!(
+            out.forward.difference(vports),
+            PortSet::EMPTY,
+            "forward outside the VLAN"
+        );
+    }
+    for tx in &out.transmit {
+        let v = &t.vlans[&tx.vlan];
+        assert!(!tx.ports.is_empty());
+        assert_eq!(tx.ports.difference(v.ports), PortSet::EMPTY);
+        let cfg = sw
+            .engine
+            .config()
+            .vlans
+            .iter()
+            .find(|c| c.id == tx.vlan)
+            .unwrap();
+        assert!(
+            tx.query.version <= cfg.igmp_version,
+            "query newer than the VLAN speaks"
+        );
+        if tx.query.group.is_some() {
+            assert_eq!(tx.ports.len(), 1, "group queries go out of one port");
+            assert_ne!(tx.query.version, Version::V1);
+        }
+        if tx.query.version != Version::V3 {
+            assert!(tx.query.sources.is_empty());
+        }
+    }
+    // Data frames: never back out of the ingress, never outside the VLAN.
+    for (&vlan, v) in &t.vlans {
+        for ingress in 0..7u16 {
+            for g in GROUPS.iter().chain([Ipv4Addr::new(239, 7, 7, 7)].iter()) {
+                for s in SOURCES.iter().take(2) {
+                    let (egress, _) = t.multicast_egress(vlan, ingress, *s, *g);
+                    assert!(!egress.contains(ingress));
+                    assert_eq!(egress.difference(v.ports), PortSet::EMPTY);
+                }
+            }
+        }
+    }
+    // An expired (deleted) port-group forwards nothing: every member port in the table has a
+    // port-group (or static) row in the mdb; every EXCLUDE port-group has a running timer.
+    let now = sw.engine.now();
+    let mut rows: BTreeMap<(u16, Ipv4Addr), PortSet> = BTreeMap::new();
+    for r in sw.engine.mdb(now) {
+        if r.source.is_none() {
+            let id = sw
+                .engine
+                .config()
+                .ports
+                .iter()
+                .position(|p| p.name == r.port)
+                .unwrap();
+            rows.entry((r.vlan, r.group))
+                .or_default()
+                .insert(id as PortId);
+            if r.filter_mode == MdbFilterMode::Exclude && !r.is_static {
+                assert!(
+                    r.expires_ms.is_some_and(|m| m > 0),
+                    "EXCLUDE without a group timer: {r:?}"
+                );
+            }
+        }
+    }
+    for (&vlan, v) in &t.vlans {
+        for (g, e) in &v.groups {
+            let mut members = e.any_source;
+            for p in e.by_source.values() {
+                members = members.union(*p);
+            }
+            let have = rows.get(&(vlan, *g)).copied().unwrap_or_default();
+            assert_eq!(
+                members.difference(have),
+                PortSet::EMPTY,
+                "{vlan}/{g}: ports without state forward"
+            );
+        }
+    }
+    // The table's per-source answer equals what the mdb says each port admits (RFC 3376 §6.3:
+    // INCLUDE forwards listed unblocked sources, EXCLUDE all but the blocked ones).
+    let mdb = sw.engine.mdb(now);
+    for (&vlan, v) in &t.vlans {
+        for (g, e) in &v.groups {
+            if e.flood {
+                continue;
+            }
+            for s in SOURCES.iter().chain([Ipv4Addr::new(10, 9, 9, 9)].iter()) {
+                let mut want = PortSet::EMPTY;
+                for r in mdb
+                    .iter()
+                    .filter(|r| r.vlan == vlan && r.group == *g && r.source.is_none())
+                {
+                    let id = sw
+                        .engine
+                        .config()
+                        .ports
+                        .iter()
+                        .position(|p| p.name == r.port)
+                        .unwrap() as PortId;
+                    let row = mdb.iter().find(|x| {
+                        x.vlan == vlan && x.group == *g && x.port == r.port && x.source == Some(*s)
+                    });
+                    let admits = r.is_static
+                        || match r.filter_mode {
+                            MdbFilterMode::Include => row.is_some_and(|x| !x.blocked),
+                            MdbFilterMode::Exclude => row.is_none_or(|x| !x.blocked),
+                        };
+                    if admits {
+                        want.insert(id);
+                    }
+                }
+                assert_eq!(
+                    e.members_for(*s),
+                    want,
+                    "{vlan}/{g} source {s}: table vs mdb"
+                );
+            }
+        }
+    }
+    if let Some(d) = sw.engine.next_deadline() {
+        assert!(d > now, "deadline {d:?} left unprocessed at {now:?}");
+    }
+}
+
+fn run(initial: Knobs, ops: Vec<Op>) {
+    let mut sw = Switch::new(build(&initial));
+    for op in ops {
+        let (ingress, out) = match op {
+            Op::Msg {
+                port,
+                other_vlan,
+                src,
+                msg,
+            } => {
+                let vlan = if other_vlan { OTHER_VLAN } else { VLAN };
+                let out = sw.msg(port, vlan, src, &msg);
+                (Some((port, vlan)), out)
+            }
+            Op::Malformed(port) => {
+                let out = sw.step(Input::Malformed {
+                    port,
+                    vlan: VLAN,
+                    reason: "fuzz",
+                });
+                assert!(out.forward.is_empty() && !out.table_changed);
+                (None, out)
+            }
+            Op::Tick(d) => {
+                sw.now += d;
+                (None, sw.step(Input::Tick))
+            }
+            Op::Up(p) => (None, sw.step(Input::PortUp(p))),
+            Op::Down(p) => (None, sw.step(Input::PortDown(p))),
+            Op::Reconfigure(k) => (None, sw.step(Input::Reconfigure(build(&k)))),
+        };
+        check_step(&sw, ingress, &out);
+    }
+    // Silence for longer than every interval: all learned state is gone.
+    sw.now += Duration::from_secs(100_000);
+    let out = sw.step(Input::Tick);
+    check_step(&sw, None, &out);
+    sw.now += Duration::from_secs(100_000);
+    sw.step(Input::Tick);
+    assert!(
+        sw.engine.mdb(sw.now).is_empty(),
+        "state survived its timers"
+    );
+    for v in sw.engine.table().vlans.values() {
+        assert!(v.groups.is_empty());
+        assert!(v.mrouters.is_empty());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_sequences_keep_the_invariants(initial in knobs(), ops in proptest::collection::vec(op(), 1..60)) {
+        run(initial, ops);
+    }
+}
