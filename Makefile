@@ -29,9 +29,9 @@ unit:
 fuzz-check:
 	$(CARGO) build --manifest-path fuzz/Cargo.toml --bins
 
-## demo: run the switch's snooping brain on a built-in namespace topology
+## demo: run the switch's snooping brain on a built-in namespace topology of real hosts
 demo: build
-	./target/release/xsnoop demo
+	./target/release/xsnoop-demo
 
 ## bench: control-plane benchmarks (packet-rate benchmarks arrive with the dataplane)
 bench: build
