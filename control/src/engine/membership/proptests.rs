@@ -242,40 +242,49 @@ proptest! {
         steps in prop::collection::vec(step(), 1..20),
         jump in 0u64..600_000,
     ) {
-        // Same inputs; then either one advance far ahead or an advance at every deadline.
+        // Same inputs (as querier, so retransmissions are pending); then either one advance far
+        // ahead or an advance at every deadline: same state, same queries in the same order.
+        let ctx_at = |t| Context {
+            now: t,
+            timers: &setup.timers,
+            querier: QuerierRole::Us,
+            fast_leave: setup.fast_leave,
+            max_sources: setup.max_sources,
+        };
         let mut pg = PortGroup::new(G);
         let mut now = Duration::ZERO;
         for step in &steps {
             now += step.dt;
-            let ctx = Context {
-                now,
-                timers: &setup.timers,
-                querier: QuerierRole::Other,
-                fast_leave: setup.fast_leave,
-                max_sources: setup.max_sources,
-            };
-            if let Op::Record { kind, sources, from } = &step.op {
-                let list: Vec<_> = sources.iter().map(|n| src(*n)).collect();
-                pg.record(&ctx, *kind, &list, *from);
+            match &step.op {
+                Op::Record { kind, sources, from } => {
+                    let list: Vec<_> = sources.iter().map(|n| src(*n)).collect();
+                    pg.record(&ctx_at(now), *kind, &list, *from);
+                }
+                Op::Leave => {
+                    pg.leave(&ctx_at(now));
+                }
+                _ => {}
             }
         }
         let target = now + Duration::from_millis(jump);
-        let ctx_at = |t| Context {
-            now: t,
-            timers: &setup.timers,
-            querier: QuerierRole::Other,
-            fast_leave: setup.fast_leave,
-            max_sources: setup.max_sources,
-        };
         let mut late = pg.clone();
-        late.advance(&ctx_at(target));
+        let late_out = late.advance(&ctx_at(target));
         let mut stepwise = pg;
+        let mut stepwise_queries = Vec::new();
+        let mut stepwise_changed = false;
         while let Some(d) = stepwise.next_deadline().filter(|d| *d <= target) {
-            stepwise.advance(&ctx_at(d));
+            let out = stepwise.advance(&ctx_at(d));
+            stepwise_queries.extend(out.queries);
+            stepwise_changed |= out.forwarding_changed;
         }
         prop_assert_eq!(late.mode(), stepwise.mode());
         prop_assert_eq!(late.sources(target), stepwise.sources(target));
         prop_assert_eq!(late.group_timer_remaining(target), stepwise.group_timer_remaining(target));
         prop_assert_eq!(late.compat_version(target), stepwise.compat_version(target));
+        prop_assert_eq!(late.next_deadline(), stepwise.next_deadline());
+        prop_assert_eq!(late_out.queries, stepwise_queries);
+        if late_out.forwarding_changed {
+            prop_assert!(stepwise_changed);
+        }
     }
 }
