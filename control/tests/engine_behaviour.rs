@@ -776,3 +776,65 @@ fn events_and_stats_serialize() {
     let st = serde_json::to_value(sw.engine.stats()).unwrap();
     assert_eq!(st["received"]["reports_v2"], 1);
 }
+
+#[test]
+fn flood_policy_is_bounded_by_the_flood_cap() {
+    use xsnoop_control::engine::core::MAX_FLOODED_GROUPS_PER_VLAN;
+    let mut c = config();
+    c.vlans[0].max_groups = 1;
+    c.vlans[0].table_full = TableFullPolicy::Flood;
+    let mut sw = Switch::new(c);
+    let n = MAX_FLOODED_GROUPS_PER_VLAN + 10;
+    let mut denied = 0;
+    for i in 0..=n {
+        let g = ip(239, 100, (i / 256) as u8, (i % 256) as u8);
+        let out = sw.host(1, &v2_report(g));
+        denied += out
+            .events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::Limit {
+                        action: "denied",
+                        ..
+                    }
+                )
+            })
+            .count();
+    }
+    let flooded = sw.engine.table().vlans[&VLAN]
+        .groups
+        .values()
+        .filter(|e| e.flood)
+        .count();
+    assert_eq!(flooded, MAX_FLOODED_GROUPS_PER_VLAN);
+    assert_eq!(denied, 10);
+    assert!(sw.engine.invariant_violations().is_empty());
+}
+
+#[test]
+fn absurd_times_do_not_panic() {
+    let mut sw = Switch::new(querier_config());
+    sw.host(1, &v2_report(g1()));
+    sw.host(1, &Message::Leave { group: g1() });
+    sw.now = std::time::Duration::MAX;
+    sw.step(Input::Tick);
+    sw.host(2, &v2_report(g2()));
+    sw.msg(0, VLAN, ip(10, 0, 0, 1), &general_query(Version::V3));
+    sw.step(Input::Tick);
+    assert!(sw.engine.next_deadline().is_some());
+}
+
+#[test]
+fn timer_bounds_are_validated() {
+    let mut c = config();
+    c.vlans[0].timers.query_interval = s(40_000);
+    assert!(err(c).to_string().contains("QQIC"));
+    let mut c = config();
+    c.vlans[0].timers.startup_query_interval = s(500);
+    assert!(err(c).to_string().contains("startup_query_interval"));
+    let mut c = config();
+    c.vlans[0].timers.membership_interval = Some(s(10_000_000));
+    assert!(err(c).to_string().contains("membership_interval"));
+}

@@ -260,6 +260,9 @@ const V2_MAX_RESP: Duration = Duration::from_millis(25_500);
 /// Largest max response time an IGMPv3 query can carry: (0x0f | 0x10) << (7 + 3) × 0.1 s
 /// (RFC 3376 §4.1.1).
 const V3_MAX_RESP: Duration = Duration::from_millis(3_174_400);
+/// Longest membership interval override accepted: a day, far beyond any sane value, so timer
+/// arithmetic stays well inside `Duration`.
+const MAX_MEMBERSHIP_INTERVAL: Duration = Duration::from_secs(86_400);
 /// Largest query interval QQIC can carry: (0x0f | 0x10) << (7 + 3) s (RFC 3376 §4.1.7).
 const V3_MAX_QQI: Duration = Duration::from_secs(31_744);
 
@@ -432,7 +435,7 @@ fn validate_vlan(index: usize, v: &VlanConfig) -> Result<(), ConfigError> {
             ));
         }
     }
-    if v.igmp_version == Version::V3 && t.query_interval > V3_MAX_QQI {
+    if t.query_interval > V3_MAX_QQI {
         return Err(bad(
             "query_interval",
             format!(
@@ -440,6 +443,25 @@ fn validate_vlan(index: usize, v: &VlanConfig) -> Result<(), ConfigError> {
                 t.query_interval
             ),
             "lower it",
+        ));
+    }
+    if t.startup_query_interval > t.query_interval {
+        return Err(bad(
+            "startup_query_interval",
+            format!(
+                "{:?} exceeds query_interval {:?}",
+                t.startup_query_interval, t.query_interval
+            ),
+            "use query_interval / 4 (RFC 3376 §8.6)",
+        ));
+    }
+    if t.membership_interval
+        .is_some_and(|d| d > MAX_MEMBERSHIP_INTERVAL)
+    {
+        return Err(bad(
+            "membership_interval",
+            format!("more than {MAX_MEMBERSHIP_INTERVAL:?}"),
+            "leave it unset to derive it from the other timers",
         ));
     }
     let a = v.querier_address;

@@ -55,6 +55,10 @@ struct Removal {
 const LEAVE: fn() -> EventKind = || EventKind::Leave;
 const EXPIRE: fn() -> EventKind = || EventKind::Expire;
 
+/// Most groups one VLAN floods because of limits under the `flood` policy: the flood markers
+/// are table entries too, so a report storm of fresh groups must not grow them without bound.
+pub const MAX_FLOODED_GROUPS_PER_VLAN: usize = 1024;
+
 /// Most passes over due timers in one step: a timer that stays due after being processed (a bug
 /// in a state machine) must not hang the switch.
 const MAX_TIMER_PASSES: usize = 8;
@@ -624,7 +628,34 @@ impl Engine {
             _ => &mut l.global,
         };
         *c = c.saturating_add(1);
+        let flooding = self
+            .vlans
+            .get(&cfg.id)
+            .and_then(|vs| vs.groups.get(&group))
+            .is_some_and(|gs| gs.flood_until.is_some());
+        let flood_full = !flooding
+            && self.vlans.get(&cfg.id).is_some_and(|vs| {
+                vs.groups
+                    .values()
+                    .filter(|g| g.flood_until.is_some())
+                    .count()
+                    >= MAX_FLOODED_GROUPS_PER_VLAN
+            });
         match cfg.table_full {
+            TableFullPolicy::Flood if flood_full => {
+                Self::event(
+                    out,
+                    now,
+                    cfg.id,
+                    Some(port),
+                    Some(group),
+                    EventKind::Limit {
+                        scope,
+                        action: "denied",
+                    },
+                    "group limit reached and too many groups already flooded",
+                );
+            }
             TableFullPolicy::Deny => {
                 Self::event(
                     out,
@@ -640,7 +671,7 @@ impl Engine {
                 );
             }
             TableFullPolicy::Flood => {
-                let until = now + timers.group_membership_interval();
+                let until = now.saturating_add(timers.group_membership_interval());
                 let Some(vs) = self.vlans.get_mut(&cfg.id) else {
                     return;
                 };
@@ -718,10 +749,11 @@ impl Engine {
             return;
         };
         // Aged by the Other Querier Present Interval (RFC 3376 §8.5), like the Linux bridge.
-        let expires = now
-            + vs.querier
+        let expires = now.saturating_add(
+            vs.querier
                 .effective_timers(cfg)
-                .other_querier_present_interval();
+                .other_querier_present_interval(),
+        );
         let new = vs.mrouters.learn(port, expires, via);
         self.deadlines
             .set(TimerKey::Mrouter { vlan: cfg.id, port }, Some(expires));

@@ -106,11 +106,11 @@ impl Querier {
             // We win (or it is our own address looped back): keep querying.
             return Election::Unchanged;
         }
-        let expires = now
-            + cfg
-                .timers
+        let expires = now.saturating_add(
+            cfg.timers
                 .adopting(qrv, qqi)
-                .other_querier_present_interval();
+                .other_querier_present_interval(),
+        );
         let mut events = Vec::new();
         let since = match &self.other {
             Some(o) if o.address == src => o.since,
@@ -182,7 +182,7 @@ impl Querier {
         } else {
             t.query_interval
         };
-        self.next_general = Some(now + wait);
+        self.next_general = Some(now.saturating_add(wait));
         Some(general_query(cfg))
     }
 }
