@@ -12,6 +12,10 @@
 //!   lower expire at once instead (INCLUDE sources deleted, EXCLUDE sources excluded, the group
 //!   timer expired per §6.5).
 //!
+//! Queries seen from another router (§6.6.1) lower our timers whatever our role: the RFC asks
+//! it of every router that "sends or receives" such a query, and a stale role must not keep
+//! members the querier is about to drop. LMQT is then LMQC × the query's Max Response Time.
+//!
 //! IGMPv1/v2 compatibility mode (§7.3.2): old hosts cannot parse a source list, so when a
 //! transmission would carry a Q(G,S) while the group is in v1/v2 mode, a single Q(G) is sent
 //! instead (its S flag per the Q(G) rule: set iff the group timer exceeds LMQT, so clear in

@@ -1144,3 +1144,45 @@ fn absurd_timer_values_do_not_panic() {
     let out = pg.group_query_seen(&env.at(Duration::MAX), Duration::MAX, false);
     assert_eq!(out, Outcome::default());
 }
+
+// ---- genericity -----------------------------------------------------------------------------------
+
+/// A stand-in for a non-IPv4 address family (MLD later): the state machine must not care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Addr16(u16);
+
+impl std::fmt::Display for Addr16 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a{:04x}", self.0)
+    }
+}
+
+impl crate::engine::model::GroupAddress for Addr16 {}
+
+#[test]
+fn works_for_any_address_family() {
+    let env = us();
+    let mut pg = PortGroup::new(Addr16(0xff02));
+    let ctx = env.at(s(0));
+    pg.record(&ctx, IsEx, &[Addr16(1)], Version::V3);
+    pg.record(&ctx, Allow, &[Addr16(2)], Version::V3);
+    let out = pg.leave(&env.at(s(1)));
+    assert_eq!(
+        out.queries,
+        vec![
+            QueryRequest {
+                group: Addr16(0xff02),
+                sources: vec![],
+                suppress: false
+            },
+            QueryRequest {
+                group: Addr16(0xff02),
+                sources: vec![Addr16(2)],
+                suppress: false
+            },
+        ]
+    );
+    assert!(!pg.admits(&Addr16(1)) && pg.admits(&Addr16(3)));
+    pg.advance(&env.at(s(3)));
+    assert!(pg.is_empty());
+}
