@@ -1,7 +1,8 @@
 //! Decodes a pcap with tshark, the independent implementation our codecs are checked against.
 //!
-//! Runs `tshark -r FILE -T json --no-duplicate-keys -o ip.check_checksum:TRUE` (checksum checks
-//! on, so `ip.checksum.status` and `igmp.checksum.status` are real verdicts) and exposes each
+//! Runs `tshark -r FILE -T json --no-duplicate-keys -o ip.check_checksum:TRUE -o
+//! udp.check_checksum:TRUE` (checksum checks on, so `ip.checksum.status`, `udp.checksum.status`,
+//! `igmp.checksum.status` and `pim.cksum.status` are real verdicts: "1" good, "0" bad) and exposes each
 //! frame's decoded fields by tshark field name (see `tshark -G fields`).
 //!
 //! Field values are looked up anywhere in a frame's protocol tree. Object keys come back sorted
@@ -125,13 +126,30 @@ pub fn decode(path: &Path) -> Result<Vec<DecodedFrame>> {
             "--no-duplicate-keys",
             "-o",
             "ip.check_checksum:TRUE",
+            "-o",
+            "udp.check_checksum:TRUE",
         ],
     )?;
     parse_json(&out)
 }
 
-/// Whether tshark can be run at all (the cross-check is skipped with a message otherwise,
-/// unless `XSNOOP_REQUIRE_NETNS=1`).
+/// Whether tshark can be run at all.
 pub fn available() -> bool {
     cmd::run("tshark", &["--version"]).is_ok()
+}
+
+/// Returns `true` when tshark is there; otherwise prints why test `name` is skipped and returns
+/// `false`, or panics when `XSNOOP_REQUIRE_NETNS=1` (`make test` installs tshark first, so a
+/// missing tshark there is a broken setup, not a reason to pass).
+pub fn require(name: &str) -> bool {
+    if available() {
+        return true;
+    }
+    let required = std::env::var(crate::privilege::REQUIRE_ENV).is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "{name}: tshark is not installed (run `make deps`)"
+    );
+    eprintln!("SKIPPED {name}: tshark is not installed (run `make deps`)");
+    false
 }

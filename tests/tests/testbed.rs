@@ -144,12 +144,7 @@ fn capture_sees_injected_frames_with_vlan_tag_restored() {
 
 #[test]
 fn pcap_is_readable_by_tshark() {
-    if !tshark::available() {
-        assert!(
-            std::env::var("XSNOOP_REQUIRE_NETNS").as_deref() != Ok("1"),
-            "tshark missing"
-        );
-        eprintln!("SKIPPED: tshark not installed");
+    if !tshark::require("pcap_is_readable_by_tshark") {
         return;
     }
     let mut f = vec![0xff; 6];
