@@ -4,8 +4,8 @@
 //! INTERFACE CONTRACT (fixed; the engine shell codes against it).
 //!
 //! Layout: this file holds the public surface and the entry points (which run due timers first,
-//! apply the §7.3.2 translations, then hand over); [`table`] applies the §6.4.1/§6.4.2 rows,
-//! [`queries`] the §6.6.1 and §6.6.3 query rules, [`expiry`] the §6.3/§6.5 timer expiries.
+//! apply the §7.3.2 translations, then hand over); `table` applies the §6.4.1/§6.4.2 rows,
+//! `queries` the §6.6.1 and §6.6.3 query rules, `expiry` the §6.3/§6.5 timer expiries.
 //!
 //! Time model: every timer is an absolute expiry [`Time`]; a timer "runs" while its expiry is
 //! later than now. Every entry point first processes everything due at `ctx.now` (in time
