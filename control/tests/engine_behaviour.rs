@@ -838,3 +838,31 @@ fn timer_bounds_are_validated() {
     c.vlans[0].timers.membership_interval = Some(s(10_000_000));
     assert!(err(c).to_string().contains("membership_interval"));
 }
+
+#[test]
+fn reconfiguring_the_querier_journals_role_changes() {
+    let mut sw = Switch::new(config());
+    let out = sw.step(Input::Reconfigure(querier_config()));
+    assert!(out.events.iter().any(|e| e.kind
+        == EventKind::QuerierElected {
+            address: ip(10, 0, 0, 5),
+            ours: true
+        }));
+    let out = sw.step(Input::Reconfigure(config()));
+    assert!(out.events.iter().any(|e| e.kind
+        == EventKind::QuerierLost {
+            address: ip(10, 0, 0, 5)
+        }));
+    assert!(!sw.engine.querier_status(sw.now)[0].we_are_querier);
+    // An elected other querier that no longer beats our new address is dropped.
+    sw.msg(0, VLAN, ip(10, 0, 0, 9), &general_query(Version::V3));
+    let out = sw.step(Input::Reconfigure(querier_config()));
+    let kinds: Vec<_> = out.events.iter().map(|e| e.kind.clone()).collect();
+    assert!(
+        kinds.contains(&EventKind::QuerierLost {
+            address: ip(10, 0, 0, 9)
+        }),
+        "{kinds:?}"
+    );
+    assert!(sw.engine.querier_status(sw.now)[0].we_are_querier);
+}

@@ -1342,6 +1342,10 @@ impl Engine {
             // Querier: a changed querier configuration restarts ours (with startup queries);
             // the other querier stays elected while it still beats us.
             let old_cfg = old_vlan_cfg.get(&cfg.id);
+            let before = (
+                old_cfg.map_or(QuerierRole::Nobody, |o| vs.querier.role(o)),
+                vs.querier.other.as_ref().map(|o| o.address),
+            );
             let querier_changed = old_cfg.is_none_or(|o| {
                 o.querier != cfg.querier
                     || o.querier_address != cfg.querier_address
@@ -1374,18 +1378,14 @@ impl Engine {
                 .as_ref()
                 .is_some_and(|o| !ports.contains(o.port))
             {
-                let ev = vs.querier.other_lost(&cfg, now);
-                for kind in ev {
-                    Self::event(
-                        out,
-                        now,
-                        cfg.id,
-                        None,
-                        None,
-                        kind,
-                        "querier port left the VLAN",
-                    );
-                }
+                vs.querier.other_lost(&cfg, now);
+            }
+            let after = (
+                vs.querier.role(&cfg),
+                vs.querier.other.as_ref().map(|o| o.address),
+            );
+            for kind in querier_transition(before, after, old_cfg, &cfg) {
+                Self::event(out, now, cfg.id, None, None, kind, "reconfigured");
             }
         }
         // Flood markers of VLANs that stopped snooping are meaningless.
@@ -1467,4 +1467,34 @@ impl Engine {
         }
         self.deadlines = d;
     }
+}
+
+/// Journal entries for a querier change made by reconfiguration: (role, other querier) before
+/// and after.
+fn querier_transition(
+    before: (QuerierRole, Option<Ipv4Addr>),
+    after: (QuerierRole, Option<Ipv4Addr>),
+    old_cfg: Option<&VlanConfig>,
+    cfg: &VlanConfig,
+) -> Vec<EventKind> {
+    let mut ev = Vec::new();
+    if let (Some(a), b) = (before.1, after.1) {
+        if b != Some(a) {
+            ev.push(EventKind::QuerierLost { address: a });
+        }
+    }
+    if before.0 == QuerierRole::Us && after.0 != QuerierRole::Us && after.1.is_none() {
+        if let Some(o) = old_cfg {
+            ev.push(EventKind::QuerierLost {
+                address: o.querier_address,
+            });
+        }
+    }
+    if before.0 != QuerierRole::Us && after.0 == QuerierRole::Us {
+        ev.push(EventKind::QuerierElected {
+            address: cfg.querier_address,
+            ours: true,
+        });
+    }
+    ev
 }
