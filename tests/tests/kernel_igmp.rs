@@ -8,7 +8,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use xsnoop_tests::{netns_or_skip, Capture, HostConfig, Membership, Netns, Topology};
 
@@ -19,9 +19,13 @@ const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const OBSERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const ALL_ROUTERS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 2);
 const IGMPV3_ROUTERS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 22);
-/// How long to listen after each host action: Linux sends the first report at once and repeats
-/// it (robustness variable times in all) within the 100 ms unsolicited interval we configure.
-const WINDOW: Duration = Duration::from_millis(400);
+/// Linux sends the first report at once and repeats it (robustness variable times in all) within
+/// the 100 ms unsolicited interval we configure; these bound the waits around that.
+const DEADLINE: Duration = Duration::from_secs(3);
+/// How long to keep listening after the expected copies, for unexpected extra messages.
+const QUIET: Duration = Duration::from_millis(200);
+/// How long a "nothing is sent" check listens.
+const SILENCE: Duration = Duration::from_millis(400);
 
 struct Bed {
     topo: Topology,
@@ -55,7 +59,7 @@ impl Bed {
             .parse()
             .unwrap();
         // Let anything the link-up itself caused pass.
-        cap.collect(Duration::from_millis(100)).unwrap();
+        cap.collect(Duration::from_millis(50)).unwrap();
         Bed {
             topo,
             ifname,
@@ -68,44 +72,64 @@ impl Bed {
         self.topo.ns("h").unwrap()
     }
 
-    /// Every frame the observer received during one window, checked for the invariants every
-    /// IGMP message from this host must satisfy, and decoded.
-    fn window(&self, kind: &str) -> Vec<(Ipv4Addr, Igmp)> {
-        let frames = self.cap.collect(WINDOW).unwrap();
-        let mut out = Vec::new();
-        for f in frames.iter().filter(|f| !f.outgoing) {
-            let o = observe(&f.bytes).unwrap_or_else(|e| {
-                panic!(
-                    "{kind}: our parser refused {}: {e}",
-                    xsnoop_tests::to_hex(&f.bytes)
-                )
-            });
-            // RFC 1112 §6.4: 01:00:5e + low 23 bits of the group.
-            let d = o.ip_dst.octets();
-            assert_eq!(
-                o.eth_dst,
-                [0x01, 0x00, 0x5e, d[1] & 0x7f, d[2], d[3]],
-                "{kind}"
-            );
-            assert_eq!(o.eth_src, HOST_MAC, "{kind}");
-            assert_eq!(o.vlan, None, "{kind}");
-            assert_eq!(o.ip_src, HOST_IP, "{kind}");
-            // RFC 2236 §2 / RFC 3376 §4: TTL 1 and the IP Router Alert option.
-            assert_eq!(o.ttl, 1, "{kind}");
-            assert!(o.router_alert, "{kind}: no router alert");
-            if !kind.starts_with("close-") {
-                save_fixture(kind, &f.bytes);
-            }
-            out.push((o.ip_dst, o.igmp));
+    /// Checks the invariants every IGMP message from this host must satisfy, and decodes it.
+    fn decode(&self, kind: &str, bytes: &[u8]) -> (Ipv4Addr, Igmp) {
+        let o = observe(bytes).unwrap_or_else(|e| {
+            panic!(
+                "{kind}: our parser refused {}: {e}",
+                xsnoop_tests::to_hex(bytes)
+            )
+        });
+        // RFC 1112 §6.4: 01:00:5e + low 23 bits of the group.
+        let d = o.ip_dst.octets();
+        assert_eq!(
+            o.eth_dst,
+            [0x01, 0x00, 0x5e, d[1] & 0x7f, d[2], d[3]],
+            "{kind}"
+        );
+        assert_eq!(o.eth_src, HOST_MAC, "{kind}");
+        assert_eq!(o.vlan, None, "{kind}");
+        assert_eq!(o.ip_src, HOST_IP, "{kind}");
+        // RFC 2236 §2 / RFC 3376 §4: TTL 1 and the IP Router Alert option.
+        assert_eq!(o.ttl, 1, "{kind}");
+        assert!(o.router_alert, "{kind}: no router alert");
+        if !kind.starts_with("close-") {
+            save_fixture(kind, bytes);
         }
-        out
+        (o.ip_dst, o.igmp)
     }
 
-    /// Asserts the window holds exactly `copies` copies of one message.
+    /// Everything received within `window` from now, decoded.
+    fn window(&self, kind: &str, window: Duration) -> Vec<(Ipv4Addr, Igmp)> {
+        let frames = self.cap.collect(window).unwrap();
+        frames
+            .iter()
+            .filter(|f| !f.outgoing)
+            .map(|f| self.decode(kind, &f.bytes))
+            .collect()
+    }
+
+    /// Asserts that the host sends exactly `copies` copies of one message and nothing else: waits
+    /// (up to a generous deadline, for loaded machines) until `copies` frames arrived, then
+    /// listens for [`QUIET`] more to catch extra or different messages.
     fn expect(&self, kind: &str, copies: usize, dst: Ipv4Addr, igmp: Igmp) {
-        let got = self.window(kind);
+        let deadline = Instant::now() + DEADLINE;
+        let mut got = Vec::new();
+        while got.len() < copies {
+            match self.cap.next_frame(deadline).unwrap() {
+                Some(f) if !f.outgoing => got.push(self.decode(kind, &f.bytes)),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        got.extend(self.window(kind, QUIET));
         let want = vec![(dst, igmp); copies];
         assert_eq!(got, want, "{kind}: Linux sent something else");
+    }
+
+    /// Asserts that the host sends nothing (listening for [`SILENCE`]).
+    fn expect_nothing(&self, kind: &str) {
+        assert_eq!(self.window(kind, SILENCE), vec![], "{kind}");
     }
 }
 
@@ -141,7 +165,7 @@ fn igmpv1_host_reports_and_never_leaves() {
     );
     // ...and has no leave message.
     m.leave().unwrap();
-    assert_eq!(bed.window("v1-none"), vec![]);
+    bed.expect_nothing("v1-none");
 }
 
 #[test]
@@ -158,7 +182,7 @@ fn igmpv2_host_reports_and_leaves() {
     );
     // Blocking a source cannot be expressed in v2: nothing is sent.
     m.block_source(BLOCKED).unwrap();
-    assert_eq!(bed.window("v2-none"), vec![]);
+    bed.expect_nothing("v2-none");
     // A source-specific join degrades to a group join in v2.
     let s = Membership::join_source(bed.host(), &bed.ifname, SSM_GROUP, SOURCE, 0).unwrap();
     bed.expect(
