@@ -122,6 +122,16 @@ impl Capture {
         Ok(out)
     }
 
+    /// How many received (not sent) frames within `window` satisfy `pred`: counting multicast data
+    /// on a port, e.g. to prove that nothing leaks to a non-member.
+    pub fn count(&self, window: Duration, mut pred: impl FnMut(&[u8]) -> bool) -> Result<usize> {
+        Ok(self
+            .collect(window)?
+            .iter()
+            .filter(|f| !f.outgoing && pred(&f.bytes))
+            .count())
+    }
+
     /// Frames (received, not sent) until one satisfies `pred` or `deadline` passes; returns all
     /// frames read, the matching one last, and whether one matched.
     pub fn until(

@@ -15,6 +15,7 @@ pub mod pcap;
 pub mod privilege;
 pub mod snoop_runner;
 pub mod sock;
+pub mod star;
 pub mod topology;
 pub mod tshark;
 
@@ -23,6 +24,7 @@ pub use error::{Result, TestbedError};
 pub use host::{Membership, Sender};
 pub use netns::Netns;
 pub use privilege::require_netns;
+pub use star::Star;
 pub use topology::{Endpoint, HostConfig, Topology};
 
 /// Lower-case hex of `bytes`, two digits per byte, no separators (the fixture file format).

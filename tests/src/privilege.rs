@@ -50,10 +50,15 @@ pub fn require_netns(name: &str) -> bool {
 }
 
 /// Returns early from the calling test when namespaces are unavailable (see [`require_netns`]).
+/// `netns_or_skip!("test name")` names the test in the skip message; without an argument the
+/// module path is used. (cargo shows the message with `--nocapture`.)
 #[macro_export]
 macro_rules! netns_or_skip {
     () => {
-        if !$crate::privilege::require_netns(module_path!()) {
+        $crate::netns_or_skip!(module_path!())
+    };
+    ($name:expr) => {
+        if !$crate::privilege::require_netns($name) {
             return;
         }
     };

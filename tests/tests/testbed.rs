@@ -163,3 +163,58 @@ fn pcap_is_readable_by_tshark() {
     );
     assert_eq!(frames[1].get("frame.len").as_deref(), Some("60"));
 }
+
+#[test]
+fn star_wires_hosts_to_switch_ports_both_ways() {
+    netns_or_skip!("star_wires_hosts_to_switch_ports_both_ways");
+    use xsnoop_dataplane::wire::{to_vec, MacAddr, UdpDataBuilder};
+    use xsnoop_tests::observe::{observe, Igmp};
+    let star = xsnoop_tests::Star::new(31, &[3, 2, 0]).unwrap();
+    assert_eq!(star.len(), 3);
+    let sw = star.switch().unwrap();
+    let p2 = Capture::open(sw, &star.port(2).unwrap()).unwrap();
+    let p1 = Capture::open(sw, &star.port(1).unwrap()).unwrap();
+    p2.drain().unwrap();
+    // Host 2 (v2) joins: its report arrives on switch port 2, and only there.
+    let group = Ipv4Addr::new(239, 31, 0, 1);
+    let m2 = Membership::join(
+        star.host(2).unwrap(),
+        &star.host_if(2).unwrap(),
+        group,
+        6000,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let (_, found) = p2
+        .until(deadline, |f| {
+            observe(f).is_ok_and(|o| {
+                o.igmp == Igmp::V2Report { group } && o.ip_src == Ipv4Addr::new(10, 31, 0, 2)
+            })
+        })
+        .unwrap();
+    assert!(found, "no v2 report from host 2 on port 2");
+    let igmp_on_p1 = p1
+        .count(Duration::from_millis(50), |f| observe(f).is_ok())
+        .unwrap();
+    assert_eq!(igmp_on_p1, 0, "host 2's report leaked to port 1");
+    // Data injected on switch port 2 reaches host 2's socket.
+    let frame = to_vec(&UdpDataBuilder {
+        src_mac: MacAddr([0x02, 0, 0, 0, 0x31, 0x99]),
+        src_ip: Ipv4Addr::new(10, 31, 0, 99),
+        group,
+        src_port: 7000,
+        dst_port: 6000,
+        ttl: 4,
+        payload: b"data",
+        vlan: None,
+    })
+    .unwrap();
+    for _ in 0..3 {
+        p2.inject(&frame).unwrap();
+    }
+    assert_eq!(
+        m2.count(Duration::from_millis(200), Duration::from_secs(2))
+            .unwrap(),
+        3
+    );
+}

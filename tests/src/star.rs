@@ -1,0 +1,73 @@
+//! The topology almost every switch test needs: one switch namespace with N ports, each wired to
+//! its own IGMP host namespace. Built on [`Topology`], so it is cleaned up the same way.
+
+use std::net::Ipv4Addr;
+
+use crate::error::Result;
+use crate::netns::Netns;
+use crate::topology::{HostConfig, Topology};
+
+/// A switch namespace `sw` with ports `p1..pN`, port `pi` linked to host namespace `hi`
+/// (interface `hie0`, address `10.<net>.0.i/24`).
+#[derive(Debug)]
+pub struct Star {
+    /// The underlying topology (namespaces `sw`, `h1`..`hN`).
+    pub topo: Topology,
+    hosts: usize,
+}
+
+impl Star {
+    /// Builds the star with one host per entry of `versions` (the host's `force_igmp_version`,
+    /// 0 = kernel default), on subnet `10.net.0.0/24`. Switch ports are up, without addresses,
+    /// and IPv6 is off everywhere so the switch sees only what the test causes.
+    pub fn new(net: u8, versions: &[u8]) -> Result<Star> {
+        let mut topo = Topology::new();
+        topo.add_host("sw")?;
+        for (i, v) in versions.iter().enumerate() {
+            let n = i + 1;
+            let host = format!("h{n}");
+            topo.add_host(&host)?;
+            topo.add_veth((&host, &format!("h{n}e0")), ("sw", &format!("p{n}")))?;
+            let last = u8::try_from(n).unwrap_or(u8::MAX);
+            let mut cfg = HostConfig::new(Ipv4Addr::new(10, net, 0, last), *v);
+            if *v == 0 {
+                cfg.igmp_version = None;
+            }
+            topo.configure_host(&host, &format!("h{n}e0"), &cfg)?;
+        }
+        Ok(Star {
+            topo,
+            hosts: versions.len(),
+        })
+    }
+
+    /// Number of hosts (and switch ports).
+    pub fn len(&self) -> usize {
+        self.hosts
+    }
+
+    /// `true` for a star without hosts.
+    pub fn is_empty(&self) -> bool {
+        self.hosts == 0
+    }
+
+    /// The switch namespace.
+    pub fn switch(&self) -> Result<&Netns> {
+        self.topo.ns("sw")
+    }
+
+    /// Interface name of switch port `n` (1-based), inside the switch namespace.
+    pub fn port(&self, n: usize) -> Result<String> {
+        self.topo.ifname(&format!("p{n}"))
+    }
+
+    /// Namespace of host `n` (1-based).
+    pub fn host(&self, n: usize) -> Result<&Netns> {
+        self.topo.ns(&format!("h{n}"))
+    }
+
+    /// Interface name of host `n`, inside its namespace.
+    pub fn host_if(&self, n: usize) -> Result<String> {
+        self.topo.ifname(&format!("h{n}e0"))
+    }
+}
