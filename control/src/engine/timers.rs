@@ -2,7 +2,8 @@
 //!
 //! Defaults are RFC 3376 §8. The derived intervals (GMI, OQPI, LMQT, older-host-present) are
 //! functions of the knobs, so changing the robustness variable moves every dependent value
-//! coherently (unlike the Linux bridge, whose QRV is fixed at 2).
+//! coherently (unlike the Linux bridge, whose QRV is fixed at 2). Arithmetic saturates: a hostile
+//! querier advertising a huge QQI cannot make the engine panic.
 
 use std::time::Duration;
 
@@ -64,24 +65,32 @@ impl TimerConfig {
 
     /// Group Membership Interval = QRV × QI + QRI (§8.4), unless overridden.
     pub fn group_membership_interval(&self) -> Duration {
-        self.membership_interval
-            .unwrap_or(self.query_interval * self.qrv() + self.query_response_interval)
+        self.membership_interval.unwrap_or(
+            self.query_interval
+                .saturating_mul(self.qrv())
+                .saturating_add(self.query_response_interval),
+        )
     }
 
     /// Other Querier Present Interval = QRV × QI + QRI / 2 (§8.5). Also the age limit of learned
     /// multicast-router ports.
     pub fn other_querier_present_interval(&self) -> Duration {
-        self.query_interval * self.qrv() + self.query_response_interval / 2
+        self.query_interval
+            .saturating_mul(self.qrv())
+            .saturating_add(self.query_response_interval / 2)
     }
 
     /// Last Member Query Time = LMQI × LMQC (§8.11).
     pub fn last_member_query_time(&self) -> Duration {
-        self.last_member_query_interval * u32::from(self.last_member_query_count)
+        self.last_member_query_interval
+            .saturating_mul(u32::from(self.last_member_query_count))
     }
 
     /// Older Host Present Interval = QRV × QI + QRI (§8.13).
     pub fn older_host_present_interval(&self) -> Duration {
-        self.query_interval * self.qrv() + self.query_response_interval
+        self.query_interval
+            .saturating_mul(self.qrv())
+            .saturating_add(self.query_response_interval)
     }
 }
 
@@ -111,14 +120,36 @@ mod tests {
             membership_interval: Some(Duration::from_secs(30)),
             ..t
         };
-        assert_eq!(overridden.group_membership_interval(), Duration::from_secs(30));
+        assert_eq!(
+            overridden.group_membership_interval(),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn absurd_knobs_saturate_instead_of_panicking() {
+        let t = TimerConfig {
+            robustness: u8::MAX,
+            query_interval: Duration::MAX,
+            query_response_interval: Duration::MAX,
+            last_member_query_interval: Duration::MAX,
+            last_member_query_count: u8::MAX,
+            ..TimerConfig::default()
+        };
+        assert_eq!(t.group_membership_interval(), Duration::MAX);
+        assert_eq!(t.other_querier_present_interval(), Duration::MAX);
+        assert_eq!(t.last_member_query_time(), Duration::MAX);
+        assert_eq!(t.older_host_present_interval(), Duration::MAX);
     }
 
     #[test]
     fn adopting_querier_values_ignores_zero() {
         let t = TimerConfig::default();
         let a = t.adopting(4, Some(Duration::from_secs(60)));
-        assert_eq!((a.robustness, a.query_interval), (4, Duration::from_secs(60)));
+        assert_eq!(
+            (a.robustness, a.query_interval),
+            (4, Duration::from_secs(60))
+        );
         assert_eq!(t.adopting(0, Some(Duration::ZERO)), t);
     }
 }
