@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use xsnoop_tests::{netns_or_skip, Capture, HostConfig, Membership, Netns, Topology};
 
+use xsnoop_dataplane::wire::{to_vec, IgmpVersion, QueryBuilder};
 use xsnoop_tests::observe::{observe, Igmp, Record, RecordType};
 
 const HOST_MAC: [u8; 6] = [0x02, 0x58, 0x53, 0x00, 0x00, 0x01];
@@ -313,7 +314,7 @@ fn fixtures_parse_as_their_kind() {
             Igmp::V1Report { .. } => kind.starts_with("v1-report"),
             Igmp::V2Report { .. } => kind.starts_with("v2-report"),
             Igmp::V2Leave { .. } => kind == "v2-leave",
-            Igmp::V3Report { records } => kind.starts_with("v3-") && records.len() == 1,
+            Igmp::V3Report { records } => kind.starts_with("v3-") && !records.is_empty(),
             _ => false,
         };
         assert!(ok, "{name} parsed as {o:?}");
@@ -324,4 +325,144 @@ fn fixtures_parse_as_their_kind() {
         "only {seen} kernel fixtures in {}",
         dir.display()
     );
+}
+
+// ---- The kernel answering queries our builders made (RFC 3376 §5.2, RFC 2236 §3) ----
+
+const QUERIER_MAC: xsnoop_dataplane::wire::MacAddr =
+    xsnoop_dataplane::wire::MacAddr([0x02, 0x58, 0x53, 0x00, 0x00, 0x02]);
+
+impl Bed {
+    /// Sends a query built by our codec from the observer's side, as a querier would.
+    fn query(&self, version: IgmpVersion, group: Option<Ipv4Addr>, sources: &[Ipv4Addr]) {
+        let frame = to_vec(&QueryBuilder {
+            version,
+            src_mac: QUERIER_MAC,
+            src_ip: OBSERVER_IP,
+            group,
+            sources,
+            // Short, so the host's random response delay (RFC 3376 §5.2) stays short.
+            max_resp: Duration::from_millis(500),
+            s_flag: false,
+            qrv: 2,
+            qqi: Duration::from_secs(125),
+            vlan: None,
+        })
+        .unwrap();
+        self.cap.inject(&frame).unwrap();
+    }
+
+    /// The one v3 report answering a query, its records sorted (the order of groups in a
+    /// current-state report is the kernel's list order, which RFC 3376 does not constrain).
+    fn answer_v3(&self, kind: &str) -> Vec<Record> {
+        let deadline = Instant::now() + DEADLINE;
+        let f = loop {
+            match self.cap.next_frame(deadline).unwrap() {
+                Some(f) if !f.outgoing => break f,
+                Some(_) => {}
+                None => panic!("{kind}: the host did not answer the query"),
+            }
+        };
+        let (dst, igmp) = self.decode(kind, &f.bytes);
+        assert_eq!(dst, IGMPV3_ROUTERS, "{kind}");
+        let Igmp::V3Report { mut records } = igmp else {
+            panic!("{kind}: answered with {igmp:?}");
+        };
+        // A query is answered once (no robustness repeats): nothing else may follow.
+        assert_eq!(
+            self.window(kind, QUIET),
+            vec![],
+            "{kind}: more than one answer"
+        );
+        records.sort_by_key(|r| (r.group, r.record_type.to_u8()));
+        records
+    }
+}
+
+#[test]
+fn igmpv3_host_answers_our_queries_with_current_state_records() {
+    netns_or_skip!("igmpv3_host_answers_our_queries_with_current_state_records");
+    let bed = Bed::new(3);
+    let n = bed.robustness;
+    let asm = Membership::join(bed.host(), &bed.ifname, g(5), 0).unwrap();
+    bed.expect(
+        "close-to-ex",
+        n,
+        IGMPV3_ROUTERS,
+        v3(vec![rec(RecordType::ChangeToExclude, g(5), &[])]),
+    );
+    let ssm = Membership::join_source(bed.host(), &bed.ifname, SSM_GROUP, SOURCE, 0).unwrap();
+    bed.expect(
+        "close-allow",
+        n,
+        IGMPV3_ROUTERS,
+        v3(vec![rec(RecordType::AllowNewSources, SSM_GROUP, &[SOURCE])]),
+    );
+
+    // General query: one report with the current state of every group (224.0.0.1 excepted).
+    bed.query(IgmpVersion::V3, None, &[]);
+    let mut want = vec![
+        rec(RecordType::ModeIsExclude, g(5), &[]),
+        rec(RecordType::ModeIsInclude, SSM_GROUP, &[SOURCE]),
+    ];
+    want.sort_by_key(|r| (r.group, r.record_type.to_u8()));
+    assert_eq!(bed.answer_v3("v3-is-ex-is-in"), want);
+
+    // Group-specific query: only that group.
+    bed.query(IgmpVersion::V3, Some(g(5)), &[]);
+    assert_eq!(
+        bed.answer_v3("v3-is-ex"),
+        vec![rec(RecordType::ModeIsExclude, g(5), &[])]
+    );
+
+    // Group-and-source-specific query: the host reports the queried sources it wants
+    // (RFC 3376 §5.2: INCLUDE mode, intersection with the query's sources).
+    let other = Ipv4Addr::new(10, 0, 0, 10);
+    bed.query(IgmpVersion::V3, Some(SSM_GROUP), &[other, SOURCE]);
+    assert_eq!(
+        bed.answer_v3("v3-is-in"),
+        vec![rec(RecordType::ModeIsInclude, SSM_GROUP, &[SOURCE])]
+    );
+
+    // A query for a group nobody joined is not answered.
+    bed.query(IgmpVersion::V3, Some(g(99)), &[]);
+    bed.expect_nothing("close-none");
+    drop((asm, ssm));
+}
+
+#[test]
+fn igmpv2_host_answers_our_queries_with_reports() {
+    netns_or_skip!("igmpv2_host_answers_our_queries_with_reports");
+    let bed = Bed::new(2);
+    let n = bed.robustness;
+    let a = Membership::join(bed.host(), &bed.ifname, g(6), 0).unwrap();
+    bed.expect("close-report", n, g(6), Igmp::V2Report { group: g(6) });
+    let b = Membership::join(bed.host(), &bed.ifname, g(7), 0).unwrap();
+    bed.expect("close-report", n, g(7), Igmp::V2Report { group: g(7) });
+
+    // RFC 2236 §3: a general query is answered with one report per joined group.
+    bed.query(IgmpVersion::V2, None, &[]);
+    let deadline = Instant::now() + DEADLINE;
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match bed.cap.next_frame(deadline).unwrap() {
+            Some(f) if !f.outgoing => got.push(bed.decode("close-answer", &f.bytes)),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    got.extend(bed.window("close-answer", QUIET));
+    got.sort_by_key(|(dst, _)| *dst);
+    assert_eq!(
+        got,
+        vec![
+            (g(6), Igmp::V2Report { group: g(6) }),
+            (g(7), Igmp::V2Report { group: g(7) }),
+        ]
+    );
+
+    // A group-specific query is answered for that group only.
+    bed.query(IgmpVersion::V2, Some(g(7)), &[]);
+    bed.expect("close-answer", 1, g(7), Igmp::V2Report { group: g(7) });
+    drop((a, b));
 }
