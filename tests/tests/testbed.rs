@@ -218,3 +218,29 @@ fn star_wires_hosts_to_switch_ports_both_ways() {
         3
     );
 }
+
+#[test]
+fn tshark_json_lookup_handles_nesting_and_merged_duplicates() {
+    // The shape `tshark -T json --no-duplicate-keys` prints for an IGMPv3 report.
+    let text = r#"[{"_source":{"layers":{
+        "frame":{"frame.protocols":"eth:ethertype:ip:igmp"},
+        "igmp":{"igmp.type":"0x22","igmp.num_grp_recs":"2",
+          "Group Record : 232.1.1.1  Mode Is Include":{"igmp.record_type":"1","igmp.maddr":"232.1.1.1",
+             "igmp.saddr":["10.0.0.2","10.0.0.1"]},
+          "Group Record : 232.1.1.2  Allow New Sources":{"igmp.record_type":"5","igmp.maddr":"232.1.1.2",
+             "igmp.saddr":"10.0.0.3"}}}}}]"#;
+    let frames = tshark::parse_json(text).unwrap();
+    assert_eq!(frames.len(), 1);
+    let f = &frames[0];
+    assert_eq!(f.protocols(), "eth:ethertype:ip:igmp");
+    assert_eq!(f.get("igmp.type").as_deref(), Some("0x22"));
+    assert_eq!(f.get("igmp.nothing"), None);
+    let recs = f.subtrees("igmp.record_type");
+    assert_eq!(recs.len(), 2);
+    // Repeated values inside one subtree keep their order.
+    assert_eq!(recs[0].all("igmp.saddr"), ["10.0.0.2", "10.0.0.1"]);
+    assert_eq!(recs[1].all("igmp.saddr"), ["10.0.0.3"]);
+    assert_eq!(f.all("igmp.saddr").len(), 3);
+    assert!(tshark::parse_json("{}").is_err());
+    assert!(tshark::parse_json("[{}]").is_err());
+}
