@@ -43,6 +43,8 @@ enum Op {
     },
     Malformed(PortId),
     Tick(Duration),
+    /// Jump exactly to the engine's next deadline (exercises timer boundaries).
+    TickToDeadline,
     Up(PortId),
     Down(PortId),
     Reconfigure(Knobs),
@@ -205,6 +207,7 @@ fn op() -> impl Strategy<Value = Op> {
             0u64..30_000,
             0u64..400_000,
         ].prop_map(|m| Op::Tick(Duration::from_millis(m))),
+        3 => Just(Op::TickToDeadline),
         1 => (0u16..7).prop_map(Op::Up),
         1 => (0u16..7).prop_map(Op::Down),
         1 => knobs().prop_map(Op::Reconfigure),
@@ -372,6 +375,12 @@ fn run(initial: Knobs, ops: Vec<Op>) {
                 sw.now += d;
                 (None, sw.step(Input::Tick))
             }
+            Op::TickToDeadline => {
+                if let Some(d) = sw.engine.next_deadline() {
+                    sw.now = sw.now.max(d);
+                }
+                (None, sw.step(Input::Tick))
+            }
             Op::Up(p) => (None, sw.step(Input::PortUp(p))),
             Op::Down(p) => (None, sw.step(Input::PortDown(p))),
             Op::Reconfigure(k) => (None, sw.step(Input::Reconfigure(build(&k)))),
@@ -395,7 +404,10 @@ fn run(initial: Knobs, ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    // 400 cases by default; PROPTEST_CASES=N for a longer soak.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400)
+    ))]
 
     #[test]
     fn random_sequences_keep_the_invariants(initial in knobs(), ops in proptest::collection::vec(op(), 1..60)) {
