@@ -105,6 +105,11 @@ fn invalid_reconfiguration_keeps_the_running_one() {
         sw.engine.stats().ignored.get("invalid configuration"),
         Some(&1)
     );
+    let mut bad = config();
+    bad.ports[1].name = "p0".into();
+    let e = sw.engine.reconfigure(sw.now, bad).unwrap_err();
+    assert!(e.to_string().contains("ports[1].name"), "{e}");
+    assert_eq!(sw.members(VLAN, g1()), Some(ps(&[1])));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ impl Engine {
             Input::PortUp(port) => self.on_port_up(port, &mut out),
             Input::PortDown(port) => self.on_port_down(now, port, &mut out),
             Input::Reconfigure(config) => {
-                if let Err(e) = self.reconfigure(now, config, &mut out) {
+                if let Err(e) = self.apply_config(now, config, &mut out) {
                     tracing::warn!(error = %e, "configuration refused, keeping the current one");
                     self.stats.ignore("invalid configuration");
                 }
@@ -1243,10 +1243,17 @@ impl Engine {
         groups.len()
     }
 
+    /// [`Input::Reconfigure`] for callers that want the validation error: an invalid
+    /// configuration is refused (and the running one kept) before anything changes.
+    pub fn reconfigure(&mut self, now: Time, config: EngineConfig) -> Result<Output, ConfigError> {
+        config.validate()?;
+        Ok(self.handle(now, Input::Reconfigure(config)))
+    }
+
     /// Applies a new configuration, keeping learned state where it is still valid: groups on
     /// ports still in their VLAN, router ports not turned `never`, the elected querier while it
     /// still wins. Everything dropped is journaled as evicted.
-    pub fn reconfigure(
+    fn apply_config(
         &mut self,
         now: Time,
         config: EngineConfig,
