@@ -14,6 +14,7 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 
 use crate::portset::{PortId, PortSet};
+use crate::wire::is_link_local_multicast;
 
 /// An 802.1Q VLAN id (1..=4094). Untagged frames on an access port belong to its access VLAN.
 pub type VlanId = u16;
@@ -85,12 +86,6 @@ pub struct ForwardingTable {
     pub vlans: HashMap<VlanId, VlanTable>,
 }
 
-/// Whether `group` is in 224.0.0.0/24, the link-local block that is always flooded.
-pub fn is_link_local_group(group: Ipv4Addr) -> bool {
-    let o = group.octets();
-    o[0] == 224 && o[1] == 0 && o[2] == 0
-}
-
 impl ForwardingTable {
     /// The egress ports of a non-IGMP IPv4 multicast frame from `source` to `group` that arrived
     /// on `ingress` in `vlan`, and the rule that chose them. Never includes `ingress`.
@@ -106,7 +101,7 @@ impl ForwardingTable {
         };
         let (ports, rule) = if !v.snooping {
             (v.ports, MulticastRule::SnoopingDisabled)
-        } else if is_link_local_group(group) {
+        } else if is_link_local_multicast(group) {
             (v.ports, MulticastRule::LinkLocal)
         } else {
             match v.groups.get(&group) {

@@ -2,12 +2,12 @@
 
 use std::net::Ipv4Addr;
 
-use xsnoop_dataplane::table::is_link_local_group;
+use xsnoop_dataplane::wire::is_link_local_multicast;
 
 /// Whether membership of `group` is learned: a multicast address outside 224.0.0.0/24, which is
 /// always flooded and never snooped (RFC 4541 §2.1.2(2)).
 pub fn is_snoopable_group(group: Ipv4Addr) -> bool {
-    group.is_multicast() && !is_link_local_group(group)
+    group.is_multicast() && !is_link_local_multicast(group)
 }
 
 #[cfg(test)]
