@@ -11,10 +11,10 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use xsnoop_control::engine::{Engine, EngineConfig, Input, PortConfig, VlanConfig};
-use xsnoop_control::punt::punt;
+use xsnoop_control::engine::{Engine, EngineConfig, PortConfig, VlanConfig};
+use xsnoop_control::punt::deliver;
 use xsnoop_dataplane::wire::{
-    parse_frame, to_vec, MacAddr, RecordKind, RecordSpec, ReportV2Builder, ReportV3Builder,
+    to_vec, MacAddr, RecordKind, RecordSpec, ReportV2Builder, ReportV3Builder,
 };
 use xsnoop_dataplane::{ForwardingTable, GroupEntry, PortSet, VlanTable};
 
@@ -101,20 +101,9 @@ fn bench_reports(v3_sources: Option<usize>) -> Result<(f64, f64, f64)> {
         let mut n = 0u64;
         for round in 0..5u16 {
             for (i, f) in frames.iter().enumerate() {
-                let Ok(frame) = parse_frame(f) else { continue };
-                let Some(p) = punt(&frame.l3) else { continue };
                 let port = (i as u16).wrapping_add(round) % PORTS;
                 let now = Duration::from_millis(u64::from(round) * 1000);
-                black_box(e.handle(
-                    now,
-                    Input::Message {
-                        port,
-                        vlan: 1,
-                        src_ip: p.src_ip,
-                        dst_ip: p.dst_ip,
-                        msg: &p.msg,
-                    },
-                ));
+                black_box(deliver(&mut e, now, port, 1, f));
                 n += 1;
             }
         }

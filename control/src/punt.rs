@@ -5,9 +5,11 @@
 
 use std::net::Ipv4Addr;
 
-use xsnoop_dataplane::wire::{IgmpQuery, IgmpRepr, IgmpVersion, RecordKind, L3};
+use xsnoop_dataplane::wire::{parse_frame, IgmpQuery, IgmpRepr, IgmpVersion, RecordKind, L3};
+use xsnoop_dataplane::{PortId, VlanId};
 
-use crate::engine::model::{GroupRecord, Message, RecordType, Version};
+use crate::engine::model::{GroupRecord, Message, RecordType, Time, Version};
+use crate::engine::{Engine, Input, Output};
 
 /// An IGMP/PIM/MRD message ready for [`crate::engine::Input::Message`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +44,43 @@ pub fn punt(l3: &L3<'_>) -> Option<Punted> {
             unknown_records: 0,
         }),
         L3::Ipv4 { .. } | L3::Other { .. } => None,
+    }
+}
+
+/// Hands one frame that arrived on (`port`, `vlan`) to the engine: parsed, validated and
+/// translated, or counted as malformed under its reason (RFC 4541 §2.1.1(5): never learned).
+/// `None` when the frame is not for the engine (data, unicast, non-IP). The one path every
+/// caller (the daemon, benchmarks, fuzzing) uses, so they all exercise the same code.
+pub fn deliver(
+    engine: &mut Engine,
+    now: Time,
+    port: PortId,
+    vlan: VlanId,
+    frame: &[u8],
+) -> Option<Output> {
+    match parse_frame(frame) {
+        Ok(f) => {
+            let p = punt(&f.l3)?;
+            engine.count_ignored("unknown_v3_record_type", p.unknown_records);
+            Some(engine.handle(
+                now,
+                Input::Message {
+                    port,
+                    vlan,
+                    src_ip: p.src_ip,
+                    dst_ip: p.dst_ip,
+                    msg: &p.msg,
+                },
+            ))
+        }
+        Err(e) => Some(engine.handle(
+            now,
+            Input::Malformed {
+                port,
+                vlan,
+                reason: e.reason(),
+            },
+        )),
     }
 }
 

@@ -169,6 +169,14 @@ impl Engine {
         ForwardingTable { vlans }
     }
 
+    /// Counts `n` parts of a message that the punt path dropped before the engine saw them, e.g.
+    /// IGMPv3 group records of unknown type (RFC 3376 §4.2.12: ignored, but operators see them).
+    pub fn count_ignored(&mut self, reason: &'static str, n: usize) {
+        for _ in 0..n {
+            self.stats.ignore(reason);
+        }
+    }
+
     /// The multicast database: one row per port-group and one per (port, group, source).
     pub fn mdb(&self, now: Time) -> Vec<MdbRow> {
         let mut rows = Vec::new();
