@@ -11,16 +11,23 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 use xsnoop_dataplane::packet_socket::{CaptureFilter, PacketSocket};
-use xsnoop_dataplane::wire::{parse_frame, MacAddr};
+use xsnoop_dataplane::wire::ethernet::ethertype;
+use xsnoop_dataplane::wire::{EthernetFrame, MacAddr};
 use xsnoop_dataplane::{PortId, TableHandle, VlanId};
 
 use crate::engine::config::PortVlans;
 use crate::engine::model::Time;
 use crate::engine::{Engine, EngineConfig, Input, Output};
 use crate::inject::{build_query, MAX_QUERY_FRAME};
-use crate::punt::punt;
+use crate::punt::deliver;
+
+/// Whether `frame` carries an 802.1Q or 802.1ad tag (its first EtherType is a TPID).
+fn is_tagged(frame: &[u8]) -> bool {
+    EthernetFrame::new_checked(frame)
+        .is_ok_and(|e| matches!(e.ethertype(), ethertype::VLAN | ethertype::QINQ))
+}
 
 /// One switch port in snoop mode.
 struct SnoopPort {
@@ -152,45 +159,26 @@ impl SnoopSwitch {
             let Some(p) = self.ports.get(index) else {
                 return Ok(());
             };
-            let Some(len) = p.socket.recv(&mut self.rx_buf)? else {
+            let vlan = p.access_vlan.unwrap_or(1);
+            let Some(rx) = p.socket.recv(&mut self.rx_buf)? else {
                 return Ok(());
             };
-            let vlan = p.access_vlan.unwrap_or(1);
-            let frame = self.rx_buf.get(..len).unwrap_or_default();
-            let now = self.now();
-            let out = match parse_frame(frame) {
-                Ok(f) if f.vlan.is_some() => self.engine.handle(
+            let now = self.epoch.elapsed();
+            // Snoop mode has access ports only: a tagged frame cannot be placed in a VLAN.
+            let out = if is_tagged(rx.frame) {
+                self.engine.handle(
                     now,
                     Input::Malformed {
                         port,
                         vlan,
                         reason: "tagged_frame_on_access_port",
                     },
-                ),
-                Ok(f) => match punt(&f.l3) {
-                    Some(p) => {
-                        debug!(port = index, src = %p.src_ip, msg = ?p.msg, "punted");
-                        self.engine.handle(
-                            now,
-                            Input::Message {
-                                port,
-                                vlan,
-                                src_ip: p.src_ip,
-                                dst_ip: p.dst_ip,
-                                msg: &p.msg,
-                            },
-                        )
-                    }
+                )
+            } else {
+                match deliver(&mut self.engine, now, port, vlan, rx.frame) {
+                    Some(out) => out,
                     None => continue,
-                },
-                Err(e) => self.engine.handle(
-                    now,
-                    Input::Malformed {
-                        port,
-                        vlan,
-                        reason: e.reason(),
-                    },
-                ),
+                }
             };
             self.act(&out);
             outputs.push(out);

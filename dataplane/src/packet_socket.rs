@@ -2,8 +2,13 @@
 //!
 //! The AF_XDP ports are the fast path; this backend exists for the snoop-only mode (the engine
 //! runs on real interfaces, learns from real IGMP and sends real queries, without forwarding) and
-//! for tools that need raw L2 I/O on an interface. A classic BPF filter keeps the kernel from
-//! copying frames the caller does not want.
+//! for tools that need raw L2 I/O on an interface (the testbed's captures). A classic BPF filter
+//! keeps the kernel from copying frames the caller does not want.
+//!
+//! The kernel moves a received 802.1Q tag out of the frame into metadata before packet sockets
+//! see it; [`PacketSocket::recv`] asks for that metadata (`PACKET_AUXDATA`) and puts the tag back,
+//! so callers parse the bytes that were on the wire and a tagged frame is never mistaken for an
+//! untagged one.
 
 use std::ffi::CString;
 use std::io;
@@ -19,7 +24,34 @@ pub enum CaptureFilter {
     IgmpAndPim,
 }
 
-/// A raw L2 socket bound to one interface, non-blocking, that never sees its own transmissions.
+/// How a [`PacketSocket`] is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// Which frames are received.
+    pub filter: CaptureFilter,
+    /// Also receive the frames this host sends on the interface (a capture wants them; a switch
+    /// port must not see its own transmissions).
+    pub outgoing: bool,
+    /// Receive buffer size in bytes (forced past `rmem_max` when privileged); `None` keeps the
+    /// default.
+    pub rcvbuf: Option<usize>,
+}
+
+/// One received frame.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Received<'a> {
+    /// The frame as it was on the wire: Ethernet header first, 802.1Q tag restored, no FCS.
+    pub frame: &'a [u8],
+    /// The frame was sent by this host rather than received.
+    pub outgoing: bool,
+}
+
+/// Headroom kept in front of a received frame so a stripped 802.1Q tag can be put back.
+const TAG_HEADROOM: usize = 4;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+
+/// A raw L2 socket bound to one interface, non-blocking.
 #[derive(Debug)]
 pub struct PacketSocket {
     fd: OwnedFd,
@@ -68,22 +100,43 @@ fn igmp_pim_filter() -> [libc::sock_filter; 7] {
 }
 
 impl PacketSocket {
-    /// Opens a socket on interface `name` receiving what `filter` admits.
+    /// Opens a switch-port socket on interface `name`: receives what `filter` admits, never its
+    /// own transmissions.
     pub fn open(name: &str, filter: CaptureFilter) -> io::Result<PacketSocket> {
+        Self::open_with(
+            name,
+            SocketOptions {
+                filter,
+                outgoing: false,
+                rcvbuf: None,
+            },
+        )
+    }
+
+    /// Opens a socket on interface `name` with explicit options.
+    pub fn open_with(name: &str, opts: SocketOptions) -> io::Result<PacketSocket> {
         let ifindex = ifindex(name)?;
         let proto = (libc::ETH_P_ALL as u16).to_be();
+        // Protocol 0 until bound: the socket must not queue frames from other interfaces in the
+        // moment between socket() and bind().
         // SAFETY: plain socket(2) call; the result is checked before use.
         let raw = cvt(unsafe {
             libc::socket(
                 libc::AF_PACKET,
                 libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                i32::from(proto),
+                0,
             )
         })?;
         // SAFETY: `raw` is a fresh descriptor owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let sock = PacketSocket { fd, ifindex };
-        if filter == CaptureFilter::IgmpAndPim {
+        if let Some(size) = opts.rcvbuf {
+            let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+            sock.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size)
+                .or_else(|_| sock.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUF, &size))?;
+        }
+        sock.setsockopt(libc::SOL_PACKET, libc::PACKET_AUXDATA, &1i32)?;
+        if opts.filter == CaptureFilter::IgmpAndPim {
             let prog = igmp_pim_filter();
             let fprog = libc::sock_fprog {
                 len: prog.len() as u16,
@@ -91,8 +144,10 @@ impl PacketSocket {
             };
             sock.setsockopt(libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
         }
-        // Our own transmissions must not come back as receptions (Linux ≥ 4.20).
-        sock.setsockopt(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32)?;
+        if !opts.outgoing {
+            // Our own transmissions must not come back as receptions (Linux ≥ 4.20).
+            sock.setsockopt(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32)?;
+        }
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -153,27 +208,70 @@ impl PacketSocket {
         Ok(mac)
     }
 
-    /// Receives one frame into `buf`; `Ok(None)` when nothing is waiting. Frames longer than
-    /// `buf` are truncated to its length (the caller's parser then rejects them as truncated).
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                0,
-            )
+    /// Receives one frame into `buf`; `Ok(None)` when nothing is waiting. The frame starts a few
+    /// octets into `buf` (room to restore a tag); frames longer than the rest of `buf` are
+    /// truncated (the caller's parser then rejects them as truncated).
+    pub fn recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<Option<Received<'a>>> {
+        if buf.len() <= TAG_HEADROOM {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        let room = buf.len() - TAG_HEADROOM;
+        let mut iov = libc::iovec {
+            iov_base: buf[TAG_HEADROOM..].as_mut_ptr().cast(),
+            iov_len: room,
         };
+        // SAFETY: all-zero sockaddr_ll and msghdr are valid; the pointers set below outlive the
+        // call.
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut cbuf = [0u64; 16];
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut from as *mut libc::sockaddr_ll).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        // SAFETY: `msg` describes buffers valid for the duration of the call.
+        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
-                io::ErrorKind::WouldBlock => Ok(None),
-                io::ErrorKind::Interrupted => Ok(None),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
                 _ => Err(e),
             };
         }
-        Ok(Some(n as usize))
+        let len = usize::try_from(n).unwrap_or(0).min(room);
+        let mut aux: Option<libc::tpacket_auxdata> = None;
+        // SAFETY: walks the control messages the kernel wrote into `cbuf`, with the CMSG macros
+        // over the `msg` that describes it; the payload is read unaligned.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
+                    aux = Some(std::ptr::read_unaligned(
+                        libc::CMSG_DATA(c) as *const libc::tpacket_auxdata
+                    ));
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        let outgoing = from.sll_pkttype == libc::PACKET_OUTGOING;
+        let mut start = TAG_HEADROOM;
+        if let Some(a) = aux.filter(|a| a.tp_status & TP_STATUS_VLAN_VALID != 0 && len >= 12) {
+            let tpid = if a.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                a.tp_vlan_tpid
+            } else {
+                0x8100
+            };
+            // Move the two MAC addresses 4 octets left and put TPID + TCI after them.
+            buf.copy_within(TAG_HEADROOM..TAG_HEADROOM + 12, 0);
+            buf[12..14].copy_from_slice(&tpid.to_be_bytes());
+            buf[14..16].copy_from_slice(&a.tp_vlan_tci.to_be_bytes());
+            start = 0;
+        }
+        Ok(buf
+            .get(start..TAG_HEADROOM + len)
+            .map(|frame| Received { frame, outgoing }))
     }
 
     /// Transmits one complete Ethernet frame out of the interface.
