@@ -6,10 +6,13 @@
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod afxdp;
+pub mod forward;
 pub mod packet_socket;
 pub mod portset;
 pub mod table;
 pub mod wire;
+pub mod xdp;
 
 pub use portset::{PortId, PortSet, MAX_PORTS};
 pub use table::{ForwardingTable, GroupEntry, MulticastRule, TableHandle, VlanId, VlanTable};
