@@ -5,6 +5,7 @@
 //! Time and I/O are injected, so every RFC rule is a fast unit test. [`punt`] and [`inject`] are
 //! the boundary with the dataplane's wire codecs: frames in, queries out.
 
+pub mod config_file;
 pub mod engine;
 pub mod inject;
 pub mod logging;

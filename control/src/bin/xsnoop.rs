@@ -1,14 +1,16 @@
 //! `xsnoop`: the switch daemon and its command line.
 
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
+use xsnoop_control::config_file::SwitchConfig;
 use xsnoop_control::engine::model::Version;
-use xsnoop_control::engine::{EngineConfig, MrouterMode, PortConfig, VlanConfig};
+use xsnoop_control::engine::{EngineConfig, MrouterMode, PortConfig, PortVlans, VlanConfig};
 use xsnoop_control::logging::{self, LogFormat};
 use xsnoop_control::show;
 use xsnoop_control::snoop::SnoopSwitch;
@@ -37,12 +39,22 @@ enum Command {
     ///
     /// Example: xsnoop snoop --port swp1 --port swp2 --querier --querier-address 10.0.0.254
     Snoop(SnoopArgs),
+    /// Check a configuration file without touching any interface, and summarise it.
+    ///
+    /// Exits non-zero and names the key, the bad value and the fix when the file is wrong.
+    CheckConfig {
+        /// The TOML file (see docs/xsnoop.example.toml for every key).
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
 struct SnoopArgs {
+    /// Take ports, VLANs and timers from this configuration file instead of the flags below.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["ports", "querier", "fast_leave", "mrouter"])]
+    config: Option<PathBuf>,
     /// A switch port (Linux interface name); repeat for each port. All are access ports in VLAN 1.
-    #[arg(long = "port", required = true, value_name = "IF")]
+    #[arg(long = "port", value_name = "IF", required_unless_present = "config")]
     ports: Vec<String>,
     /// Act as the snooping querier (general queries, group-specific queries on leave).
     #[arg(long)]
@@ -118,7 +130,11 @@ fn snoop_config(a: &SnoopArgs) -> Result<EngineConfig> {
 }
 
 fn snoop(a: &SnoopArgs) -> Result<()> {
-    let mut sw = SnoopSwitch::open(snoop_config(a)?)?;
+    let config = match &a.config {
+        Some(path) => SwitchConfig::load(path)?.engine,
+        None => snoop_config(a)?,
+    };
+    let mut sw = SnoopSwitch::open(config)?;
     install_signal_handlers();
     tracing::info!(ports = ?a.ports, querier = a.querier, "snooping");
     let stop_at = a.duration.map(Duration::from_secs_f64);
@@ -137,11 +153,60 @@ fn snoop(a: &SnoopArgs) -> Result<()> {
     Ok(())
 }
 
+fn check_config(file: &Path) -> Result<()> {
+    let c = SwitchConfig::load(file)?;
+    println!("{}: ok", file.display());
+    let rows: Vec<Vec<String>> = c
+        .engine
+        .ports
+        .iter()
+        .zip(&c.native_vlans)
+        .map(|(p, native)| {
+            let vlans = match &p.vlans {
+                PortVlans::Access(v) => format!("access {v}"),
+                PortVlans::Trunk(list) => format!(
+                    "trunk {list:?}{}",
+                    native.map_or_else(String::new, |n| format!(" native {n}"))
+                ),
+            };
+            let mut flags = Vec::new();
+            if p.fast_leave {
+                flags.push("fast-leave".to_string());
+            }
+            if p.mrouter != MrouterMode::Auto {
+                flags.push(format!("mrouter={:?}", p.mrouter).to_lowercase());
+            }
+            if p.flood_reports {
+                flags.push("flood-reports".into());
+            }
+            if p.flood_unregistered {
+                flags.push("flood-unregistered".into());
+            }
+            vec![p.name.clone(), vlans, flags.join(",")]
+        })
+        .collect();
+    print!("{}", show::table(&["PORT", "VLANS", "FLAGS"], &rows));
+    for v in &c.engine.vlans {
+        let t = &v.timers;
+        println!(
+            "VLAN {}: querier {} (address {}, IGMPv{}), GMI {:?}, LMQT {:?}",
+            v.id,
+            if v.querier { "on" } else { "off" },
+            v.querier_address,
+            if v.igmp_version == Version::V2 { 2 } else { 3 },
+            t.group_membership_interval(),
+            t.last_member_query_time()
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(&cli.log_level, cli.log_format);
     let result = match &cli.command {
         Command::Snoop(a) => snoop(a),
+        Command::CheckConfig { file } => check_config(file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,469 @@
+//! The configuration file (TOML): what an operator writes, turned into the engine's typed
+//! configuration.
+//!
+//! Unknown keys are errors that name the key, parse errors carry the line and column, and every
+//! semantic error names the key as written in the file and how to fix it. Timer knobs left out
+//! take RFC 3376 §8 defaults, derived from the robustness variable and query interval the file
+//! does give (§8.6, §8.7, §8.9).
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use thiserror::Error;
+use xsnoop_dataplane::VlanId;
+
+use crate::engine::model::Version;
+use crate::engine::timers::TimerConfig;
+use crate::engine::{ConfigError, EngineConfig, MrouterMode, PortConfig, PortVlans, VlanConfig};
+
+/// Why a configuration file was refused.
+#[derive(Debug, Error)]
+pub enum ConfigFileError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (the message has line, column and key).
+    #[error("{}{message}", file_prefix(path))]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's explanation.
+        message: String,
+    },
+    /// The file parses but a value is not allowed.
+    #[error("{}{message}", file_prefix(path))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Which key, what is wrong, and the fix.
+        message: String,
+    },
+}
+
+/// `"FILE: "` before a message, or nothing when the text did not come from a file.
+fn file_prefix(path: &Path) -> String {
+    if path.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", path.display())
+    }
+}
+
+/// A duration written with a unit: `"125s"`, `"31.25s"`, `"500ms"`, `"2m"`, `"1h"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interval(pub Duration);
+
+/// Parses an [`Interval`]; the error says what forms are allowed.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => f64::NAN,
+    };
+    let value: f64 = num.parse().unwrap_or(f64::NAN);
+    let secs = value * scale;
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        return Err(format!(
+            "{text:?} is not a duration; write a number with a unit, like \"125s\", \"31.25s\", \"500ms\", \"2m\""
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_interval(&s)
+            .map(Interval)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[snooping]`: the knobs of every VLAN's snooping instance.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SnoopingSection {
+    querier: bool,
+    querier_address: Ipv4Addr,
+    igmp_version: u8,
+    robustness: u8,
+    query_interval: Interval,
+    query_response_interval: Interval,
+    last_member_query_interval: Interval,
+    last_member_query_count: Option<u8>,
+    startup_query_count: Option<u8>,
+    startup_query_interval: Option<Interval>,
+    membership_interval: Option<Interval>,
+    flood_unregistered: bool,
+    max_groups: usize,
+    max_sources: usize,
+}
+
+impl Default for SnoopingSection {
+    fn default() -> Self {
+        let t = TimerConfig::default();
+        SnoopingSection {
+            querier: false,
+            querier_address: Ipv4Addr::UNSPECIFIED,
+            igmp_version: 3,
+            robustness: t.robustness,
+            query_interval: Interval(t.query_interval),
+            query_response_interval: Interval(t.query_response_interval),
+            last_member_query_interval: Interval(t.last_member_query_interval),
+            last_member_query_count: None,
+            startup_query_count: None,
+            startup_query_interval: None,
+            membership_interval: None,
+            flood_unregistered: false,
+            max_groups: 4096,
+            max_sources: 64,
+        }
+    }
+}
+
+/// `mrouter = "auto" | "always" | "never"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum MrouterKey {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// One `[[port]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortSection {
+    name: String,
+    vlan: Option<VlanId>,
+    trunk: Option<Vec<VlanId>>,
+    native_vlan: Option<VlanId>,
+    #[serde(default)]
+    fast_leave: bool,
+    #[serde(default)]
+    mrouter: MrouterKey,
+    #[serde(default)]
+    flood_reports: bool,
+    #[serde(default)]
+    flood_unregistered: bool,
+    #[serde(default)]
+    max_groups: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSchema {
+    #[serde(default)]
+    snooping: SnoopingSection,
+    #[serde(default, rename = "port")]
+    ports: Vec<PortSection>,
+}
+
+/// A whole switch configuration: the engine's part and what only the dataplane needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwitchConfig {
+    /// Snooping configuration.
+    pub engine: EngineConfig,
+    /// Per port (same order as `engine.ports`), the VLAN of untagged frames on a trunk port.
+    pub native_vlans: Vec<Option<VlanId>>,
+}
+
+impl SwitchConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<SwitchConfig, ConfigFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigFileError::Parse { message, .. } => ConfigFileError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            ConfigFileError::Invalid { message, .. } => ConfigFileError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates configuration text (errors carry an empty path).
+    pub fn parse(text: &str) -> Result<SwitchConfig, ConfigFileError> {
+        let schema: FileSchema = toml::from_str(text).map_err(|e| ConfigFileError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        let invalid = |message: String| ConfigFileError::Invalid {
+            path: PathBuf::new(),
+            message,
+        };
+        let s = &schema.snooping;
+        let version = match s.igmp_version {
+            2 => Version::V2,
+            3 => Version::V3,
+            v => {
+                return Err(invalid(format!(
+                    "snooping.igmp_version = {v}: xsnoop sends IGMPv2 or IGMPv3 queries; use 2 or 3"
+                )))
+            }
+        };
+        if s.robustness == 0 {
+            return Err(invalid(
+                "snooping.robustness = 0: the robustness variable must not be 0 (RFC 3376 §8.1); use 2, or more on lossy links".into(),
+            ));
+        }
+        // RFC 3376 §8.6, §8.7, §8.9: these default to values derived from QRV and QI.
+        let timers = TimerConfig {
+            robustness: s.robustness,
+            query_interval: s.query_interval.0,
+            query_response_interval: s.query_response_interval.0,
+            last_member_query_interval: s.last_member_query_interval.0,
+            last_member_query_count: s.last_member_query_count.unwrap_or(s.robustness),
+            startup_query_count: s.startup_query_count.unwrap_or(s.robustness),
+            startup_query_interval: s
+                .startup_query_interval
+                .map_or(s.query_interval.0 / 4, |i| i.0),
+            membership_interval: s.membership_interval.map(|i| i.0),
+        };
+        let mut ports = Vec::new();
+        let mut native_vlans = Vec::new();
+        let mut vlan_ids = std::collections::BTreeSet::new();
+        for (i, p) in schema.ports.iter().enumerate() {
+            let at = format!("port[{i}] ({:?})", p.name);
+            let bad_id = |key: &str, id: VlanId| {
+                invalid(format!(
+                    "{at}.{key} = {id}: not a usable VLAN id (0 and 4095 are reserved, 12 bits at most); use 1..=4094"
+                ))
+            };
+            let usable = |id: VlanId| (1..=4094).contains(&id);
+            if let Some(id) = p.vlan.filter(|&id| !usable(id)) {
+                return Err(bad_id("vlan", id));
+            }
+            if let Some(id) = p.native_vlan.filter(|&id| !usable(id)) {
+                return Err(bad_id("native_vlan", id));
+            }
+            if let Some(id) = p.trunk.iter().flatten().copied().find(|&id| !usable(id)) {
+                return Err(bad_id("trunk", id));
+            }
+            let vlans = match (p.vlan, &p.trunk) {
+                (Some(v), None) => {
+                    if p.native_vlan.is_some() {
+                        return Err(invalid(format!(
+                            "{at}.native_vlan: only trunk ports have a native VLAN; remove it or use trunk = [...]"
+                        )));
+                    }
+                    PortVlans::Access(v)
+                }
+                (None, Some(list)) => {
+                    if let Some(n) = p.native_vlan.filter(|n| !list.contains(n)) {
+                        return Err(invalid(format!(
+                            "{at}.native_vlan = {n}: the native VLAN must be one of the trunk's VLANs {list:?}"
+                        )));
+                    }
+                    PortVlans::Trunk(list.clone())
+                }
+                (None, None) => PortVlans::Access(1),
+                (Some(_), Some(_)) => {
+                    return Err(invalid(format!(
+                        "{at}: has both vlan (access port) and trunk; keep one"
+                    )))
+                }
+            };
+            vlan_ids.extend(vlans.as_slice().iter().copied());
+            ports.push(PortConfig {
+                name: p.name.clone(),
+                vlans,
+                fast_leave: p.fast_leave,
+                mrouter: match p.mrouter {
+                    MrouterKey::Auto => MrouterMode::Auto,
+                    MrouterKey::Always => MrouterMode::Always,
+                    MrouterKey::Never => MrouterMode::Never,
+                },
+                flood_reports: p.flood_reports,
+                flood_unregistered: p.flood_unregistered,
+                max_groups: p.max_groups,
+            });
+            native_vlans.push(p.native_vlan);
+        }
+        if ports.is_empty() {
+            return Err(invalid(
+                "no [[port]] sections: add one per switch interface, e.g. [[port]] name = \"swp1\""
+                    .into(),
+            ));
+        }
+        let vlans = vlan_ids
+            .into_iter()
+            .map(|id| VlanConfig {
+                querier: s.querier,
+                querier_address: s.querier_address,
+                igmp_version: version,
+                timers,
+                flood_unregistered: s.flood_unregistered,
+                ..VlanConfig::new(id)
+            })
+            .collect();
+        let engine = EngineConfig {
+            ports,
+            vlans,
+            max_groups: s.max_groups,
+            max_sources: s.max_sources,
+            static_groups: Vec::new(),
+        };
+        engine
+            .validate()
+            .map_err(|e| invalid(file_terms(&e, &engine)))?;
+        Ok(SwitchConfig {
+            engine,
+            native_vlans,
+        })
+    }
+}
+
+/// The engine names fields by its own structure (`vlans[3].timers.query_interval`); the file
+/// has one `[snooping]` section and `[[port]]` tables, so say it the way the operator wrote it.
+fn file_terms(e: &ConfigError, cfg: &EngineConfig) -> String {
+    let port = |i: usize| {
+        let name = cfg.ports.get(i).map_or("?", |p| p.name.as_str());
+        format!("port[{i}] ({name:?})")
+    };
+    match e {
+        ConfigError::BadTimer {
+            knob, problem, fix, ..
+        } => format!("snooping.{knob}: {problem}; {fix}"),
+        ConfigError::BadIgmpVersion { .. } => {
+            "snooping.igmp_version: use 2 or 3".to_string()
+        }
+        ConfigError::BadQuerierAddress { addr, .. } => format!(
+            "snooping.querier_address = \"{addr}\": not a unicast address; use this switch's IP in the VLAN or \"0.0.0.0\" for proxy queries"
+        ),
+        ConfigError::EmptyPortName { index } => {
+            format!("{}.name: is empty; give the interface name", port(*index))
+        }
+        ConfigError::DuplicatePortName { index, first, name } => format!(
+            "{}.name = {name:?}: already used by {}; each interface appears once",
+            port(*index),
+            port(*first)
+        ),
+        ConfigError::BadTrunk { index, problem } => {
+            format!("{}.trunk: {problem}; list each VLAN once", port(*index))
+        }
+        ConfigError::InvalidVlanId { id, .. } => {
+            format!("VLAN id {id} is reserved or out of range; use 1..=4094")
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        SwitchConfig::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_documented_example_parses_with_its_values() {
+        let c = SwitchConfig::parse(include_str!("../../docs/xsnoop.example.toml")).unwrap();
+        let e = &c.engine;
+        assert_eq!(e.ports.len(), 4);
+        assert_eq!(e.ports[2].vlans, PortVlans::Trunk(vec![10, 20]));
+        assert_eq!(c.native_vlans[2], Some(10));
+        assert_eq!(e.ports[3].mrouter, MrouterMode::Always);
+        assert!(e.ports[0].fast_leave);
+        assert_eq!(
+            e.vlans.iter().map(|v| v.id).collect::<Vec<_>>(),
+            vec![10, 20]
+        );
+        let v = &e.vlans[0];
+        assert!(v.querier);
+        assert_eq!(v.querier_address, Ipv4Addr::new(10, 0, 0, 254));
+        assert_eq!(
+            v.timers.startup_query_interval,
+            Duration::from_millis(31_250)
+        );
+        assert_eq!(
+            v.timers.group_membership_interval(),
+            Duration::from_secs(260)
+        );
+    }
+
+    #[test]
+    fn defaults_follow_rfc3376_and_derive_from_robustness() {
+        let c = SwitchConfig::parse(
+            "[snooping]\nrobustness = 3\nquery_interval = \"60s\"\n[[port]]\nname = \"a\"\n",
+        )
+        .unwrap();
+        let t = c.engine.vlans[0].timers;
+        assert_eq!(t.last_member_query_count, 3);
+        assert_eq!(t.startup_query_count, 3);
+        assert_eq!(t.startup_query_interval, Duration::from_secs(15));
+        assert_eq!(c.engine.vlans[0].id, 1, "a port without vlan is in VLAN 1");
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let e = err("[snooping]\nquerier = true\nquerrier_address = \"1.2.3.4\"\n");
+        assert!(e.contains("querrier_address"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        let e = err("[[port]]\nname = \"a\"\nfastleave = true\n");
+        assert!(e.contains("fastleave") && e.contains("fast_leave"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_fix() {
+        let e = err("[snooping]\nquery_interval = \"125\"\n[[port]]\nname = \"a\"\n");
+        assert!(
+            e.contains("query_interval") && e.contains("\"125s\""),
+            "{e}"
+        );
+        let e = err("[snooping]\nigmp_version = 1\n[[port]]\nname = \"a\"\n");
+        assert!(
+            e.contains("snooping.igmp_version") && e.contains("use 2 or 3"),
+            "{e}"
+        );
+        let e = err("[snooping]\nrobustness = 0\n[[port]]\nname = \"a\"\n");
+        assert!(e.contains("snooping.robustness"), "{e}");
+        let e = err("[[port]]\nname = \"a\"\nvlan = 4095\n");
+        assert!(
+            e.contains("port[0] (\"a\").vlan = 4095") && e.contains("1..=4094"),
+            "{e}"
+        );
+        let e = err("[[port]]\nname = \"a\"\ntrunk = [10, 0]\n");
+        assert!(e.contains(".trunk = 0"), "{e}");
+        let e = err("[[port]]\nname = \"a\"\n[[port]]\nname = \"a\"\n");
+        assert!(e.contains("port[1]") && e.contains("already used"), "{e}");
+        let e = err("[[port]]\nname = \"a\"\ntrunk = [10]\nnative_vlan = 20\n");
+        assert!(e.contains("native_vlan = 20"), "{e}");
+        let e = err("[[port]]\nname = \"a\"\nmrouter = \"sometimes\"\n");
+        assert!(e.contains("sometimes") && e.contains("always"), "{e}");
+        assert!(err("").contains("[[port]]"));
+    }
+
+    #[test]
+    fn intervals_take_units() {
+        assert_eq!(parse_interval("31.25s"), Ok(Duration::from_millis(31_250)));
+        assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_interval("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_interval("-1s").is_err());
+        assert!(parse_interval("1e400s").is_err());
+        assert!(parse_interval("s").is_err());
+        assert!(parse_interval("5 parsecs").is_err());
+    }
+}
