@@ -1,1 +1,33 @@
-//! (being built)
+//! The forwarding pipeline: the pure per-frame decision layer an AF_XDP worker calls.
+//!
+//! No sockets, threads or clocks: time is an argument, the published table and port map are
+//! read-only inputs, the FDB is the worker's own state. Every rule is a unit test.
+//!
+//! - [`portmap`]: access/trunk ports, ingress VLAN classification, egress tagging ([`PortMap`],
+//!   published through [`PortMapHandle`]).
+//! - [`fdb`]: MAC learning with ageing, flushes and a capacity limit ([`Fdb`]).
+//! - [`decide`](mod@decide): [`process`] (parse → VLAN → decide → learn) and [`decide()`] →
+//!   [`Decision`] (`Forward(Egress)` / `Punt` / `Drop(DropReason)`).
+//! - [`rewrite`]: push / pop / retag an 802.1Q tag for each egress port, without allocating.
+//! - [`reason`]: [`DropReason`] and [`ForwardReason`] with stable snake_case names, and
+//!   per-worker [`Counters`].
+//!
+//! A worker's loop, per batch: load the table and the port map once, then for each frame call
+//! [`process`], count it with [`Counters::record`], and for `Forward` copy the frame to every
+//! egress port with [`rewrite::rewrite_into`] using [`Egress::tag_for`]; call [`Fdb::age`] about
+//! once a second and [`Fdb::flush_port`] when a link goes down.
+
+pub mod decide;
+pub mod fdb;
+pub mod portmap;
+pub mod reason;
+pub mod rewrite;
+
+#[cfg(test)]
+mod tests;
+
+pub use decide::{classify_error, decide, process, Decision, Egress, Inputs};
+pub use fdb::{Fdb, FdbConfig, FdbEntry, FdbStats, Learn};
+pub use portmap::{EgressTag, PortMap, PortMapError, PortMapHandle, PortVlanConfig};
+pub use reason::{Counters, DropReason, ForwardReason};
+pub use rewrite::{rewrite_in_place, rewrite_into, RewriteError};

@@ -1,0 +1,493 @@
+//! The filtering database (FDB): which port a unicast MAC sits behind, per VLAN, learned from
+//! the source addresses of received frames (IEEE 802.1Q §8.7, independent VLAN learning).
+//!
+//! Rules:
+//! - only individual, non-zero source MACs are learned (a group address is never a station);
+//! - a MAC seen on another port moves there (counted as a move: a flapping count is a loop hint);
+//! - an entry not refreshed for the ageing time (default 300 s, IEEE 802.1Q Table 8-6) is treated
+//!   as absent at once and removed by the next [`Fdb::age`] sweep;
+//! - [`Fdb::flush_port`] on link down, [`Fdb::flush_vlan`] when a VLAN is reconfigured;
+//! - a hard capacity: once full, new MACs are refused and counted (a MAC flood cannot grow the
+//!   table or evict learned stations); known MACs still refresh and move.
+//!
+//! Time is passed in (`now`, a monotonic [`Duration`] since any fixed epoch); nothing here reads
+//! a clock. Storage is allocated once, in [`Fdb::new`]: the map is sized at twice the capacity so
+//! that hashbrown's tombstone cleanup always rehashes in place and never reallocates.
+//!
+//! Sharing: this type is single-writer (one worker). With several workers, the plan is the Linux
+//! bridge's: one shared table whose per-entry `(port, last_seen)` is packed into an `AtomicU64`
+//! (refresh and move are lock-free stores by any worker), with insertion and removal of keys
+//! (rare: a new station, ageing sweeps) serialized by a mutex and published RCU-style
+//! (readers never block); or, simpler, each worker forwards learn events over an SPSC ring to one
+//! learner that publishes snapshots. Per-worker private tables would not work: a MAC learned by
+//! one worker's queue must be known to all.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use crate::portset::PortId;
+use crate::table::VlanId;
+use crate::wire::MacAddr;
+
+/// The ageing time IEEE 802.1Q recommends (Table 8-6) and Linux uses.
+pub const DEFAULT_AGEING: Duration = Duration::from_secs(300);
+/// Default capacity (entries over all VLANs).
+pub const DEFAULT_CAPACITY: usize = 16 * 1024;
+
+/// FDB limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdbConfig {
+    /// Most entries over all VLANs; beyond it new MACs are refused. 0 disables learning.
+    pub capacity: usize,
+    /// An entry not refreshed for this long is gone.
+    pub ageing: Duration,
+}
+
+impl Default for FdbConfig {
+    fn default() -> Self {
+        FdbConfig {
+            capacity: DEFAULT_CAPACITY,
+            ageing: DEFAULT_AGEING,
+        }
+    }
+}
+
+/// What [`Fdb::learn`] did, for counters and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learn {
+    /// A new entry (or one that had aged out) was created.
+    New,
+    /// The entry existed on this port; its age was reset.
+    Refreshed,
+    /// The MAC moved here from another port.
+    Moved {
+        /// The port it was on.
+        from: PortId,
+    },
+    /// The source is a group or all-zero MAC: never learned.
+    InvalidMac,
+    /// The table is full: the new MAC was not learned.
+    TableFull,
+}
+
+/// Learning and ageing totals since creation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdbStats {
+    /// Entries created.
+    pub learned: u64,
+    /// MAC moves between ports.
+    pub moved: u64,
+    /// New MACs refused because the table was full.
+    pub refused_full: u64,
+    /// Group or zero source MACs refused.
+    pub refused_invalid: u64,
+    /// Entries removed by ageing sweeps.
+    pub aged: u64,
+    /// Entries removed by flushes.
+    pub flushed: u64,
+}
+
+/// One learned station, for `show` output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdbEntry {
+    /// VLAN.
+    pub vlan: VlanId,
+    /// Station MAC.
+    pub mac: MacAddr,
+    /// Port it was last seen on.
+    pub port: PortId,
+    /// Time since it was last seen.
+    pub age: Duration,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    port: PortId,
+    last_seen: Duration,
+}
+
+/// A seeded multiply-fold hash of the packed 64-bit key: far cheaper than SipHash on the
+/// per-packet path, and the random seed keeps collision sets unpredictable to a MAC flooder (the
+/// capacity limit bounds the damage regardless).
+#[derive(Clone, Copy, Debug)]
+struct KeyHasherBuilder {
+    seed: u64,
+}
+
+impl KeyHasherBuilder {
+    fn random() -> Self {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0x7873_6e6f_6f70_6664);
+        KeyHasherBuilder { seed: h.finish() }
+    }
+}
+
+struct KeyHasher {
+    seed: u64,
+    state: u64,
+}
+
+const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.state
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        let m = u128::from(x ^ self.seed ^ self.state).wrapping_mul(u128::from(MUL));
+        self.state = (m as u64) ^ ((m >> 64) as u64);
+    }
+}
+
+impl BuildHasher for KeyHasherBuilder {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher {
+            seed: self.seed,
+            state: 0,
+        }
+    }
+}
+
+fn key(vlan: VlanId, mac: MacAddr) -> u64 {
+    let [a, b, c, d, e, f] = mac.0;
+    let [v0, v1] = vlan.to_be_bytes();
+    u64::from_be_bytes([v0, v1, a, b, c, d, e, f])
+}
+
+fn unkey(k: u64) -> (VlanId, MacAddr) {
+    let [v0, v1, a, b, c, d, e, f] = k.to_be_bytes();
+    (u16::from_be_bytes([v0, v1]), MacAddr([a, b, c, d, e, f]))
+}
+
+/// The MAC learning table of one switch.
+#[derive(Clone, Debug)]
+pub struct Fdb {
+    cfg: FdbConfig,
+    map: HashMap<u64, Slot, KeyHasherBuilder>,
+    stats: FdbStats,
+}
+
+impl Default for Fdb {
+    fn default() -> Self {
+        Self::new(FdbConfig::default())
+    }
+}
+
+impl Fdb {
+    /// An empty table; allocates its storage once, here.
+    pub fn new(cfg: FdbConfig) -> Self {
+        Fdb {
+            cfg,
+            map: HashMap::with_capacity_and_hasher(
+                cfg.capacity.saturating_mul(2),
+                KeyHasherBuilder::random(),
+            ),
+            stats: FdbStats::default(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> FdbConfig {
+        self.cfg
+    }
+
+    /// Learning and ageing totals.
+    pub fn stats(&self) -> FdbStats {
+        self.stats
+    }
+
+    /// Entries held, including aged ones not yet swept.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the table holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    fn expired(&self, s: &Slot, now: Duration) -> bool {
+        now.saturating_sub(s.last_seen) >= self.cfg.ageing
+    }
+
+    /// Records that `mac` was seen as a source on `port` in `vlan` at `now`.
+    pub fn learn(&mut self, vlan: VlanId, mac: MacAddr, port: PortId, now: Duration) -> Learn {
+        if !mac.is_unicast() || mac == MacAddr::ZERO {
+            self.stats.refused_invalid += 1;
+            return Learn::InvalidMac;
+        }
+        let k = key(vlan, mac);
+        let ageing = self.cfg.ageing;
+        if let Some(s) = self.map.get_mut(&k) {
+            let was_expired = now.saturating_sub(s.last_seen) >= ageing;
+            let from = s.port;
+            s.port = port;
+            s.last_seen = now;
+            return if was_expired {
+                self.stats.learned += 1;
+                Learn::New
+            } else if from != port {
+                self.stats.moved += 1;
+                Learn::Moved { from }
+            } else {
+                Learn::Refreshed
+            };
+        }
+        if self.map.len() >= self.cfg.capacity {
+            self.stats.refused_full += 1;
+            return Learn::TableFull;
+        }
+        self.map.insert(
+            k,
+            Slot {
+                port,
+                last_seen: now,
+            },
+        );
+        self.stats.learned += 1;
+        Learn::New
+    }
+
+    /// The port `mac` was last seen on in `vlan`, if not aged out at `now`.
+    pub fn lookup(&self, vlan: VlanId, mac: MacAddr, now: Duration) -> Option<PortId> {
+        self.map
+            .get(&key(vlan, mac))
+            .filter(|s| !self.expired(s, now))
+            .map(|s| s.port)
+    }
+
+    /// Removes every entry aged out at `now`; returns how many. Call periodically (every second
+    /// or so): lookups already ignore aged entries, the sweep only frees their room.
+    pub fn age(&mut self, now: Duration) -> usize {
+        let ageing = self.cfg.ageing;
+        let before = self.map.len();
+        self.map
+            .retain(|_, s| now.saturating_sub(s.last_seen) < ageing);
+        let n = before - self.map.len();
+        self.stats.aged += n as u64;
+        n
+    }
+
+    fn flush_where(&mut self, mut pred: impl FnMut(u64, &Slot) -> bool) -> usize {
+        let before = self.map.len();
+        self.map.retain(|k, s| !pred(*k, s));
+        let n = before - self.map.len();
+        self.stats.flushed += n as u64;
+        n
+    }
+
+    /// Forgets every station behind `port` (link down, port reconfigured); returns how many.
+    pub fn flush_port(&mut self, port: PortId) -> usize {
+        self.flush_where(|_, s| s.port == port)
+    }
+
+    /// Forgets every station of `vlan`; returns how many.
+    pub fn flush_vlan(&mut self, vlan: VlanId) -> usize {
+        self.flush_where(|k, _| unkey(k).0 == vlan)
+    }
+
+    /// Forgets everything.
+    pub fn flush_all(&mut self) -> usize {
+        self.flush_where(|_, _| true)
+    }
+
+    /// The live entries at `now`, sorted by (VLAN, MAC). Allocates: for `show`, not per packet.
+    pub fn entries(&self, now: Duration) -> Vec<FdbEntry> {
+        let mut v: Vec<FdbEntry> = self
+            .map
+            .iter()
+            .filter(|(_, s)| !self.expired(s, now))
+            .map(|(k, s)| {
+                let (vlan, mac) = unkey(*k);
+                FdbEntry {
+                    vlan,
+                    mac,
+                    port: s.port,
+                    age: now.saturating_sub(s.last_seen),
+                }
+            })
+            .collect();
+        v.sort_by_key(|e| (e.vlan, e.mac));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(n: u32) -> MacAddr {
+        let [a, b, c, d] = n.to_be_bytes();
+        MacAddr([0x02, 0x00, a, b, c, d])
+    }
+
+    fn s(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn learns_unicast_sources_only() {
+        let mut f = Fdb::default();
+        assert_eq!(f.learn(1, mac(1), 3, s(0)), Learn::New);
+        assert_eq!(f.lookup(1, mac(1), s(0)), Some(3));
+        assert_eq!(f.lookup(2, mac(1), s(0)), None, "learning is per VLAN");
+        for bad in [
+            MacAddr::BROADCAST,
+            MacAddr([0x01, 0x00, 0x5e, 0, 0, 1]),
+            MacAddr([0x33, 0x33, 0, 0, 0, 1]),
+            MacAddr::ZERO,
+        ] {
+            assert_eq!(f.learn(1, bad, 3, s(0)), Learn::InvalidMac, "{bad}");
+            assert_eq!(f.lookup(1, bad, s(0)), None);
+        }
+        assert_eq!(f.len(), 1);
+        assert_eq!(f.stats().refused_invalid, 4);
+    }
+
+    #[test]
+    fn refresh_and_move() {
+        let mut f = Fdb::default();
+        f.learn(1, mac(1), 3, s(0));
+        assert_eq!(f.learn(1, mac(1), 3, s(10)), Learn::Refreshed);
+        assert_eq!(f.learn(1, mac(1), 5, s(11)), Learn::Moved { from: 3 });
+        assert_eq!(f.lookup(1, mac(1), s(11)), Some(5));
+        assert_eq!(f.stats().moved, 1);
+        assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn ageing_hides_then_sweeps() {
+        let mut f = Fdb::new(FdbConfig {
+            capacity: 10,
+            ageing: s(300),
+        });
+        f.learn(1, mac(1), 3, s(0));
+        f.learn(1, mac(2), 4, s(100));
+        assert_eq!(f.lookup(1, mac(1), s(299)), Some(3));
+        assert_eq!(f.lookup(1, mac(1), s(300)), None, "aged at exactly 300 s");
+        assert_eq!(f.len(), 2, "hidden but not yet swept");
+        assert_eq!(f.age(s(300)), 1);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f.lookup(1, mac(2), s(399)), Some(4));
+        // A refresh restarts the clock.
+        f.learn(1, mac(2), 4, s(399));
+        assert_eq!(f.lookup(1, mac(2), s(698)), Some(4));
+        // An aged entry seen again counts as new, on whatever port.
+        assert_eq!(f.learn(1, mac(2), 6, s(1000)), Learn::New);
+        assert_eq!(f.stats().moved, 0);
+        assert_eq!(f.stats().aged, 1);
+        // A clock that steps back does not age anything.
+        assert_eq!(f.lookup(1, mac(2), s(5)), Some(6));
+    }
+
+    #[test]
+    fn flush_per_port_and_per_vlan() {
+        let mut f = Fdb::default();
+        f.learn(1, mac(1), 3, s(0));
+        f.learn(1, mac(2), 4, s(0));
+        f.learn(2, mac(3), 3, s(0));
+        f.learn(2, mac(4), 5, s(0));
+        assert_eq!(f.flush_port(3), 2);
+        assert_eq!(f.lookup(1, mac(1), s(0)), None);
+        assert_eq!(f.lookup(2, mac(3), s(0)), None);
+        assert_eq!(f.lookup(1, mac(2), s(0)), Some(4));
+        assert_eq!(f.flush_vlan(2), 1);
+        assert_eq!(f.lookup(2, mac(4), s(0)), None);
+        assert_eq!(f.lookup(1, mac(2), s(0)), Some(4));
+        assert_eq!(f.flush_all(), 1);
+        assert!(f.is_empty());
+        assert_eq!(f.stats().flushed, 4);
+    }
+
+    #[test]
+    fn capacity_limit_refuses_and_counts_a_mac_flood() {
+        let mut f = Fdb::new(FdbConfig {
+            capacity: 100,
+            ageing: s(300),
+        });
+        let cap_before = f.map.capacity();
+        for n in 0..10_000 {
+            f.learn(1, mac(n), (n % 7) as PortId, s(1));
+        }
+        assert_eq!(f.len(), 100);
+        assert_eq!(f.stats().learned, 100);
+        assert_eq!(f.stats().refused_full, 9_900);
+        assert_eq!(f.map.capacity(), cap_before, "never grew");
+        // Known stations keep working while full.
+        assert_eq!(f.learn(1, mac(5), 9, s(2)), Learn::Moved { from: 5 });
+        assert_eq!(f.lookup(1, mac(5), s(2)), Some(9));
+        // Room comes back through ageing.
+        assert_eq!(f.learn(1, mac(20_000), 1, s(2)), Learn::TableFull);
+        f.age(s(301));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f.learn(1, mac(20_000), 1, s(302)), Learn::New);
+    }
+
+    #[test]
+    fn churn_never_reallocates() {
+        let mut f = Fdb::new(FdbConfig {
+            capacity: 64,
+            ageing: s(1),
+        });
+        let cap = f.map.capacity();
+        for round in 0..200u32 {
+            for n in 0..64 {
+                f.learn(1, mac(round * 64 + n), 1, s(u64::from(round) * 2));
+            }
+            f.age(s(u64::from(round) * 2 + 1));
+        }
+        assert_eq!(f.map.capacity(), cap);
+    }
+
+    #[test]
+    fn zero_capacity_disables_learning() {
+        let mut f = Fdb::new(FdbConfig {
+            capacity: 0,
+            ageing: s(300),
+        });
+        assert_eq!(f.learn(1, mac(1), 1, s(0)), Learn::TableFull);
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn entries_are_sorted_and_skip_aged() {
+        let mut f = Fdb::default();
+        f.learn(2, mac(1), 1, s(0));
+        f.learn(1, mac(9), 2, s(400));
+        f.learn(1, mac(3), 3, s(450));
+        let e = f.entries(s(500));
+        assert_eq!(
+            e,
+            vec![
+                FdbEntry {
+                    vlan: 1,
+                    mac: mac(3),
+                    port: 3,
+                    age: s(50)
+                },
+                FdbEntry {
+                    vlan: 1,
+                    mac: mac(9),
+                    port: 2,
+                    age: s(100)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn key_round_trips() {
+        let m = MacAddr([0xde, 0xad, 0xbe, 0xef, 0x00, 0x01]);
+        assert_eq!(unkey(key(4094, m)), (4094, m));
+    }
+}
