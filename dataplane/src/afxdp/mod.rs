@@ -1,1 +1,710 @@
-//! (being built)
+//! AF_XDP switch ports on one shared UMEM: the dataplane's packet I/O.
+//!
+//! One UMEM (a caller-sized mmap of equal frames) is shared by one socket per (port, queue), on
+//! different interfaces. A received frame stays where the kernel wrote it: replicating it to N
+//! ports puts the *same* UMEM frame on N TX rings, and a per-frame reference count returns it to
+//! the free pool only after the last of its N completions (each read from the completion ring of
+//! the device that transmitted it). Nothing is copied in userspace, nothing is allocated and no
+//! lock is taken on the per-packet path: every buffer is sized at construction.
+//!
+//! The usage contract, per frame:
+//! - [`AfXdp::rx_batch`] hands out frames with one reference: the caller's *hold*;
+//! - [`AfXdp::tx`] adds a reference and stages the frame for a port (any number of ports);
+//! - [`AfXdp::release`] drops the hold (exactly once per received or allocated frame);
+//! - [`AfXdp::flush`] moves staged frames onto the TX rings (a full ring drops and counts, never
+//!   blocks), kicks the kernel until the rings drain (copy mode sends at most 32 frames per
+//!   kick), and reaps completions.
+//!
+//! [`AfXdp::alloc`] gives a free frame to write a frame the switch originates (queries). The
+//! accounting ([`AfXdp::accounting`], [`AfXdp::audit`]) proves that no frame is lost.
+//!
+//! The crate-specific ring code lives in `xsk.rs` only. Sockets are created in the calling
+//! thread's network namespace and stay in it; build the set from inside the switch's namespace,
+//! then use it from any one thread.
+
+mod mmap;
+pub mod pool;
+mod xsk;
+
+use std::os::fd::{BorrowedFd, RawFd};
+
+pub use pool::{Accounting, AuditError, PoolError};
+pub use xsk::KernelStats;
+
+use crate::xdp::abi::{FrameClass, META_LEN, META_MAGIC};
+use mmap::Area;
+use pool::FramePool;
+use xsk::{Flavor, RawDesc, Sizes, XskError, XskSocket, XskUmem};
+
+/// Most descriptors one [`AfXdp::rx_batch`] returns.
+pub const RX_BATCH: usize = 64;
+/// Completions reaped per ring read.
+const COMP_BATCH: usize = 64;
+/// A fill ring is topped up once this many of its frames have been consumed.
+const REFILL_THRESHOLD: u32 = 32;
+
+/// Which AF_XDP mode to bind in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BindMode {
+    /// Try zero-copy, fall back to copy if any port refuses it. The default.
+    #[default]
+    Auto,
+    /// Copy mode only (works on every driver, e.g. veth).
+    Copy,
+    /// Zero-copy only (fails if a driver lacks it).
+    ZeroCopy,
+}
+
+/// The mode the sockets are bound in (one per UMEM: shared sockets inherit it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoundMode {
+    /// The kernel copies frames between its buffers and the UMEM.
+    Copy,
+    /// The NIC DMAs straight into the UMEM.
+    ZeroCopy,
+}
+
+/// Sizes of the UMEM and the rings; every ring size must be a power of two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AfXdpConfig {
+    /// Frames in the UMEM.
+    pub frame_count: u32,
+    /// Octets per frame: a power of two from 2048 to the page size.
+    pub frame_size: u32,
+    /// Fill ring entries per (port, queue).
+    pub fill_size: u32,
+    /// Completion ring entries per (port, queue).
+    pub comp_size: u32,
+    /// RX ring entries per socket.
+    pub rx_size: u32,
+    /// TX ring entries per socket.
+    pub tx_size: u32,
+    /// Requested bind mode.
+    pub mode: BindMode,
+}
+
+impl Default for AfXdpConfig {
+    fn default() -> Self {
+        AfXdpConfig {
+            frame_count: 8192,
+            frame_size: 2048,
+            fill_size: 2048,
+            comp_size: 2048,
+            rx_size: 2048,
+            tx_size: 2048,
+            mode: BindMode::Auto,
+        }
+    }
+}
+
+/// One socket to open: interface index and queue (in the calling thread's namespace).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortSpec {
+    /// Interface index.
+    pub ifindex: u32,
+    /// RX/TX queue id.
+    pub queue: u32,
+}
+
+/// Why the AF_XDP ports could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AfXdpError {
+    /// The configuration is unusable.
+    #[error("AF_XDP configuration: {0}")]
+    Config(String),
+    /// The UMEM memory could not be mapped.
+    #[error("mapping {bytes} bytes for the UMEM failed: {source}; lower frame_count or raise the memory limit")]
+    Mmap {
+        /// Requested size.
+        bytes: usize,
+        /// What mmap said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A socket step failed.
+    #[error("AF_XDP {step} for ifindex {ifindex} queue {queue} failed: {errno_text}; {hint}")]
+    Socket {
+        /// Which step (socket, rings, bind...).
+        step: &'static str,
+        /// Interface.
+        ifindex: u32,
+        /// Queue.
+        queue: u32,
+        /// errno.
+        errno: i32,
+        /// errno as text.
+        errno_text: String,
+        /// What to try.
+        hint: &'static str,
+    },
+}
+
+impl AfXdpError {
+    fn socket(e: XskError, spec: PortSpec) -> AfXdpError {
+        let hint = match (e.step, e.errno) {
+            (_, libc::EPERM) => "run as root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK)",
+            ("UMEM registration", libc::ENOMEM) => "raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK",
+            ("bind", libc::EOPNOTSUPP) => "the driver lacks zero-copy: use BindMode::Copy or Auto",
+            ("bind", libc::EBUSY) => "another AF_XDP socket already owns this interface queue",
+            ("bind", libc::EINVAL) => "the queue does not exist on this interface (ethtool -l)",
+            ("interface lookup", _) => "no such interface in this network namespace",
+            _ => "see the errno",
+        };
+        AfXdpError::Socket {
+            step: e.step,
+            ifindex: spec.ifindex,
+            queue: spec.queue,
+            errno: e.errno,
+            errno_text: std::io::Error::from_raw_os_error(e.errno).to_string(),
+            hint,
+        }
+    }
+}
+
+/// A frame handed out by the ports: UMEM address of its first octet and its length.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameDesc {
+    /// UMEM address (offset from the UMEM start) of the frame's first octet.
+    pub addr: u64,
+    /// Length in octets.
+    pub len: u32,
+}
+
+/// Why a per-packet operation was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// No port with this index.
+    #[error("no port {0}")]
+    NoSuchPort(usize),
+    /// The frame is not held or its descriptor is out of range.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// The descriptor spills over the end of its frame.
+    #[error("descriptor {addr:#x}+{len} crosses a frame boundary")]
+    BadLength {
+        /// Address.
+        addr: u64,
+        /// Length.
+        len: u32,
+    },
+}
+
+/// Userspace counters of one port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Frames read from the RX ring.
+    pub rx: u64,
+    /// RX descriptors that did not match a frame in a fill ring (dropped; a kernel/ring bug).
+    pub rx_bad: u64,
+    /// Frames placed on the TX ring.
+    pub tx: u64,
+    /// Frames dropped because the TX ring was full.
+    pub tx_ring_full: u64,
+    /// TX completions reaped.
+    pub completions: u64,
+    /// Completion addresses that did not match an in-flight frame (ignored).
+    pub completions_bad: u64,
+    /// `sendto` kicks.
+    pub kicks: u64,
+    /// Kicks that returned an error (EAGAIN/EBUSY/ENOBUFS are transient).
+    pub kick_errors: u64,
+    /// errno of the last failed kick.
+    pub last_kick_errno: i32,
+    /// Fill-ring wakeups.
+    pub fill_wakeups: u64,
+}
+
+/// What the classifier put in front of a frame (bpf_xdp_adjust_meta), when it reached us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxMeta {
+    /// The class the XDP program decided.
+    pub class: FrameClass,
+    /// The port slot the program looked up.
+    pub slot: u16,
+}
+
+struct Port {
+    spec: PortSpec,
+    sock: XskSocket,
+    staged: Vec<RawDesc>,
+    in_fill: u32,
+    stats: PortStats,
+}
+
+/// The AF_XDP sockets of all switch ports on one shared UMEM, with the frame pool.
+pub struct AfXdp {
+    // Field order is drop order: sockets before the UMEM registration before the memory.
+    ports: Vec<Port>,
+    _umem: XskUmem,
+    area: Area,
+    pool: FramePool,
+    cfg: AfXdpConfig,
+    mode: BoundMode,
+    comp_buf: [u64; COMP_BATCH],
+    pollfds: Vec<libc::pollfd>,
+}
+
+impl std::fmt::Debug for AfXdp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AfXdp")
+            .field("mode", &self.mode)
+            .field(
+                "ports",
+                &self.ports.iter().map(|p| p.spec).collect::<Vec<_>>(),
+            )
+            .field("accounting", &self.pool.accounting())
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_config(cfg: &AfXdpConfig, ports: usize) -> Result<(), AfXdpError> {
+    let bad = |m: String| Err(AfXdpError::Config(m));
+    // SAFETY: sysconf has no preconditions.
+    let page = u32::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    if !cfg.frame_size.is_power_of_two() || cfg.frame_size < 2048 || cfg.frame_size > page {
+        return bad(format!(
+            "frame_size {} must be a power of two in 2048..={page}",
+            cfg.frame_size
+        ));
+    }
+    for (name, v) in [
+        ("fill_size", cfg.fill_size),
+        ("comp_size", cfg.comp_size),
+        ("rx_size", cfg.rx_size),
+        ("tx_size", cfg.tx_size),
+    ] {
+        if !v.is_power_of_two() {
+            return bad(format!("{name} {v} must be a power of two"));
+        }
+    }
+    if cfg.frame_count == 0 {
+        return bad("frame_count must be positive".into());
+    }
+    if ports == 0 {
+        return bad("no ports".into());
+    }
+    if u64::from(cfg.frame_count) * u64::from(cfg.frame_size) > isize::MAX as u64 {
+        return bad("UMEM too large".into());
+    }
+    Ok(())
+}
+
+impl AfXdp {
+    /// Maps the UMEM and opens one socket per entry of `ports` (port index = position), binding
+    /// in the requested mode ([`BindMode::Auto`]: zero-copy if every port supports it, copy
+    /// otherwise). Fill rings are primed from the pool.
+    pub fn new(cfg: AfXdpConfig, ports: &[PortSpec]) -> Result<AfXdp, AfXdpError> {
+        check_config(&cfg, ports.len())?;
+        let bytes = cfg.frame_count as usize * cfg.frame_size as usize;
+        let area = Area::new(bytes).map_err(|source| AfXdpError::Mmap { bytes, source })?;
+        let sizes = Sizes {
+            frame_size: cfg.frame_size,
+            fill: cfg.fill_size,
+            comp: cfg.comp_size,
+            rx: cfg.rx_size,
+            tx: cfg.tx_size,
+        };
+        let (umem, socks, mode) = match cfg.mode {
+            BindMode::Copy => Self::open_all(&area, sizes, ports, Flavor::Copy)?,
+            BindMode::ZeroCopy => Self::open_all(&area, sizes, ports, Flavor::ZeroCopy)?,
+            BindMode::Auto => match Self::open_all(&area, sizes, ports, Flavor::ZeroCopy) {
+                Ok(r) => r,
+                // Everything opened so far is dropped; the memory is registered again.
+                Err(_) => Self::open_all(&area, sizes, ports, Flavor::Copy)?,
+            },
+        };
+        let ports = socks
+            .into_iter()
+            .zip(ports)
+            .map(|(sock, &spec)| Port {
+                spec,
+                sock,
+                staged: Vec::with_capacity(cfg.tx_size as usize),
+                in_fill: 0,
+                stats: PortStats::default(),
+            })
+            .collect::<Vec<_>>();
+        let pollfds = ports
+            .iter()
+            .map(|p| libc::pollfd {
+                fd: p.sock.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let mut me = AfXdp {
+            ports,
+            _umem: umem,
+            area,
+            pool: FramePool::new(cfg.frame_count, cfg.frame_size),
+            cfg,
+            mode,
+            comp_buf: [0; COMP_BATCH],
+            pollfds,
+        };
+        me.refill_all();
+        Ok(me)
+    }
+
+    fn open_all(
+        area: &Area,
+        sizes: Sizes,
+        specs: &[PortSpec],
+        flavor: Flavor,
+    ) -> Result<(XskUmem, Vec<XskSocket>, BoundMode), AfXdpError> {
+        let first = specs
+            .first()
+            .copied()
+            .ok_or_else(|| AfXdpError::Config("no ports".into()))?;
+        // SAFETY: `area` is a page-aligned mapping owned by the `AfXdp` that will own the UMEM
+        // and the sockets; its field order drops them before the area.
+        let umem = unsafe { XskUmem::new(area.as_raw(), sizes) }
+            .map_err(|e| AfXdpError::socket(e, first))?;
+        let mut socks = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            let owner = (i == 0).then_some(flavor);
+            let s = umem
+                .open(spec.ifindex, spec.queue, owner)
+                .map_err(|e| AfXdpError::socket(e, *spec))?;
+            socks.push(s);
+        }
+        let mode = match flavor {
+            Flavor::Copy => BoundMode::Copy,
+            Flavor::ZeroCopy => BoundMode::ZeroCopy,
+        };
+        Ok((umem, socks, mode))
+    }
+
+    /// The mode the sockets were bound in.
+    pub fn mode(&self) -> BoundMode {
+        self.mode
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &AfXdpConfig {
+        &self.cfg
+    }
+
+    /// Number of ports.
+    pub fn port_count(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// The (interface, queue) of port `port`.
+    pub fn port_spec(&self, port: usize) -> Option<PortSpec> {
+        self.ports.get(port).map(|p| p.spec)
+    }
+
+    /// The socket of port `port`, to install in the classifier's XSKMAP.
+    pub fn socket_fd(&self, port: usize) -> Option<BorrowedFd<'_>> {
+        let fd: RawFd = self.ports.get(port)?.sock.fd();
+        // SAFETY: the fd belongs to a socket owned by `self`, which outlives the borrow.
+        Some(unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+
+    /// Userspace counters of port `port`.
+    pub fn stats(&self, port: usize) -> Option<PortStats> {
+        self.ports.get(port).map(|p| p.stats)
+    }
+
+    /// The kernel's counters of port `port`'s socket (drops the kernel saw).
+    pub fn kernel_stats(&self, port: usize) -> Option<Result<KernelStats, AfXdpError>> {
+        let p = self.ports.get(port)?;
+        Some(
+            p.sock
+                .kernel_stats()
+                .map_err(|e| AfXdpError::socket(e, p.spec)),
+        )
+    }
+
+    /// Where the frames are now (running counters).
+    pub fn accounting(&self) -> Accounting {
+        self.pool.accounting()
+    }
+
+    /// Frames each port's fill ring holds (per port, in port order).
+    pub fn in_fill(&self, port: usize) -> Option<u32> {
+        self.ports.get(port).map(|p| p.in_fill)
+    }
+
+    /// Recomputes the accounting from every frame's state and checks it against the counters
+    /// and the per-port fill counts. Slow: for tests and diagnostics.
+    pub fn audit(&self) -> Result<Accounting, AuditError> {
+        let acc = self.pool.audit()?;
+        let per_port: u64 = self.ports.iter().map(|p| u64::from(p.in_fill)).sum();
+        if per_port != u64::from(acc.in_fill) {
+            return Err(AuditError(format!(
+                "ports claim {per_port} frames in fill rings, the pool {}",
+                acc.in_fill
+            )));
+        }
+        Ok(acc)
+    }
+
+    /// Tops up every port's fill ring from the free pool.
+    pub fn refill_all(&mut self) {
+        for i in 0..self.ports.len() {
+            self.refill(i, true);
+        }
+    }
+
+    fn refill(&mut self, port: usize, force: bool) {
+        let fill_size = self.cfg.fill_size;
+        let AfXdp { ports, pool, .. } = self;
+        let Some(p) = ports.get_mut(port) else {
+            return;
+        };
+        let want = fill_size.saturating_sub(p.in_fill);
+        if want == 0 || (!force && want < REFILL_THRESHOLD) {
+            return;
+        }
+        let n = p
+            .sock
+            .fill(want, || pool.take_for_fill().map(|i| pool.addr_of(i)));
+        p.in_fill += n;
+        if p.sock.fill_needs_wakeup() {
+            p.sock.wake_fill();
+            p.stats.fill_wakeups += 1;
+        }
+    }
+
+    /// Reads up to `out.len()` (at most [`RX_BATCH`]) received frames of port `port`. Each
+    /// returned frame carries one reference, the caller's hold: pass it to [`AfXdp::tx`] for
+    /// every destination, then [`AfXdp::release`] it once. The port's fill ring is topped up.
+    pub fn rx_batch(&mut self, port: usize, out: &mut [FrameDesc]) -> usize {
+        let mut raw = [RawDesc::default(); RX_BATCH];
+        let want = out.len().min(RX_BATCH);
+        let AfXdp {
+            ports, pool, cfg, ..
+        } = self;
+        let Some(p) = ports.get_mut(port) else {
+            return 0;
+        };
+        let got = p.sock.rx(raw.get_mut(..want).unwrap_or(&mut []));
+        let mut n = 0;
+        for d in raw.iter().take(got) {
+            match pool.received(d.addr) {
+                Ok(_) => {
+                    p.in_fill = p.in_fill.saturating_sub(1);
+                    if !fits_in_frame(d.addr, d.len, cfg.frame_size) {
+                        p.stats.rx_bad += 1;
+                        let _ = pool.release(d.addr);
+                        continue;
+                    }
+                    if let Some(slot) = out.get_mut(n) {
+                        *slot = FrameDesc {
+                            addr: d.addr,
+                            len: d.len,
+                        };
+                        n += 1;
+                    }
+                }
+                Err(_) => p.stats.rx_bad += 1,
+            }
+        }
+        p.stats.rx += n as u64;
+        self.refill(port, false);
+        n
+    }
+
+    /// Stages held frame `frame` for transmission on port `port`, adding a reference that its
+    /// completion (or a drop) gives back. Staged frames go to the ring at the next
+    /// [`AfXdp::flush`] (or now, if the port's staging area is full).
+    pub fn tx(&mut self, port: usize, frame: FrameDesc) -> Result<(), TxError> {
+        if !fits_in_frame(frame.addr, frame.len, self.cfg.frame_size) {
+            return Err(TxError::BadLength {
+                addr: frame.addr,
+                len: frame.len,
+            });
+        }
+        let tx_size = self.cfg.tx_size as usize;
+        let full = self
+            .ports
+            .get(port)
+            .map(|p| p.staged.len() >= tx_size)
+            .ok_or(TxError::NoSuchPort(port))?;
+        if full {
+            self.flush_port(port);
+        }
+        self.pool.retain(frame.addr)?;
+        if let Some(p) = self.ports.get_mut(port) {
+            // Capacity is tx_size and the area was flushed when full: no reallocation.
+            p.staged.push(RawDesc {
+                addr: frame.addr,
+                len: frame.len,
+            });
+        }
+        Ok(())
+    }
+
+    /// Drops the caller's hold on `frame` (from [`AfXdp::rx_batch`] or [`AfXdp::alloc`]).
+    pub fn release(&mut self, frame: FrameDesc) -> Result<(), PoolError> {
+        self.pool.release(frame.addr).map(|_| ())
+    }
+
+    /// Takes a free frame for the caller to write a frame of its own (e.g. a query); `len` is
+    /// the whole frame. Write it through [`AfXdp::frame_mut`], set `len`, [`AfXdp::tx`] it, and
+    /// [`AfXdp::release`] it. `None` when the pool is empty.
+    pub fn alloc(&mut self) -> Option<FrameDesc> {
+        let idx = self.pool.alloc()?;
+        Some(FrameDesc {
+            addr: self.pool.addr_of(idx),
+            len: self.cfg.frame_size,
+        })
+    }
+
+    /// The bytes of a held frame.
+    pub fn frame(&self, frame: FrameDesc) -> Option<&[u8]> {
+        if !fits_in_frame(frame.addr, frame.len, self.cfg.frame_size) {
+            return None;
+        }
+        self.area
+            .get(usize::try_from(frame.addr).ok()?, frame.len as usize)
+    }
+
+    /// The bytes of a held frame, writable (to build or rewrite a frame before TX).
+    pub fn frame_mut(&mut self, frame: FrameDesc) -> Option<&mut [u8]> {
+        if !fits_in_frame(frame.addr, frame.len, self.cfg.frame_size) {
+            return None;
+        }
+        self.area
+            .get_mut(usize::try_from(frame.addr).ok()?, frame.len as usize)
+    }
+
+    /// The classifier's metadata in front of a received frame, if it reached userspace (the
+    /// program writes it with bpf_xdp_adjust_meta; whether the kernel copies it depends on
+    /// the mode and kernel).
+    pub fn rx_meta(&self, frame: FrameDesc) -> Option<RxMeta> {
+        let off = frame.addr % u64::from(self.cfg.frame_size);
+        if off < META_LEN as u64 {
+            return None;
+        }
+        let start = usize::try_from(frame.addr - META_LEN as u64).ok()?;
+        let m = self.area.get(start, META_LEN)?;
+        let magic = u32::from_ne_bytes([*m.first()?, *m.get(1)?, *m.get(2)?, *m.get(3)?]);
+        if magic != META_MAGIC {
+            return None;
+        }
+        let class = u16::from_ne_bytes([*m.get(4)?, *m.get(5)?]);
+        let slot = u16::from_ne_bytes([*m.get(6)?, *m.get(7)?]);
+        Some(RxMeta {
+            class: FrameClass::from_index(class)?,
+            slot,
+        })
+    }
+
+    /// Moves every port's staged frames onto its TX ring (a full ring drops the rest and counts
+    /// them in `tx_ring_full`), kicks the kernel until the rings drain, and reaps completions.
+    pub fn flush(&mut self) {
+        for i in 0..self.ports.len() {
+            self.flush_port(i);
+        }
+        self.reap_all();
+    }
+
+    fn flush_port(&mut self, port: usize) {
+        let AfXdp { ports, pool, .. } = self;
+        let Some(p) = ports.get_mut(port) else {
+            return;
+        };
+        if !p.staged.is_empty() {
+            let sent = p.sock.tx(&p.staged);
+            for d in p.staged.iter().skip(sent) {
+                // The TX ring is full: drop, give back the reference taken in tx().
+                let _ = pool.release(d.addr);
+                p.stats.tx_ring_full += 1;
+            }
+            p.stats.tx += sent as u64;
+            p.staged.clear();
+        }
+        self.kick(port);
+    }
+
+    /// Kicks port `port` until its TX ring is drained (copy mode transmits inside `sendto`, at
+    /// most 32 frames per call) or a bounded number of rounds pass; completions are reaped in
+    /// between so a full completion ring cannot stall the kicks.
+    fn kick(&mut self, port: usize) {
+        let max_rounds = self.cfg.tx_size / 16 + 8;
+        let zero_copy = self.mode == BoundMode::ZeroCopy;
+        for _ in 0..max_rounds {
+            let Some(p) = self.ports.get_mut(port) else {
+                return;
+            };
+            if p.sock.tx_pending() == 0 {
+                return;
+            }
+            if zero_copy && !p.sock.tx_needs_wakeup() {
+                return;
+            }
+            p.stats.kicks += 1;
+            if let Err(errno) = p.sock.kick_tx() {
+                p.stats.kick_errors += 1;
+                p.stats.last_kick_errno = errno;
+                if !matches!(errno, libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) {
+                    return;
+                }
+            }
+            self.reap(port);
+            if zero_copy {
+                // The driver transmits asynchronously: one wakeup is enough.
+                return;
+            }
+        }
+    }
+
+    /// Reaps the completion rings of every port.
+    pub fn reap_all(&mut self) {
+        for i in 0..self.ports.len() {
+            self.reap(i);
+        }
+    }
+
+    fn reap(&mut self, port: usize) {
+        let AfXdp {
+            ports,
+            pool,
+            comp_buf,
+            ..
+        } = self;
+        let Some(p) = ports.get_mut(port) else {
+            return;
+        };
+        loop {
+            let n = p.sock.complete(comp_buf);
+            for &addr in comp_buf.iter().take(n) {
+                match pool.release(addr) {
+                    Ok(_) => p.stats.completions += 1,
+                    Err(_) => p.stats.completions_bad += 1,
+                }
+            }
+            if n < COMP_BATCH {
+                break;
+            }
+        }
+    }
+
+    /// Frames staged or committed to TX rings but not completed yet, over all ports.
+    pub fn tx_outstanding(&self) -> u64 {
+        self.ports
+            .iter()
+            .map(|p| p.staged.len() as u64 + u64::from(p.sock.tx_pending()))
+            .sum()
+    }
+
+    /// Waits up to `timeout_ms` for any port to have received frames; returns whether one has.
+    pub fn wait_rx(&mut self, timeout_ms: i32) -> bool {
+        for p in &mut self.pollfds {
+            p.revents = 0;
+        }
+        let n = self.pollfds.len() as libc::nfds_t;
+        // SAFETY: `pollfds` is a valid array of `n` pollfd structs owned by self.
+        let rc = unsafe { libc::poll(self.pollfds.as_mut_ptr(), n, timeout_ms) };
+        rc > 0
+    }
+}
+
+/// `addr..addr+len` lies inside one frame.
+fn fits_in_frame(addr: u64, len: u32, frame_size: u32) -> bool {
+    let off = addr % u64::from(frame_size.max(1));
+    off + u64::from(len) <= u64::from(frame_size)
+}
