@@ -6,6 +6,7 @@
 //! the boundary with the dataplane's wire codecs: frames in, queries out.
 
 pub mod config_file;
+pub mod ctl;
 pub mod engine;
 pub mod inject;
 pub mod logging;

@@ -76,6 +76,34 @@ pub fn mdb(rows: &[MdbRow]) -> String {
     )
 }
 
+/// An array of flat JSON objects as a table whose columns are the first object's keys; nested
+/// values are shown as compact JSON, `null` as `-`. Anything else is pretty-printed JSON.
+pub fn json_table(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let Some(rows) = v.as_array() else {
+        return serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+    };
+    let Some(Value::Object(first)) = rows.first() else {
+        return "(none)\n".to_string();
+    };
+    let header: Vec<String> = first.keys().map(|k| k.to_uppercase()).collect();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            first
+                .keys()
+                .map(|k| match r.get(k) {
+                    None | Some(Value::Null) => "-".to_string(),
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    table(&header, &cells)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +118,12 @@ mod tests {
             ],
         );
         assert_eq!(t, "A          BB\nlong-cell  x\ny          z\n");
+    }
+
+    #[test]
+    fn json_rows_become_columns() {
+        let v = serde_json::json!([{"vlan": 1, "port": "swp1", "expires_ms": null}]);
+        assert_eq!(json_table(&v), "VLAN  PORT  EXPIRES_MS\n1     swp1  -\n");
+        assert_eq!(json_table(&serde_json::json!([])), "(none)\n");
     }
 }

@@ -7,7 +7,9 @@
 //! the snooping brain meets real hosts before the switch fabric exists, and it stays useful as a
 //! passive monitor/querier on a segment another device switches.
 
+use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
@@ -17,11 +19,15 @@ use xsnoop_dataplane::wire::ethernet::ethertype;
 use xsnoop_dataplane::wire::{EthernetFrame, MacAddr};
 use xsnoop_dataplane::{PortId, TableHandle, VlanId};
 
+use crate::ctl::{ControlServer, Show};
 use crate::engine::config::PortVlans;
 use crate::engine::model::Time;
-use crate::engine::{Engine, EngineConfig, Input, Output};
+use crate::engine::{Engine, EngineConfig, Event, Input, Output};
 use crate::inject::{build_query, MAX_QUERY_FRAME};
 use crate::punt::deliver;
+
+/// How many recent events `xsnoop events` can show.
+const RECENT_EVENTS: usize = 1024;
 
 /// Whether `frame` carries an 802.1Q or 802.1ad tag (its first EtherType is a TPID).
 fn is_tagged(frame: &[u8]) -> bool {
@@ -40,6 +46,8 @@ struct SnoopPort {
 /// The engine driven by real interfaces and a real clock.
 pub struct SnoopSwitch {
     engine: Engine,
+    control: Option<ControlServer>,
+    recent_events: VecDeque<Event>,
     ports: Vec<SnoopPort>,
     table: TableHandle,
     epoch: Instant,
@@ -79,10 +87,31 @@ impl SnoopSwitch {
         let table = TableHandle::new(engine.table().clone());
         Ok(SnoopSwitch {
             engine,
+            control: None,
+            recent_events: VecDeque::with_capacity(RECENT_EVENTS),
             ports,
             table,
             epoch: Instant::now(),
             rx_buf: vec![0u8; 65_536],
+        })
+    }
+
+    /// Serves show commands on a control socket at `path` from now on.
+    pub fn listen(&mut self, path: &Path) -> Result<()> {
+        self.control = Some(ControlServer::bind(path)?);
+        Ok(())
+    }
+
+    /// The answer to one show command, from the engine's state now.
+    pub fn show(&self, what: Show) -> Result<serde_json::Value> {
+        let now = self.now();
+        let e = &self.engine;
+        Ok(match what {
+            Show::Mdb => serde_json::to_value(e.mdb(now))?,
+            Show::Mrouters => serde_json::to_value(e.mrouter_ports(now))?,
+            Show::Querier => serde_json::to_value(e.querier_status(now))?,
+            Show::Stats => serde_json::to_value(e.stats())?,
+            Show::Events => serde_json::to_value(&self.recent_events)?,
         })
     }
 
@@ -121,8 +150,10 @@ impl SnoopSwitch {
         let mut fds: Vec<libc::pollfd> = self
             .ports
             .iter()
-            .map(|p| libc::pollfd {
-                fd: p.socket.as_raw_fd(),
+            .map(|p| p.socket.as_raw_fd())
+            .chain(self.control.as_ref().map(AsRawFd::as_raw_fd))
+            .map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             })
@@ -137,10 +168,13 @@ impl SnoopSwitch {
                 return Err(e).context("poll");
             }
         }
-        for (i, fd) in fds.iter().enumerate() {
+        for (i, fd) in fds.iter().enumerate().take(self.ports.len()) {
             if fd.revents & libc::POLLIN != 0 {
                 self.drain_port(i, &mut outputs)?;
             }
+        }
+        if let Some(c) = &self.control {
+            c.serve(|what| self.show(what));
         }
         if self.engine.next_deadline().is_some_and(|d| d <= self.now()) {
             let out = self.engine.handle(self.now(), Input::Tick);
@@ -207,6 +241,10 @@ impl SnoopSwitch {
         for e in &out.events {
             let port = e.port.map(|p| self.port_name(p).to_string());
             info!(vlan = e.vlan, port = ?port, group = ?e.group, kind = ?e.kind, reason = e.reason, "event");
+            if self.recent_events.len() == RECENT_EVENTS {
+                self.recent_events.pop_front();
+            }
+            self.recent_events.push_back(e.clone());
         }
         if out.table_changed {
             self.table.publish(self.engine.table().clone());

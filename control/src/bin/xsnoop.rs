@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use xsnoop_control::config_file::SwitchConfig;
+use xsnoop_control::ctl::{self, Show};
 use xsnoop_control::engine::model::Version;
 use xsnoop_control::engine::{EngineConfig, MrouterMode, PortConfig, PortVlans, VlanConfig};
 use xsnoop_control::logging::{self, LogFormat};
@@ -46,6 +47,27 @@ enum Command {
         /// The TOML file (see docs/xsnoop.example.toml for every key).
         file: PathBuf,
     },
+    /// Show the multicast group table of a running xsnoop: one row per port-group, and one per
+    /// source of an IGMPv3 port-group, with filter mode and time left.
+    Mdb(ShowArgs),
+    /// Show the multicast-router ports (learned from queries, PIM hellos, MRD, or configured).
+    Mrouters(ShowArgs),
+    /// Show the elected querier of every VLAN, its version and timers.
+    Querier(ShowArgs),
+    /// Show the engine's counters: IGMP by type and version, malformed by reason, limits.
+    Stats(ShowArgs),
+    /// Show the recent event journal (joins, leaves, expiries, querier and router changes).
+    Events(ShowArgs),
+}
+
+#[derive(Args)]
+struct ShowArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// The running daemon's control socket.
+    #[arg(long, value_name = "PATH", default_value = ctl::DEFAULT_SOCKET)]
+    control_socket: PathBuf,
 }
 
 #[derive(Args)]
@@ -74,6 +96,9 @@ struct SnoopArgs {
     /// Print the table as JSON lines instead of a human table.
     #[arg(long)]
     json: bool,
+    /// Where show commands (`xsnoop mdb` ...) reach this daemon.
+    #[arg(long, value_name = "PATH", default_value = ctl::DEFAULT_SOCKET)]
+    control_socket: PathBuf,
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
@@ -135,6 +160,7 @@ fn snoop(a: &SnoopArgs) -> Result<()> {
         None => snoop_config(a)?,
     };
     let mut sw = SnoopSwitch::open(config)?;
+    sw.listen(&a.control_socket)?;
     install_signal_handlers();
     tracing::info!(ports = ?a.ports, querier = a.querier, "snooping");
     let stop_at = a.duration.map(Duration::from_secs_f64);
@@ -201,12 +227,27 @@ fn check_config(file: &Path) -> Result<()> {
     Ok(())
 }
 
+fn show_cmd(what: Show, a: &ShowArgs) -> Result<()> {
+    let v = ctl::query(&a.control_socket, what)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", show::json_table(&v));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(&cli.log_level, cli.log_format);
     let result = match &cli.command {
         Command::Snoop(a) => snoop(a),
         Command::CheckConfig { file } => check_config(file),
+        Command::Mdb(a) => show_cmd(Show::Mdb, a),
+        Command::Mrouters(a) => show_cmd(Show::Mrouters, a),
+        Command::Querier(a) => show_cmd(Show::Querier, a),
+        Command::Stats(a) => show_cmd(Show::Stats, a),
+        Command::Events(a) => show_cmd(Show::Events, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

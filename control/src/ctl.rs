@@ -1,0 +1,181 @@
+//! The control socket: how `xsnoop mdb` and the other show commands talk to a running daemon.
+//!
+//! A Unix stream socket, mode 0600 (root only by default). One request per connection: a JSON
+//! line such as `{"show":"mdb"}`, answered by one JSON line, `{"ok": ...}` or
+//! `{"error": "..."}`. The daemon polls the listening socket in its own loop, so answers are
+//! consistent with the engine's state at one instant and need no locks.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where the daemon listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/xsnoop.sock";
+
+/// Longest request line accepted; anything longer is refused.
+const MAX_REQUEST: u64 = 4096;
+
+/// What a client can ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Show {
+    /// The multicast database.
+    Mdb,
+    /// Multicast-router ports.
+    Mrouters,
+    /// Querier state per VLAN.
+    Querier,
+    /// Counters.
+    Stats,
+    /// Recent events.
+    Events,
+}
+
+/// One request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// What to show.
+    pub show: Show,
+}
+
+/// The listening side, owned by the daemon loop.
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlServer {
+    /// Binds `path` (replacing a stale socket file) with mode 0600.
+    pub fn bind(path: &Path) -> Result<ControlServer> {
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                bail!(
+                    "{}: another xsnoop is already listening there; stop it or pass --control-socket",
+                    path.display()
+                );
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing stale socket {}", path.display()))?;
+        }
+        let listener =
+            UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("chmod 0600 {}", path.display()))?;
+        listener.set_nonblocking(true)?;
+        Ok(ControlServer {
+            listener,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Answers every client waiting now, each with `answer(request)`. A client that sends
+    /// nothing for 200 ms or garbage gets an error line; none can stall the daemon for longer.
+    pub fn serve(&self, mut answer: impl FnMut(Show) -> Result<Value>) {
+        while let Ok((stream, _)) = self.listener.accept() {
+            let reply = read_request(&stream).and_then(|r| answer(r.show));
+            let line = match reply {
+                Ok(v) => serde_json::json!({ "ok": v }),
+                Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
+            };
+            let mut w = &stream;
+            let _ = writeln!(w, "{line}");
+        }
+    }
+}
+
+impl AsRawFd for ControlServer {
+    fn as_raw_fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn read_request(stream: &UnixStream) -> Result<Request> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    stream.set_write_timeout(Some(Duration::from_millis(200)))?;
+    let mut line = String::new();
+    BufReader::new(stream.take(MAX_REQUEST))
+        .read_line(&mut line)
+        .context("reading the request")?;
+    serde_json::from_str(line.trim())
+        .context("the request is not {\"show\": \"mdb|mrouters|querier|stats|events\"}")
+}
+
+/// Asks the daemon at `path` for `show` and returns its answer.
+pub fn query(path: &Path, show: Show) -> Result<Value> {
+    let mut s = UnixStream::connect(path).with_context(|| {
+        format!(
+            "connecting to {} (is xsnoop running? are you root?)",
+            path.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    writeln!(s, "{}", serde_json::to_string(&Request { show })?)?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    let mut v: Value = serde_json::from_str(&line).context("the daemon's answer is not JSON")?;
+    if let Some(e) = v.get("error").and_then(Value::as_str) {
+        bail!("the daemon refused: {e}");
+    }
+    v.get_mut("ok")
+        .map(Value::take)
+        .context("the daemon's answer has no result")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_answer_and_refusal_round_trip() {
+        let dir = std::env::temp_dir().join(format!("xsnoop-ctl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl.sock");
+        let server = ControlServer::bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let p2 = path.clone();
+        let client = std::thread::spawn(move || query(&p2, Show::Mdb));
+        let mut served = false;
+        for _ in 0..200 {
+            server.serve(|show| {
+                served = true;
+                Ok(serde_json::json!({ "asked": show }))
+            });
+            if served {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            client.join().unwrap().unwrap(),
+            serde_json::json!({"asked": "mdb"})
+        );
+        // Garbage gets an error line, not a hang or a crash.
+        let mut s = UnixStream::connect(&path).unwrap();
+        writeln!(s, "{{\"show\": \"everything\"}}").unwrap();
+        server.serve(|_| unreachable!("an invalid request is never answered"));
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        assert!(line.contains("error"), "{line}");
+        // A second daemon on the same socket is refused while the first runs.
+        assert!(ControlServer::bind(&path).is_err());
+        drop(server);
+        assert!(!path.exists(), "the socket file is removed on shutdown");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
