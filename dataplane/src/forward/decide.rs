@@ -200,16 +200,14 @@ pub fn decide(
         L3::Ipv4 { ip, .. } => Some(ip),
         L3::Other { .. } => None,
     };
-    let Some(vt) = inputs.table.vlans.get(&vlan) else {
-        return Decision::Drop(DropReason::VlanNotConfigured);
-    };
-    let domain = vt
+    // Every egress set is cut to this: the VLAN's ports per the port map, up, not the ingress.
+    let base = inputs
         .ports
-        .intersection(inputs.ports.members(vlan))
+        .members(vlan)
         .difference(inputs.down)
         .without(ingress);
     let forward = |ports: PortSet, reason| {
-        let ports = ports.intersection(domain);
+        let ports = ports.intersection(base);
         Decision::Forward(Egress {
             vlan,
             ports,
@@ -218,23 +216,29 @@ pub fn decide(
         })
     };
     let dst = frame.dst;
+    if dst.is_multicast() && !dst.is_broadcast() {
+        if is_reserved_l2_group(dst) {
+            return Decision::Drop(DropReason::ReservedL2Group);
+        }
+        if let Some(ip) = l3_ip.filter(|ip| is_multicast(ip.dst)) {
+            // The table applies RFC 4541 §2.1.2 and cuts to its own VLAN ports; an unknown VLAN
+            // comes back as `UnknownVlan`. Kept as the one lookup on this path.
+            let (ports, rule) = inputs.table.multicast_egress(vlan, ingress, ip.src, ip.dst);
+            return match ForwardReason::from_rule(rule) {
+                Some(reason) => forward(ports, reason),
+                None => Decision::Drop(DropReason::VlanNotConfigured),
+            };
+        }
+    }
+    let Some(vt) = inputs.table.vlans.get(&vlan) else {
+        return Decision::Drop(DropReason::VlanNotConfigured);
+    };
+    let domain = vt.ports.intersection(base);
     if dst.is_broadcast() {
         return forward(domain, ForwardReason::Broadcast);
     }
     if dst.is_multicast() {
-        if is_reserved_l2_group(dst) {
-            return Decision::Drop(DropReason::ReservedL2Group);
-        }
-        return match l3_ip {
-            Some(ip) if is_multicast(ip.dst) => {
-                let (ports, rule) = inputs.table.multicast_egress(vlan, ingress, ip.src, ip.dst);
-                match ForwardReason::from_rule(rule) {
-                    Some(reason) => forward(ports, reason),
-                    None => Decision::Drop(DropReason::VlanNotConfigured),
-                }
-            }
-            _ => forward(domain, ForwardReason::L2Multicast),
-        };
+        return forward(domain, ForwardReason::L2Multicast);
     }
     match fdb.lookup(vlan, dst, now) {
         Some(p) if p == ingress => Decision::Drop(DropReason::SamePort),
