@@ -206,7 +206,8 @@ pub struct PortStats {
     pub completions_bad: u64,
     /// `sendto` kicks.
     pub kicks: u64,
-    /// Kicks that returned an error (EAGAIN/EBUSY/ENOBUFS are transient).
+    /// Kicks that returned an error other than EAGAIN (EBUSY/ENOBUFS are transient and
+    /// retried; anything else stops the kicking until the next flush).
     pub kick_errors: u64,
     /// errno of the last failed kick.
     pub last_kick_errno: i32,
@@ -637,11 +638,15 @@ impl AfXdp {
                 return;
             }
             p.stats.kicks += 1;
-            if let Err(errno) = p.sock.kick_tx() {
-                p.stats.kick_errors += 1;
-                p.stats.last_kick_errno = errno;
-                if !matches!(errno, libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) {
-                    return;
+            match p.sock.kick_tx() {
+                // EAGAIN: the kernel sent its batch (or the device was busy) and more is pending.
+                Ok(()) | Err(libc::EAGAIN) => {}
+                Err(errno) => {
+                    p.stats.kick_errors += 1;
+                    p.stats.last_kick_errno = errno;
+                    if !matches!(errno, libc::EBUSY | libc::ENOBUFS) {
+                        return;
+                    }
                 }
             }
             self.reap(port);

@@ -194,20 +194,29 @@ impl XskSocket {
 
     /// Queues as many of `descs` as the TX ring has room for; returns how many.
     pub(super) fn tx(&mut self, descs: &[RawDesc]) -> usize {
-        let want = u32::try_from(descs.len()).unwrap_or(u32::MAX);
-        if want == 0 {
-            return 0;
+        let mut done = 0;
+        // xdpilone reserves against its cached view of the kernel's consumer and refreshes it
+        // only once that view shows no room: a second reservation sees the real free space.
+        while let Some(rest) = descs.get(done..).filter(|r| !r.is_empty()) {
+            let want = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+            let mut w = self.tx.transmit(want);
+            let cap = (w.capacity() as usize).min(rest.len());
+            if cap == 0 {
+                break;
+            }
+            let it = rest.iter().take(cap).map(|d| XdpDesc {
+                addr: d.addr,
+                len: d.len,
+                options: 0,
+            });
+            let n = w.insert(it) as usize;
+            w.commit();
+            done += n;
+            if n < cap {
+                break;
+            }
         }
-        let mut w = self.tx.transmit(want);
-        let cap = (w.capacity() as usize).min(descs.len());
-        let it = descs.iter().take(cap).map(|d| XdpDesc {
-            addr: d.addr,
-            len: d.len,
-            options: 0,
-        });
-        let n = w.insert(it) as usize;
-        w.commit();
-        n
+        done
     }
 
     /// TX descriptors committed but not yet consumed by the kernel.
@@ -243,25 +252,23 @@ impl XskSocket {
     /// Puts up to `max` frames into the fill ring, taking each address from `next` only once a
     /// slot is reserved for it; returns how many went in.
     pub(super) fn fill(&mut self, max: u32, mut next: impl FnMut() -> Option<u64>) -> u32 {
-        if max == 0 {
-            return 0;
-        }
-        let mut w = self.dq.fill(max);
-        let cap = w.capacity();
-        let mut n = 0;
-        while n < cap {
-            match next() {
-                Some(addr) => {
-                    // Cannot fail: fewer than `capacity` inserts so far.
-                    if w.insert_once(addr) {
-                        n += 1;
-                    }
-                }
-                None => break,
+        let mut done = 0;
+        // Two rounds at most: the second one sees the kernel's real consumer (see `tx`).
+        for _ in 0..2 {
+            if done >= max {
+                break;
+            }
+            let mut w = self.dq.fill(max - done);
+            let cap = w.capacity();
+            // At most `cap` items: xdpilone's `insert` never pulls an item it has no slot for.
+            let n = w.insert((0..cap).map_while(|_| next()));
+            w.commit();
+            done += n;
+            if n < cap || cap == 0 {
+                break;
             }
         }
-        w.commit();
-        n
+        done
     }
 
     /// Whether the kernel asked to be woken to take frames from the fill ring.
