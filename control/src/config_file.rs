@@ -76,7 +76,7 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
     };
     let value: f64 = num.parse().unwrap_or(f64::NAN);
     let secs = value * scale;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!(
             "{text:?} is not a duration; write a number with a unit, like \"125s\", \"31.25s\", \"500ms\", \"2m\""
         ));
