@@ -330,4 +330,92 @@ mod tests {
         assert_eq!(p.retain(addr), Err(PoolError::TooManyRefs(x)));
         assert_eq!(p.refs(addr), MAX_REFS);
     }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        TakeFill,
+        Receive(u32),
+        Alloc,
+        Retain(u32),
+        Release(u32),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Op::TakeFill),
+            (0u32..10).prop_map(Op::Receive),
+            Just(Op::Alloc),
+            (0u32..10).prop_map(Op::Retain),
+            (0u32..10).prop_map(Op::Release),
+        ]
+    }
+
+    /// Model: `None` = free, `Some(None)` = in fill, `Some(Some(n))` = n references.
+    type Model = Vec<Option<Option<u16>>>;
+
+    proptest::proptest! {
+        /// Any sequence of operations, valid or not (frame 8 and 9 are out of range), keeps the
+        /// pool equal to a naive model and its accounting balanced; invalid operations change
+        /// nothing.
+        #[test]
+        fn pool_matches_a_model(ops in proptest::collection::vec(op(), 0..200)) {
+            let mut p = FramePool::new(8, 2048);
+            let mut m: Model = vec![None; 8];
+            for o in ops {
+                match o {
+                    Op::TakeFill => {
+                        let got = p.take_for_fill();
+                        proptest::prop_assert_eq!(got.is_some(), m.iter().any(|s| s.is_none()));
+                        if let Some(i) = got {
+                            proptest::prop_assert!(m[i as usize].is_none());
+                            m[i as usize] = Some(None);
+                        }
+                    }
+                    Op::Alloc => {
+                        let got = p.alloc();
+                        proptest::prop_assert_eq!(got.is_some(), m.iter().any(|s| s.is_none()));
+                        if let Some(i) = got {
+                            proptest::prop_assert!(m[i as usize].is_none());
+                            m[i as usize] = Some(Some(1));
+                        }
+                    }
+                    Op::Receive(i) => {
+                        let r = p.received(u64::from(i) * 2048 + 256);
+                        match m.get(i as usize) {
+                            Some(Some(None)) => {
+                                proptest::prop_assert_eq!(r, Ok(i));
+                                m[i as usize] = Some(Some(1));
+                            }
+                            _ => proptest::prop_assert!(r.is_err()),
+                        }
+                    }
+                    Op::Retain(i) => {
+                        let r = p.retain(u64::from(i) * 2048);
+                        match m.get(i as usize) {
+                            Some(Some(Some(n))) => {
+                                proptest::prop_assert_eq!(r, Ok(i));
+                                m[i as usize] = Some(Some(n + 1));
+                            }
+                            _ => proptest::prop_assert!(r.is_err()),
+                        }
+                    }
+                    Op::Release(i) => {
+                        let r = p.release(u64::from(i) * 2048 + 100);
+                        match m.get(i as usize) {
+                            Some(Some(Some(n))) => {
+                                proptest::prop_assert_eq!(r, Ok(*n == 1));
+                                m[i as usize] = if *n == 1 { None } else { Some(Some(n - 1)) };
+                            }
+                            _ => proptest::prop_assert!(r.is_err()),
+                        }
+                    }
+                }
+                let acc = p.audit().map_err(|e| proptest::test_runner::TestCaseError::fail(e.0))?;
+                proptest::prop_assert!(acc.balanced());
+                proptest::prop_assert_eq!(acc.free as usize, m.iter().filter(|s| s.is_none()).count());
+                proptest::prop_assert_eq!(acc.in_fill as usize, m.iter().filter(|s| **s == Some(None)).count());
+            }
+        }
+    }
 }
