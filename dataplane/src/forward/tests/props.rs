@@ -78,11 +78,22 @@ fn vlan_table() -> impl Strategy<Value = VlanTable> {
         )
 }
 
-/// VLANs 1..=3 may be in the table; 4 never is.
+/// VLANs 1..=3 are each in the table with probability 0.85; 4 never is.
 fn table() -> impl Strategy<Value = ForwardingTable> {
-    prop::collection::vec((1u16..=3, vlan_table()), 0..4).prop_map(|v| ForwardingTable {
-        vlans: v.into_iter().collect(),
+    prop::collection::vec(prop::option::weighted(0.85, vlan_table()), 3).prop_map(|v| {
+        ForwardingTable {
+            vlans: (1u16..)
+                .zip(v)
+                .filter_map(|(id, t)| t.map(|t| (id, t)))
+                .collect(),
+        }
     })
+}
+
+/// Each port down with probability 0.15 (one bit beyond the configured ports too).
+fn down() -> impl Strategy<Value = PortSet> {
+    prop::collection::vec(prop::bool::weighted(0.15), NPORTS as usize + 1)
+        .prop_map(|v| (0..).zip(v).filter_map(|(p, d)| d.then_some(p)).collect())
 }
 
 #[derive(Clone, Debug)]
@@ -121,11 +132,18 @@ struct Rx {
 
 fn rx() -> impl Strategy<Value = Rx> {
     (
-        0..NPORTS + 2,
+        prop_oneof![9 => 0..NPORTS, 1 => NPORTS..NPORTS + 2],
         1u8..6,
         kind(),
-        prop::option::of((prop_oneof![Just(0u16), 1u16..=5, Just(4095u16)], 0u8..8)),
-        prop::collection::vec((0usize..80, 1u8..=255), 0..2),
+        prop_oneof![
+            2 => Just(None),
+            2 => (1u16..=4, 0u8..8).prop_map(Some),
+            1 => (prop_oneof![Just(0u16), Just(5u16), Just(4095u16)], 0u8..8).prop_map(Some),
+        ],
+        prop_oneof![
+            4 => Just(Vec::new()),
+            1 => prop::collection::vec((0usize..80, 1u8..=255), 1..3),
+        ],
         prop_oneof![5 => Just(0u64), 1 => 0u64..400],
     )
         .prop_map(|(ingress, src, kind, tag, flips, wait)| Rx {
@@ -241,14 +259,22 @@ fn check(sw: &mut Switch, r: &Rx) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// 512 cases by default; `PROPTEST_CASES` sets a longer soak.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn pipeline_invariants_hold(
-        cfgs in prop::collection::vec(prop::option::of(port_cfg()), NPORTS as usize),
+        cfgs in prop::collection::vec(prop::option::weighted(0.9, port_cfg()), NPORTS as usize),
         table in table(),
-        down in mask(),
+        down in down(),
         frames in prop::collection::vec(rx(), 1..24),
     ) {
         let ports = PortMap::from_configs(
