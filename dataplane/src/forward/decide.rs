@@ -14,7 +14,9 @@
 //! 6. broadcast → flood; 01:80:c2:00:00:0x → drop (never relayed, IEEE 802.1Q §8.6.3);
 //!    IPv4 multicast data (group MAC and destination in 224.0.0.0/4) →
 //!    [`ForwardingTable::multicast_egress`] (RFC 4541 §2.1.2, keyed on the IP group as §2.1.2(5)
-//!    prefers); any other group MAC (IPv6 33:33:…, non-IP) → flood (RFC 4541 §2.1.2(4));
+//!    prefers); any other group MAC (IPv6 33:33:…, non-IP, or IPv4 to a non-group address)
+//!    → flood (RFC 4541 §2.1.2(4)); the MAC decides first, so IPv4 multicast inside a unicast
+//!    MAC (multicast-to-unicast) is unicast;
 //! 7. unicast: a learned, live destination → its port (drop when that is the ingress port);
 //!    unknown (or learned behind a port now down or outside the VLAN) → flood.
 //!
