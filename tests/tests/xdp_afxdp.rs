@@ -18,7 +18,8 @@ use xsnoop_dataplane::afxdp::{
 };
 use xsnoop_dataplane::packet_socket::ifindex;
 use xsnoop_dataplane::wire::{
-    to_vec, MacAddr, PimHelloBuilder, ReportV2Builder, UdpDataBuilder, VlanTag,
+    to_vec, FrameBuilder, IgmpVersion, MacAddr, PimHelloBuilder, QueryBuilder, ReportV2Builder,
+    UdpDataBuilder, VlanTag,
 };
 use xsnoop_dataplane::xdp::{AttachMode, Classifier, FrameClass};
 use xsnoop_tests::{netns_or_skip, Capture, Netns, Star};
@@ -354,6 +355,28 @@ fn flood(xs: &mut AfXdp, stop: &AtomicBool, progress: &AtomicU64) -> (u64, Durat
     (moved, last.duration_since(first.unwrap_or(last)))
 }
 
+/// Everything `cap` reads until half a second after `done` is set (at most 30 s).
+fn collect_until(cap: &Capture, done: &AtomicBool) -> Vec<xsnoop_tests::Frame> {
+    let hard = Instant::now() + Duration::from_secs(30);
+    let mut done_at: Option<Instant> = None;
+    let mut out = Vec::new();
+    loop {
+        let now = Instant::now();
+        if done.load(Ordering::Relaxed)
+            && now >= *done_at.get_or_insert(now) + Duration::from_millis(500)
+        {
+            break;
+        }
+        if now >= hard {
+            break;
+        }
+        if let Some(f) = cap.next_frame(now + Duration::from_millis(20)).unwrap() {
+            out.push(f);
+        }
+    }
+    out
+}
+
 fn seq_of(frame: &[u8]) -> Option<u32> {
     let at = frame.windows(MARK.len()).position(|w| w == MARK)?;
     let s = frame.get(at + 4..at + 8)?;
@@ -378,19 +401,25 @@ fn flood_forwarder_replicates_by_reference_without_loss() {
     const BURST: u32 = 5000;
     const REPORTS: u32 = 20;
     let stop = AtomicBool::new(false);
+    let sent_all = AtomicBool::new(false);
     let progress = AtomicU64::new(0);
-    let window = Duration::from_secs(6);
     let (moved, busy, collected) = std::thread::scope(|scope| {
         let fwd = scope.spawn(|| flood(&mut s.xs, &stop, &progress));
         let collectors: Vec<_> = caps
             .iter()
-            .map(|c| scope.spawn(move || c.collect(window).unwrap()))
+            .map(|c| scope.spawn(|| collect_until(c, &sent_all)))
             .collect();
         // Host 1 sends the burst in chunks of 64 (a NIC-like burst), with IGMP reports mixed in,
         // never more than 1024 frames ahead of the switch: the port's fill ring holds 2048, so
         // the kernel never runs out of frames however slow this machine is (this test is about
         // losing nothing in the switch, the rate is measured below).
         let mut injected = 0u64;
+        let wait_for_switch = |ahead: u64, injected: u64| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while progress.load(Ordering::Relaxed) + ahead < injected && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        };
         for seq in 0..BURST {
             let mut payload = MARK.to_vec();
             payload.extend_from_slice(&seq.to_be_bytes());
@@ -401,14 +430,11 @@ fn flood_forwarder_replicates_by_reference_without_loss() {
                 injected += 1;
             }
             if seq % 64 == 63 {
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while progress.load(Ordering::Relaxed) + 1024 < injected
-                    && Instant::now() < deadline
-                {
-                    std::thread::sleep(Duration::from_micros(200));
-                }
+                wait_for_switch(1024, injected);
             }
         }
+        wait_for_switch(0, injected);
+        sent_all.store(true, Ordering::Relaxed);
         let collected: Vec<_> = collectors.into_iter().map(|h| h.join().unwrap()).collect();
         stop.store(true, Ordering::Relaxed);
         let (moved, busy) = fwd.join().unwrap();
@@ -512,6 +538,67 @@ fn flood_forwarder_replicates_by_reference_without_loss() {
     let acc = s.xs.audit().unwrap();
     assert_eq!(acc.in_flight, 0, "{acc:?}");
     assert_eq!(acc.free + acc.in_fill, total, "{acc:?}");
+}
+
+#[test]
+fn switch_originated_frame_is_built_in_the_umem_and_sent_on_every_port() {
+    netns_or_skip!("switch_originated_frame_is_built_in_the_umem_and_sent_on_every_port");
+    let star = Star::new(65, &[2, 2]).unwrap();
+    let sw = star.switch().unwrap();
+    let ports: Vec<String> = (1..=2).map(|i| star.port(i).unwrap()).collect();
+    let caps: Vec<Capture> = (1..=2)
+        .map(|i| Capture::open(star.host(i).unwrap(), &star.host_if(i).unwrap()).unwrap())
+        .collect();
+    let mut s = switch_up(sw, &ports, small_cfg());
+    let query = QueryBuilder {
+        version: IgmpVersion::V2,
+        src_mac: MacAddr([0x02, 0, 0, 0, 0, 0xfe]),
+        src_ip: Ipv4Addr::new(10, 65, 0, 254),
+        group: None,
+        sources: &[],
+        max_resp: Duration::from_secs(1),
+        s_flag: false,
+        qrv: 0,
+        qqi: Duration::from_secs(125),
+        vlan: None,
+    };
+    let before = s.xs.accounting();
+    let mut frame = s.xs.alloc().unwrap();
+    let len = query.emit(s.xs.frame_mut(frame).unwrap()).unwrap();
+    frame.len = u32::try_from(len).unwrap();
+    for port in 0..2 {
+        s.xs.tx(port, frame).unwrap();
+    }
+    s.xs.release(frame).unwrap();
+    assert_eq!(
+        s.xs.accounting().in_flight,
+        1,
+        "one frame, two TX references"
+    );
+    s.xs.flush();
+    let expected = to_vec(&query).unwrap();
+    for (i, c) in caps.iter().enumerate() {
+        let (seen, hit) = c
+            .until(Instant::now() + Duration::from_secs(3), |f| {
+                f == expected.as_slice()
+            })
+            .unwrap();
+        assert!(hit, "query not received by host {}: {seen:?}", i + 1);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while s.xs.accounting().in_flight > 0 && Instant::now() < deadline {
+        s.xs.flush();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        s.xs.audit().unwrap(),
+        before,
+        "the frame came back after both completions"
+    );
+    assert!(
+        s.xs.tx(0, frame).is_err(),
+        "a released frame cannot be sent"
+    );
 }
 
 #[test]
