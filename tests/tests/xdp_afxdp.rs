@@ -397,6 +397,13 @@ fn flood_forwarder_replicates_by_reference_without_loss() {
     let mut s = switch_up(sw, &ports, cfg);
     let total = s.xs.accounting().total;
     assert_eq!(total, cfg.frame_count);
+    for i in 0..3 {
+        assert_eq!(
+            s.xs.in_fill(i),
+            Some(s.xs.fill_target()),
+            "fill ring of port {i}"
+        );
+    }
 
     const BURST: u32 = 5000;
     const REPORTS: u32 = 20;

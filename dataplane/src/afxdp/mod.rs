@@ -240,6 +240,7 @@ pub struct AfXdp {
     area: Area,
     pool: FramePool,
     cfg: AfXdpConfig,
+    fill_target: u32,
     mode: BoundMode,
     comp_buf: [u64; COMP_BATCH],
     pollfds: Vec<libc::pollfd>,
@@ -287,7 +288,25 @@ fn check_config(cfg: &AfXdpConfig, ports: usize) -> Result<(), AfXdpError> {
     if u64::from(cfg.frame_count) * u64::from(cfg.frame_size) > isize::MAX as u64 {
         return bad("UMEM too large".into());
     }
+    let target = fill_target(cfg, ports);
+    if target < MIN_FILL {
+        return bad(format!(
+            "{} frames leave only {target} per fill ring for {ports} ports (need {MIN_FILL}): raise frame_count",
+            cfg.frame_count
+        ));
+    }
     Ok(())
+}
+
+/// Fewest frames a port's fill ring may be given.
+const MIN_FILL: u32 = 64;
+
+/// Frames each port's fill ring is kept at: the ring size, but never more than a fair share
+/// that leaves as much again for frames in flight, so a port added last is not starved by idle
+/// ports sitting on the whole pool.
+fn fill_target(cfg: &AfXdpConfig, ports: usize) -> u32 {
+    let share = u64::from(cfg.frame_count) / (ports as u64 + 1);
+    u32::try_from(share).unwrap_or(u32::MAX).min(cfg.fill_size)
 }
 
 impl AfXdp {
@@ -296,6 +315,7 @@ impl AfXdp {
     /// otherwise). Fill rings are primed from the pool.
     pub fn new(cfg: AfXdpConfig, ports: &[PortSpec]) -> Result<AfXdp, AfXdpError> {
         check_config(&cfg, ports.len())?;
+        let ports_len = ports.len();
         let bytes = cfg.frame_count as usize * cfg.frame_size as usize;
         let area = Area::new(bytes).map_err(|source| AfXdpError::Mmap { bytes, source })?;
         let sizes = Sizes {
@@ -338,6 +358,7 @@ impl AfXdp {
             _umem: umem,
             area,
             pool: FramePool::new(cfg.frame_count, cfg.frame_size),
+            fill_target: fill_target(&cfg, ports_len),
             cfg,
             mode,
             comp_buf: [0; COMP_BATCH],
@@ -423,7 +444,13 @@ impl AfXdp {
         self.pool.accounting()
     }
 
-    /// Frames each port's fill ring holds (per port, in port order).
+    /// Frames each fill ring is topped up to: `fill_size`, capped at
+    /// `frame_count / (ports + 1)` so idle ports cannot hold the whole pool.
+    pub fn fill_target(&self) -> u32 {
+        self.fill_target
+    }
+
+    /// Frames port `port`'s fill ring holds.
     pub fn in_fill(&self, port: usize) -> Option<u32> {
         self.ports.get(port).map(|p| p.in_fill)
     }
@@ -450,7 +477,7 @@ impl AfXdp {
     }
 
     fn refill(&mut self, port: usize, force: bool) {
-        let fill_size = self.cfg.fill_size;
+        let fill_size = self.fill_target;
         let AfXdp { ports, pool, .. } = self;
         let Some(p) = ports.get_mut(port) else {
             return;
@@ -712,4 +739,76 @@ impl AfXdp {
 fn fits_in_frame(addr: u64, len: u32, frame_size: u32) -> bool {
     let off = addr % u64::from(frame_size.max(1));
     off + u64::from(len) <= u64::from(frame_size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_rings_get_a_fair_share_of_the_pool() {
+        let cfg = AfXdpConfig::default();
+        assert_eq!(fill_target(&cfg, 1), 2048);
+        assert_eq!(fill_target(&cfg, 3), 2048);
+        // 8 ports: 8192 / 9 frames each, the rest stays for frames in flight.
+        assert_eq!(fill_target(&cfg, 8), 910);
+        assert!(check_config(&cfg, 8).is_ok());
+        // 200 ports would leave 40 frames per ring: refused with the reason.
+        let err = check_config(&cfg, 200).unwrap_err().to_string();
+        assert!(err.contains("raise frame_count"), "{err}");
+    }
+
+    #[test]
+    fn config_checks_name_the_bad_field() {
+        let base = AfXdpConfig::default();
+        for (cfg, field) in [
+            (
+                AfXdpConfig {
+                    frame_size: 3000,
+                    ..base
+                },
+                "frame_size",
+            ),
+            (
+                AfXdpConfig {
+                    frame_size: 1024,
+                    ..base
+                },
+                "frame_size",
+            ),
+            (
+                AfXdpConfig {
+                    tx_size: 1000,
+                    ..base
+                },
+                "tx_size",
+            ),
+            (
+                AfXdpConfig {
+                    fill_size: 0,
+                    ..base
+                },
+                "fill_size",
+            ),
+            (
+                AfXdpConfig {
+                    frame_count: 0,
+                    ..base
+                },
+                "frame_count",
+            ),
+        ] {
+            let err = check_config(&cfg, 2).unwrap_err().to_string();
+            assert!(err.contains(field), "{err}");
+        }
+        assert!(check_config(&base, 0).is_err());
+    }
+
+    #[test]
+    fn descriptors_must_stay_inside_their_frame() {
+        assert!(fits_in_frame(0, 2048, 2048));
+        assert!(fits_in_frame(2048 + 256, 1792, 2048));
+        assert!(!fits_in_frame(2048 + 256, 1793, 2048));
+        assert!(!fits_in_frame(u64::MAX, u32::MAX, 2048));
+    }
 }
