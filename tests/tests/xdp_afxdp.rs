@@ -633,4 +633,28 @@ fn dropping_the_loader_detaches_everything() {
     assert!(!link_has_xdp(sw, &ports[0]));
     assert!(link_has_xdp(sw, &ports[1]));
     assert!(s.cls.detach(&ports[0]).is_err());
+
+    // Loopback has no native XDP: Native fails with a hint, NativeOrSkb falls back to generic.
+    sw.run(|| {
+        let err = s
+            .cls
+            .attach("lo", AttachMode::Native)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("NativeOrSkb"), "{err}");
+        assert_eq!(
+            s.cls.attach("lo", AttachMode::NativeOrSkb).unwrap(),
+            AttachMode::Skb
+        );
+        let err = s
+            .cls
+            .attach("nosuchif0", AttachMode::Skb)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no such interface"), "{err}");
+    })
+    .unwrap();
+    assert!(link_has_xdp(sw, "lo"));
+    drop(s);
+    assert!(!link_has_xdp(sw, "lo"));
 }
