@@ -6,8 +6,10 @@
 // that userspace did not register (no slot) passes untouched.
 //
 // Parsing is bounded: Ethernet, at most one 802.1Q tag, the IPv4 header, the first bytes of IGMP.
-// Userspace re-parses everything it acts on; the class here is for counters and for the metadata
-// experiment (see XSNOOP_META_MAGIC).
+// Userspace re-parses everything it acts on; the class here is for counters, and is also handed
+// over in front of each redirected frame as metadata (XSNOOP_META_MAGIC). Measured on Linux 6.18
+// with veth: the metadata reaches the AF_XDP socket in copy mode with native and generic XDP
+// (tests/tests/xdp_afxdp.rs asserts it).
 //
 // Build: clang -O2 -g -target bpf -I/usr/include/$(gcc -dumpmachine) -c xsnoop.bpf.c
 // (dataplane/build.rs does this). Keep the constants below in sync with dataplane/src/xdp/abi.rs.
@@ -42,8 +44,8 @@ enum xsnoop_class {
 #define CTR_REDIRECT_FAIL (NUM_CLASSES + 1) // no socket for (slot, queue), or redirect refused
 #define SLOT_STRIDE (NUM_CLASSES + 2)
 
-// Metadata put in front of a redirected frame (bpf_xdp_adjust_meta), for the experiment whether
-// classification can be handed to userspace instead of being recomputed there.
+// Metadata put in front of a redirected frame (bpf_xdp_adjust_meta), so userspace can take the
+// class and port slot from it instead of recomputing them (AfXdp::rx_meta reads it).
 #define XSNOOP_META_MAGIC 0x58534e50 // "XSNP"
 struct xsnoop_meta {
 	__u32 magic;
