@@ -5,6 +5,7 @@
 //! Everything the testbed creates carries a per-test unique prefix and is deleted on drop,
 //! including when a test panics. It never touches interfaces it did not create.
 
+pub mod bridge;
 pub mod capture;
 pub mod cmd;
 pub mod error;
