@@ -1154,20 +1154,28 @@ impl Engine {
     // ----------------------------------------------------------------------------------------
     // Ports and configuration
 
-    fn on_port_up(&mut self, port: PortId, out: &mut Output) {
+    /// The configurations of the VLANs `port` carries, or `None` (counted) for an unknown port.
+    fn vlans_of_port(&mut self, port: PortId) -> Option<Vec<VlanConfig>> {
         if usize::from(port) >= self.config.ports.len() {
             self.stats.ignore("link event for an unknown port");
-            return;
+            return None;
         }
+        Some(
+            self.vlan_cfg
+                .values()
+                .filter(|c| self.topo.ports(c.id).contains(port))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn on_port_up(&mut self, port: PortId, out: &mut Output) {
+        let Some(vlans) = self.vlans_of_port(port) else {
+            return;
+        };
         self.down.remove(port);
         // RFC 4541 §2.1.1(4): a general query on a port that comes up lets its hosts report
         // at once instead of after a query interval.
-        let vlans: Vec<VlanConfig> = self
-            .vlan_cfg
-            .values()
-            .filter(|c| self.topo.ports(c.id).contains(port))
-            .cloned()
-            .collect();
         for cfg in vlans {
             let us = self
                 .vlans
@@ -1180,17 +1188,10 @@ impl Engine {
     }
 
     fn on_port_down(&mut self, now: Time, port: PortId, out: &mut Output) {
-        if usize::from(port) >= self.config.ports.len() {
-            self.stats.ignore("link event for an unknown port");
+        let Some(vlans) = self.vlans_of_port(port) else {
             return;
-        }
+        };
         self.down.insert(port);
-        let vlans: Vec<VlanConfig> = self
-            .vlan_cfg
-            .values()
-            .filter(|c| self.topo.ports(c.id).contains(port))
-            .cloned()
-            .collect();
         for cfg in vlans {
             let n = self.flush_port(now, cfg.id, port, out);
             Self::event(

@@ -204,6 +204,20 @@ impl FrameBuilder for QueryBuilder<'_> {
     }
 }
 
+/// Emits a whole frame around one 8-octet IGMP message (v1/v2 report, leave) sent to `dst`.
+fn emit_short_igmp(
+    buf: &mut [u8],
+    src_mac: MacAddr,
+    src_ip: Ipv4Addr,
+    dst: Ipv4Addr,
+    vlan: Option<VlanTag>,
+    msg: IgmpRepr<'_>,
+) -> Result<usize, WireError> {
+    emit_igmp_frame(buf, src_mac, src_ip, dst, vlan, igmp::BASE_LEN, |b| {
+        msg.emit(b)
+    })
+}
+
 /// An IGMPv1 report (0x12) to the group it reports (RFC 1112 App. I).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportV1Builder {
@@ -224,15 +238,7 @@ impl FrameBuilder for ReportV1Builder {
 
     fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
         let msg = IgmpRepr::ReportV1 { group: self.group };
-        emit_igmp_frame(
-            buf,
-            self.src_mac,
-            self.src_ip,
-            self.group,
-            self.vlan,
-            igmp::BASE_LEN,
-            |b| msg.emit(b),
-        )
+        emit_short_igmp(buf, self.src_mac, self.src_ip, self.group, self.vlan, msg)
     }
 }
 
@@ -256,15 +262,7 @@ impl FrameBuilder for ReportV2Builder {
 
     fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
         let msg = IgmpRepr::ReportV2 { group: self.group };
-        emit_igmp_frame(
-            buf,
-            self.src_mac,
-            self.src_ip,
-            self.group,
-            self.vlan,
-            igmp::BASE_LEN,
-            |b| msg.emit(b),
-        )
+        emit_short_igmp(buf, self.src_mac, self.src_ip, self.group, self.vlan, msg)
     }
 }
 
@@ -288,14 +286,13 @@ impl FrameBuilder for LeaveBuilder {
 
     fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
         let msg = IgmpRepr::LeaveV2 { group: self.group };
-        emit_igmp_frame(
+        emit_short_igmp(
             buf,
             self.src_mac,
             self.src_ip,
             mcast::ALL_ROUTERS,
             self.vlan,
-            igmp::BASE_LEN,
-            |b| msg.emit(b),
+            msg,
         )
     }
 }
