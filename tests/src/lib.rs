@@ -8,6 +8,7 @@
 pub mod bridge;
 pub mod capture;
 pub mod cmd;
+pub mod differential;
 pub mod error;
 pub mod host;
 pub mod netns;
