@@ -7,12 +7,12 @@
 //! [`ForwardingTable::multicast_egress`], so the AF_XDP path, the in-kernel path and `explain` all
 //! answer from one function.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
 
+use crate::fasthash::FastMap;
 use crate::portset::{PortId, PortSet};
 use crate::wire::is_link_local_multicast;
 
@@ -31,7 +31,7 @@ pub struct VlanTable {
     /// Ports that also receive unregistered multicast (`flood_unregistered`, RFC 4541 §2.1.2(3)).
     pub flood_unregistered: PortSet,
     /// Registered groups.
-    pub groups: HashMap<Ipv4Addr, GroupEntry>,
+    pub groups: FastMap<Ipv4Addr, GroupEntry>,
 }
 
 /// The egress ports of one registered (VLAN, group).
@@ -45,7 +45,7 @@ pub struct GroupEntry {
     /// Egress ports for a source no port lists.
     pub any_source: PortSet,
     /// Egress ports for sources that some port lists.
-    pub by_source: HashMap<Ipv4Addr, PortSet>,
+    pub by_source: FastMap<Ipv4Addr, PortSet>,
     /// The group could not be admitted because a table limit was hit and the VLAN's policy is
     /// `flood`: its traffic goes to every port of the VLAN.
     pub flood: bool,
@@ -83,7 +83,7 @@ pub enum MulticastRule {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ForwardingTable {
     /// Per-VLAN tables; a VLAN absent here is not configured.
-    pub vlans: HashMap<VlanId, VlanTable>,
+    pub vlans: FastMap<VlanId, VlanTable>,
 }
 
 impl ForwardingTable {
@@ -152,7 +152,7 @@ mod tests {
     }
 
     fn table() -> ForwardingTable {
-        let mut groups = HashMap::new();
+        let mut groups = FastMap::default();
         let s1 = Ipv4Addr::new(10, 0, 0, 1);
         groups.insert(
             Ipv4Addr::new(239, 1, 1, 1),

@@ -3,9 +3,10 @@
 //! The same functions serve the incremental update of one (VLAN, group) and the from-scratch
 //! rebuild, so the two cannot disagree by construction of their rules.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
+use xsnoop_dataplane::fasthash::FastMap;
 use xsnoop_dataplane::{GroupEntry, PortSet, VlanTable};
 
 use super::config::VlanConfig;
@@ -31,7 +32,7 @@ pub fn group_entry(g: &GroupState, now: Time) -> Option<GroupEntry> {
         }
         listed.extend(pg.sources(now).into_iter().map(|s| s.source));
     }
-    let by_source: HashMap<Ipv4Addr, PortSet> = listed
+    let by_source: FastMap<Ipv4Addr, PortSet> = listed
         .into_iter()
         .map(|s| {
             let ports = g
@@ -81,7 +82,7 @@ pub fn vlan_table(cfg: &VlanConfig, topo: &Topology, state: &VlanState, now: Tim
             .filter_map(|(g, gs)| group_entry(gs, now).map(|e| (*g, e)))
             .collect()
     } else {
-        HashMap::new()
+        FastMap::default()
     };
     VlanTable {
         ports: topo.ports(cfg.id),

@@ -22,10 +22,9 @@
 //! learner that publishes snapshots. Per-worker private tables would not work: a MAC learned by
 //! one worker's queue must be known to all.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+use crate::fasthash::{FastHashBuilder, FastMap};
 use crate::portset::PortId;
 use crate::table::VlanId;
 use crate::wire::MacAddr;
@@ -107,57 +106,6 @@ struct Slot {
     last_seen: Duration,
 }
 
-/// A seeded multiply-fold hash of the packed 64-bit key: far cheaper than SipHash on the
-/// per-packet path, and the random seed keeps collision sets unpredictable to a MAC flooder (the
-/// capacity limit bounds the damage regardless).
-#[derive(Clone, Copy, Debug)]
-struct KeyHasherBuilder {
-    seed: u64,
-}
-
-impl KeyHasherBuilder {
-    fn random() -> Self {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(0x7873_6e6f_6f70_6664);
-        KeyHasherBuilder { seed: h.finish() }
-    }
-}
-
-struct KeyHasher {
-    seed: u64,
-    state: u64,
-}
-
-const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.state
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, x: u64) {
-        let m = u128::from(x ^ self.seed ^ self.state).wrapping_mul(u128::from(MUL));
-        self.state = (m as u64) ^ ((m >> 64) as u64);
-    }
-}
-
-impl BuildHasher for KeyHasherBuilder {
-    type Hasher = KeyHasher;
-
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher {
-            seed: self.seed,
-            state: 0,
-        }
-    }
-}
-
 fn key(vlan: VlanId, mac: MacAddr) -> u64 {
     let [a, b, c, d, e, f] = mac.0;
     let [v0, v1] = vlan.to_be_bytes();
@@ -173,7 +121,7 @@ fn unkey(k: u64) -> (VlanId, MacAddr) {
 #[derive(Clone, Debug)]
 pub struct Fdb {
     cfg: FdbConfig,
-    map: HashMap<u64, Slot, KeyHasherBuilder>,
+    map: FastMap<u64, Slot>,
     stats: FdbStats,
 }
 
@@ -188,9 +136,9 @@ impl Fdb {
     pub fn new(cfg: FdbConfig) -> Self {
         Fdb {
             cfg,
-            map: HashMap::with_capacity_and_hasher(
+            map: FastMap::with_capacity_and_hasher(
                 cfg.capacity.saturating_mul(2),
-                KeyHasherBuilder::random(),
+                FastHashBuilder::default(),
             ),
             stats: FdbStats::default(),
         }

@@ -7,7 +7,6 @@ mod perf;
 mod props;
 mod rules;
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -75,7 +74,7 @@ impl Switch {
             (6, PortVlanConfig::Access { vlan: 30 }),
         ];
         let ports = PortMap::from_configs(cfgs.iter().map(|(p, c)| (*p, c))).unwrap();
-        let mut groups = HashMap::new();
+        let mut groups = crate::fasthash::FastMap::default();
         groups.insert(
             G_REG,
             GroupEntry {

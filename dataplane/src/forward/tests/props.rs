@@ -3,7 +3,6 @@
 //! contains the ingress port, a down port or a port outside the VLAN, and every egress copy,
 //! rewritten for its port, re-parses into the same VLAN with the same L3 bytes.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -54,7 +53,7 @@ fn group_entry() -> impl Strategy<Value = GroupEntry> {
             by_source: by
                 .into_iter()
                 .map(|(i, m)| (SOURCES[i], m))
-                .collect::<HashMap<_, _>>(),
+                .collect::<crate::fasthash::FastMap<_, _>>(),
             flood,
         })
 }
