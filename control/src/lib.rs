@@ -10,6 +10,8 @@ pub mod ctl;
 pub mod engine;
 pub mod inject;
 pub mod logging;
+pub mod plane;
 pub mod punt;
 pub mod show;
 pub mod snoop;
+pub mod switch;

@@ -7,27 +7,23 @@
 //! the snooping brain meets real hosts before the switch fabric exists, and it stays useful as a
 //! passive monitor/querier on a segment another device switches.
 
-use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use tracing::{info, warn};
+use tracing::warn;
 use xsnoop_dataplane::packet_socket::{CaptureFilter, PacketSocket};
 use xsnoop_dataplane::wire::ethernet::ethertype;
 use xsnoop_dataplane::wire::{EthernetFrame, MacAddr};
 use xsnoop_dataplane::{PortId, TableHandle, VlanId};
 
-use crate::ctl::{ControlServer, Show};
+use crate::ctl::Show;
 use crate::engine::config::PortVlans;
 use crate::engine::model::Time;
-use crate::engine::{Engine, EngineConfig, Event, Input, Output};
+use crate::engine::{Engine, EngineConfig, Input, Output};
 use crate::inject::{build_query, MAX_QUERY_FRAME};
-use crate::punt::deliver;
-
-/// How many recent events `xsnoop events` can show.
-const RECENT_EVENTS: usize = 1024;
+use crate::plane::ControlPlane;
 
 /// Whether `frame` carries an 802.1Q or 802.1ad tag (its first EtherType is a TPID).
 fn is_tagged(frame: &[u8]) -> bool {
@@ -45,12 +41,8 @@ struct SnoopPort {
 
 /// The engine driven by real interfaces and a real clock.
 pub struct SnoopSwitch {
-    engine: Engine,
-    control: Option<ControlServer>,
-    recent_events: VecDeque<Event>,
+    plane: ControlPlane,
     ports: Vec<SnoopPort>,
-    table: TableHandle,
-    epoch: Instant,
     rx_buf: Vec<u8>,
 }
 
@@ -83,75 +75,53 @@ impl SnoopSwitch {
                 access_vlan,
             });
         }
-        let engine = Engine::new(config, Duration::ZERO).context("invalid configuration")?;
-        let table = TableHandle::new(engine.table().clone());
         Ok(SnoopSwitch {
-            engine,
-            control: None,
-            recent_events: VecDeque::with_capacity(RECENT_EVENTS),
+            plane: ControlPlane::new(config)?,
             ports,
-            table,
-            epoch: Instant::now(),
             rx_buf: vec![0u8; 65_536],
         })
     }
 
     /// Serves show commands on a control socket at `path` from now on.
     pub fn listen(&mut self, path: &Path) -> Result<()> {
-        self.control = Some(ControlServer::bind(path)?);
-        Ok(())
+        self.plane.listen(path)
     }
 
     /// The answer to one show command, from the engine's state now.
     pub fn show(&self, what: Show) -> Result<serde_json::Value> {
-        let now = self.now();
-        let e = &self.engine;
-        Ok(match what {
-            Show::Mdb => serde_json::to_value(e.mdb(now))?,
-            Show::Mrouters => serde_json::to_value(e.mrouter_ports(now))?,
-            Show::Querier => serde_json::to_value(e.querier_status(now))?,
-            Show::Stats => serde_json::to_value(e.stats())?,
-            Show::Events => serde_json::to_value(&self.recent_events)?,
-        })
+        self.plane.show(what)
     }
 
     /// Engine time now.
     pub fn now(&self) -> Time {
-        self.epoch.elapsed()
+        self.plane.now()
     }
 
     /// The engine, for show commands.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        self.plane.engine()
     }
 
     /// The published forwarding table.
     pub fn table(&self) -> &TableHandle {
-        &self.table
+        self.plane.table()
     }
 
     /// Name of port `id`.
     pub fn port_name(&self, id: PortId) -> &str {
-        self.ports
-            .get(usize::from(id))
-            .map_or("?", |p| p.name.as_str())
+        self.plane.port_name(id)
     }
 
     /// Waits at most `max_wait` for frames or the engine's next deadline, handles everything that
     /// is ready, and returns the engine's outputs (already acted on) for display.
     pub fn step(&mut self, max_wait: Duration) -> Result<Vec<Output>> {
         let mut outputs = Vec::new();
-        let now = self.now();
-        let wait = match self.engine.next_deadline() {
-            Some(d) if d <= now => Duration::ZERO,
-            Some(d) => (d - now).min(max_wait),
-            None => max_wait,
-        };
+        let wait = self.plane.wait_budget(max_wait);
         let mut fds: Vec<libc::pollfd> = self
             .ports
             .iter()
             .map(|p| p.socket.as_raw_fd())
-            .chain(self.control.as_ref().map(AsRawFd::as_raw_fd))
+            .chain(self.plane.control_fd())
             .map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -173,12 +143,9 @@ impl SnoopSwitch {
                 self.drain_port(i, &mut outputs)?;
             }
         }
-        if let Some(c) = &self.control {
-            c.serve(|what| self.show(what));
-        }
-        if self.engine.next_deadline().is_some_and(|d| d <= self.now()) {
-            let out = self.engine.handle(self.now(), Input::Tick);
-            self.act(&out);
+        self.plane.serve();
+        if let Some(out) = self.plane.tick() {
+            self.send_queries(&out);
             outputs.push(out);
         }
         Ok(outputs)
@@ -197,31 +164,28 @@ impl SnoopSwitch {
             let Some(rx) = p.socket.recv(&mut self.rx_buf)? else {
                 return Ok(());
             };
-            let now = self.epoch.elapsed();
             // Snoop mode has access ports only: a tagged frame cannot be placed in a VLAN.
             let out = if is_tagged(rx.frame) {
-                self.engine.handle(
-                    now,
-                    Input::Malformed {
-                        port,
-                        vlan,
-                        reason: "tagged_frame_on_access_port",
-                    },
-                )
+                self.plane.handle(Input::Malformed {
+                    port,
+                    vlan,
+                    reason: "tagged_frame_on_access_port",
+                })
             } else {
-                match deliver(&mut self.engine, now, port, vlan, rx.frame) {
+                match self.plane.deliver(port, vlan, rx.frame) {
                     Some(out) => out,
                     None => continue,
                 }
             };
-            self.act(&out);
+            self.send_queries(&out);
             outputs.push(out);
         }
         Ok(())
     }
 
-    /// Carries out an engine output: sends its queries, publishes the table, logs its events.
-    fn act(&mut self, out: &Output) {
+    /// Sends an output's queries out of their ports (snoop mode forwards nothing else: the
+    /// segment's own switch does).
+    fn send_queries(&self, out: &Output) {
         let mut buf = [0u8; MAX_QUERY_FRAME];
         for t in &out.transmit {
             for port in t.ports.iter() {
@@ -237,17 +201,6 @@ impl SnoopSwitch {
                     Err(e) => warn!(port = %p.name, error = %e, "building query failed"),
                 }
             }
-        }
-        for e in &out.events {
-            let port = e.port.map(|p| self.port_name(p).to_string());
-            info!(vlan = e.vlan, port = ?port, group = ?e.group, kind = ?e.kind, reason = e.reason, "event");
-            if self.recent_events.len() == RECENT_EVENTS {
-                self.recent_events.pop_front();
-            }
-            self.recent_events.push_back(e.clone());
-        }
-        if out.table_changed {
-            self.table.publish(self.engine.table().clone());
         }
     }
 }

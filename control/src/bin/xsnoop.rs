@@ -15,11 +15,15 @@ use xsnoop_control::engine::{EngineConfig, MrouterMode, PortConfig, PortVlans, V
 use xsnoop_control::logging::{self, LogFormat};
 use xsnoop_control::show;
 use xsnoop_control::snoop::SnoopSwitch;
+use xsnoop_control::switch::{self, RunOptions};
+use xsnoop_dataplane::afxdp::AfXdpConfig;
+use xsnoop_dataplane::xdp::AttachMode;
 
 /// xsnoop — an IGMP-snooping Ethernet switch for Linux (XDP + AF_XDP).
 ///
-/// Today the snooping engine runs on real interfaces in snoop mode (learning and querying,
-/// no forwarding); the AF_XDP switch (`xsnoop run`) is being built.
+/// `xsnoop run` switches frames between interfaces (XDP classifier + AF_XDP dataplane) and
+/// snoops IGMP so multicast goes only where it is wanted; `xsnoop snoop` runs the snooping engine
+/// alone (learning and querying, no forwarding) beside another switch.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
@@ -35,6 +39,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the switch: forward frames between the ports (learning MACs, flooding unknown
+    /// unicast and broadcast) and send multicast only to the ports whose hosts joined the group
+    /// (IGMP snooping, RFC 4541), plus multicast-router ports.
+    ///
+    /// Needs root. Every port gets the XDP classifier and an AF_XDP socket; on SIGINT/SIGTERM the
+    /// programs are detached and the interfaces return to the kernel.
+    ///
+    /// Examples:
+    ///   xsnoop run --port swp1 --port swp2 --port swp3 --querier --querier-address 10.0.0.254
+    ///   xsnoop run --config /etc/xsnoop.toml --xdp-mode skb
+    ///
+    /// While it runs, `xsnoop mdb`, `mrouters`, `querier`, `stats` (with a `dataplane` section)
+    /// and `events` show its state.
+    #[command(verbatim_doc_comment)]
+    Run(RunArgs),
     /// Run the snooping engine on interfaces without forwarding: learn from real IGMP, send
     /// queries as the snooping querier, and print the group table whenever it changes.
     ///
@@ -104,6 +123,52 @@ struct SnoopArgs {
     duration: Option<f64>,
 }
 
+/// How the XDP classifier is attached (the `--xdp-mode` values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum XdpModeArg {
+    /// Driver XDP, falling back to generic per interface when the driver lacks it.
+    Auto,
+    /// Driver (native) XDP only: fastest; fails on drivers without XDP support.
+    Native,
+    /// Generic (skb) XDP: works on every interface, slower.
+    Skb,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Take ports, VLANs (access and trunk ports) and timers from this configuration file
+    /// instead of the flags below (`xsnoop check-config FILE` validates it).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["ports", "querier", "fast_leave", "mrouter"])]
+    config: Option<PathBuf>,
+    /// A switch port (Linux interface name); repeat for each port. All are access ports in VLAN 1.
+    #[arg(long = "port", value_name = "IF", required_unless_present = "config")]
+    ports: Vec<String>,
+    /// Act as the snooping querier (general queries, group-specific queries on leave).
+    #[arg(long)]
+    querier: bool,
+    /// Source address of our queries; 0.0.0.0 sends proxy queries that never win an election.
+    #[arg(long, default_value = "0.0.0.0")]
+    querier_address: Ipv4Addr,
+    /// Version of the queries we send (2 or 3).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
+    igmp_version: u8,
+    /// Ports with a single host behind them: leaves take effect at once. Repeatable.
+    #[arg(long = "fast-leave", value_name = "IF")]
+    fast_leave: Vec<String>,
+    /// Ports that are always multicast-router ports. Repeatable.
+    #[arg(long = "mrouter", value_name = "IF")]
+    mrouter: Vec<String>,
+    /// How to attach the XDP classifier.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+    xdp_mode: XdpModeArg,
+    /// Where show commands (`xsnoop mdb` ...) reach this daemon.
+    #[arg(long, value_name = "PATH", default_value = ctl::DEFAULT_SOCKET)]
+    control_socket: PathBuf,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+}
+
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -122,28 +187,35 @@ fn install_signal_handlers() {
     }
 }
 
-fn snoop_config(a: &SnoopArgs) -> Result<EngineConfig> {
-    for name in a.fast_leave.iter().chain(&a.mrouter) {
-        if !a.ports.contains(name) {
+/// The quick form's configuration: every `--port` an access port in VLAN 1.
+fn quick_config(
+    ports: &[String],
+    querier: bool,
+    querier_address: Ipv4Addr,
+    igmp_version: u8,
+    fast_leave: &[String],
+    mrouter: &[String],
+) -> Result<EngineConfig> {
+    for name in fast_leave.iter().chain(mrouter) {
+        if !ports.contains(name) {
             bail!("{name} is not one of the --port interfaces");
         }
     }
     let mut vlan = VlanConfig::new(1);
-    vlan.querier = a.querier;
-    vlan.querier_address = a.querier_address;
-    vlan.igmp_version = if a.igmp_version == 2 {
+    vlan.querier = querier;
+    vlan.querier_address = querier_address;
+    vlan.igmp_version = if igmp_version == 2 {
         Version::V2
     } else {
         Version::V3
     };
     Ok(EngineConfig {
-        ports: a
-            .ports
+        ports: ports
             .iter()
             .map(|name| {
                 let mut p = PortConfig::access(name, 1);
-                p.fast_leave = a.fast_leave.contains(name);
-                if a.mrouter.contains(name) {
+                p.fast_leave = fast_leave.contains(name);
+                if mrouter.contains(name) {
                     p.mrouter = MrouterMode::Always;
                 }
                 p
@@ -152,6 +224,52 @@ fn snoop_config(a: &SnoopArgs) -> Result<EngineConfig> {
         vlans: vec![vlan],
         ..EngineConfig::default()
     })
+}
+
+fn snoop_config(a: &SnoopArgs) -> Result<EngineConfig> {
+    quick_config(
+        &a.ports,
+        a.querier,
+        a.querier_address,
+        a.igmp_version,
+        &a.fast_leave,
+        &a.mrouter,
+    )
+}
+
+fn run(a: &RunArgs) -> Result<()> {
+    let config = match &a.config {
+        Some(path) => SwitchConfig::load(path)?,
+        None => {
+            let engine = quick_config(
+                &a.ports,
+                a.querier,
+                a.querier_address,
+                a.igmp_version,
+                &a.fast_leave,
+                &a.mrouter,
+            )?;
+            SwitchConfig {
+                native_vlans: vec![None; engine.ports.len()],
+                engine,
+            }
+        }
+    };
+    let xdp_mode = match a.xdp_mode {
+        XdpModeArg::Auto => AttachMode::NativeOrSkb,
+        XdpModeArg::Native => AttachMode::Native,
+        XdpModeArg::Skb => AttachMode::Skb,
+    };
+    install_signal_handlers();
+    let opts = RunOptions {
+        config,
+        xdp_mode,
+        control_socket: Some(a.control_socket.clone()),
+        afxdp: AfXdpConfig::default(),
+        duration: a.duration.map(Duration::from_secs_f64),
+    };
+    switch::run(opts, &STOP)?;
+    Ok(())
 }
 
 fn snoop(a: &SnoopArgs) -> Result<()> {
@@ -241,6 +359,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(&cli.log_level, cli.log_format);
     let result = match &cli.command {
+        Command::Run(a) => run(a),
         Command::Snoop(a) => snoop(a),
         Command::CheckConfig { file } => check_config(file),
         Command::Mdb(a) => show_cmd(Show::Mdb, a),

@@ -1,0 +1,318 @@
+//! Run mode: `xsnoop run` turns Linux interfaces into an IGMP-snooping switch.
+//!
+//! The ASIC/CPU split of a hardware switch is kept visible:
+//! - the **ASIC** is one [`worker`] thread: XDP classifier → AF_XDP sockets on a shared UMEM →
+//!   the pure forwarding pipeline (`xsnoop_dataplane::forward`) → TX, run to completion;
+//! - the **CPU** is the thread calling [`run`]: the snooping engine with its timers and the
+//!   control socket (the [`crate::plane::ControlPlane`] snoop mode uses too), link polling, and
+//!   the slow path: punted IGMP/PIM frames come up the punt channel, the frames the engine
+//!   forwards or originates go down the transmit channel ([`msg`]).
+//!
+//! They share only the published forwarding table and port map (lock-free snapshots), the
+//! link-down set and counters ([`msg::Shared`]), and the two bounded channels.
+
+pub mod iface;
+pub mod link;
+pub mod msg;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use tracing::{debug, info, warn};
+use xsnoop_dataplane::afxdp::{AfXdp, AfXdpConfig, PortSpec};
+use xsnoop_dataplane::forward::{PortMap, PortMapHandle, PortVlanConfig};
+use xsnoop_dataplane::wire::MacAddr;
+use xsnoop_dataplane::xdp::{AttachMode, Classifier};
+use xsnoop_dataplane::PortId;
+
+use crate::config_file::SwitchConfig;
+use crate::engine::{Input, Output, PortVlans};
+use crate::inject::{build_query, MAX_QUERY_FRAME};
+use crate::plane::ControlPlane;
+use link::LinkWatch;
+use msg::{Punt, Shared, TxRequest, PUNT_QUEUE, TX_QUEUE};
+use worker::Worker;
+
+/// How often link state is polled.
+const LINK_POLL: Duration = Duration::from_millis(500);
+/// Longest the CPU sleeps waiting for a punt (bounds the latency of show commands and links).
+const CPU_WAIT: Duration = Duration::from_millis(10);
+/// Punts handled per wakeup before timers and the control socket get a turn.
+const PUNTS_PER_TURN: usize = 256;
+
+/// Everything `xsnoop run` needs to start.
+#[derive(Debug)]
+pub struct RunOptions {
+    /// Ports, VLANs, snooping and timers.
+    pub config: SwitchConfig,
+    /// How the XDP classifier is attached.
+    pub xdp_mode: AttachMode,
+    /// Where show commands reach the daemon (none: no control socket).
+    pub control_socket: Option<PathBuf>,
+    /// UMEM and ring sizes.
+    pub afxdp: AfXdpConfig,
+    /// Stop after this long (none: until `stop`).
+    pub duration: Option<Duration>,
+}
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub struct RunSummary {
+    /// The dataplane counters at exit (the `dataplane` object of `xsnoop stats`).
+    pub dataplane: serde_json::Value,
+}
+
+/// The port map (IEEE 802.1Q port VLAN modes) the worker forwards with, from the config.
+pub fn port_map(config: &SwitchConfig) -> Result<PortMap> {
+    let mut map = PortMap::new();
+    for (i, p) in config.engine.ports.iter().enumerate() {
+        let id = PortId::try_from(i).map_err(|_| anyhow!("too many ports"))?;
+        let cfg = match &p.vlans {
+            PortVlans::Access(v) => PortVlanConfig::Access { vlan: *v },
+            PortVlans::Trunk(list) => PortVlanConfig::Trunk {
+                allowed: list.clone(),
+                native: config.native_vlans.get(i).copied().flatten(),
+            },
+        };
+        map.set_port(id, &cfg)
+            .with_context(|| format!("port {}", p.name))?;
+    }
+    Ok(map)
+}
+
+/// The XDP side of the switch: the classifier and the AF_XDP sockets it redirects into.
+struct Fabric {
+    classifier: Classifier,
+    xs: AfXdp,
+    mac: MacAddr,
+}
+
+/// Loads and attaches the classifier and opens the AF_XDP ports, in the calling thread's
+/// network namespace. Every error names the interface and the fix.
+fn open_fabric(names: &[String], mode: AttachMode, afxdp: AfXdpConfig) -> Result<Fabric> {
+    let mut specs = Vec::with_capacity(names.len());
+    for name in names {
+        specs.push(PortSpec {
+            ifindex: iface::ifindex(name)?,
+            queue: 0,
+        });
+    }
+    let mut classifier = Classifier::load()?;
+    for (slot, (name, spec)) in names.iter().zip(&specs).enumerate() {
+        let slot = u32::try_from(slot).map_err(|_| anyhow!("too many ports"))?;
+        let got = classifier.attach(name, mode).map_err(|e| {
+            let fix = if mode == AttachMode::Native {
+                "; the driver may lack native XDP: try --xdp-mode skb"
+            } else {
+                ""
+            };
+            anyhow!("port {name}: {e}{fix}")
+        })?;
+        if got == AttachMode::Skb && mode != AttachMode::Skb {
+            info!(port = %name, mode = ?got, "XDP attached in generic mode (the driver has no native XDP)");
+        }
+        classifier
+            .register_port(spec.ifindex, slot)
+            .with_context(|| format!("port {name}"))?;
+    }
+    let xs = AfXdp::new(afxdp, &specs).context("opening the AF_XDP ports")?;
+    for (slot, name) in names.iter().enumerate() {
+        let fd = xs
+            .socket_fd(slot)
+            .ok_or_else(|| anyhow!("port {name}: no AF_XDP socket"))?;
+        let slot32 = u32::try_from(slot).map_err(|_| anyhow!("too many ports"))?;
+        classifier
+            .install_socket(slot32, 0, fd)
+            .with_context(|| format!("port {name}"))?;
+    }
+    let first = names
+        .first()
+        .ok_or_else(|| anyhow!("no ports configured"))?;
+    Ok(Fabric {
+        classifier,
+        xs,
+        mac: iface::mac_address(first)?,
+    })
+}
+
+/// The CPU side: the control plane plus the channel ends it owns.
+struct Cpu {
+    plane: ControlPlane,
+    shared: Arc<Shared>,
+    tx: SyncSender<TxRequest>,
+    mac: MacAddr,
+}
+
+impl Cpu {
+    /// Sends the frames of `out`: the punted frame to `out.forward` (RFC 4541 §2.1.1: reports
+    /// to router ports only, queries to all ports), and the engine's queries.
+    fn act(&self, out: &Output, punted: Option<Punt>) {
+        if let Some(p) = punted {
+            if !out.forward.is_empty() {
+                self.send(TxRequest {
+                    vlan: p.vlan,
+                    ports: out.forward,
+                    frame: p.frame,
+                });
+            }
+        }
+        let mut buf = [0u8; MAX_QUERY_FRAME];
+        for t in &out.transmit {
+            // Built untagged; the worker tags it per egress port.
+            match build_query(&t.query, self.mac, None, &mut buf) {
+                Ok(n) => self.send(TxRequest {
+                    vlan: t.vlan,
+                    ports: t.ports,
+                    frame: buf.get(..n).unwrap_or_default().to_vec(),
+                }),
+                Err(e) => warn!(vlan = t.vlan, error = %e, "building query failed"),
+            }
+        }
+        if out.table_changed {
+            debug!(
+                groups = self.plane.engine().mdb(self.plane.now()).len(),
+                "table published"
+            );
+        }
+    }
+
+    fn send(&self, req: TxRequest) {
+        match self.tx.try_send(req) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.shared.tx_queue_full.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn punt(&mut self, p: Punt) {
+        if let Some(out) = self.plane.deliver(p.port, p.vlan, &p.frame) {
+            self.act(&out, Some(p));
+        }
+    }
+
+    fn links(&mut self, watch: &mut LinkWatch) {
+        let changes = watch.poll();
+        if changes.is_empty() {
+            return;
+        }
+        self.shared.set_down(watch.down());
+        for (port, up) in changes {
+            let input = if up {
+                Input::PortUp(port)
+            } else {
+                Input::PortDown(port)
+            };
+            let out = self.plane.handle(input);
+            self.act(&out, None);
+        }
+    }
+}
+
+/// Whether this process may load BPF programs and open AF_XDP sockets.
+fn check_root() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("xsnoop run needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK): run it with sudo");
+    }
+    Ok(())
+}
+
+/// Runs the switch on the configured interfaces (in the calling thread's network namespace)
+/// until `stop` is set or the duration passes; then detaches XDP, drains and returns.
+pub fn run(opts: RunOptions, stop: &AtomicBool) -> Result<RunSummary> {
+    check_root()?;
+    let names: Vec<String> = opts
+        .config
+        .engine
+        .ports
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    if names.is_empty() {
+        bail!("no ports: give --port IF (repeatable) or [[port]] entries in the config file");
+    }
+    let ports = PortMapHandle::new(port_map(&opts.config)?);
+    let mut plane = ControlPlane::new(opts.config.engine.clone())?;
+    let fabric = open_fabric(&names, opts.xdp_mode, opts.afxdp)?;
+    if let Some(path) = &opts.control_socket {
+        plane.listen(path)?;
+    }
+    let shared = Arc::new(Shared::default());
+    let s2 = shared.clone();
+    plane.set_extra_stats(Box::new(move || s2.to_json()));
+    let (punt_tx, punt_rx) = sync_channel::<Punt>(PUNT_QUEUE);
+    let (tx_tx, tx_rx) = sync_channel::<TxRequest>(TX_QUEUE);
+    let Fabric {
+        classifier,
+        xs,
+        mac,
+    } = fabric;
+    info!(ports = ?names, mode = ?xs.mode(), "switching");
+    let worker = Worker::new(
+        xs,
+        plane.table().clone(),
+        ports,
+        shared.clone(),
+        punt_tx,
+        tx_rx,
+    );
+    let worker = std::thread::Builder::new()
+        .name("xsnoop-asic".into())
+        .spawn(move || worker.run())
+        .context("starting the worker thread")?;
+
+    let mut cpu = Cpu {
+        plane,
+        shared: shared.clone(),
+        tx: tx_tx,
+        mac,
+    };
+    let mut watch = LinkWatch::new(names);
+    cpu.links(&mut watch);
+    let mut next_link = Instant::now() + LINK_POLL;
+    let started = Instant::now();
+    while !stop.load(Ordering::Relaxed) && opts.duration.is_none_or(|d| started.elapsed() < d) {
+        let wait = cpu.plane.wait_budget(CPU_WAIT);
+        match punt_rx.recv_timeout(wait) {
+            Ok(p) => {
+                cpu.punt(p);
+                for p in punt_rx.try_iter().take(PUNTS_PER_TURN) {
+                    cpu.punt(p);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                warn!("the worker stopped");
+                break;
+            }
+        }
+        cpu.plane.serve();
+        if let Some(out) = cpu.plane.tick() {
+            cpu.act(&out, None);
+        }
+        if Instant::now() >= next_link {
+            cpu.links(&mut watch);
+            next_link = Instant::now() + LINK_POLL;
+        }
+    }
+    // Detach first so the interfaces fall back to the kernel, then stop and drain the worker.
+    drop(classifier);
+    shared.stop.store(true, Ordering::Relaxed);
+    let xs = worker
+        .join()
+        .map_err(|_| anyhow!("the worker thread panicked"))?;
+    let leaked = xs.accounting().in_flight;
+    if leaked > 0 {
+        warn!(frames = leaked, "frames still in flight at exit");
+    }
+    drop(xs);
+    let dataplane = shared.to_json();
+    info!(counters = %dataplane, "stopped");
+    Ok(RunSummary { dataplane })
+}

@@ -1,0 +1,331 @@
+//! The worker: the switch's "ASIC". One thread owns the AF_XDP ports, the FDB and the
+//! forwarding counters, and runs to completion per batch:
+//!
+//! 1. take transmit requests from the control thread (IGMP the CPU forwards, its queries):
+//!    alloc a UMEM frame per egress port, tag it for that port, stage it;
+//! 2. load the published table and port map once, read the link-down set;
+//! 3. per port, `rx_batch`, and per frame [`process`] → `Forward`: stage the *same* UMEM frame
+//!    on every port that sends it in the form it arrived in (refcounted, no copy), and an
+//!    alloc+[`rewrite_into`] copy for ports needing another tag; `Punt`: copy the frame into a
+//!    message on the bounded punt channel (full → drop, count `punt_queue_full`); `Drop`: count.
+//!    Then release the hold;
+//! 4. `flush` (TX kick, completions).
+//!
+//! Nothing on the per-frame path allocates, locks or makes a syscall, except the punt copy (the
+//! slow path) and the TX kick in `flush`.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use xsnoop_dataplane::afxdp::{AfXdp, FrameDesc, RX_BATCH};
+use xsnoop_dataplane::forward::{
+    process, rewrite_into, Counters, Decision, EgressTag, Fdb, FdbConfig, Inputs, PortMapHandle,
+};
+use xsnoop_dataplane::wire::ethernet::{ethertype, HEADER_LEN};
+use xsnoop_dataplane::{PortId, PortSet, TableHandle, VlanId};
+
+use super::msg::{Punt, Shared, TxRequest};
+
+/// Transmit requests taken per loop turn, so a burst of them cannot starve reception.
+const TX_REQUESTS_PER_TURN: usize = 64;
+/// How long an idle worker sleeps in `poll` (bounds the latency of a transmit request).
+const IDLE_WAIT_MS: i32 = 5;
+/// How often the FDB is swept and the counters are published.
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
+/// How long the worker keeps flushing after a stop for frames still in flight.
+const DRAIN: Duration = Duration::from_secs(1);
+
+/// The VID of the 802.1Q tag `frame` arrived with, if any.
+fn received_vid(frame: &[u8]) -> Option<VlanId> {
+    let et = frame.get(12..14)?;
+    if u16::from_be_bytes([*et.first()?, *et.get(1)?]) != ethertype::VLAN {
+        return None;
+    }
+    let tci = frame.get(HEADER_LEN..HEADER_LEN + 2)?;
+    Some(u16::from_be_bytes([*tci.first()?, *tci.get(1)?]) & 0x0fff)
+}
+
+/// Whether a frame that arrived with `received` leaves a port with egress form `tag` unchanged.
+fn same_form(received: Option<VlanId>, tag: EgressTag) -> bool {
+    match (received, tag) {
+        (None, EgressTag::Untagged) => true,
+        (Some(v), EgressTag::Tagged(w)) => v == w,
+        _ => false,
+    }
+}
+
+/// Counts that are kept locally and added to [`Shared`] once per batch.
+#[derive(Default)]
+struct Batch {
+    rx: u64,
+    tx: u64,
+    punted: u64,
+    punt_full: u64,
+    alloc_failed: u64,
+    rewrite_failed: u64,
+}
+
+/// The worker's state; [`Worker::run`] is its thread.
+pub struct Worker {
+    xs: AfXdp,
+    fdb: Fdb,
+    counters: Counters,
+    table: TableHandle,
+    ports: PortMapHandle,
+    shared: Arc<Shared>,
+    punt_tx: SyncSender<Punt>,
+    tx_rx: Receiver<TxRequest>,
+    epoch: Instant,
+    scratch: Vec<u8>,
+    down: PortSet,
+}
+
+impl Worker {
+    /// A worker over `xs` reading `table` and `ports`, punting into `punt_tx`, taking transmit
+    /// requests from `tx_rx`.
+    pub fn new(
+        xs: AfXdp,
+        table: TableHandle,
+        ports: PortMapHandle,
+        shared: Arc<Shared>,
+        punt_tx: SyncSender<Punt>,
+        tx_rx: Receiver<TxRequest>,
+    ) -> Worker {
+        let scratch = vec![0u8; xs.config().frame_size as usize];
+        Worker {
+            xs,
+            fdb: Fdb::new(FdbConfig::default()),
+            counters: Counters::default(),
+            table,
+            ports,
+            shared,
+            punt_tx,
+            tx_rx,
+            epoch: Instant::now(),
+            scratch,
+            down: PortSet::EMPTY,
+        }
+    }
+
+    /// Forwards until [`Shared::stop`] is set, then drains frames in flight. Returns the
+    /// AF_XDP ports so the caller decides when the sockets close (after the XDP detach).
+    pub fn run(mut self) -> AfXdp {
+        let mut descs = [FrameDesc::default(); RX_BATCH];
+        let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let mut b = Batch::default();
+            let requests = self.take_requests(&mut b);
+            let table = self.table.load();
+            let pm = self.ports.load();
+            let down = self.shared.down();
+            if down != self.down {
+                // Stations behind a port that went down are forgotten (IEEE 802.1Q §8.7.6).
+                for p in down.difference(self.down).iter() {
+                    self.fdb.flush_port(p);
+                }
+                self.down = down;
+            }
+            let inputs = Inputs {
+                table: &table,
+                ports: &pm,
+                down,
+            };
+            let now = self.epoch.elapsed();
+            for port in 0..self.xs.port_count() {
+                let Ok(ingress) = PortId::try_from(port) else {
+                    continue;
+                };
+                let n = self.xs.rx_batch(port, &mut descs);
+                for d in descs.iter().take(n) {
+                    self.one_frame(&inputs, now, ingress, *d, &mut b);
+                }
+                b.rx += n as u64;
+            }
+            self.xs.flush();
+            self.publish(&b);
+            if Instant::now() >= next_housekeeping {
+                self.fdb.age(now);
+                *self
+                    .shared
+                    .reasons
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = self.counters.snapshot();
+                next_housekeeping = Instant::now() + HOUSEKEEPING;
+            }
+            if b.rx == 0 && requests == 0 && self.xs.tx_outstanding() == 0 {
+                self.xs.wait_rx(IDLE_WAIT_MS);
+            }
+        }
+        let deadline = Instant::now() + DRAIN;
+        while (self.xs.tx_outstanding() > 0 || self.xs.accounting().in_flight > 0)
+            && Instant::now() < deadline
+        {
+            self.xs.flush();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        *self
+            .shared
+            .reasons
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = self.counters.snapshot();
+        self.xs
+    }
+
+    fn publish(&self, b: &Batch) {
+        let s = &self.shared;
+        for (c, v) in [
+            (&s.rx, b.rx),
+            (&s.tx, b.tx),
+            (&s.punted, b.punted),
+            (&s.punt_queue_full, b.punt_full),
+            (&s.alloc_failed, b.alloc_failed),
+            (&s.rewrite_failed, b.rewrite_failed),
+        ] {
+            if v != 0 {
+                c.fetch_add(v, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Stages the control thread's frames; returns how many requests were taken.
+    fn take_requests(&mut self, b: &mut Batch) -> usize {
+        let pm = self.ports.load();
+        let down = self.shared.down();
+        let mut taken = 0;
+        while taken < TX_REQUESTS_PER_TURN {
+            let req = match self.tx_rx.try_recv() {
+                Ok(r) => r,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            };
+            taken += 1;
+            for port in req.ports.difference(down).iter() {
+                if let Some(tag) = pm.egress_tag(port, req.vlan) {
+                    self.send_copy(&req.frame, port, tag, b);
+                }
+            }
+        }
+        taken
+    }
+
+    /// Allocates a UMEM frame, writes `frame` into it in egress form `tag`, stages it on `port`.
+    fn send_copy(&mut self, frame: &[u8], port: PortId, tag: EgressTag, b: &mut Batch) {
+        let Some(a) = self.xs.alloc() else {
+            b.alloc_failed += 1;
+            return;
+        };
+        let written = self
+            .xs
+            .frame_mut(a)
+            .map(|buf| rewrite_into(frame, tag, buf));
+        match written {
+            Some(Ok(len)) => {
+                let len = u32::try_from(len).unwrap_or(0);
+                if self
+                    .xs
+                    .tx(usize::from(port), FrameDesc { addr: a.addr, len })
+                    .is_ok()
+                {
+                    b.tx += 1;
+                }
+            }
+            _ => b.rewrite_failed += 1,
+        }
+        let _ = self.xs.release(a);
+    }
+
+    fn one_frame(
+        &mut self,
+        inputs: &Inputs<'_>,
+        now: Duration,
+        ingress: PortId,
+        d: FrameDesc,
+        b: &mut Batch,
+    ) {
+        let (decision, received, copy_len) = {
+            let Some(bytes) = self.xs.frame(d) else {
+                let _ = self.xs.release(d);
+                return;
+            };
+            let decision = process(inputs, &mut self.fdb, now, ingress, bytes);
+            let received = received_vid(bytes);
+            let mut copy_len = 0;
+            match decision {
+                Decision::Forward(eg) => {
+                    let needs_copy = eg
+                        .ports
+                        .iter()
+                        .any(|p| eg.tag_for(p).is_some_and(|t| !same_form(received, t)));
+                    if needs_copy {
+                        if let Some(dst) = self.scratch.get_mut(..bytes.len()) {
+                            dst.copy_from_slice(bytes);
+                            copy_len = bytes.len();
+                        }
+                    }
+                }
+                Decision::Punt { vlan } => {
+                    // The slow path: the CPU gets its own copy, the UMEM frame goes back now.
+                    let msg = Punt {
+                        port: ingress,
+                        vlan,
+                        frame: bytes.to_vec(),
+                    };
+                    match self.punt_tx.try_send(msg) {
+                        Ok(()) => b.punted += 1,
+                        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                            b.punt_full += 1
+                        }
+                    }
+                }
+                Decision::Drop(_) => {}
+            }
+            (decision, received, copy_len)
+        };
+        self.counters.record(&decision);
+        if let Decision::Forward(eg) = decision {
+            for p in eg.ports.iter() {
+                let Some(tag) = eg.tag_for(p) else {
+                    continue;
+                };
+                if same_form(received, tag) {
+                    if self.xs.tx(usize::from(p), d).is_ok() {
+                        b.tx += 1;
+                    }
+                } else if copy_len > 0 {
+                    let scratch = std::mem::take(&mut self.scratch);
+                    if let Some(src) = scratch.get(..copy_len) {
+                        self.send_copy(src, p, tag, b);
+                    }
+                    self.scratch = scratch;
+                } else {
+                    b.rewrite_failed += 1;
+                }
+            }
+        }
+        let _ = self.xs.release(d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_keeps_its_form_only_when_the_egress_tag_matches() {
+        let mut tagged = vec![0u8; 64];
+        tagged[12..14].copy_from_slice(&ethertype::VLAN.to_be_bytes());
+        tagged[14..16].copy_from_slice(&0x2014u16.to_be_bytes()); // PCP 1, VID 20
+        let untagged = vec![0u8; 64];
+        assert_eq!(received_vid(&tagged), Some(20));
+        assert_eq!(received_vid(&untagged), None);
+        assert_eq!(received_vid(&tagged[..15]), None);
+        assert!(same_form(None, EgressTag::Untagged));
+        assert!(same_form(Some(20), EgressTag::Tagged(20)));
+        assert!(!same_form(Some(20), EgressTag::Tagged(30)));
+        assert!(!same_form(Some(20), EgressTag::Untagged));
+        // A priority-tagged frame (VID 0) must be popped on an access port.
+        assert!(!same_form(Some(0), EgressTag::Untagged));
+        assert!(!same_form(None, EgressTag::Tagged(20)));
+    }
+}
