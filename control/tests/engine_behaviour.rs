@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use xsnoop_control::engine::model::{Message, RecordType, Version};
 use xsnoop_control::engine::{
-    ConfigError, Engine, EngineConfig, EventKind, Input, MrouterMode, PortConfig, PortVlans,
-    StaticGroup, TableFullPolicy, VlanConfig,
+    ConfigError, Engine, EngineConfig, EventKind, Input, MdbFilterMode, MrouterMode, PortConfig,
+    PortVlans, StaticGroup, TableFullPolicy, VlanConfig,
 };
 use xsnoop_dataplane::table::MulticastRule;
 
@@ -82,6 +82,7 @@ fn config_errors_name_the_field_and_the_fix() {
         vlan: OTHER_VLAN,
         port: 0,
         group: g1(),
+        sources: vec![],
     });
     assert!(err(c).to_string().contains("does not carry VLAN 20"));
 
@@ -708,6 +709,7 @@ fn mdb_rows_follow_the_json_contract() {
         vlan: VLAN,
         port: 3,
         group: g2(),
+        sources: vec![],
     });
     let mut sw = Switch::new(c);
     let (s1, s2) = (ip(10, 1, 1, 1), ip(10, 1, 1, 2));
@@ -870,4 +872,55 @@ fn reconfiguring_the_querier_journals_role_changes() {
         "{kinds:?}"
     );
     assert!(sw.engine.querier_status(sw.now)[0].we_are_querier);
+}
+
+#[test]
+fn static_groups_pin_every_source_or_just_their_list_and_go_with_their_config() {
+    let (s1, s2) = (ip(10, 1, 1, 1), ip(10, 1, 1, 2));
+    let mut c = config();
+    c.static_groups.push(StaticGroup {
+        vlan: VLAN,
+        port: 2,
+        group: g1(),
+        sources: vec![],
+    });
+    c.static_groups.push(StaticGroup {
+        vlan: VLAN,
+        port: 3,
+        group: g1(),
+        sources: vec![s1],
+    });
+    let mut sw = Switch::new(c.clone());
+    let e = |sw: &Switch| sw.engine.table().vlans[&VLAN].groups.get(&g1()).cloned();
+    let entry = e(&sw).expect("static groups register the group");
+    assert_eq!(
+        entry.members_for(s1),
+        ps(&[2, 3]),
+        "the SSM pin adds port 3 for s1"
+    );
+    assert_eq!(
+        entry.members_for(s2),
+        ps(&[2]),
+        "other sources only reach the all-sources pin"
+    );
+    // Static state never expires.
+    sw.run_until(s(10_000));
+    assert_eq!(e(&sw).map(|g| g.members_for(s1)), Some(ps(&[2, 3])));
+    // The mdb shows them as static, the SSM pin as INCLUDE with its source.
+    let rows = sw.engine.mdb(sw.now);
+    let pin: Vec<_> = rows.iter().filter(|r| r.port == "p3").collect();
+    assert_eq!(pin.len(), 2, "{rows:?}");
+    assert!(pin
+        .iter()
+        .all(|r| r.is_static && r.filter_mode == MdbFilterMode::Include));
+    assert_eq!(pin[1].source, Some(s1));
+    // Removing the entries by reconfigure removes the group.
+    let mut without = c;
+    without.static_groups.clear();
+    sw.step(Input::Reconfigure(without));
+    assert!(
+        e(&sw).is_none(),
+        "a group held only by static entries goes with them"
+    );
+    assert_eq!(sw.engine.table(), &sw.engine.recompute_table());
 }

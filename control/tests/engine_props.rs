@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use proptest::prelude::*;
 use xsnoop_control::engine::model::{GroupRecord, Message, RecordType, Version};
-use xsnoop_control::engine::{EngineConfig, Input, MdbFilterMode, TableFullPolicy};
+use xsnoop_control::engine::{EngineConfig, Input, MdbFilterMode, StaticGroup, TableFullPolicy};
 use xsnoop_dataplane::{PortId, PortSet};
 
 const GROUPS: [Ipv4Addr; 4] = [
@@ -63,6 +63,8 @@ struct Knobs {
     flood_policy: bool,
     trunk_in_vlan10: bool,
     robustness: u8,
+    /// Bit 0: a static all-sources group on port 3; bit 1: a static INCLUDE {SOURCES[0]}.
+    statics: u8,
 }
 
 fn knobs() -> impl Strategy<Value = Knobs> {
@@ -78,8 +80,9 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         any::<bool>(),
         any::<bool>(),
         1u8..4,
+        0u8..4,
     )
-        .prop_map(|(q, p, v2, fl, vm, pm, gm, ms, fp, tr, rb)| Knobs {
+        .prop_map(|(q, p, v2, fl, vm, pm, gm, ms, fp, tr, rb, st)| Knobs {
             querier: q,
             proxy: p,
             v2_queries: v2,
@@ -91,6 +94,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
             flood_policy: fp,
             trunk_in_vlan10: tr,
             robustness: rb,
+            statics: st,
         })
 }
 
@@ -124,6 +128,17 @@ fn build(k: &Knobs) -> EngineConfig {
     c.max_sources = k.max_sources;
     if !k.trunk_in_vlan10 {
         c.ports[4].vlans = xsnoop_control::engine::PortVlans::Access(OTHER_VLAN);
+    }
+    let vlan = c.ports[3].vlans.as_slice()[0];
+    for (bit, group, sources) in [(1, GROUPS[0], vec![]), (2, GROUPS[1], vec![SOURCES[0]])] {
+        if k.statics & bit != 0 {
+            c.static_groups.push(StaticGroup {
+                vlan,
+                port: 3,
+                group,
+                sources,
+            });
+        }
     }
     c
 }
@@ -324,13 +339,16 @@ fn check_step(sw: &Switch, ingress: Option<(PortId, u16)>, out: &xsnoop_control:
                         .position(|p| p.name == r.port)
                         .unwrap() as PortId;
                     let row = mdb.iter().find(|x| {
-                        x.vlan == vlan && x.group == *g && x.port == r.port && x.source == Some(*s)
+                        x.vlan == vlan
+                            && x.group == *g
+                            && x.port == r.port
+                            && x.is_static == r.is_static
+                            && x.source == Some(*s)
                     });
-                    let admits = r.is_static
-                        || match r.filter_mode {
-                            MdbFilterMode::Include => row.is_some_and(|x| !x.blocked),
-                            MdbFilterMode::Exclude => row.is_none_or(|x| !x.blocked),
-                        };
+                    let admits = match r.filter_mode {
+                        MdbFilterMode::Include => row.is_some_and(|x| !x.blocked),
+                        MdbFilterMode::Exclude => row.is_none_or(|x| !x.blocked),
+                    };
                     if admits {
                         want.insert(id);
                     }
@@ -393,12 +411,22 @@ fn run(initial: Knobs, ops: Vec<Op>) {
     check_step(&sw, None, &out);
     sw.now += Duration::from_secs(100_000);
     sw.step(Input::Tick);
-    assert!(
-        sw.engine.mdb(sw.now).is_empty(),
-        "state survived its timers"
-    );
+    // Static entries (management's) stay by design; everything learned is gone.
+    let learned: Vec<_> = sw
+        .engine
+        .mdb(sw.now)
+        .into_iter()
+        .filter(|r| !r.is_static)
+        .collect();
+    assert!(learned.is_empty(), "state survived its timers: {learned:?}");
+    let statics = &sw.engine.config().static_groups;
     for v in sw.engine.table().vlans.values() {
-        assert!(v.groups.is_empty());
+        for (g, e) in &v.groups {
+            assert!(
+                statics.iter().any(|s| s.group == *g) && !e.flood,
+                "group {g} survived its timers"
+            );
+        }
         assert!(v.mrouters.is_empty());
     }
 }

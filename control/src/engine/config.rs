@@ -149,7 +149,7 @@ impl VlanConfig {
     }
 }
 
-/// A group joined on a port by management: all sources, never expires, never counted in limits.
+/// A group joined on a port by management: never expires, never counted in limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaticGroup {
     /// VLAN of the entry.
@@ -158,6 +158,8 @@ pub struct StaticGroup {
     pub port: PortId,
     /// The group.
     pub group: Ipv4Addr,
+    /// Only these sources (a static INCLUDE list, e.g. one SSM channel); empty = every source.
+    pub sources: Vec<Ipv4Addr>,
 }
 
 /// Why a configuration was rejected; every message names the field and how to fix it.
@@ -336,6 +338,13 @@ impl EngineConfig {
                     "{} is not a snoopable multicast group (224.0.0.0/24 is always flooded)",
                     s.group
                 )));
+            }
+            if let Some(src) = s
+                .sources
+                .iter()
+                .find(|a| a.is_multicast() || a.is_unspecified() || a.is_broadcast())
+            {
+                return Err(bad(format!("source {src} is not a unicast host address")));
             }
         }
         Ok(())

@@ -1428,15 +1428,22 @@ impl Engine {
         for vs in self.vlans.values_mut() {
             for gs in vs.groups.values_mut() {
                 gs.static_ports = PortSet::EMPTY;
+                gs.static_sources.clear();
             }
+            // A group that only existed through a removed static entry goes with it.
+            vs.groups.retain(|_, gs| !gs.is_unused());
         }
         for s in &self.config.static_groups {
             if let Some(vs) = self.vlans.get_mut(&s.vlan) {
-                vs.groups
-                    .entry(s.group)
-                    .or_default()
-                    .static_ports
-                    .insert(s.port);
+                let gs = vs.groups.entry(s.group).or_default();
+                if s.sources.is_empty() {
+                    gs.static_ports.insert(s.port);
+                } else {
+                    gs.static_sources
+                        .entry(s.port)
+                        .or_default()
+                        .extend(s.sources.iter().copied());
+                }
             }
         }
     }

@@ -97,4 +97,18 @@ pub fn group_rows(
             expires_ms: None,
         });
     }
+    for (&port, sources) in &g.static_sources {
+        let row = |source| MdbRow {
+            vlan,
+            group,
+            port: port_name(port),
+            source,
+            filter_mode: MdbFilterMode::Include,
+            blocked: false,
+            is_static: true,
+            expires_ms: None,
+        };
+        out.push(row(None));
+        out.extend(sources.iter().map(|&s| row(Some(s))));
+    }
 }

@@ -1,7 +1,7 @@
 //! The learned state of one VLAN: its groups (per port a membership state machine), its router
 //! ports and its querier.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use xsnoop_dataplane::{PortId, PortSet};
@@ -16,8 +16,10 @@ use super::querier::Querier;
 pub struct GroupState {
     /// Per port, the router-side membership state (RFC 3376 §6); never holds an empty one.
     pub ports: BTreeMap<PortId, PortGroup<Ipv4Addr>>,
-    /// Ports joined by management.
+    /// Ports joined by management for every source.
     pub static_ports: PortSet,
+    /// Ports joined by management for listed sources only (a static INCLUDE list).
+    pub static_sources: BTreeMap<PortId, BTreeSet<Ipv4Addr>>,
     /// Set while the group is flooded because a limit refused it under the `flood` policy.
     pub flood_until: Option<Time>,
 }
@@ -25,7 +27,10 @@ pub struct GroupState {
 impl GroupState {
     /// Nothing left: the group can be deleted.
     pub fn is_unused(&self) -> bool {
-        self.ports.is_empty() && self.static_ports.is_empty() && self.flood_until.is_none()
+        self.ports.is_empty()
+            && self.static_ports.is_empty()
+            && self.static_sources.is_empty()
+            && self.flood_until.is_none()
     }
 }
 

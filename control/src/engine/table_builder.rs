@@ -19,13 +19,14 @@ use super::topology::Topology;
 ///
 /// `any_source` = ports in EXCLUDE mode (they take every source they do not exclude);
 /// `by_source[S]` = the ports admitting S, for every S some port lists (RFC 3376 §6.3 per port,
-/// folded as the superset over ports, RFC 4541 §2.1.2(7)). Static ports take every source.
+/// folded as the superset over ports, RFC 4541 §2.1.2(7)). Static ports take every source, or
+/// exactly their static source list.
 pub fn group_entry(g: &GroupState, now: Time) -> Option<GroupEntry> {
-    if g.ports.is_empty() && g.static_ports.is_empty() && g.flood_until.is_none() {
+    if g.is_unused() {
         return None;
     }
     let mut any_source = g.static_ports;
-    let mut listed = BTreeSet::new();
+    let mut listed: BTreeSet<Ipv4Addr> = g.static_sources.values().flatten().copied().collect();
     for (&port, pg) in &g.ports {
         if pg.mode() == FilterMode::Exclude {
             any_source.insert(port);
@@ -35,11 +36,18 @@ pub fn group_entry(g: &GroupState, now: Time) -> Option<GroupEntry> {
     let by_source: FastMap<Ipv4Addr, PortSet> = listed
         .into_iter()
         .map(|s| {
-            let ports = g
+            let dynamic = g
                 .ports
                 .iter()
                 .filter(|(_, pg)| pg.admits(&s))
-                .map(|(p, _)| *p)
+                .map(|(p, _)| *p);
+            let pinned = g
+                .static_sources
+                .iter()
+                .filter(|(_, list)| list.contains(&s))
+                .map(|(p, _)| *p);
+            let ports = dynamic
+                .chain(pinned)
                 .collect::<PortSet>()
                 .union(g.static_ports);
             (s, ports)
