@@ -12,11 +12,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 use thiserror::Error;
-use xsnoop_dataplane::VlanId;
+use xsnoop_dataplane::{PortId, VlanId};
 
 use crate::engine::model::Version;
 use crate::engine::timers::TimerConfig;
-use crate::engine::{ConfigError, EngineConfig, MrouterMode, PortConfig, PortVlans, VlanConfig};
+use crate::engine::{
+    ConfigError, EngineConfig, MrouterMode, PortConfig, PortVlans, StaticGroup, TableFullPolicy,
+    VlanConfig,
+};
 
 /// Why a configuration file was refused.
 #[derive(Debug, Error)]
@@ -165,6 +168,50 @@ struct PortSection {
     max_groups: usize,
 }
 
+/// One `[[vlan]]`: overrides of `[snooping]` for one VLAN, plus per-VLAN-only knobs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VlanSection {
+    id: VlanId,
+    snooping: Option<bool>,
+    querier: Option<bool>,
+    querier_address: Option<Ipv4Addr>,
+    igmp_version: Option<u8>,
+    robustness: Option<u8>,
+    query_interval: Option<Interval>,
+    query_response_interval: Option<Interval>,
+    last_member_query_interval: Option<Interval>,
+    last_member_query_count: Option<u8>,
+    startup_query_count: Option<u8>,
+    startup_query_interval: Option<Interval>,
+    membership_interval: Option<Interval>,
+    flood_unregistered: Option<bool>,
+    #[serde(default)]
+    table_full: TableFullKey,
+    #[serde(default)]
+    max_groups: usize,
+}
+
+/// `table_full = "deny" | "flood"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TableFullKey {
+    #[default]
+    Deny,
+    Flood,
+}
+
+/// One `[[static_group]]`: a group joined on ports by management.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaticGroupSection {
+    vlan: Option<VlanId>,
+    group: Ipv4Addr,
+    ports: Vec<String>,
+    #[serde(default)]
+    sources: Vec<Ipv4Addr>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSchema {
@@ -172,6 +219,69 @@ struct FileSchema {
     snooping: SnoopingSection,
     #[serde(default, rename = "port")]
     ports: Vec<PortSection>,
+    #[serde(default, rename = "vlan")]
+    vlans: Vec<VlanSection>,
+    #[serde(default, rename = "static_group")]
+    static_groups: Vec<StaticGroupSection>,
+}
+
+/// The version of queries a VLAN sends, from `igmp_version` under `key`.
+fn query_version(key: &str, v: u8) -> Result<Version, String> {
+    match v {
+        2 => Ok(Version::V2),
+        3 => Ok(Version::V3),
+        v => Err(format!(
+            "{key}.igmp_version = {v}: xsnoop sends IGMPv2 or IGMPv3 queries; use 2 or 3"
+        )),
+    }
+}
+
+/// A VLAN's timers: its own keys, else `[snooping]`'s, else RFC 3376 §8 defaults derived from
+/// the VLAN's effective robustness and query interval (§8.6, §8.7, §8.9).
+fn vlan_timers(
+    key: &str,
+    s: &SnoopingSection,
+    v: Option<&VlanSection>,
+) -> Result<TimerConfig, String> {
+    let robustness = v.and_then(|v| v.robustness).unwrap_or(s.robustness);
+    if robustness == 0 {
+        return Err(format!(
+            "{key}.robustness = 0: the robustness variable must not be 0 (RFC 3376 §8.1); use 2, or more on lossy links"
+        ));
+    }
+    let qi = v
+        .and_then(|v| v.query_interval)
+        .unwrap_or(s.query_interval)
+        .0;
+    let pick = |own: Option<Interval>, global: Interval| own.unwrap_or(global).0;
+    Ok(TimerConfig {
+        robustness,
+        query_interval: qi,
+        query_response_interval: pick(
+            v.and_then(|v| v.query_response_interval),
+            s.query_response_interval,
+        ),
+        last_member_query_interval: pick(
+            v.and_then(|v| v.last_member_query_interval),
+            s.last_member_query_interval,
+        ),
+        last_member_query_count: v
+            .and_then(|v| v.last_member_query_count)
+            .or(s.last_member_query_count)
+            .unwrap_or(robustness),
+        startup_query_count: v
+            .and_then(|v| v.startup_query_count)
+            .or(s.startup_query_count)
+            .unwrap_or(robustness),
+        startup_query_interval: v
+            .and_then(|v| v.startup_query_interval)
+            .or(s.startup_query_interval)
+            .map_or(qi / 4, |i| i.0),
+        membership_interval: v
+            .and_then(|v| v.membership_interval)
+            .or(s.membership_interval)
+            .map(|i| i.0),
+    })
 }
 
 /// A whole switch configuration: the engine's part and what only the dataplane needs.
@@ -214,33 +324,9 @@ impl SwitchConfig {
             message,
         };
         let s = &schema.snooping;
-        let version = match s.igmp_version {
-            2 => Version::V2,
-            3 => Version::V3,
-            v => {
-                return Err(invalid(format!(
-                    "snooping.igmp_version = {v}: xsnoop sends IGMPv2 or IGMPv3 queries; use 2 or 3"
-                )))
-            }
-        };
-        if s.robustness == 0 {
-            return Err(invalid(
-                "snooping.robustness = 0: the robustness variable must not be 0 (RFC 3376 §8.1); use 2, or more on lossy links".into(),
-            ));
-        }
-        // RFC 3376 §8.6, §8.7, §8.9: these default to values derived from QRV and QI.
-        let timers = TimerConfig {
-            robustness: s.robustness,
-            query_interval: s.query_interval.0,
-            query_response_interval: s.query_response_interval.0,
-            last_member_query_interval: s.last_member_query_interval.0,
-            last_member_query_count: s.last_member_query_count.unwrap_or(s.robustness),
-            startup_query_count: s.startup_query_count.unwrap_or(s.robustness),
-            startup_query_interval: s
-                .startup_query_interval
-                .map_or(s.query_interval.0 / 4, |i| i.0),
-            membership_interval: s.membership_interval.map(|i| i.0),
-        };
+        let global_version = query_version("snooping", s.igmp_version).map_err(invalid)?;
+        // Validate [snooping]'s own timers even when every VLAN overrides them.
+        vlan_timers("snooping", s, None).map_err(invalid)?;
         let mut ports = Vec::new();
         let mut native_vlans = Vec::new();
         let mut vlan_ids = std::collections::BTreeSet::new();
@@ -307,23 +393,88 @@ impl SwitchConfig {
                     .into(),
             ));
         }
-        let vlans = vlan_ids
-            .into_iter()
-            .map(|id| VlanConfig {
-                querier: s.querier,
-                querier_address: s.querier_address,
-                igmp_version: version,
-                timers,
-                flood_unregistered: s.flood_unregistered,
-                ..VlanConfig::new(id)
-            })
-            .collect();
+        let mut sections = std::collections::BTreeMap::new();
+        for (i, v) in schema.vlans.iter().enumerate() {
+            let key = format!("vlan[{i}] (id {})", v.id);
+            if !vlan_ids.contains(&v.id) {
+                return Err(invalid(format!(
+                    "{key}: no port carries VLAN {}; add it to a port (vlan = or trunk =) or remove the section",
+                    v.id
+                )));
+            }
+            if sections.insert(v.id, (key, v)).is_some() {
+                return Err(invalid(format!(
+                    "vlan[{i}]: VLAN {} has two [[vlan]] sections; merge them",
+                    v.id
+                )));
+            }
+        }
+        let mut vlans = Vec::new();
+        for &id in &vlan_ids {
+            let (key, v) = match sections.get(&id) {
+                Some((key, v)) => (key.clone(), Some(*v)),
+                None => ("snooping".to_string(), None),
+            };
+            let igmp_version = match v.and_then(|v| v.igmp_version) {
+                Some(n) => query_version(&key, n).map_err(invalid)?,
+                None => global_version,
+            };
+            vlans.push(VlanConfig {
+                id,
+                snooping: v.and_then(|v| v.snooping).unwrap_or(true),
+                querier: v.and_then(|v| v.querier).unwrap_or(s.querier),
+                querier_address: v
+                    .and_then(|v| v.querier_address)
+                    .unwrap_or(s.querier_address),
+                igmp_version,
+                timers: vlan_timers(&key, s, v).map_err(invalid)?,
+                table_full: match v.map(|v| &v.table_full) {
+                    Some(TableFullKey::Flood) => TableFullPolicy::Flood,
+                    _ => TableFullPolicy::Deny,
+                },
+                max_groups: v.map_or(0, |v| v.max_groups),
+                flood_unregistered: v
+                    .and_then(|v| v.flood_unregistered)
+                    .unwrap_or(s.flood_unregistered),
+            });
+        }
+        let mut static_groups = Vec::new();
+        for (i, g) in schema.static_groups.iter().enumerate() {
+            let key = format!("static_group[{i}] ({})", g.group);
+            let vlan = match (g.vlan, vlan_ids.len()) {
+                (Some(v), _) => v,
+                (None, 1) => vlan_ids.iter().next().copied().unwrap_or(1),
+                (None, _) => {
+                    return Err(invalid(format!(
+                        "{key}.vlan: missing; the switch has several VLANs, say which one"
+                    )))
+                }
+            };
+            if g.ports.is_empty() {
+                return Err(invalid(format!(
+                    "{key}.ports: empty; list the ports that receive the group"
+                )));
+            }
+            for name in &g.ports {
+                let port = ports.iter().position(|p| &p.name == name).ok_or_else(|| {
+                    invalid(format!(
+                        "{key}.ports: {name:?} is not a [[port]] of this file; use one of the port names"
+                    ))
+                })?;
+                static_groups.push(StaticGroup {
+                    vlan,
+                    port: PortId::try_from(port).unwrap_or(PortId::MAX),
+                    group: g.group,
+                    sources: g.sources.clone(),
+                });
+            }
+        }
         let engine = EngineConfig {
             ports,
             vlans,
             max_groups: s.max_groups,
             max_sources: s.max_sources,
-            static_groups: Vec::new(),
+            static_groups,
         };
         engine
             .validate()
@@ -338,14 +489,32 @@ impl SwitchConfig {
 /// The engine names fields by its own structure (`vlans[3].timers.query_interval`); the file
 /// has one `[snooping]` section and `[[port]]` tables, so say it the way the operator wrote it.
 fn file_terms(e: &ConfigError, cfg: &EngineConfig) -> String {
-    let port = |i: usize| {
-        let name = cfg.ports.get(i).map_or("?", |p| p.name.as_str());
-        format!("port[{i}] ({name:?})")
+    let port_name = |i: usize| {
+        cfg.ports
+            .get(i)
+            .map_or("?", |p| p.name.as_str())
+            .to_string()
     };
+    let port = |i: usize| format!("port[{i}] ({:?})", port_name(i));
     match e {
         ConfigError::BadTimer {
-            knob, problem, fix, ..
-        } => format!("snooping.{knob}: {problem}; {fix}"),
+            index,
+            knob,
+            problem,
+            fix,
+        } => {
+            let vlan = cfg.vlans.get(*index).map_or(0, |v| v.id);
+            format!("{knob} (VLAN {vlan}, from [snooping] or its [[vlan]] section): {problem}; {fix}")
+        }
+        ConfigError::BadStaticGroup { index, problem } => {
+            let g = cfg.static_groups.get(*index);
+            let port = g.map_or(0, |g| usize::from(g.port));
+            format!(
+                "static_group for {} on {}: {problem}",
+                g.map_or_else(|| "?".to_string(), |g| g.group.to_string()),
+                port_name(port)
+            )
+        }
         ConfigError::BadIgmpVersion { .. } => {
             "snooping.igmp_version: use 2 or 3".to_string()
         }
@@ -373,6 +542,7 @@ fn file_terms(e: &ConfigError, cfg: &EngineConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::TableFullPolicy;
 
     fn err(text: &str) -> String {
         SwitchConfig::parse(text).unwrap_err().to_string()
@@ -402,6 +572,52 @@ mod tests {
             v.timers.group_membership_interval(),
             Duration::from_secs(260)
         );
+        // VLAN 20's section overrides [snooping]; what it leaves out derives from its own QRV.
+        let v20 = &e.vlans[1];
+        assert_eq!(v20.igmp_version, Version::V2);
+        assert_eq!(v20.querier_address, Ipv4Addr::new(10, 0, 20, 254));
+        assert!(v20.querier, "inherited from [snooping]");
+        assert_eq!(v20.timers.robustness, 3);
+        assert_eq!(
+            v20.timers.last_member_query_interval,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            v20.timers.last_member_query_count, 2,
+            "[snooping] sets it explicitly, so it wins over the derived value"
+        );
+        assert_eq!(
+            v20.timers.group_membership_interval(),
+            Duration::from_secs(385)
+        );
+        assert_eq!(
+            (v20.table_full, v20.max_groups),
+            (TableFullPolicy::Flood, 512)
+        );
+        let statics: Vec<_> = e
+            .static_groups
+            .iter()
+            .map(|g| (g.vlan, g.port, g.group.to_string(), g.sources.len()))
+            .collect();
+        assert_eq!(
+            statics,
+            vec![
+                (10, 3, "239.10.10.10".to_string(), 0),
+                (10, 0, "232.1.1.1".to_string(), 1),
+                (10, 2, "232.1.1.1".to_string(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn vlan_sections_derive_their_own_defaults() {
+        let c = SwitchConfig::parse(
+            "[[port]]\nname = \"a\"\nvlan = 5\n[[vlan]]\nid = 5\nrobustness = 4\nquery_interval = \"20s\"\n",
+        )
+        .unwrap();
+        let t = c.engine.vlans[0].timers;
+        assert_eq!((t.last_member_query_count, t.startup_query_count), (4, 4));
+        assert_eq!(t.startup_query_interval, Duration::from_secs(5));
     }
 
     #[test]
@@ -454,6 +670,37 @@ mod tests {
         let e = err("[[port]]\nname = \"a\"\nmrouter = \"sometimes\"\n");
         assert!(e.contains("sometimes") && e.contains("always"), "{e}");
         assert!(err("").contains("[[port]]"));
+        let e = err("[[port]]\nname = \"a\"\n[[vlan]]\nid = 7\n");
+        assert!(
+            e.contains("vlan[0] (id 7)") && e.contains("no port carries VLAN 7"),
+            "{e}"
+        );
+        let e = err("[[port]]\nname = \"a\"\n[[vlan]]\nid = 1\nigmp_version = 4\n");
+        assert!(e.contains("vlan[0] (id 1).igmp_version = 4"), "{e}");
+        let e = err("[[port]]\nname = \"a\"\n[[vlan]]\nid = 1\nrobustness = 0\n");
+        assert!(e.contains("vlan[0] (id 1).robustness = 0"), "{e}");
+        let e = err("[[port]]\nname = \"a\"\n[[vlan]]\nid = 1\ntable_full = \"panic\"\n");
+        assert!(e.contains("panic") && e.contains("flood"), "{e}");
+        let sg = "[[static_group]]\ngroup = \"239.1.1.1\"\nports = [\"b\"]\n";
+        let e = err(&format!("[[port]]\nname = \"a\"\n{sg}"));
+        assert!(
+            e.contains("static_group[0] (239.1.1.1).ports") && e.contains("\"b\""),
+            "{e}"
+        );
+        let e = err(&format!(
+            "[[port]]\nname = \"a\"\n[[port]]\nname = \"b\"\nvlan = 2\n{sg}"
+        ));
+        assert!(
+            e.contains("static_group[0] (239.1.1.1).vlan: missing"),
+            "{e}"
+        );
+        let e = err(
+            "[[port]]\nname = \"a\"\n[[static_group]]\ngroup = \"224.0.0.5\"\nports = [\"a\"]\n",
+        );
+        assert!(
+            e.contains("static_group for 224.0.0.5 on a") && e.contains("always flooded"),
+            "{e}"
+        );
     }
 
     #[test]
