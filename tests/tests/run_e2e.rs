@@ -11,7 +11,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use xsnoop_tests::{netns_or_skip, Star};
+use xsnoop_dataplane::wire::{to_vec, IgmpVersion, MacAddr, QueryBuilder};
+use xsnoop_tests::{netns_or_skip, Capture, Membership, Sender, Star};
 
 /// The `xsnoop` binary of this build (next to the test executable's `deps/` directory).
 fn xsnoop_bin() -> PathBuf {
@@ -150,11 +151,11 @@ impl Drop for Daemon {
     }
 }
 
-/// A config with short timers: querier on (address .254), LMQI 200 ms × 2, GMI ~4 s.
+/// A config with short timers: querier on (address .254), LMQI 500 ms × 2 (LMQT 1 s), QI 2 s.
 fn config(net: u8, ports: &[(String, &str)], extra_snooping: &str) -> String {
     let mut s = format!(
         "[snooping]\nquerier = true\nquerier_address = \"10.{net}.0.254\"\nquery_interval = \"2s\"\n\
-         query_response_interval = \"1s\"\nlast_member_query_interval = \"200ms\"\n\
+         query_response_interval = \"1s\"\nlast_member_query_interval = \"500ms\"\n\
          last_member_query_count = 2\nstartup_query_interval = \"500ms\"\n{extra_snooping}\n"
     );
     for (name, rest) in ports {
@@ -255,5 +256,373 @@ fn unicast_ping_crosses_the_switch_and_macs_are_learned() {
     d.wait_for("stats", Duration::from_secs(2), |v| {
         count(v, "fwd_broadcast") >= 2 && count(v, "fwd_known_unicast") >= 6
     });
+    d.stop();
+}
+
+const GROUP: Ipv4Addr = Ipv4Addr::new(239, 1, 1, 1);
+const UDP_PORT: u16 = 5000;
+
+/// An untagged IPv4 frame's protocol, source and destination.
+fn ipv4(f: &[u8]) -> Option<(u8, Ipv4Addr, Ipv4Addr)> {
+    if f.get(12..14)? != [8, 0] {
+        return None;
+    }
+    let a = |at: usize| -> Option<Ipv4Addr> {
+        let b: [u8; 4] = f.get(at..at + 4)?.try_into().ok()?;
+        Some(Ipv4Addr::from(b))
+    };
+    Some((*f.get(23)?, a(26)?, a(30)?))
+}
+
+/// A UDP datagram to `group`.
+fn udp_to(group: Ipv4Addr) -> impl Fn(&[u8]) -> bool {
+    move |f| ipv4(f).is_some_and(|(p, _, d)| p == 17 && d == group)
+}
+
+/// A UDP datagram from `src` to `group`.
+fn udp_from_to(src: Ipv4Addr, group: Ipv4Addr) -> impl Fn(&[u8]) -> bool {
+    move |f| ipv4(f).is_some_and(|(p, s, d)| p == 17 && s == src && d == group)
+}
+
+/// An IGMP membership report (v1/v2/v3) or v2 leave sent by `src`.
+fn report_from(src: Ipv4Addr) -> impl Fn(&[u8]) -> bool {
+    move |f| {
+        let Some((2, s, _)) = ipv4(f) else {
+            return false;
+        };
+        let ihl = usize::from(f.get(14).copied().unwrap_or(0) & 0x0f) * 4;
+        s == src && matches!(f.get(14 + ihl), Some(0x12 | 0x16 | 0x22 | 0x17))
+    }
+}
+
+/// Sends `n` datagrams to `group`, 2 ms apart.
+fn send(sender: &Sender, group: Ipv4Addr, n: usize) {
+    for i in 0..n {
+        sender
+            .send(group, UDP_PORT, format!("datagram {i}").as_bytes())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn capture(star: &Star, n: usize) -> Capture {
+    Capture::open(star.host(n).unwrap(), &star.host_if(n).unwrap()).unwrap()
+}
+
+fn join(star: &Star, n: usize, group: Ipv4Addr) -> Membership {
+    Membership::join(
+        star.host(n).unwrap(),
+        &star.host_if(n).unwrap(),
+        group,
+        UDP_PORT,
+    )
+    .unwrap()
+}
+
+fn sender(star: &Star, n: usize) -> Sender {
+    Sender::new(star.host(n).unwrap(), &star.host_if(n).unwrap(), 4).unwrap()
+}
+
+/// Whether the mdb answer has a row for (`vlan`, `group`, `port`) (any source).
+fn has_row(mdb: &Value, vlan: u64, group: Ipv4Addr, port: &str) -> bool {
+    mdb.as_array().is_some_and(|rows| {
+        rows.iter()
+            .any(|r| r["vlan"] == vlan && r["group"] == group.to_string() && r["port"] == port)
+    })
+}
+
+const QUIET: Duration = Duration::from_millis(400);
+const WINDOW: Duration = Duration::from_millis(600);
+
+#[test]
+fn igmpv2_member_gets_the_group_nonmember_nothing_and_leaves_stop_it() {
+    netns_or_skip!();
+    let net = 72;
+    // h1 sends; h2 joins; h3 joins behind a fast-leave port; h4 never joins.
+    let star = star(net, &[2, 2, 2, 2]);
+    let d = Daemon::start(
+        &star,
+        &config(
+            net,
+            &access_ports(&star, &["", "", "fast_leave = true"]),
+            "",
+        ),
+    );
+    let (p2, p3) = (star.port(2).unwrap(), star.port(3).unwrap());
+    let m2 = join(&star, 2, GROUP);
+    let m3 = join(&star, 3, GROUP);
+    d.wait_for("mdb", Duration::from_secs(3), |v| {
+        has_row(v, 1, GROUP, &p2) && has_row(v, 1, GROUP, &p3)
+    });
+    let c4 = capture(&star, 4);
+    let tx = sender(&star, 1);
+    send(&tx, GROUP, 20);
+    assert_eq!(m2.count(QUIET, Duration::from_secs(3)).unwrap(), 20);
+    assert_eq!(m3.count(QUIET, Duration::from_secs(3)).unwrap(), 20);
+    assert_eq!(c4.count(WINDOW, udp_to(GROUP)).unwrap(), 0, "leak to h4");
+
+    // Fast leave: the port-group goes at once (no last-member queries).
+    let t = Instant::now();
+    m3.leave().unwrap();
+    d.wait_for("mdb", Duration::from_secs(3), |v| {
+        !has_row(v, 1, GROUP, &p3)
+    });
+    let fast = t.elapsed();
+    assert!(
+        fast < Duration::from_millis(450),
+        "fast leave took {fast:?}"
+    );
+    // Normal leave: RFC 2236 §3 / RFC 3376 §6.4: after LMQC queries LMQI apart (1 s here).
+    let t = Instant::now();
+    m2.leave().unwrap();
+    d.wait_for("mdb", Duration::from_secs(4), |v| {
+        !has_row(v, 1, GROUP, &p2)
+    });
+    let slow = t.elapsed();
+    assert!(
+        slow > Duration::from_millis(700) && slow < Duration::from_millis(2500),
+        "leave took {slow:?}, last member query time is 1 s"
+    );
+    let (c2, c3) = (capture(&star, 2), capture(&star, 3));
+    send(&tx, GROUP, 20);
+    for (n, c) in [(2, &c2), (3, &c3), (4, &c4)] {
+        assert_eq!(
+            c.count(WINDOW, udp_to(GROUP)).unwrap(),
+            0,
+            "h{n} after the leaves"
+        );
+    }
+    eprintln!("run_e2e: fast leave {fast:?}, leave with last-member queries {slow:?}");
+    d.stop();
+}
+
+#[test]
+fn igmpv3_include_source_receives_only_that_source() {
+    netns_or_skip!();
+    let net = 73;
+    // h1 is S1, h2 is S2, h3 wants (S1, G) only.
+    let star = star(net, &[3, 3, 3]);
+    let d = Daemon::start(&star, &config(net, &access_ports(&star, &[]), ""));
+    let (s1, s2) = (host_ip(net, 1), host_ip(net, 2));
+    let p3 = star.port(3).unwrap();
+    let m = Membership::join_source(
+        star.host(3).unwrap(),
+        &star.host_if(3).unwrap(),
+        GROUP,
+        s1,
+        UDP_PORT,
+    )
+    .unwrap();
+    d.wait_for("mdb", Duration::from_secs(3), |v| {
+        v.as_array().is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r["port"] == p3.as_str() && r["source"] == s1.to_string())
+        })
+    });
+    let c3 = capture(&star, 3);
+    let (t1, t2) = (sender(&star, 1), sender(&star, 2));
+    for _ in 0..10 {
+        send(&t1, GROUP, 1);
+        send(&t2, GROUP, 1);
+    }
+    let frames = c3.collect(WINDOW).unwrap();
+    let n = |src| {
+        frames
+            .iter()
+            .filter(|f| !f.outgoing && udp_from_to(src, GROUP)(&f.bytes))
+            .count()
+    };
+    assert_eq!(
+        (n(s1), n(s2)),
+        (10, 0),
+        "frames from S1 and S2 at the receiver"
+    );
+    assert_eq!(m.count(QUIET, Duration::from_secs(2)).unwrap(), 10);
+    d.stop();
+}
+
+#[test]
+fn external_querier_port_becomes_mrouter_and_gets_traffic_and_reports() {
+    netns_or_skip!();
+    let net = 74;
+    // h1 sends; h2 joins; h3 is a bystander; h4 is a multicast router (sends a query).
+    let star = star(net, &[2, 2, 2, 2]);
+    let d = Daemon::start(&star, &config(net, &access_ports(&star, &[]), ""));
+    let p4 = star.port(4).unwrap();
+    let (c3, c4) = (capture(&star, 3), capture(&star, 4));
+    let query = to_vec(&QueryBuilder {
+        version: IgmpVersion::V2,
+        src_mac: MacAddr([0x02, 0, 0, 0, net, 4]),
+        src_ip: host_ip(net, 4),
+        group: None,
+        sources: &[],
+        max_resp: Duration::from_secs(1),
+        s_flag: false,
+        qrv: 2,
+        qqi: Duration::from_secs(2),
+        vlan: None,
+    })
+    .unwrap();
+    c4.inject(&query).unwrap();
+    d.wait_for("mrouters", Duration::from_secs(3), |v| {
+        v.as_array()
+            .is_some_and(|rows| rows.iter().any(|r| r["port"] == p4.as_str()))
+    });
+    c3.drain().unwrap();
+    c4.drain().unwrap();
+    let m2 = join(&star, 2, GROUP);
+    d.wait_for("mdb", Duration::from_secs(3), |v| {
+        has_row(v, 1, GROUP, &star.port(2).unwrap())
+    });
+    send(&sender(&star, 1), GROUP, 20);
+    assert_eq!(m2.count(QUIET, Duration::from_secs(3)).unwrap(), 20);
+    let h2 = host_ip(net, 2);
+    let f4 = c4.collect(WINDOW).unwrap();
+    let f3 = c3.collect(Duration::ZERO).unwrap();
+    let count = |frames: &[xsnoop_tests::Frame], pred: &dyn Fn(&[u8]) -> bool| {
+        frames
+            .iter()
+            .filter(|f| !f.outgoing && pred(&f.bytes))
+            .count()
+    };
+    // RFC 4541 §2.1.2(1): router ports get the group's traffic; §2.1.1(1): and the reports.
+    assert_eq!(
+        count(&f4, &udp_to(GROUP)),
+        20,
+        "group traffic at the router"
+    );
+    assert!(
+        count(&f4, &report_from(h2)) >= 1,
+        "h2's reports at the router"
+    );
+    assert_eq!(count(&f3, &udp_to(GROUP)), 0, "group traffic leaked to h3");
+    assert_eq!(count(&f3, &report_from(h2)), 0, "h2's reports leaked to h3");
+    d.stop();
+}
+
+#[test]
+fn unregistered_groups_go_to_router_ports_and_link_local_to_everyone() {
+    netns_or_skip!();
+    let net = 75;
+    // h4 sits behind a static router port; nobody joins anything.
+    let star = star(net, &[2, 2, 2, 2]);
+    let d = Daemon::start(
+        &star,
+        &config(
+            net,
+            &access_ports(&star, &["", "", "", "mrouter = \"always\""]),
+            "",
+        ),
+    );
+    let caps: Vec<Capture> = (2..=4).map(|n| capture(&star, n)).collect();
+    let tx = sender(&star, 1);
+    let unregistered = Ipv4Addr::new(239, 9, 9, 9);
+    let mdns = Ipv4Addr::new(224, 0, 0, 251);
+    send(&tx, unregistered, 10);
+    send(&tx, mdns, 10);
+    let got: Vec<(usize, usize)> = caps
+        .iter()
+        .map(|c| {
+            let frames = c.collect(WINDOW).unwrap();
+            let n = |g| {
+                frames
+                    .iter()
+                    .filter(|f| !f.outgoing && udp_to(g)(&f.bytes))
+                    .count()
+            };
+            (n(unregistered), n(mdns))
+        })
+        .collect();
+    // RFC 4541 §2.1.2(1): unregistered → router ports only; (2): 224.0.0.0/24 → all ports.
+    assert_eq!(
+        got,
+        vec![(0, 10), (0, 10), (10, 10)],
+        "(239.9.9.9, 224.0.0.251) at h2, h3, h4"
+    );
+    d.stop();
+}
+
+#[test]
+fn two_access_vlans_with_the_same_group_do_not_leak() {
+    netns_or_skip!();
+    let net = 76;
+    // VLAN 10: h1 (sender), h2 (member). VLAN 20: h3 (member), h4 (sender).
+    let star = star(net, &[2, 2, 2, 2]);
+    let d = Daemon::start(
+        &star,
+        &config(
+            net,
+            &access_ports(&star, &["vlan = 10", "vlan = 10", "vlan = 20", "vlan = 20"]),
+            "",
+        ),
+    );
+    let (m2, m3) = (join(&star, 2, GROUP), join(&star, 3, GROUP));
+    d.wait_for("mdb", Duration::from_secs(3), |v| {
+        has_row(v, 10, GROUP, &star.port(2).unwrap())
+            && has_row(v, 20, GROUP, &star.port(3).unwrap())
+            && !has_row(v, 10, GROUP, &star.port(3).unwrap())
+    });
+    let (c2, c3) = (capture(&star, 2), capture(&star, 3));
+    send(&sender(&star, 1), GROUP, 10);
+    assert_eq!(m2.count(QUIET, Duration::from_secs(2)).unwrap(), 10);
+    assert_eq!(
+        c3.count(WINDOW, udp_to(GROUP)).unwrap(),
+        0,
+        "VLAN 10 leaked into 20"
+    );
+    c2.drain().unwrap();
+    send(&sender(&star, 4), GROUP, 10);
+    assert_eq!(m3.count(QUIET, Duration::from_secs(2)).unwrap(), 10);
+    assert_eq!(
+        c2.count(WINDOW, udp_to(GROUP)).unwrap(),
+        0,
+        "VLAN 20 leaked into 10"
+    );
+    d.stop();
+}
+
+#[test]
+fn multicast_burst_rate_through_the_switch_is_measured() {
+    netns_or_skip!();
+    let net = 77;
+    let star = star(net, &[2, 2, 2]);
+    let d = Daemon::start(&star, &config(net, &access_ports(&star, &[]), ""));
+    let m2 = join(&star, 2, GROUP);
+    let m3 = join(&star, 3, GROUP);
+    d.wait_for("mdb", Duration::from_secs(3), |v| {
+        has_row(v, 1, GROUP, &star.port(2).unwrap()) && has_row(v, 1, GROUP, &star.port(3).unwrap())
+    });
+    const BURST: usize = 20_000;
+    let tx = sender(&star, 1);
+    let rx_before = d.show("stats").unwrap()["dataplane"]["rx"]
+        .as_u64()
+        .unwrap();
+    let (received, elapsed) = std::thread::scope(|s| {
+        let r2 = s.spawn(|| m2.count(Duration::from_millis(500), Duration::from_secs(30)));
+        let r3 = s.spawn(|| m3.count(Duration::from_millis(500), Duration::from_secs(30)));
+        let t = Instant::now();
+        for i in 0..BURST {
+            // A full socket buffer is the sender's problem, not the switch's: retry.
+            while tx.send(GROUP, UDP_PORT, &(i as u32).to_be_bytes()).is_err() {
+                std::thread::yield_now();
+            }
+        }
+        let elapsed = t.elapsed();
+        (
+            r2.join().unwrap().unwrap() + r3.join().unwrap().unwrap(),
+            elapsed,
+        )
+    });
+    let stats = d.show("stats").unwrap();
+    let rx = stats["dataplane"]["rx"].as_u64().unwrap() - rx_before;
+    eprintln!(
+        "run_e2e: burst of {BURST} datagrams sent in {:.3} s (~{:.0}/s); switch received {rx}; \
+         the two members' sockets got {received} (~{:.0} frames/s out of the switch); dataplane {}",
+        elapsed.as_secs_f64(),
+        BURST as f64 / elapsed.as_secs_f64(),
+        received as f64 / elapsed.as_secs_f64(),
+        stats["dataplane"]
+    );
+    assert!(rx > 0 && received > 0, "nothing crossed the switch");
     d.stop();
 }
