@@ -924,3 +924,66 @@ fn static_groups_pin_every_source_or_just_their_list_and_go_with_their_config() 
     );
     assert_eq!(sw.engine.table(), &sw.engine.recompute_table());
 }
+
+#[test]
+fn querier_health_alarms_on_mismatched_version_or_timers_once_per_change() {
+    let mut sw = Switch::new(querier_config());
+    let router = ip(10, 0, 0, 1);
+    let mismatches = |outs: &[xsnoop_control::engine::Output]| -> Vec<String> {
+        outs.iter()
+            .flat_map(|o| &o.events)
+            .filter_map(|e| match &e.kind {
+                EventKind::QuerierMismatch { differs, .. } => Some(differs.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // A lower-addressed IGMPv2 querier wins the election; ours is configured for v3.
+    let out = sw.msg(1, VLAN, router, &general_query(Version::V2));
+    assert_eq!(mismatches(&[out]), vec!["version 2 (ours 3)".to_string()]);
+    // The same difference again is not journalled again.
+    sw.now = s(100);
+    let out = sw.msg(1, VLAN, router, &general_query(Version::V2));
+    assert!(mismatches(&[out]).is_empty());
+    // It moves to v3 with robustness 3 and a 60 s query interval: a new difference.
+    let v3 = Message::Query {
+        version: Version::V3,
+        group: None,
+        sources: vec![],
+        max_resp: s(10),
+        suppress: false,
+        qrv: 3,
+        qqi: Some(s(60)),
+    };
+    sw.now = s(200);
+    let out = sw.msg(1, VLAN, router, &v3);
+    assert_eq!(
+        mismatches(&[out]),
+        vec!["robustness 3 (ours 2), query interval 60s (ours 125s)".to_string()]
+    );
+    let q = &sw.engine.querier_status(sw.now)[0];
+    assert_eq!(q.querier, Some(router));
+    assert_eq!(
+        q.differs.as_deref(),
+        Some("robustness 3 (ours 2), query interval 60s (ours 125s)")
+    );
+    // A QQI within QQIC precision of ours (128 s vs 125 s) is not a difference.
+    let close = Message::Query {
+        version: Version::V3,
+        group: None,
+        sources: vec![],
+        max_resp: s(10),
+        suppress: false,
+        qrv: 2,
+        qqi: Some(s(128)),
+    };
+    sw.now = s(300);
+    sw.msg(1, VLAN, router, &close);
+    assert_eq!(sw.engine.querier_status(sw.now)[0].differs, None);
+    // It goes silent: lost, and we take over.
+    let outs = sw.run_until(s(300) + s(2 * 128 + 5) + s(1));
+    assert!(mismatches(&outs).is_empty());
+    let st = &sw.engine.stats().querier;
+    assert_eq!((st.mismatched, st.lost), (2, 1), "{st:?}");
+    assert!(st.elected >= 2, "the router, then us: {st:?}");
+}

@@ -142,6 +142,7 @@ impl Engine {
             t.ports = t.ports.intersection(self.up_ports(t.vlan));
             !t.ports.is_empty()
         });
+        self.stats.count_events(&out.events);
         out
     }
 
@@ -443,15 +444,13 @@ impl Engine {
         self.deadlines.set(TimerKey::GeneralQuery(cfg.id), next);
         if let Election::Changed(events) = result {
             for kind in events {
-                Self::event(
-                    out,
-                    now,
-                    cfg.id,
-                    Some(port),
-                    None,
-                    kind,
-                    "query from a lower address (RFC 3376 §6.6.2)",
-                );
+                let reason = match kind {
+                    EventKind::QuerierMismatch { .. } => {
+                        "the elected querier's version or timers differ from ours (RFC 3376 §8: one set per link)"
+                    }
+                    _ => "query from a lower address (RFC 3376 §6.6.2)",
+                };
+                Self::event(out, now, cfg.id, Some(port), None, kind, reason);
             }
         }
     }

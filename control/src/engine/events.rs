@@ -69,6 +69,14 @@ pub enum EventKind {
         /// The querier lost.
         address: Ipv4Addr,
     },
+    /// The elected querier's version or advertised timers differ from this VLAN's configured
+    /// ones (journalled when the difference appears or changes, not on every query).
+    QuerierMismatch {
+        /// The elected querier.
+        address: Ipv4Addr,
+        /// What differs, e.g. "version 2 (ours 3), robustness 3 (ours 2)".
+        differs: String,
+    },
     /// A port became a multicast-router port.
     MrouterLearned {
         /// What revealed the router: "query", "pim_hello" or "mrd".

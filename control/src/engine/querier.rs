@@ -29,6 +29,38 @@ pub struct OtherQuerier {
     pub qqi: Option<Duration>,
     /// When the Other Querier Present timer runs out.
     pub expires: Time,
+    /// How its version and timers differ from ours, as last journalled (`None`: they agree).
+    pub differs: Option<String>,
+}
+
+/// How a querier's advertised version and timers differ from `cfg`'s, in words; `None` when
+/// they agree. RFC 3376 §8 expects one set of timer values per link: a difference means hosts
+/// and snoopers time memberships differently from what one of the two routers intends. QQI is
+/// compared within the QQIC encoding's precision (a 4-bit mantissa: 1/16).
+pub fn differences(
+    cfg: &VlanConfig,
+    version: Version,
+    qrv: u8,
+    qqi: Option<Duration>,
+) -> Option<String> {
+    let mut d = Vec::new();
+    if version != cfg.igmp_version {
+        d.push(format!(
+            "version {} (ours {})",
+            version_number(version),
+            version_number(cfg.igmp_version)
+        ));
+    }
+    if qrv != 0 && qrv != cfg.timers.robustness {
+        d.push(format!("robustness {qrv} (ours {})", cfg.timers.robustness));
+    }
+    if let Some(theirs) = qqi {
+        let ours = cfg.timers.query_interval;
+        if theirs.abs_diff(ours) > ours.max(theirs) / 16 {
+            d.push(format!("query interval {theirs:?} (ours {ours:?})"));
+        }
+    }
+    (!d.is_empty()).then(|| d.join(", "))
 }
 
 /// What a heard query did to the election.
@@ -112,6 +144,11 @@ impl Querier {
                 .other_querier_present_interval(),
         );
         let mut events = Vec::new();
+        let differs = differences(cfg, version, qrv, qqi);
+        let reported = match &self.other {
+            Some(o) if o.address == src => o.differs.clone(),
+            _ => None,
+        };
         let since = match &self.other {
             Some(o) if o.address == src => o.since,
             Some(o) if src > o.address => return Election::Unchanged,
@@ -130,6 +167,12 @@ impl Querier {
                 now
             }
         };
+        if differs.is_some() && differs != reported {
+            events.push(EventKind::QuerierMismatch {
+                address: src,
+                differs: differs.clone().unwrap_or_default(),
+            });
+        }
         self.other = Some(OtherQuerier {
             address: src,
             port,
@@ -138,6 +181,7 @@ impl Querier {
             qrv,
             qqi: qqi.filter(|d| !d.is_zero()),
             expires,
+            differs,
         });
         // A lower address queries: we stop (RFC 3376 §6.6.2, "non-querier" state).
         self.startup_left = 0;
@@ -229,6 +273,8 @@ pub struct QuerierStatus {
     pub expires_ms: Option<u64>,
     /// Milliseconds until our next general query.
     pub next_query_ms: Option<u64>,
+    /// How the elected querier's version or timers differ from ours (`null`: they agree).
+    pub differs: Option<String>,
 }
 
 /// Version number as operators write it.
@@ -263,6 +309,7 @@ impl Querier {
                 qqi_ms: o.qqi.map(ms),
                 expires_ms: Some(left(o.expires)),
                 next_query_ms: None,
+                differs: o.differs.clone(),
             },
             None => QuerierStatus {
                 vlan: cfg.id,
@@ -277,6 +324,7 @@ impl Querier {
                 qqi_ms: cfg.querier.then_some(ms(cfg.timers.query_interval)),
                 expires_ms: None,
                 next_query_ms: self.next_general.map(left),
+                differs: None,
             },
         }
     }

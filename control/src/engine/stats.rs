@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::events::{Event, EventKind};
 use super::model::{Message, Version};
 
 /// Messages received, by type and version.
@@ -68,6 +69,21 @@ pub struct Stats {
     pub sent: Sent,
     /// Limit hits.
     pub limits: LimitHits,
+    /// Querier health: elections, changes, losses, and version/timer mismatches.
+    pub querier: QuerierCounters,
+}
+
+/// Querier health counters (alarms in `xsnoop stats` and metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct QuerierCounters {
+    /// A querier (another router or this switch) was elected.
+    pub elected: u64,
+    /// The elected querier changed to another router.
+    pub changed: u64,
+    /// The elected querier went silent or its link went down.
+    pub lost: u64,
+    /// The elected querier advertised a version or timers different from ours.
+    pub mismatched: u64,
 }
 
 impl Stats {
@@ -97,6 +113,20 @@ impl Stats {
     pub(crate) fn ignore(&mut self, reason: &'static str) {
         let c = self.ignored.entry(reason).or_default();
         *c = c.saturating_add(1);
+    }
+
+    /// Counts the querier-health events of one step.
+    pub(crate) fn count_events(&mut self, events: &[Event]) {
+        for e in events {
+            let c = match e.kind {
+                EventKind::QuerierElected { .. } => &mut self.querier.elected,
+                EventKind::QuerierChanged { .. } => &mut self.querier.changed,
+                EventKind::QuerierLost { .. } => &mut self.querier.lost,
+                EventKind::QuerierMismatch { .. } => &mut self.querier.mismatched,
+                _ => continue,
+            };
+            *c = c.saturating_add(1);
+        }
     }
 
     /// Counts a malformed frame for `reason`.
