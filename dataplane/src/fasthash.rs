@@ -86,7 +86,11 @@ mod tests {
         let buckets: std::collections::BTreeSet<u64> = (0..256u32)
             .map(|i| hash(&b, Ipv4Addr::from(0xef00_0000 + i)) & 1023)
             .collect();
-        assert!(buckets.len() > 200, "poor spread: {} buckets", buckets.len());
+        assert!(
+            buckets.len() > 200,
+            "poor spread: {} buckets",
+            buckets.len()
+        );
     }
 
     #[test]
