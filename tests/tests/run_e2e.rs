@@ -11,7 +11,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use xsnoop_dataplane::wire::{to_vec, IgmpVersion, MacAddr, QueryBuilder};
+use xsnoop_dataplane::wire::{
+    to_vec, IgmpVersion, MacAddr, QueryBuilder, ReportV2Builder, VlanTag,
+};
 use xsnoop_tests::{netns_or_skip, Capture, Membership, Sender, Star};
 
 /// The `xsnoop` binary of this build (next to the test executable's `deps/` directory).
@@ -151,13 +153,27 @@ impl Drop for Daemon {
     }
 }
 
-/// A config with short timers: querier on (address .254), LMQI 500 ms × 2 (LMQT 1 s), QI 2 s.
-fn config(net: u8, ports: &[(String, &str)], extra_snooping: &str) -> String {
-    let mut s = format!(
-        "[snooping]\nquerier = true\nquerier_address = \"10.{net}.0.254\"\nquery_interval = \"2s\"\n\
-         query_response_interval = \"1s\"\nlast_member_query_interval = \"500ms\"\n\
-         last_member_query_count = 2\nstartup_query_interval = \"500ms\"\n{extra_snooping}\n"
-    );
+/// A config with short timers: querier on (address .254), QI 2 s, LMQI 500 ms × 2 (LMQT 1 s);
+/// `overrides` replace `[snooping]` keys (`("query_interval", "\"60s\"")`).
+fn config(net: u8, ports: &[(String, &str)], overrides: &[(&str, &str)]) -> String {
+    let querier = format!("\"10.{net}.0.254\"");
+    let mut keys: Vec<(&str, &str)> = vec![
+        ("querier", "true"),
+        ("querier_address", &querier),
+        ("query_interval", "\"2s\""),
+        ("query_response_interval", "\"1s\""),
+        ("last_member_query_interval", "\"500ms\""),
+        ("last_member_query_count", "2"),
+        ("startup_query_interval", "\"500ms\""),
+    ];
+    for (k, v) in overrides {
+        keys.retain(|(key, _)| key != k);
+        keys.push((k, v));
+    }
+    let mut s = String::from("[snooping]\n");
+    for (k, v) in keys {
+        s.push_str(&format!("{k} = {v}\n"));
+    }
     for (name, rest) in ports {
         s.push_str(&format!("[[port]]\nname = \"{name}\"\n{rest}\n"));
     }
@@ -244,7 +260,7 @@ fn unicast_ping_crosses_the_switch_and_macs_are_learned() {
     netns_or_skip!();
     let net = 71;
     let star = star(net, &[2, 2, 2]);
-    let d = Daemon::start(&star, &config(net, &access_ports(&star, &[]), ""));
+    let d = Daemon::start(&star, &config(net, &access_ports(&star, &[]), &[]));
     for (a, b) in [(1, 2), (3, 1), (2, 3)] {
         if let Some(e) = round_trip(&star, net, a, b) {
             panic!("h{a} → h{b}: {e}\n{}", d.log());
@@ -345,7 +361,7 @@ fn igmpv2_member_gets_the_group_nonmember_nothing_and_leaves_stop_it() {
         &config(
             net,
             &access_ports(&star, &["", "", "fast_leave = true"]),
-            "",
+            &[],
         ),
     );
     let (p2, p3) = (star.port(2).unwrap(), star.port(3).unwrap());
@@ -402,7 +418,7 @@ fn igmpv3_include_source_receives_only_that_source() {
     let net = 73;
     // h1 is S1, h2 is S2, h3 wants (S1, G) only.
     let star = star(net, &[3, 3, 3]);
-    let d = Daemon::start(&star, &config(net, &access_ports(&star, &[]), ""));
+    let d = Daemon::start(&star, &config(net, &access_ports(&star, &[]), &[]));
     let (s1, s2) = (host_ip(net, 1), host_ip(net, 2));
     let p3 = star.port(3).unwrap();
     let m = Membership::join_source(
@@ -447,7 +463,7 @@ fn external_querier_port_becomes_mrouter_and_gets_traffic_and_reports() {
     let net = 74;
     // h1 sends; h2 joins; h3 is a bystander; h4 is a multicast router (sends a query).
     let star = star(net, &[2, 2, 2, 2]);
-    let d = Daemon::start(&star, &config(net, &access_ports(&star, &[]), ""));
+    let d = Daemon::start(&star, &config(net, &access_ports(&star, &[]), &[]));
     let p4 = star.port(4).unwrap();
     let (c3, c4) = (capture(&star, 3), capture(&star, 4));
     let query = to_vec(&QueryBuilder {
@@ -511,7 +527,7 @@ fn unregistered_groups_go_to_router_ports_and_link_local_to_everyone() {
         &config(
             net,
             &access_ports(&star, &["", "", "", "mrouter = \"always\""]),
-            "",
+            &[],
         ),
     );
     let caps: Vec<Capture> = (2..=4).map(|n| capture(&star, n)).collect();
@@ -553,7 +569,7 @@ fn two_access_vlans_with_the_same_group_do_not_leak() {
         &config(
             net,
             &access_ports(&star, &["vlan = 10", "vlan = 10", "vlan = 20", "vlan = 20"]),
-            "",
+            &[],
         ),
     );
     let (m2, m3) = (join(&star, 2, GROUP), join(&star, 3, GROUP));
@@ -586,7 +602,7 @@ fn multicast_burst_rate_through_the_switch_is_measured() {
     netns_or_skip!();
     let net = 77;
     let star = star(net, &[2, 2, 2]);
-    let d = Daemon::start(&star, &config(net, &access_ports(&star, &[]), ""));
+    let d = Daemon::start(&star, &config(net, &access_ports(&star, &[]), &[]));
     let m2 = join(&star, 2, GROUP);
     let m3 = join(&star, 3, GROUP);
     d.wait_for("mdb", Duration::from_secs(3), |v| {
@@ -625,4 +641,204 @@ fn multicast_burst_rate_through_the_switch_is_measured() {
     );
     assert!(rx > 0 && received > 0, "nothing crossed the switch");
     d.stop();
+}
+
+/// Whether `ifname` in the switch namespace still carries an XDP program.
+fn has_xdp(star: &Star, port: usize) -> bool {
+    let out = star
+        .switch()
+        .unwrap()
+        .ip(&["-d", "link", "show", "dev", &star.port(port).unwrap()])
+        .unwrap();
+    out.split_whitespace()
+        .any(|w| w.starts_with("xdp") || w == "prog/xdp")
+}
+
+/// An IGMP general query sent by `src`.
+fn general_query_from(src: Ipv4Addr) -> impl Fn(&[u8]) -> bool {
+    move |f| {
+        let Some((2, s, d)) = ipv4(f) else {
+            return false;
+        };
+        let ihl = usize::from(f.get(14).copied().unwrap_or(0) & 0x0f) * 4;
+        let group = f.get(14 + ihl + 4..14 + ihl + 8);
+        s == src
+            && d == Ipv4Addr::new(224, 0, 0, 1)
+            && f.get(14 + ihl) == Some(&0x11)
+            && group == Some(&[0, 0, 0, 0][..])
+    }
+}
+
+#[test]
+fn link_down_flushes_the_port_and_link_up_brings_a_general_query() {
+    netns_or_skip!();
+    let net = 78;
+    let star = star(net, &[2, 2, 2]);
+    // A long query interval: the general query seen after link up can only be the port-up one.
+    let d = Daemon::start(
+        &star,
+        &config(
+            net,
+            &access_ports(&star, &[]),
+            &[("query_interval", "\"60s\"")],
+        ),
+    );
+    assert!((1..=3).all(|p| has_xdp(&star, p)), "XDP not attached");
+    let p2 = star.port(2).unwrap();
+    let _m2 = join(&star, 2, GROUP);
+    d.wait_for("mdb", Duration::from_secs(3), |v| has_row(v, 1, GROUP, &p2));
+    let (h2, if2) = (star.host(2).unwrap(), star.host_if(2).unwrap());
+    h2.ip(&["link", "set", &if2, "down"]).unwrap();
+    let t = Instant::now();
+    d.wait_for("mdb", Duration::from_secs(4), |v| {
+        !has_row(v, 1, GROUP, &p2)
+    });
+    let down_after = t.elapsed();
+    h2.ip(&["link", "set", &if2, "up"]).unwrap();
+    // Opened after the link is back (a capture across a link down reports ENETDOWN); the
+    // switch confirms a link change over two polls, so it cannot have answered yet.
+    let c2 = capture(&star, 2);
+    // The switch is the querier: a port coming up gets a general query at once (so its hosts
+    // report without waiting a query interval), and the host's re-report restores the group.
+    let (_, got_query) = c2
+        .until(
+            Instant::now() + Duration::from_secs(3),
+            general_query_from(host_ip(net, 254)),
+        )
+        .unwrap();
+    assert!(got_query, "no general query after link up\n{}", d.log());
+    d.wait_for("mdb", Duration::from_secs(4), |v| has_row(v, 1, GROUP, &p2));
+    eprintln!("run_e2e: link down noticed and flushed after {down_after:?}");
+    d.stop();
+    assert!(
+        (1..=3).all(|p| !has_xdp(&star, p)),
+        "XDP left attached after exit"
+    );
+}
+
+#[test]
+fn startup_errors_name_the_interface_and_the_fix() {
+    netns_or_skip!();
+    let star = star(79, &[2]);
+    let sw = star.switch().unwrap().name().to_string();
+    let sock = std::env::temp_dir().join(format!("{}-err.sock", star.topo.prefix()));
+    let run = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &sw])
+            .arg(xsnoop_bin())
+            .args([
+                "run",
+                "--control-socket",
+                sock.to_str().unwrap(),
+                "--duration",
+                "1",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = run(&["--port", "nosuchif0"]);
+    assert!(e.contains("nosuchif0") && e.contains("ip link"), "{e}");
+    // lo has no driver XDP: native mode is refused and the message says what to do.
+    let e = run(&["--port", "lo", "--xdp-mode", "native"]);
+    assert!(e.contains("lo") && e.contains("--xdp-mode skb"), "{e}");
+    let e = run(&["--port", &star.port(1).unwrap(), "--fast-leave", "eth9"]);
+    assert!(e.contains("eth9"), "{e}");
+    assert!(!sock.exists());
+}
+
+fn raw(dst: [u8; 6], src: u8, vlan: Option<u16>, marker: &[u8]) -> Vec<u8> {
+    let mut f = dst.to_vec();
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0x7a, src]);
+    if let Some(v) = vlan {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&v.to_be_bytes());
+    }
+    f.extend_from_slice(&[0x88, 0xb5]);
+    f.extend_from_slice(marker);
+    f.resize(f.len().max(60), 0);
+    f
+}
+
+/// The VID of a frame's 802.1Q tag, if tagged.
+fn vid(f: &[u8]) -> Option<u16> {
+    (f.get(12..14)? == [0x81, 0x00]).then(|| u16::from_be_bytes([f[14], f[15]]) & 0x0fff)
+}
+
+fn carries(f: &[u8], marker: &[u8]) -> bool {
+    f.windows(marker.len()).any(|w| w == marker)
+}
+
+#[test]
+fn trunk_port_tags_per_vlan_and_access_ports_untag() {
+    netns_or_skip!();
+    let net = 80;
+    // p1 trunks VLANs 10 and 20; p2 is access 10, p3 access 20.
+    let star = star(net, &[2, 2, 2]);
+    let d = Daemon::start(
+        &star,
+        &config(
+            net,
+            &access_ports(&star, &["trunk = [10, 20]", "vlan = 10", "vlan = 20"]),
+            &[],
+        ),
+    );
+    let (c1, c2, c3) = (capture(&star, 1), capture(&star, 2), capture(&star, 3));
+    let seen = |c: &Capture, marker: &[u8]| -> Vec<Option<u16>> {
+        c.collect(WINDOW)
+            .unwrap()
+            .iter()
+            .filter(|f| !f.outgoing && carries(&f.bytes, marker))
+            .map(|f| vid(&f.bytes))
+            .collect()
+    };
+    // Tagged 10 from the trunk: out of the VLAN 10 access port untagged, nowhere else.
+    c1.inject(&raw([0xff; 6], 1, Some(10), b"from-trunk-10"))
+        .unwrap();
+    assert_eq!(seen(&c2, b"from-trunk-10"), vec![None]);
+    assert!(seen(&c3, b"from-trunk-10").is_empty());
+    // Untagged from the VLAN 20 access port: onto the trunk tagged 20 (a rewritten copy).
+    c3.inject(&raw([0xff; 6], 3, None, b"from-access-20"))
+        .unwrap();
+    assert_eq!(seen(&c1, b"from-access-20"), vec![Some(20)]);
+    assert!(seen(&c2, b"from-access-20").is_empty());
+    // A tagged report on the trunk is learned in its VLAN (the punt path keeps the VLAN) and
+    // the group's traffic from VLAN 20 goes back onto the trunk tagged.
+    let report = to_vec(&ReportV2Builder {
+        src_mac: MacAddr([0x02, 0, 0, 0, 0x7a, 1]),
+        src_ip: host_ip(net, 1),
+        group: GROUP,
+        vlan: Some(VlanTag::new(20, 0)),
+    })
+    .unwrap();
+    c1.inject(&report).unwrap();
+    let p1 = star.port(1).unwrap();
+    d.wait_for("mdb", Duration::from_secs(3), |v| {
+        has_row(v, 20, GROUP, &p1) && !has_row(v, 10, GROUP, &p1)
+    });
+    c1.drain().unwrap();
+    send(&sender(&star, 3), GROUP, 5);
+    send(&sender(&star, 2), GROUP, 5);
+    let frames = c1.collect(WINDOW).unwrap();
+    let tags: Vec<Option<u16>> = frames
+        .iter()
+        .filter(|f| !f.outgoing && udp_to_tagged(GROUP)(&f.bytes))
+        .map(|f| vid(&f.bytes))
+        .collect();
+    assert_eq!(tags, vec![Some(20); 5], "only VLAN 20's traffic, tagged 20");
+    d.stop();
+}
+
+/// A UDP datagram to `group` in a frame with one 802.1Q tag.
+fn udp_to_tagged(group: Ipv4Addr) -> impl Fn(&[u8]) -> bool {
+    move |f| {
+        let Some(untagged) =
+            (vid(f).is_some() && f.len() > 18).then(|| [&f[..12], &f[16..]].concat())
+        else {
+            return false;
+        };
+        udp_to(group)(&untagged)
+    }
 }

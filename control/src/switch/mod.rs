@@ -244,6 +244,16 @@ pub fn run(opts: RunOptions, stop: &AtomicBool) -> Result<RunSummary> {
         plane.listen(path)?;
     }
     let shared = Arc::new(Shared::default());
+    *shared
+        .ports
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = names
+        .iter()
+        .map(|n| msg::PortIo {
+            port: n.clone(),
+            ..Default::default()
+        })
+        .collect();
     let s2 = shared.clone();
     plane.set_extra_stats(Box::new(move || s2.to_json()));
     let (punt_tx, punt_rx) = sync_channel::<Punt>(PUNT_QUEUE);

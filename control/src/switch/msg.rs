@@ -37,6 +37,25 @@ pub struct TxRequest {
     pub frame: Vec<u8>,
 }
 
+/// One port's AF_XDP counters: where frames can be lost outside the forwarding decision.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PortIo {
+    /// The interface.
+    pub port: String,
+    /// Frames read from the RX ring.
+    pub rx: u64,
+    /// Frames placed on the TX ring.
+    pub tx: u64,
+    /// Frames dropped because the TX ring was full.
+    pub tx_ring_full: u64,
+    /// Frames the kernel dropped before the RX ring (e.g. no fill frame).
+    pub kernel_rx_dropped: u64,
+    /// Frames the kernel dropped because the RX ring was full (the worker fell behind).
+    pub kernel_rx_ring_full: u64,
+    /// Times the kernel found the fill ring empty.
+    pub kernel_fill_ring_empty: u64,
+}
+
 /// State both threads share: the stop flag, the link-down set, and the worker's counters.
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -60,6 +79,8 @@ pub struct Shared {
     pub rewrite_failed: AtomicU64,
     /// The worker's per-reason counters, refreshed a few times a second.
     pub reasons: Mutex<Vec<(String, u64)>>,
+    /// Per-port AF_XDP counters, refreshed with `reasons`.
+    pub ports: Mutex<Vec<PortIo>>,
 }
 
 impl Shared {
@@ -87,6 +108,9 @@ impl Shared {
             .iter()
             .map(|(k, v)| (k.clone(), (*v).into()))
             .collect();
+        let ports =
+            serde_json::to_value(&*self.ports.lock().unwrap_or_else(PoisonError::into_inner))
+                .unwrap_or_default();
         serde_json::json!({
             "rx": get(&self.rx),
             "tx": get(&self.tx),
@@ -96,6 +120,7 @@ impl Shared {
             "alloc_failed": get(&self.alloc_failed),
             "rewrite_failed": get(&self.rewrite_failed),
             "reasons": reasons,
+            "ports": ports,
         })
     }
 }

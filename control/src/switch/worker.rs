@@ -147,11 +147,7 @@ impl Worker {
             self.publish(&b);
             if Instant::now() >= next_housekeeping {
                 self.fdb.age(now);
-                *self
-                    .shared
-                    .reasons
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = self.counters.snapshot();
+                self.publish_counters();
                 next_housekeeping = Instant::now() + HOUSEKEEPING;
             }
             if b.rx == 0 && requests == 0 && self.xs.tx_outstanding() == 0 {
@@ -165,12 +161,35 @@ impl Worker {
             self.xs.flush();
             std::thread::sleep(Duration::from_millis(1));
         }
+        self.publish_counters();
+        self.xs
+    }
+
+    /// Copies the reason counters and the per-port AF_XDP counters (user and kernel side) to
+    /// [`Shared`]; a few syscalls, so only from housekeeping.
+    fn publish_counters(&self) {
         *self
             .shared
             .reasons
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = self.counters.snapshot();
-        self.xs
+        let mut ports = self
+            .shared
+            .ports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (i, io) in ports.iter_mut().enumerate() {
+            if let Some(s) = self.xs.stats(i) {
+                io.rx = s.rx;
+                io.tx = s.tx;
+                io.tx_ring_full = s.tx_ring_full;
+            }
+            if let Some(Ok(k)) = self.xs.kernel_stats(i) {
+                io.kernel_rx_dropped = k.rx_dropped;
+                io.kernel_rx_ring_full = k.rx_ring_full;
+                io.kernel_fill_ring_empty = k.rx_fill_ring_empty_descs;
+            }
+        }
     }
 
     fn publish(&self, b: &Batch) {
