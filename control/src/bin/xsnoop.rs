@@ -52,6 +52,9 @@ enum Command {
     ///
     /// While it runs, `xsnoop mdb`, `mrouters`, `querier`, `stats` (with a `dataplane` section)
     /// and `events` show its state.
+    ///
+    /// Hosts on veth pairs: turn their TX checksum offload off (ethtool -K IF tx off); the
+    /// switch forwards frames as they are, and a veth leaves UDP checksums to "the NIC".
     #[command(verbatim_doc_comment)]
     Run(RunArgs),
     /// Run the snooping engine on interfaces without forwarding: learn from real IGMP, send
