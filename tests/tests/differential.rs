@@ -273,3 +273,95 @@ fn s5_unregistered_and_link_local() {
         S5_XSNOOP_DIFFERS,
     );
 }
+
+/// The bridge helpers themselves: knobs reach the kernel, `mdb()` and `router_ports()` read the
+/// kernel's tables, and dropping the bridge deletes it.
+#[test]
+fn bridge_helpers_configure_read_mdb_and_router_ports_and_clean_up() {
+    use std::time::{Duration, Instant};
+    use xsnoop_tests::bridge::{Bridge, BridgeConfig, BridgePort, RouterMode};
+    use xsnoop_tests::{Membership, Star};
+    netns_or_skip!();
+    let star = Star::new(36, &[2, 3, 2]).unwrap();
+    let ports: Vec<BridgePort> = (1..=3)
+        .map(|n| {
+            let mut p = BridgePort::new(&star.port(n).unwrap());
+            p.fast_leave = n == 1;
+            p.router = if n == 3 {
+                RouterMode::Always
+            } else {
+                RouterMode::Learn
+            };
+            p
+        })
+        .collect();
+    let cfg = BridgeConfig {
+        querier: true,
+        igmp_version: Some(3),
+        query_interval: Some(Duration::from_secs(2)),
+        membership_interval: Some(Duration::from_secs(7)),
+        ..BridgeConfig::default()
+    };
+    let sw = star.switch().unwrap();
+    let name = star.topo.ifname("br").unwrap();
+    let br = Bridge::create(sw, &name, &cfg, &ports).unwrap();
+    let details = sw.ip(&["-d", "-j", "link", "show", &name]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&details).unwrap();
+    let data = &v[0]["linkinfo"]["info_data"];
+    assert_eq!(data["mcast_querier"], 1, "{data}");
+    assert_eq!(data["mcast_igmp_version"], 3, "{data}");
+    assert_eq!(data["mcast_query_intvl"], 200, "{data}");
+    assert_eq!(data["mcast_membership_intvl"], 700, "{data}");
+
+    let g1 = differential::G1;
+    let s = std::net::Ipv4Addr::new(10, 36, 0, 3);
+    let _m1 = Membership::join(star.host(1).unwrap(), &star.host_if(1).unwrap(), g1, 0).unwrap();
+    let _m2 = Membership::join_source(star.host(2).unwrap(), &star.host_if(2).unwrap(), g1, s, 0)
+        .unwrap();
+    let (p1, p2, p3) = (&ports[0].name, &ports[1].name, &ports[2].name);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mdb = loop {
+        let mdb = br.mdb().unwrap();
+        let has = |port: &str, src: Option<std::net::Ipv4Addr>| {
+            mdb.iter()
+                .any(|e| e.port == port && e.group == g1 && e.source == src)
+        };
+        if has(p1, None) && has(p2, Some(s)) {
+            break mdb;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mdb never showed both joins: {mdb:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!("{mdb:#?}");
+    let star_g = mdb
+        .iter()
+        .find(|e| e.port == *p1 && e.source.is_none())
+        .unwrap();
+    assert_eq!(star_g.state, "temp");
+    assert_eq!(star_g.filter_mode.as_deref(), Some("exclude"), "{star_g:?}");
+    let slave = |port: &str| -> serde_json::Value {
+        let out = sw.ip(&["-d", "-j", "link", "show", port]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0]["linkinfo"]["info_slave_data"].clone()
+    };
+    assert_eq!(slave(p1)["fastleave"], true);
+    assert_eq!(slave(p2)["fastleave"], false);
+    assert_eq!(slave(p3)["multicast_router"], 2);
+    let incl = mdb
+        .iter()
+        .find(|e| e.port == *p2 && e.source.is_none())
+        .unwrap();
+    assert_eq!(incl.filter_mode.as_deref(), Some("include"), "{incl:?}");
+    assert_eq!(br.router_ports().unwrap(), std::slice::from_ref(p3));
+
+    drop(br);
+    assert!(
+        sw.ip(&["link", "show", &name]).is_err(),
+        "bridge {name} still exists after drop"
+    );
+    // The ports were released, not deleted.
+    sw.ip(&["link", "show", p1]).unwrap();
+}

@@ -140,3 +140,64 @@ impl ScenarioConfig {
         (cfg, ports)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xsnoop_control::config_file::SwitchConfig;
+    use xsnoop_control::engine::MrouterMode;
+
+    fn cfg() -> ScenarioConfig {
+        let mut c = ScenarioConfig::short(&["a1".into(), "a2".into(), "a3".into()]);
+        c.querier_address = Ipv4Addr::new(10, 9, 0, 254);
+        c.ports[1].fast_leave = true;
+        c.ports[2].mrouter_always = true;
+        c
+    }
+
+    #[test]
+    fn xsnoop_toml_is_read_back_by_xsnoops_own_parser_with_every_value() {
+        let c = cfg();
+        let parsed = SwitchConfig::parse(&c.to_xsnoop_toml()).unwrap();
+        let e = parsed.engine;
+        let names: Vec<&str> = e.ports.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a1", "a2", "a3"]);
+        let fast: Vec<bool> = e.ports.iter().map(|p| p.fast_leave).collect();
+        assert_eq!(fast, [false, true, false]);
+        assert_eq!(e.ports[2].mrouter, MrouterMode::Always);
+        assert_ne!(e.ports[0].mrouter, MrouterMode::Always);
+        assert_eq!(e.vlans.len(), 1);
+        let v = &e.vlans[0];
+        assert!(v.querier);
+        assert_eq!(v.querier_address, c.querier_address);
+        let t = &v.timers;
+        assert_eq!(t.query_interval, c.query_interval);
+        assert_eq!(t.query_response_interval, c.query_response_interval);
+        assert_eq!(t.last_member_query_interval, c.last_member_interval);
+        assert_eq!(u32::from(t.last_member_query_count), c.last_member_count);
+        assert_eq!(t.startup_query_interval, c.startup_query_interval);
+        assert_eq!(t.group_membership_interval(), c.membership_interval);
+        // The bridge's other-querier knob matches what xsnoop derives (RFC 3376 §8.5).
+        assert_eq!(t.other_querier_present_interval(), c.other_querier_interval);
+    }
+
+    #[test]
+    fn bridge_knobs_carry_the_same_values() {
+        let c = cfg();
+        let (b, ports) = c.to_bridge();
+        assert!(b.snooping && b.querier);
+        assert_eq!(b.igmp_version, Some(3));
+        assert_eq!(b.membership_interval, Some(c.membership_interval));
+        assert_eq!(b.last_member_count, Some(2));
+        let modes: Vec<(bool, RouterMode)> =
+            ports.iter().map(|p| (p.fast_leave, p.router)).collect();
+        assert_eq!(
+            modes,
+            [
+                (false, RouterMode::Learn),
+                (true, RouterMode::Learn),
+                (false, RouterMode::Always)
+            ]
+        );
+    }
+}

@@ -209,3 +209,61 @@ pub fn side_by_side(left: &Matrix, right: &Matrix) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix(switch: &str, h2: usize, leave_seen_by_h3: bool) -> Matrix {
+        let mut m = Matrix {
+            switch: switch.into(),
+            scenario: "t".into(),
+            hosts: 3,
+            phases: vec!["p".into()],
+            ..Matrix::default()
+        };
+        m.flows.insert("p".into(), vec!["h1->239.1.1.1".into()]);
+        for (h, n) in [(1, 0), (2, h2), (3, 0)] {
+            m.data.insert(("p".into(), h, "h1->239.1.1.1".into()), n);
+        }
+        if leave_seen_by_h3 {
+            m.igmp
+                .entry(3)
+                .or_default()
+                .insert("v2-leave 239.1.1.1 from h2".into());
+        }
+        m
+    }
+
+    #[test]
+    fn diff_names_each_differing_cell_and_nothing_else() {
+        let a = matrix("a", 5, true);
+        assert!(diff(&a, &a).is_empty());
+        let b = matrix("b", 4, false);
+        let d: Vec<String> = diff(&a, &b).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            d,
+            [
+                "igmp | v2-leave 239.1.1.1 from h2 | h3: 1 vs 0",
+                "p | h1->239.1.1.1 | h2: 5 vs 4"
+            ]
+        );
+    }
+
+    #[test]
+    fn receivers_and_side_by_side_show_who_got_what() {
+        let (a, b) = (matrix("bridge", 5, true), matrix("xsnoop", 0, false));
+        assert_eq!(a.receivers("p", "h1->239.1.1.1"), [2]);
+        assert!(b.receivers("p", "h1->239.1.1.1").is_empty());
+        assert_eq!(a.igmp_receivers("v2-leave 239.1.1.1 from h2"), [3]);
+        let t = side_by_side(&a, &b);
+        assert!(t.contains("| h2:5"), "{t}");
+        assert!(t.contains("v2-leave 239.1.1.1 from h2"), "{t}");
+        assert!(
+            t.lines()
+                .nth(1)
+                .is_some_and(|l| l.trim_end().ends_with('-')),
+            "{t}"
+        );
+    }
+}
