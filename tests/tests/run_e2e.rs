@@ -209,6 +209,23 @@ fn star(net: u8, versions: &[u8]) -> Star {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // A fresh veth reports IFF_RUNNING only once the kernel's linkwatch has run (up to ~1 s
+    // later); a switch started before that rightly treats the port as down for a while.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for i in 1..=star.len() {
+        let port = star.port(i).unwrap();
+        while !star
+            .switch()
+            .unwrap()
+            .ip(&["-br", "link", "show", "dev", &port])
+            .unwrap()
+            .split_whitespace()
+            .any(|w| w == "UP")
+        {
+            assert!(Instant::now() < deadline, "{port} never came up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     star
 }
 
@@ -802,7 +819,14 @@ fn trunk_port_tags_per_vlan_and_access_ports_untag() {
     // Untagged from the VLAN 20 access port: onto the trunk tagged 20 (a rewritten copy).
     c3.inject(&raw([0xff; 6], 3, None, b"from-access-20"))
         .unwrap();
-    assert_eq!(seen(&c1, b"from-access-20"), vec![Some(20)]);
+    let on_trunk = seen(&c1, b"from-access-20");
+    assert_eq!(
+        on_trunk,
+        vec![Some(20)],
+        "stats: {:#}\n{}",
+        d.show("stats").unwrap_or_default()["dataplane"],
+        d.log()
+    );
     assert!(seen(&c2, b"from-access-20").is_empty());
     // A tagged report on the trunk is learned in its VLAN (the punt path keeps the VLAN) and
     // the group's traffic from VLAN 20 goes back onto the trunk tagged.
