@@ -169,3 +169,81 @@ impl ControlPlane {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use xsnoop_dataplane::wire::{to_vec, MacAddr, ReportV2Builder, UdpDataBuilder};
+
+    use super::*;
+    use crate::engine::{PortConfig, VlanConfig};
+
+    const GROUP: Ipv4Addr = Ipv4Addr::new(239, 1, 2, 3);
+
+    fn plane() -> ControlPlane {
+        ControlPlane::new(EngineConfig {
+            ports: vec![PortConfig::access("a", 1), PortConfig::access("b", 1)],
+            vlans: vec![VlanConfig::new(1)],
+            ..EngineConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_delivered_report_is_journaled_published_and_shown() {
+        let mut p = plane();
+        assert!(p.table().load().vlans[&1].groups.is_empty());
+        let report = to_vec(&ReportV2Builder {
+            src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            src_ip: Ipv4Addr::new(10, 0, 0, 1),
+            group: GROUP,
+            vlan: None,
+        })
+        .unwrap();
+        let out = p
+            .deliver(1, 1, &report)
+            .expect("a report is for the engine");
+        assert!(out.table_changed);
+        // Published for the dataplane without the caller doing anything.
+        assert!(p.table().load().vlans[&1].groups.contains_key(&GROUP));
+        let events = p.show(Show::Events).unwrap();
+        assert_eq!(events.as_array().unwrap().len(), out.events.len());
+        assert!(!out.events.is_empty());
+        let mdb = p.show(Show::Mdb).unwrap();
+        assert_eq!(mdb[0]["port"], "b");
+        assert_eq!(p.port_name(1), "b");
+        assert_eq!(p.port_name(7), "?");
+        // Multicast data is not for the engine; a truncated frame is counted as malformed.
+        let data = to_vec(&UdpDataBuilder {
+            src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            src_ip: Ipv4Addr::new(10, 0, 0, 1),
+            group: GROUP,
+            src_port: 1,
+            dst_port: 2,
+            ttl: 1,
+            payload: b"data",
+            vlan: None,
+        })
+        .unwrap();
+        assert!(p.deliver(0, 1, &data).is_none());
+        assert!(p.engine().stats().malformed.is_empty());
+        assert!(p.deliver(0, 1, &report[..20]).is_some());
+        assert_eq!(p.engine().stats().malformed.values().sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn stats_carry_the_modes_extra_counters_and_the_journal_is_bounded() {
+        let mut p = plane();
+        assert!(p.show(Show::Stats).unwrap().get("dataplane").is_none());
+        p.set_extra_stats(Box::new(|| serde_json::json!({"rx": 42})));
+        assert_eq!(p.show(Show::Stats).unwrap()["dataplane"]["rx"], 42);
+        for _ in 0..RECENT_EVENTS + 10 {
+            p.handle(Input::PortDown(0));
+            p.handle(Input::PortUp(0));
+        }
+        let n = p.show(Show::Events).unwrap().as_array().unwrap().len();
+        assert!(n <= RECENT_EVENTS && n > 0, "{n}");
+        assert!(p.wait_budget(Duration::from_millis(5)) <= Duration::from_millis(5));
+    }
+}
