@@ -33,7 +33,8 @@ fuzz-check:
 demo: build
 	./target/release/xsnoop-demo
 
-## bench: control-plane benchmarks (packet-rate benchmarks arrive with the dataplane)
+## bench: control-plane rates, then packet rates of xsnoop run vs the Linux bridge vs the XDP
+## ceiling on a veth testbed (root; ~4 min); tables also in bench/results/latest.{md,csv}
 bench: build
 	./target/release/xsnoop-bench
 

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//
+// Receiver for `make bench`: on each receiving host's interface, counts and drops the benchmark's
+// frames (IPv4 multicast UDP to BENCH_UDP_PORT) so the host stack is never the bottleneck, and
+// passes everything else, so the host's kernel still answers IGMP queries (RFC 2236 §3 /
+// RFC 3376 §5) and its memberships do not expire during a run. Counters are per CPU; userspace
+// sums them.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+// Keep in sync with bench/src/bpf.rs.
+#define BENCH_UDP_PORT 47000
+#define CTR_FRAMES 0
+#define CTR_BYTES 1
+#define CTR_OTHER 2
+#define NUM_CTRS 3
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NUM_CTRS);
+	__type(key, __u32);
+	__type(value, __u64);
+} counts SEC(".maps");
+
+static __always_inline void bump(__u32 idx, __u64 by)
+{
+	__u64 *v = bpf_map_lookup_elem(&counts, &idx);
+	if (v)
+		*v += by;
+}
+
+SEC("xdp")
+int bench_count(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *udp;
+
+	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		goto other;
+	// 224.0.0.0/4 (RFC 1112 §4) carrying UDP.
+	if ((ip->daddr & bpf_htonl(0xf0000000)) != bpf_htonl(0xe0000000) ||
+	    ip->protocol != IPPROTO_UDP || ip->ihl < 5)
+		goto other;
+	udp = (void *)ip + ip->ihl * 4;
+	if ((void *)(udp + 1) > end || udp->dest != bpf_htons(BENCH_UDP_PORT))
+		goto other;
+	bump(CTR_FRAMES, 1);
+	bump(CTR_BYTES, end - data);
+	return XDP_DROP;
+other:
+	bump(CTR_OTHER, 1);
+	return XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

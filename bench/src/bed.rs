@@ -1,0 +1,388 @@
+//! One benchmark testbed: a sender host, N member hosts and one non-member host, each behind its
+//! own port of one switch under test, in network namespaces joined by veth pairs (the project's
+//! testbed, [`xsnoop_tests::Star`]). Host 1 sends, hosts 2..=N+1 are members, host N+2 never
+//! joins: it proves that the switch does not leak the group to a port without members.
+//!
+//! The three switches compared:
+//! - [`SwitchKind::Xsnoop`]: `xsnoop run` (the AF_XDP switch), membership learned from the hosts'
+//!   real kernel joins (IGMPv2 reports, RFC 2236 §3; querier on);
+//! - [`SwitchKind::Bridge`]: the Linux bridge with `mcast_snooping 1` and its querier on, so it
+//!   prunes (RFC 4541 §2.1.1) once its querier counts as present;
+//! - [`SwitchKind::Ceiling`]: no switch logic at all, an XDP program on the sender-facing port
+//!   broadcasting to a devmap of exactly the member ports — the in-kernel bound.
+//!
+//! Every host's interface counts and drops the benchmark frames in XDP ([`Counter`]); the sender
+//! transmits with the live-frames generator ([`crate::livegen`]). Dropping a bed stops the
+//! switch, detaches every program and deletes exactly the namespaces it created.
+
+use std::net::Ipv4Addr;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use xsnoop_tests::bridge::{Bridge, BridgeConfig, BridgePort};
+use xsnoop_tests::{Membership, Netns, Star};
+
+use crate::bpf::{Ceiling, Counter, Counts, GenProgram};
+use crate::daemon::Daemon;
+use crate::livegen::{run_live, test_frame, LiveRun};
+use crate::pin::{self, HOST_CPU, SWITCH_CPU};
+
+/// The multicast group every bed sends to (administratively scoped, RFC 2365).
+pub const GROUP: Ipv4Addr = Ipv4Addr::new(239, 1, 1, 1);
+
+/// Which switch a bed runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchKind {
+    /// `xsnoop run`.
+    Xsnoop,
+    /// The Linux bridge with IGMP snooping.
+    Bridge,
+    /// XDP devmap broadcast to the members (the ceiling).
+    Ceiling,
+}
+
+impl SwitchKind {
+    /// All three, in report order.
+    pub const ALL: [SwitchKind; 3] = [SwitchKind::Xsnoop, SwitchKind::Bridge, SwitchKind::Ceiling];
+
+    /// Name in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            SwitchKind::Xsnoop => "xsnoop run",
+            SwitchKind::Bridge => "Linux bridge",
+            SwitchKind::Ceiling => "XDP ceiling",
+        }
+    }
+
+    /// Short id in the CSV.
+    pub fn id(self) -> &'static str {
+        match self {
+            SwitchKind::Xsnoop => "xsnoop",
+            SwitchKind::Bridge => "bridge",
+            SwitchKind::Ceiling => "ceiling",
+        }
+    }
+}
+
+/// The switch side of a bed; dropped before the namespaces.
+#[derive(Debug)]
+enum Switch {
+    Xsnoop {
+        daemon: Daemon,
+        _joins: Vec<Membership>,
+    },
+    Bridge {
+        _bridge: Bridge,
+        _joins: Vec<Membership>,
+    },
+    Ceiling {
+        _ceiling: Ceiling,
+    },
+}
+
+/// One measurement of one bed.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Frames per second the generator handed to the sender's interface.
+    pub offered_pps: f64,
+    /// Frames per second the sender-facing switch port received (kernel counter).
+    pub port_rx_pps: f64,
+    /// Benchmark frames per second counted at each member host.
+    pub member_pps: Vec<f64>,
+    /// Benchmark frames counted at the non-member host (must be 0).
+    pub leaked: u64,
+    /// Length of the generator run.
+    pub seconds: f64,
+}
+
+impl Sample {
+    /// Delivered frames per second, all members together.
+    pub fn total_pps(&self) -> f64 {
+        self.member_pps.iter().sum()
+    }
+
+    /// Mean delivered rate per member.
+    pub fn per_member_pps(&self) -> f64 {
+        if self.member_pps.is_empty() {
+            0.0
+        } else {
+            self.total_pps() / self.member_pps.len() as f64
+        }
+    }
+
+    /// Fraction of the offered frames a member did not get (mean over members).
+    pub fn loss(&self) -> f64 {
+        if self.offered_pps > 0.0 {
+            (1.0 - self.per_member_pps() / self.offered_pps).max(0.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A running testbed with one switch under test.
+#[derive(Debug)]
+pub struct Bed {
+    /// The switch under test.
+    pub kind: SwitchKind,
+    /// Number of member hosts.
+    pub members: usize,
+    switch: Switch,
+    counters: Vec<Counter>,
+    // Owns the program `gen_fd` refers to and its loopback anchor.
+    _gen: GenProgram,
+    gen_fd: RawFd,
+    sender_ifindex: u32,
+    /// NAPI threads pinned, for the setup notes: (interface, thread ids, cpu).
+    pub napi: Vec<(String, Vec<i32>, usize)>,
+    // Last: the namespaces go after everything living in them.
+    star: Star,
+}
+
+fn ethtool(ns: &Netns, args: &[&str]) -> Result<()> {
+    let mut full = vec!["netns", "exec", ns.name(), "ethtool"];
+    full.extend_from_slice(args);
+    xsnoop_tests::cmd::run("ip", &full)
+        .map(|_| ())
+        .with_context(|| format!("ethtool {}", args.join(" ")))
+}
+
+fn join_all(star: &Star, hosts: std::ops::RangeInclusive<usize>) -> Result<Vec<Membership>> {
+    hosts
+        .map(|i| {
+            Membership::join(star.host(i)?, &star.host_if(i)?, GROUP, 0)
+                .with_context(|| format!("host {i} joining {GROUP}"))
+        })
+        .collect()
+}
+
+/// The xsnoop config for a bed: every port an access port in VLAN 1, querier on with timers
+/// long enough that nothing expires during a measurement.
+fn xsnoop_config(net: u8, ports: &[String]) -> String {
+    let mut s = format!(
+        "[snooping]\nquerier = true\nquerier_address = \"10.{net}.0.254\"\n\
+         query_interval = \"30s\"\nquery_response_interval = \"5s\"\n"
+    );
+    for p in ports {
+        s.push_str(&format!("[[port]]\nname = \"{p}\"\n"));
+    }
+    s
+}
+
+/// Bytes counted at each receiving host.
+fn read_all(counters: &[Counter]) -> Result<Vec<Counts>> {
+    counters
+        .iter()
+        .map(|c| c.read().map_err(anyhow::Error::from))
+        .collect()
+}
+
+/// `rx_packets` of `iface` in `ns` (from `ip -s -j link show`).
+fn rx_packets(ns: &Netns, iface: &str) -> Result<u64> {
+    let out = ns.ip(&["-s", "-j", "link", "show", "dev", iface])?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("ip -s -j link show")?;
+    v[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("no rx.packets for {iface}: {out}"))
+}
+
+impl Bed {
+    /// Builds the testbed for `kind` with `members` member hosts on subnet `10.net.0.0/24`,
+    /// starts the switch, waits until it has learned the members, attaches the counters and
+    /// places the work on the CPUs (see [`crate::pin`]).
+    pub fn new(kind: SwitchKind, members: usize, net: u8) -> Result<Bed> {
+        if members == 0 {
+            bail!("a bed needs at least one member");
+        }
+        let hosts = members + 2;
+        let star = Star::new(net, &vec![2u8; hosts]).context("building the namespaces")?;
+        let sw = star.switch()?;
+        let ports: Vec<String> = (1..=hosts)
+            .map(|i| star.port(i))
+            .collect::<Result<_, _>>()?;
+        let member_ports = ports.get(1..=members).unwrap_or_default().to_vec();
+        let ingress = ports.first().cloned().context("no sender port")?;
+        // Forwarded skbs must go through the receivers' NAPI, not skip it as GSO super-frames.
+        for p in &ports {
+            ethtool(sw, &["-K", p, "tso", "off", "gso", "off"])?;
+        }
+
+        let mut gen = GenProgram::load()?;
+        let h1 = star.host(1)?;
+        h1.run(|| gen.anchor_on_loopback())??;
+        let sender_if = star.host_if(1)?;
+        let sender_ifindex = h1.run(|| xsnoop_tests::sock::ifindex(&sender_if))??;
+        let gen_fd = gen.raw_fd()?;
+
+        let switch = match kind {
+            SwitchKind::Xsnoop => {
+                let daemon =
+                    Daemon::start(sw.name(), star.topo.prefix(), &xsnoop_config(net, &ports))?;
+                let joins = join_all(&star, 2..=members + 1)?;
+                daemon.wait_members(GROUP, &member_ports, Duration::from_secs(10))?;
+                Switch::Xsnoop {
+                    daemon,
+                    _joins: joins,
+                }
+            }
+            SwitchKind::Bridge => {
+                // The live-frames generator transmits with ndo_xdp_xmit, which a veth accepts
+                // only when its peer has NAPI: GRO on gives the bridge's ingress port NAPI
+                // without an XDP program (which would copy every frame).
+                ethtool(sw, &["-K", &ingress, "gro", "on"])?;
+                let cfg = BridgeConfig {
+                    querier: true,
+                    igmp_version: Some(2),
+                    query_interval: Some(Duration::from_secs(30)),
+                    query_response_interval: Some(Duration::from_secs(1)),
+                    startup_query_interval: Some(Duration::from_secs(1)),
+                    ..BridgeConfig::default()
+                };
+                let bports: Vec<BridgePort> = ports.iter().map(|p| BridgePort::new(p)).collect();
+                let bridge = Bridge::create(sw, "benchbr", &cfg, &bports)?;
+                let joins = join_all(&star, 2..=members + 1)?;
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let mdb = bridge.mdb()?;
+                    let learned = member_ports
+                        .iter()
+                        .all(|p| mdb.iter().any(|e| &e.port == p && e.group == GROUP));
+                    if learned {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        bail!("the bridge never learned {GROUP} on {member_ports:?}: {mdb:?}");
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Switch::Bridge {
+                    _bridge: bridge,
+                    _joins: joins,
+                }
+            }
+            SwitchKind::Ceiling => {
+                let mut ceiling = Ceiling::load()?;
+                sw.run(|| -> Result<()> {
+                    let idx = member_ports
+                        .iter()
+                        .map(|p| xsnoop_tests::sock::ifindex(p))
+                        .collect::<Result<Vec<u32>, _>>()?;
+                    ceiling.set_members(&idx)?;
+                    ceiling.attach(&ingress)?;
+                    Ok(())
+                })??;
+                Switch::Ceiling { _ceiling: ceiling }
+            }
+        };
+
+        let mut counters = Vec::new();
+        for i in 2..=hosts {
+            let mut c = Counter::load()?;
+            let iface = star.host_if(i)?;
+            star.host(i)?.run(|| c.attach(&iface))??;
+            counters.push(c);
+        }
+
+        let mut napi = Vec::new();
+        let t = pin::threaded_napi_on(sw, &ingress, SWITCH_CPU)?;
+        napi.push((ingress.clone(), t, SWITCH_CPU));
+        for i in 2..=hosts {
+            let iface = star.host_if(i)?;
+            let t = pin::threaded_napi_on(star.host(i)?, &iface, HOST_CPU)?;
+            napi.push((iface, t, HOST_CPU));
+        }
+
+        Ok(Bed {
+            kind,
+            members,
+            switch,
+            counters,
+            _gen: gen,
+            gen_fd,
+            sender_ifindex,
+            napi,
+            star,
+        })
+    }
+
+    /// Runs the generator for `duration` from the sender host, on the host CPU at nice 19.
+    fn generate(&self, frame: &[u8], duration: Duration) -> Result<LiveRun> {
+        let (fd, ifindex) = (self.gen_fd, self.sender_ifindex);
+        let run = self.star.host(1)?.run(|| -> Result<LiveRun> {
+            pin::pin(0, HOST_CPU)?;
+            pin::nice_current_thread(19)?;
+            Ok(run_live(fd, ifindex, frame, duration)?)
+        })??;
+        Ok(run)
+    }
+
+    /// One measurement: generator for `duration`, then a short pause for frames in flight, and
+    /// the counters' deltas as rates over the generator's run time.
+    pub fn sample(&self, frame: &[u8], duration: Duration) -> Result<Sample> {
+        let sw = self.star.switch()?;
+        let ingress = self.star.port(1)?;
+        let before = read_all(&self.counters)?;
+        let rx0 = rx_packets(sw, &ingress)?;
+        let run = self.generate(frame, duration)?;
+        std::thread::sleep(Duration::from_millis(150));
+        let after = read_all(&self.counters)?;
+        let rx1 = rx_packets(sw, &ingress)?;
+        let secs = run.elapsed.as_secs_f64().max(1e-9);
+        let deltas: Vec<Counts> = after
+            .iter()
+            .zip(&before)
+            .map(|(a, b)| a.since(*b))
+            .collect();
+        let member_pps = deltas
+            .iter()
+            .take(self.members)
+            .map(|c| c.frames as f64 / secs)
+            .collect();
+        let leaked = deltas.get(self.members).map_or(0, |c| c.frames);
+        Ok(Sample {
+            offered_pps: run.rate(),
+            port_rx_pps: rx1.saturating_sub(rx0) as f64 / secs,
+            member_pps,
+            leaked,
+            seconds: secs,
+        })
+    }
+
+    /// Waits until the switch delivers to every member and nothing to the non-member (the
+    /// bridge floods until its own querier counts as present), probing with short bursts.
+    /// Returns how long that took; an error if it never happened within `timeout`.
+    pub fn settle(&self, timeout: Duration) -> Result<Duration> {
+        let frame = test_frame(64, Ipv4Addr::new(10, 0, 0, 1), GROUP)?;
+        let start = Instant::now();
+        loop {
+            let s = self.sample(&frame, Duration::from_millis(200))?;
+            if s.leaked == 0 && s.member_pps.iter().all(|r| *r > 0.0) {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "{} with {} members never settled: members got {:?} fps, non-member {} frames{}",
+                    self.kind.label(),
+                    self.members,
+                    s.member_pps,
+                    s.leaked,
+                    self.switch_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// The daemon's log and counters, for error messages (empty for other switches).
+    fn switch_log(&self) -> String {
+        match &self.switch {
+            Switch::Xsnoop { daemon, .. } => format!(
+                "\nxsnoop stats: {}\nxsnoop log:\n{}",
+                daemon.dataplane_stats().unwrap_or_default(),
+                daemon.log()
+            ),
+            _ => String::new(),
+        }
+    }
+}

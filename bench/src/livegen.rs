@@ -1,0 +1,229 @@
+//! The traffic generator: `BPF_PROG_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES` on an XDP program
+//! that returns `XDP_TX`, run on the sending host's veth. The kernel keeps the test frame in a
+//! page pool and, on every repetition, hands it to the interface's `ndo_xdp_xmit` — a frame
+//! really leaves the host and crosses the veth into the switch, at ~10 Mpps from one vCPU here,
+//! where socket generators stop near 0.3 Mpps (testbed-facts.md). aya 0.14 has no API for live
+//! frames, so this module issues the raw `bpf(2)` command.
+//!
+//! Call [`run_live`] from a thread inside the sender's namespace: the kernel resolves the
+//! context's `ingress_ifindex` in the caller's namespace.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use xsnoop_dataplane::wire::{to_vec, MacAddr, UdpDataBuilder};
+
+use crate::bpf::BENCH_UDP_PORT;
+
+/// `enum bpf_cmd`: BPF_PROG_TEST_RUN (alias BPF_PROG_RUN).
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+/// `BPF_F_TEST_XDP_LIVE_FRAMES` (Linux 5.18+): transmit/redirect for real instead of reporting.
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+/// Program runs per syscall (the kernel's loop reschedules between batches).
+pub const REPEAT: u32 = 65_536;
+/// Frames the kernel prepares and flushes together.
+pub const BATCH: u32 = 64;
+/// Ethernet FCS: on the wire but not in the buffer; frame sizes are quoted with it (64 B).
+pub const FCS_LEN: usize = 4;
+/// Ethernet + IPv4 + UDP headers.
+const HEADERS_LEN: usize = 14 + 20 + 8;
+/// Largest frame the live-frames page (4 KiB minus headroom and skb_shared_info) carries here;
+/// bigger than any Ethernet frame the bench sends.
+const MAX_FRAME: usize = 3_000;
+
+/// The `test` member of `union bpf_attr` (include/uapi/linux/bpf.h), zero-padded to 8 bytes.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    pad: u32,
+}
+
+/// `struct xdp_md`: the context a live run starts from.
+#[repr(C)]
+#[derive(Default)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+/// Why the generator could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum GenError {
+    /// The kernel refused the live run.
+    #[error("BPF_PROG_RUN with live frames on ifindex {ifindex} failed: {source} (needs Linux 5.18+, root, an XDP program that returns XDP_TX, and a peer with XDP or GRO on)")]
+    TestRun {
+        /// Interface the frames were to leave by.
+        ifindex: u32,
+        /// The errno.
+        #[source]
+        source: io::Error,
+    },
+    /// A frame size the generator cannot send.
+    #[error("frame of {0} B (with FCS) cannot be sent: it must be 64..={max} B", max = MAX_FRAME + FCS_LEN)]
+    FrameSize(usize),
+    /// The frame codec refused the frame.
+    #[error("building the test frame: {0}")]
+    Build(String),
+}
+
+/// What one generator run offered.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveRun {
+    /// Frames handed to the interface (program runs that returned XDP_TX).
+    pub frames: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl LiveRun {
+    /// Offered frames per second.
+    pub fn rate(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.frames as f64 / s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The benchmark frame: IPv4 multicast UDP from `src` to `group`, port [`BENCH_UDP_PORT`], of
+/// `wire_len` bytes on the wire including the 4-byte FCS (64 → a 60-byte buffer), built by the
+/// dataplane's own codec so its checksums are right.
+pub fn test_frame(wire_len: usize, src: Ipv4Addr, group: Ipv4Addr) -> Result<Vec<u8>, GenError> {
+    let len = wire_len
+        .checked_sub(FCS_LEN)
+        .filter(|l| (60..=MAX_FRAME).contains(l))
+        .ok_or(GenError::FrameSize(wire_len))?;
+    let payload: Vec<u8> = (0..len - HEADERS_LEN).map(|i| i as u8).collect();
+    let frame = to_vec(&UdpDataBuilder {
+        src_mac: MacAddr([0x02, 0xbe, 0x4c, 0x00, 0x00, 0x01]),
+        src_ip: src,
+        group,
+        src_port: BENCH_UDP_PORT,
+        dst_port: BENCH_UDP_PORT,
+        ttl: 16,
+        payload: &payload,
+        vlan: None,
+    })
+    .map_err(|e| GenError::Build(e.to_string()))?;
+    if frame.len() != len {
+        return Err(GenError::Build(format!(
+            "codec built {} B, expected {len} B",
+            frame.len()
+        )));
+    }
+    Ok(frame)
+}
+
+/// One `BPF_PROG_RUN` of `repeat` live frames; returns the program's last verdict.
+fn prog_run(prog_fd: RawFd, ifindex: u32, frame: &[u8], repeat: u32) -> Result<u32, GenError> {
+    let len = u32::try_from(frame.len()).map_err(|_| GenError::FrameSize(frame.len()))?;
+    let fd = u32::try_from(prog_fd).map_err(|_| GenError::TestRun {
+        ifindex,
+        source: io::Error::from_raw_os_error(libc::EBADF),
+    })?;
+    let ctx = XdpMd {
+        data_end: len,
+        ingress_ifindex: ifindex,
+        ..XdpMd::default()
+    };
+    let mut attr = TestRunAttr {
+        prog_fd: fd,
+        data_size_in: len,
+        data_in: frame.as_ptr() as u64,
+        repeat,
+        ctx_size_in: std::mem::size_of::<XdpMd>() as u32,
+        ctx_in: (&ctx as *const XdpMd) as u64,
+        flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+        batch_size: BATCH,
+        ..TestRunAttr::default()
+    };
+    // SAFETY: `attr` is a valid, zero-padded `bpf_attr.test` whose pointers (frame, ctx) outlive
+    // the call; live mode writes no output buffers (data_out and ctx_out stay null).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut TestRunAttr,
+            std::mem::size_of::<TestRunAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(GenError::TestRun {
+            ifindex,
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(attr.retval)
+}
+
+/// Sends `frame` out of `ifindex` (in the calling thread's namespace) as fast as the program
+/// runs, in rounds of [`REPEAT`], until `duration` has passed.
+pub fn run_live(
+    prog_fd: RawFd,
+    ifindex: u32,
+    frame: &[u8],
+    duration: Duration,
+) -> Result<LiveRun, GenError> {
+    // Short runs (the smoke test) use smaller rounds so they stop close to `duration`.
+    let repeat = if duration < Duration::from_millis(500) {
+        4_096
+    } else {
+        REPEAT
+    };
+    let start = Instant::now();
+    let mut frames = 0u64;
+    while start.elapsed() < duration {
+        prog_run(prog_fd, ifindex, frame, repeat)?;
+        frames += u64::from(repeat);
+    }
+    Ok(LiveRun {
+        frames,
+        elapsed: start.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_have_the_quoted_size_and_are_udp_to_the_group() {
+        let group = Ipv4Addr::new(239, 1, 2, 3);
+        for wire in [64, 128, 1518] {
+            let f = test_frame(wire, Ipv4Addr::new(10, 0, 0, 1), group).unwrap();
+            assert_eq!(f.len() + FCS_LEN, wire);
+            assert_eq!(&f[0..6], &[0x01, 0x00, 0x5e, 0x01, 0x02, 0x03]);
+            assert_eq!(f[23], 17, "UDP");
+            assert_eq!(&f[30..34], &group.octets());
+            assert_eq!(u16::from_be_bytes([f[36], f[37]]), BENCH_UDP_PORT);
+        }
+        assert!(matches!(
+            test_frame(63, Ipv4Addr::LOCALHOST, group),
+            Err(GenError::FrameSize(63))
+        ));
+        assert!(test_frame(9000, Ipv4Addr::LOCALHOST, group).is_err());
+    }
+}

@@ -1,0 +1,204 @@
+//! Turning samples into the tables `make bench` prints and stores: markdown with medians, min and
+//! max (bench/results/latest.md) and every single run as CSV (bench/results/latest.csv), so the
+//! medians can be checked and re-plotted.
+
+use std::fmt::Write as _;
+
+use crate::bed::{Sample, SwitchKind};
+use crate::stats::Summary;
+
+/// All runs of one switch at one fan-out and frame size.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The switch.
+    pub kind: SwitchKind,
+    /// Member hosts.
+    pub members: usize,
+    /// Frame length on the wire, FCS included.
+    pub wire_len: usize,
+    /// One entry per run.
+    pub samples: Vec<Sample>,
+}
+
+impl Measured {
+    fn summary(&self, f: impl Fn(&Sample) -> f64) -> Summary {
+        let v: Vec<f64> = self.samples.iter().map(f).collect();
+        Summary::of(&v)
+    }
+
+    /// Delivered Mpps, all members together.
+    pub fn total(&self) -> Summary {
+        self.summary(|s| s.total_pps() / 1e6)
+    }
+
+    /// Benchmark frames that reached the non-member, over all runs.
+    pub fn leaked(&self) -> u64 {
+        self.samples.iter().map(|s| s.leaked).sum()
+    }
+}
+
+fn fmt3(s: Summary) -> String {
+    format!("{:.3} ({:.3}–{:.3})", s.median, s.min, s.max)
+}
+
+fn find(all: &[Measured], kind: SwitchKind, n: usize, len: usize) -> Option<&Measured> {
+    all.iter()
+        .find(|m| m.kind == kind && m.members == n && m.wire_len == len)
+}
+
+/// Markdown: one table per frame size, then the ratios of medians.
+pub fn markdown(all: &[Measured], fanouts: &[usize], sizes: &[usize]) -> String {
+    let mut s = String::new();
+    for &len in sizes {
+        let runs = all
+            .iter()
+            .filter(|m| m.wire_len == len)
+            .map(|m| m.samples.len())
+            .min()
+            .unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "## Multicast, {len} B frames: 1 sender → N members + 1 non-member (Mpps, median (min–max) of {runs} runs)\n"
+        );
+        s.push_str("| switch | N | delivered total | per member | offered | switch port rx | loss vs offered | non-member frames |\n");
+        s.push_str("|---|---|---|---|---|---|---|---|\n");
+        for kind in SwitchKind::ALL {
+            for &n in fanouts {
+                let Some(m) = find(all, kind, n, len) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {n} | {} | {} | {} | {} | {:.1}% | {} |",
+                    kind.label(),
+                    fmt3(m.total()),
+                    fmt3(m.summary(|x| x.per_member_pps() / 1e6)),
+                    fmt3(m.summary(|x| x.offered_pps / 1e6)),
+                    fmt3(m.summary(|x| x.port_rx_pps / 1e6)),
+                    m.summary(|x| x.loss() * 100.0).median,
+                    m.leaked()
+                );
+            }
+        }
+        s.push_str("\n| ratio of medians (delivered total) |");
+        for n in fanouts {
+            let _ = write!(s, " N={n} |");
+        }
+        s.push_str("\n|---|");
+        for _ in fanouts {
+            s.push_str("---|");
+        }
+        s.push('\n');
+        for (label, other) in [
+            ("xsnoop / bridge", SwitchKind::Bridge),
+            ("xsnoop / ceiling", SwitchKind::Ceiling),
+        ] {
+            let _ = write!(s, "| {label} |");
+            for &n in fanouts {
+                let ratio = find(all, SwitchKind::Xsnoop, n, len)
+                    .zip(find(all, other, n, len))
+                    .map(|(a, b)| (a.total().median, b.total().median))
+                    .filter(|(_, b)| *b > 0.0)
+                    .map(|(a, b)| format!(" {:.2} |", a / b))
+                    .unwrap_or_else(|| " – |".to_owned());
+                s.push_str(&ratio);
+            }
+            s.push('\n');
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// CSV header of [`csv`].
+pub const CSV_HEADER: &str = "wire_bytes,switch,members,run,seconds,offered_pps,switch_port_rx_pps,delivered_total_pps,delivered_per_member_pps,loss,nonmember_frames,member_pps";
+
+/// Every run as one CSV row (rates in frames per second; `member_pps` is `;`-separated).
+pub fn csv(all: &[Measured]) -> String {
+    let mut s = String::from(CSV_HEADER);
+    s.push('\n');
+    for m in all {
+        for (run, x) in m.samples.iter().enumerate() {
+            let members: Vec<String> = x.member_pps.iter().map(|r| format!("{r:.0}")).collect();
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{:.3},{:.0},{:.0},{:.0},{:.0},{:.4},{},{}",
+                m.wire_len,
+                m.kind.id(),
+                m.members,
+                run + 1,
+                x.seconds,
+                x.offered_pps,
+                x.port_rx_pps,
+                x.total_pps(),
+                x.per_member_pps(),
+                x.loss(),
+                x.leaked,
+                members.join(";")
+            );
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(offered: f64, members: &[f64], leaked: u64) -> Sample {
+        Sample {
+            offered_pps: offered,
+            port_rx_pps: offered,
+            member_pps: members.to_vec(),
+            leaked,
+            seconds: 2.0,
+        }
+    }
+
+    #[test]
+    fn tables_carry_medians_ratios_and_leaks() {
+        let all = vec![
+            Measured {
+                kind: SwitchKind::Xsnoop,
+                members: 2,
+                wire_len: 64,
+                samples: vec![
+                    sample(4e6, &[1e6, 1e6], 0),
+                    sample(4e6, &[0.5e6, 0.5e6], 0),
+                    sample(4e6, &[2e6, 2e6], 0),
+                ],
+            },
+            Measured {
+                kind: SwitchKind::Bridge,
+                members: 2,
+                wire_len: 64,
+                samples: vec![sample(4e6, &[0.5e6, 0.5e6], 3)],
+            },
+        ];
+        let md = markdown(&all, &[2], &[64]);
+        assert!(
+            md.contains("| xsnoop run | 2 | 2.000 (1.000–4.000) | 1.000 (0.500–2.000)"),
+            "{md}"
+        );
+        assert!(md.contains("| 75.0% | 0 |"), "{md}");
+        assert!(
+            md.contains("| Linux bridge | 2 | 1.000 (1.000–1.000)"),
+            "{md}"
+        );
+        assert!(md.contains("| 3 |"), "bridge leak shown: {md}");
+        assert!(md.contains("| xsnoop / bridge | 2.00 |"), "{md}");
+        assert!(md.contains("| xsnoop / ceiling | – |"), "{md}");
+        let c = csv(&all);
+        assert_eq!(c.lines().count(), 1 + 4);
+        assert!(c
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("64,xsnoop,2,1,2.000,4000000,"));
+        assert!(c
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with(",0.7500,0,1000000;1000000"));
+    }
+}
