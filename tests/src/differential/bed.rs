@@ -222,27 +222,9 @@ impl Bed {
                             .entry((phase.to_owned(), host, flow))
                             .or_insert(0) += 1;
                     }
-                    // Only the hosts' own reports: the switch's own IGMP (the bridge
-                    // reports 224.0.0.106 from 0.0.0.0) is not forwarding behaviour.
-                    L3::Igmp { ip, msg } if self.is_host(ip.src) => {
-                        let from = self.host_name(ip.src);
-                        let seen = self.matrix.igmp.entry(host).or_default();
-                        match msg {
-                            IgmpRepr::ReportV1 { group } => {
-                                seen.insert(format!("v1-report {group} from {from}"));
-                            }
-                            IgmpRepr::ReportV2 { group } => {
-                                seen.insert(format!("v2-report {group} from {from}"));
-                            }
-                            IgmpRepr::LeaveV2 { group } => {
-                                seen.insert(format!("v2-leave {group} from {from}"));
-                            }
-                            IgmpRepr::ReportV3 { records } => {
-                                for r in records.iter() {
-                                    seen.insert(format!("v3-report {} from {from}", r.group));
-                                }
-                            }
-                            _ => {}
+                    L3::Igmp { ip, msg } => {
+                        if let Some(what) = self.describe_igmp(ip.src, &msg) {
+                            self.matrix.igmp.entry(host).or_default().extend(what);
                         }
                     }
                     _ => {}
@@ -252,6 +234,42 @@ impl Bed {
         let state = self.switch.as_ref().map(|s| s.state()).unwrap_or_default();
         self.matrix.state.push((phase.to_owned(), state));
         Ok(())
+    }
+
+    /// Names an IGMP message for the matrix: the hosts' reports and leaves ("v2-report G from
+    /// h1"), and queries from a host or from the switch ("query general from switch", "query G
+    /// from switch"; the switch is 0.0.0.0 for the bridge, the querier address for xsnoop).
+    /// The switch's own reports (the bridge joins 224.0.0.106 from 0.0.0.0) are not
+    /// forwarding behaviour and are left out.
+    fn describe_igmp(&self, src: Ipv4Addr, msg: &IgmpRepr<'_>) -> Option<Vec<String>> {
+        let from = if self.is_host(src) {
+            self.host_name(src)
+        } else if src.is_unspecified() || src == self.cfg.querier_address {
+            "switch".to_owned()
+        } else {
+            src.to_string()
+        };
+        let host = self.is_host(src);
+        Some(match msg {
+            IgmpRepr::Query(q) => {
+                let mut target = q
+                    .group_opt()
+                    .map_or("general".to_owned(), |g| g.to_string());
+                let sources: Vec<String> = q.sources.iter().map(|s| self.host_name(s)).collect();
+                if !sources.is_empty() {
+                    target += &format!(" ({})", sources.join(","));
+                }
+                vec![format!("query {target} from {from}")]
+            }
+            IgmpRepr::ReportV1 { group } if host => vec![format!("v1-report {group} from {from}")],
+            IgmpRepr::ReportV2 { group } if host => vec![format!("v2-report {group} from {from}")],
+            IgmpRepr::LeaveV2 { group } if host => vec![format!("v2-leave {group} from {from}")],
+            IgmpRepr::ReportV3 { records } if host => records
+                .iter()
+                .map(|r| format!("v3-report {} from {from}", r.group))
+                .collect(),
+            _ => return None,
+        })
     }
 
     /// Stops the switch and returns the matrix.

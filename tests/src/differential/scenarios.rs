@@ -65,6 +65,9 @@ pub fn v3_source_filter(sut: &dyn SwitchUnderTest) -> Result<Matrix> {
     let s1 = bed.addr(4);
     let _m1 = bed.join_source(1, G1, s1)?;
     let m2 = bed.join(2, G1)?;
+    // The block as a report of its own (BLOCK {S1}, RFC 3376 §5.1), not folded into the join:
+    // the switch then asks Q(G1,{S1}) on h2's port (§6.4.2), deterministically.
+    std::thread::sleep(LEARN);
     m2.block_source(s1).map_err(|e| anyhow!("{e}"))?;
     std::thread::sleep(LEARN);
     bed.send(4, G1)?;

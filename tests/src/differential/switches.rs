@@ -231,8 +231,14 @@ impl RunningSwitch for RunningXsnoop {
                 .collect();
             format!("[{}]", cells.join("; "))
         };
+        // The dataplane's decision counters explain a missing datagram (drop reasons).
+        let dataplane = self
+            .show("stats")
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .map(|v| v["dataplane"].to_string())
+            .unwrap_or_default();
         format!(
-            "mdb {} mrouters {}",
+            "mdb {} mrouters {} dataplane {dataplane}",
             rows("mdb", &["port", "group", "source", "filter_mode"]),
             rows("mrouters", &["port", "via"])
         )
