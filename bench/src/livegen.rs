@@ -226,4 +226,60 @@ mod tests {
         ));
         assert!(test_frame(9000, Ipv4Addr::LOCALHOST, group).is_err());
     }
+
+    /// The generator really puts frames on a veth and the counter tells benchmark frames from
+    /// others: a fraction of a second on a two-namespace testbed.
+    #[test]
+    fn generated_frames_cross_a_veth_and_only_benchmark_frames_are_counted() {
+        use crate::bpf::{Counter, GenProgram};
+        use xsnoop_tests::Topology;
+
+        if !xsnoop_tests::require_netns("bench generator smoke test") {
+            return;
+        }
+        let mut topo = Topology::new();
+        topo.add_host("a").unwrap();
+        topo.add_host("b").unwrap();
+        let (ea, eb) = topo.add_veth(("a", "ga"), ("b", "gb")).unwrap();
+        let mut counter = Counter::load().unwrap();
+        topo.ns("b")
+            .unwrap()
+            .run(|| counter.attach(&eb.ifname))
+            .unwrap()
+            .unwrap();
+        let mut gen = GenProgram::load().unwrap();
+        let a = topo.ns("a").unwrap();
+        a.run(|| gen.anchor_on_loopback()).unwrap().unwrap();
+        let fd = gen.raw_fd().unwrap();
+        let ifindex = a
+            .run(|| xsnoop_tests::sock::ifindex(&ea.ifname))
+            .unwrap()
+            .unwrap();
+        let frame =
+            test_frame(64, Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(239, 9, 9, 9)).unwrap();
+        let mut other = frame.clone();
+        other[36..38].copy_from_slice(&(BENCH_UDP_PORT + 1).to_be_bytes());
+
+        let send = |f: &[u8]| {
+            a.run(|| run_live(fd, ifindex, f, Duration::from_millis(150)))
+                .unwrap()
+                .unwrap()
+        };
+        let run = send(&frame);
+        std::thread::sleep(Duration::from_millis(100));
+        let c = counter.read().unwrap();
+        assert!(run.frames > 0 && run.rate() > 0.0);
+        assert!(
+            c.frames > 0 && c.frames <= run.frames,
+            "sent {} counted {c:?}",
+            run.frames
+        );
+        assert_eq!(c.bytes, c.frames * 60, "64 B on the wire = 60 B counted");
+
+        let run2 = send(&other);
+        std::thread::sleep(Duration::from_millis(100));
+        let c2 = counter.read().unwrap().since(c);
+        assert_eq!(c2.frames, 0, "another UDP port is not a benchmark frame");
+        assert!(c2.other > 0 && c2.other <= run2.frames, "{c2:?}");
+    }
 }
