@@ -21,11 +21,15 @@ use xsnoop_dataplane::xdp::AttachMode;
 
 /// xsnoop — an IGMP-snooping Ethernet switch for Linux (XDP + AF_XDP).
 ///
-/// `xsnoop run` switches frames between interfaces (XDP classifier + AF_XDP dataplane) and
-/// snoops IGMP so multicast goes only where it is wanted; `xsnoop snoop` runs the snooping engine
-/// alone (learning and querying, no forwarding) beside another switch.
+/// `xsnoop run` switches frames between interfaces and snoops IGMP so multicast goes only
+/// where it is wanted; `xsnoop snoop` runs the snooping engine alone (learning and querying,
+/// no forwarding) beside another switch. Show commands read a running daemon's state.
+///
+/// Start here:  xsnoop check-config docs/xsnoop.example.toml
+///              xsnoop run --config my.toml        (as root)
+///              xsnoop mdb                         (in another shell)
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, verbatim_doc_comment)]
 struct Cli {
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info")]
@@ -39,9 +43,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the switch: forward frames between the ports (learning MACs, flooding unknown
-    /// unicast and broadcast) and send multicast only to the ports whose hosts joined the group
-    /// (IGMP snooping, RFC 4541), plus multicast-router ports.
+    /// Run the switch: forward between ports, multicast only where hosts joined
+    ///
+    /// Frames are switched between the ports (MACs learned, unknown unicast and broadcast
+    /// flooded) and multicast goes only to the ports whose hosts joined the group (IGMP
+    /// snooping, RFC 4541), plus multicast-router ports.
     ///
     /// Needs root. Every port gets the XDP classifier and an AF_XDP socket; on SIGINT/SIGTERM the
     /// programs are detached and the interfaces return to the kernel.
@@ -57,26 +63,30 @@ enum Command {
     /// switch forwards frames as they are, and a veth leaves UDP checksums to "the NIC".
     #[command(verbatim_doc_comment)]
     Run(RunArgs),
-    /// Run the snooping engine on interfaces without forwarding: learn from real IGMP, send
-    /// queries as the snooping querier, and print the group table whenever it changes.
+    /// Run the snooping engine alone: learn and query, no forwarding.
+    ///
+    /// Learns from real IGMP on the interfaces, sends queries as the snooping querier, and
+    /// prints the group table whenever it changes (beside another switch, or to watch a LAN).
     ///
     /// Example: xsnoop snoop --port swp1 --port swp2 --querier --querier-address 10.0.0.254
     Snoop(SnoopArgs),
-    /// Check a configuration file without touching any interface, and summarise it.
+    /// Check a configuration file without touching any interface.
     ///
-    /// Exits non-zero and names the key, the bad value and the fix when the file is wrong.
+    /// Prints a summary of ports and VLANs; when the file is wrong, exits non-zero and names
+    /// the key, the bad value and the fix.
     CheckConfig {
         /// The TOML file (see docs/xsnoop.example.toml for every key).
         file: PathBuf,
     },
-    /// Show the multicast group table of a running xsnoop: one row per port-group, and one per
-    /// source of an IGMPv3 port-group, with filter mode and time left.
+    /// Show the group table: who gets which group, filter mode, time left.
+    ///
+    /// One row per port-group, and one per source of an IGMPv3 port-group.
     Mdb(ShowArgs),
     /// Show the multicast-router ports (learned from queries, PIM hellos, MRD, or configured).
     Mrouters(ShowArgs),
     /// Show the elected querier of every VLAN, its version and timers.
     Querier(ShowArgs),
-    /// Show the engine's counters: IGMP by type and version, malformed by reason, limits.
+    /// Show the counters: IGMP by type and version, drops by reason, limits, dataplane.
     Stats(ShowArgs),
     /// Show the recent event journal (joins, leaves, expiries, querier and router changes).
     Events(ShowArgs),
