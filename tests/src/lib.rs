@@ -8,6 +8,7 @@
 pub mod bridge;
 pub mod capture;
 pub mod cmd;
+pub mod daemon;
 pub mod differential;
 pub mod error;
 pub mod host;
@@ -22,6 +23,7 @@ pub mod topology;
 pub mod tshark;
 
 pub use capture::{Capture, Frame};
+pub use daemon::Daemon;
 pub use error::{Result, TestbedError};
 pub use host::{Membership, Sender};
 pub use netns::Netns;

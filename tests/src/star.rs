@@ -41,6 +41,50 @@ impl Star {
         })
     }
 
+    /// Makes the hosts' traffic forwardable by an AF_XDP switch and waits until every switch
+    /// port is oper-up.
+    ///
+    /// A veth hands a locally sent UDP datagram on with its checksum left for "the NIC" to fill
+    /// (CHECKSUM_PARTIAL); a switch that forwards raw bytes is no NIC, so the receiver would
+    /// drop it: TX checksum offload goes off (`ethtool -K IF tx off`), as a real NIC would have
+    /// filled it before the wire. And a fresh veth reports IFF_RUNNING only once linkwatch has
+    /// run (up to ~1 s later); a switch started earlier rightly treats the port as down.
+    pub fn prepare_for_afxdp(&self) -> Result<()> {
+        for i in 1..=self.hosts {
+            let host = self.host(i)?;
+            crate::cmd::run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    host.name(),
+                    "ethtool",
+                    "-K",
+                    &self.host_if(i)?,
+                    "tx",
+                    "off",
+                ],
+            )?;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        for i in 1..=self.hosts {
+            let port = self.port(i)?;
+            loop {
+                let line = self.switch()?.ip(&["-br", "link", "show", "dev", &port])?;
+                if line.split_whitespace().any(|w| w == "UP") {
+                    break;
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(crate::error::TestbedError::Parse(format!(
+                        "switch port {port} never came up: {line}"
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
     /// Number of hosts (and switch ports).
     pub fn len(&self) -> usize {
         self.hosts

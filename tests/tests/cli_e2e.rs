@@ -5,49 +5,20 @@
 //! the control socket.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use xsnoop_tests::{netns_or_skip, HostConfig, Membership, Topology};
+use xsnoop_tests::daemon::xsnoop_bin;
+use xsnoop_tests::{netns_or_skip, Daemon, HostConfig, Membership, Topology};
 
 const GROUP: Ipv4Addr = Ipv4Addr::new(239, 7, 7, 7);
 
-/// The `xsnoop` binary of this build (next to the test executable's `deps/` directory).
-fn xsnoop_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join("xsnoop");
-    assert!(
-        bin.exists(),
-        "{} missing: build it first (`cargo build -p xsnoop-control`; make test does)",
-        bin.display()
-    );
-    bin
-}
-
-/// Kills the daemon if a test fails before stopping it.
-struct Daemon(Option<Child>);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(xsnoop_bin()).args(args).output().unwrap()
-}
-
-fn show_json(what: &str, sock: &Path) -> Option<Value> {
-    let out = cli(&[what, "--json", "--control-socket", sock.to_str().unwrap()]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(xsnoop_bin().unwrap())
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -70,20 +41,13 @@ fn daemon_serves_mdb_contract_and_stops_cleanly_on_sigterm() {
         .unwrap();
         ports.push(p.ifname);
     }
-    let sock = std::env::temp_dir().join(format!("{}.sock", topo.prefix()));
-    let sw = topo.ns("sw").unwrap().name().to_string();
-    let bin = xsnoop_bin();
-    let child = Command::new("ip")
-        .args(["netns", "exec", &sw])
-        .arg(&bin)
-        .args(["snoop", "--querier", "--querier-address", "10.0.0.100"])
-        .args(["--port", &ports[0], "--port", &ports[1]])
-        .args(["--control-socket", sock.to_str().unwrap(), "--json"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon(Some(child));
+    let sw = topo.ns("sw").unwrap();
+    let tag = format!("cli-{}", topo.prefix());
+    let snoop = ["snoop", "--querier", "--querier-address", "10.0.0.100"];
+    let port_args = ["--port", &ports[0], "--port", &ports[1], "--json"];
+    let args: Vec<&str> = snoop.iter().chain(port_args.iter()).copied().collect();
+    let daemon = Daemon::spawn(sw, &tag, &args).unwrap_or_else(|e| panic!("{e}"));
+    let sock = daemon.socket().to_path_buf();
 
     let _m1 = Membership::join(
         topo.ns("h1").unwrap(),
@@ -101,7 +65,7 @@ fn daemon_serves_mdb_contract_and_stops_cleanly_on_sigterm() {
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let rows = loop {
-        if let Some(Value::Array(rows)) = show_json("mdb", &sock) {
+        if let Some(Value::Array(rows)) = daemon.show("mdb") {
             if rows.len() == 2 {
                 break rows;
             }
@@ -142,15 +106,14 @@ fn daemon_serves_mdb_contract_and_stops_cleanly_on_sigterm() {
         assert!(ms > 250_000 && ms <= 260_000, "GMI is 260 s: {ms}");
     }
 
-    let human = cli(&["mdb", "--control-socket", sock.to_str().unwrap()]);
-    let text = String::from_utf8(human.stdout).unwrap();
+    let text = daemon.show_text("mdb").unwrap();
     assert!(
         text.starts_with("VLAN") && text.contains(&GROUP.to_string()),
         "{text}"
     );
-    let q = show_json("querier", &sock).unwrap();
+    let q = daemon.show("querier").unwrap();
     assert_eq!(q[0]["we_are_querier"], true, "{q}");
-    let stats = show_json("stats", &sock).unwrap();
+    let stats = daemon.show("stats").unwrap();
     assert!(
         stats["received"]["reports_v3"].as_u64().unwrap() >= 1,
         "{stats}"
@@ -159,23 +122,11 @@ fn daemon_serves_mdb_contract_and_stops_cleanly_on_sigterm() {
         stats["received"]["reports_v2"].as_u64().unwrap() >= 1,
         "{stats}"
     );
-    let events = show_json("events", &sock).unwrap();
+    let events = daemon.show("events").unwrap();
     assert!(events.as_array().unwrap().len() >= 2, "{events}");
 
-    // SIGTERM: exit 0 promptly, control socket gone.
-    let mut child = daemon.0.take().unwrap();
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "xsnoop did not exit on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "exit status {status}");
-    assert!(!sock.exists(), "control socket left behind");
+    // SIGTERM: exit 0 promptly, control socket removed (both checked by stop()).
+    daemon.stop().unwrap_or_else(|e| panic!("{e}"));
     // A show command against a stopped daemon fails with a clear message.
     let out = cli(&["mdb", "--control-socket", sock.to_str().unwrap()]);
     assert!(!out.status.success());

@@ -6,8 +6,8 @@
 //! socket answers, and checks what the hosts' own sockets receive.
 
 use std::net::{Ipv4Addr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -16,140 +16,38 @@ use xsnoop_dataplane::wire::{
 };
 use xsnoop_tests::{netns_or_skip, Capture, Membership, Sender, Star};
 
-/// The `xsnoop` binary of this build (next to the test executable's `deps/` directory).
-fn xsnoop_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join("xsnoop");
-    assert!(
-        bin.exists(),
-        "{} missing: build it first (`cargo build -p xsnoop-control`; make test does)",
-        bin.display()
-    );
-    bin
-}
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(xsnoop_bin()).args(args).output().unwrap()
-}
-
-/// A running `xsnoop run` in the switch namespace; stopped (SIGTERM, then kill) on drop, and
-/// its log printed when the test failed.
-struct Daemon {
-    child: Option<Child>,
-    dir: PathBuf,
-    sock: PathBuf,
-}
+/// The testbed's shared launcher, with test-style waits that fail the test with the daemon's
+/// log.
+struct Daemon(xsnoop_tests::Daemon);
 
 impl Daemon {
-    /// Writes `config` to a temp dir and starts `xsnoop run --config` in `star`'s switch.
+    /// Starts `xsnoop run --config` with `config` in `star`'s switch and waits until it answers.
     fn start(star: &Star, config: &str) -> Daemon {
-        let dir = std::env::temp_dir().join(format!("xsnoop-run-{}", star.topo.prefix()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("xsnoop.toml");
-        std::fs::write(&cfg, config).unwrap();
-        let sock = dir.join("ctl.sock");
-        let log = std::fs::File::create(dir.join("log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", star.switch().unwrap().name()])
-            .arg(xsnoop_bin())
-            .args(["--log-level", "info", "run", "--config"])
-            .arg(&cfg)
-            .arg("--control-socket")
-            .arg(&sock)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut d = Daemon {
-            child: Some(child),
-            dir,
-            sock,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while d.show("mdb").is_none() {
-            if let Some(s) = d.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("xsnoop run exited with {s}:\n{}", d.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "xsnoop run never answered:\n{}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        d
+        let ns = star.switch().unwrap();
+        Daemon(
+            xsnoop_tests::Daemon::run(ns, &format!("run-{}", star.topo.prefix()), config)
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-
-    fn show(&self, what: &str) -> Option<Value> {
-        let out = cli(&[
-            what,
-            "--json",
-            "--control-socket",
-            self.sock.to_str().unwrap(),
-        ]);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).unwrap())
-    }
-
-    /// Polls `what` until `pred` holds; panics with the last answer and the log otherwise.
+    /// Polls `what` until `pred` holds; fails the test with the last answer and the log.
     fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let v = self.show(what).unwrap_or(Value::Null);
-            if pred(&v) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what} never matched: {v:#}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.0
+            .wait_for(what, timeout, pred)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// SIGTERM; asserts a clean exit within 3 s and that the control socket is gone.
-    fn stop(mut self) -> String {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "xsnoop run did not exit on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let log = self.log();
-        assert!(status.success(), "exit status {status}:\n{log}");
-        assert!(!self.sock.exists(), "control socket left behind");
-        log
+    fn stop(self) -> String {
+        self.0.stop().unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            std::thread::sleep(Duration::from_millis(300));
-            let _ = c.kill();
-            let _ = c.wait();
-            if std::thread::panicking() {
-                eprintln!("--- xsnoop run log ---\n{}", self.log());
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for Daemon {
+    type Target = xsnoop_tests::Daemon;
+
+    fn deref(&self) -> &xsnoop_tests::Daemon {
+        &self.0
     }
 }
 
@@ -191,41 +89,10 @@ fn access_ports(star: &Star, rest: &[&'static str]) -> Vec<(String, &'static str
         .collect()
 }
 
-/// The star of `versions` hosts, with TX checksum offload off on every host interface: a veth
-/// hands a locally sent UDP packet on with its checksum left for "the NIC" to fill
-/// (CHECKSUM_PARTIAL), and a switch that forwards raw bytes (AF_XDP) is no NIC, so the receiver
-/// would drop the datagram. A real host's NIC fills the checksum before the wire.
+/// The star of `versions` hosts, ready for an AF_XDP switch (see `Star::prepare_for_afxdp`).
 fn star(net: u8, versions: &[u8]) -> Star {
     let star = Star::new(net, versions).unwrap();
-    for i in 1..=star.len() {
-        let out = Command::new("ip")
-            .args(["netns", "exec", star.host(i).unwrap().name()])
-            .args(["ethtool", "-K", &star.host_if(i).unwrap(), "tx", "off"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ethtool -K tx off: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    // A fresh veth reports IFF_RUNNING only once the kernel's linkwatch has run (up to ~1 s
-    // later); a switch started before that rightly treats the port as down for a while.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for i in 1..=star.len() {
-        let port = star.port(i).unwrap();
-        while !star
-            .switch()
-            .unwrap()
-            .ip(&["-br", "link", "show", "dev", &port])
-            .unwrap()
-            .split_whitespace()
-            .any(|w| w == "UP")
-        {
-            assert!(Instant::now() < deadline, "{port} never came up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    star.prepare_for_afxdp().unwrap();
     star
 }
 
@@ -742,7 +609,7 @@ fn startup_errors_name_the_interface_and_the_fix() {
     let run = |args: &[&str]| {
         let out = Command::new("ip")
             .args(["netns", "exec", &sw])
-            .arg(xsnoop_bin())
+            .arg(xsnoop_tests::daemon::xsnoop_bin().unwrap())
             .args([
                 "run",
                 "--control-socket",

@@ -1,0 +1,218 @@
+//! A real `xsnoop` daemon process inside a test's switch namespace, and the show commands that
+//! read it — the way an operator runs and watches the switch.
+//!
+//! One launcher for every end-to-end test, the differential harness, the benchmarks and the
+//! demo: start (`ip netns exec NS xsnoop ...`), wait until the control socket answers, query
+//! with `xsnoop <show> --json`, stop with SIGTERM and check the clean exit. Dropping a daemon
+//! that was not stopped kills it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::error::{Result, TestbedError};
+use crate::netns::Netns;
+
+/// The `xsnoop` binary of this build: beside the running executable (a binary such as the
+/// demo) or one directory up (a test in `target/<profile>/deps/`).
+pub fn xsnoop_bin() -> Result<PathBuf> {
+    let exe = std::env::current_exe()
+        .map_err(|e| TestbedError::io("locating the running executable", e))?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    [dir.join("xsnoop"), dir.join("../xsnoop")]
+        .into_iter()
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            TestbedError::BadName(format!(
+                "no xsnoop binary beside {}: build it first (`cargo build -p xsnoop-control`; make test does)",
+                exe.display()
+            ))
+        })
+}
+
+/// A running `xsnoop` daemon.
+pub struct Daemon {
+    child: Option<Child>,
+    dir: PathBuf,
+    sock: PathBuf,
+    bin: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `xsnoop run --config` in `ns` with `config` (TOML text), its log and control
+    /// socket in a fresh temp dir named after `tag`, and waits until it answers.
+    pub fn run(ns: &Netns, tag: &str, config: &str) -> Result<Daemon> {
+        let dir = Self::workdir(tag)?;
+        let cfg = dir.join("xsnoop.toml");
+        std::fs::write(&cfg, config).map_err(|e| TestbedError::io("writing the config", e))?;
+        let cfg = cfg.to_string_lossy().into_owned();
+        Self::spawn_in(ns, dir, &["run", "--config", &cfg])
+    }
+
+    /// Starts `xsnoop <args>` (e.g. `snoop --port ...`) in `ns`; `--control-socket` is added.
+    pub fn spawn(ns: &Netns, tag: &str, args: &[&str]) -> Result<Daemon> {
+        let dir = Self::workdir(tag)?;
+        Self::spawn_in(ns, dir, args)
+    }
+
+    fn workdir(tag: &str) -> Result<PathBuf> {
+        let dir = std::env::temp_dir().join(format!("xsnoop-{tag}"));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| TestbedError::io(format!("creating {}", dir.display()), e))?;
+        Ok(dir)
+    }
+
+    fn spawn_in(ns: &Netns, dir: PathBuf, args: &[&str]) -> Result<Daemon> {
+        let bin = xsnoop_bin()?;
+        let sock = dir.join("ctl.sock");
+        let log = std::fs::File::create(dir.join("log"))
+            .map_err(|e| TestbedError::io("creating the daemon log", e))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns.name()])
+            .arg(&bin)
+            .args(["--log-level", "info"])
+            .args(args)
+            .arg("--control-socket")
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| TestbedError::io("spawning xsnoop", e))?;
+        let mut d = Daemon {
+            child: Some(child),
+            dir,
+            sock,
+            bin,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while d.show("mdb").is_none() {
+            let exited = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                return Err(TestbedError::Command {
+                    cmd: format!("xsnoop {}", args.join(" ")),
+                    detail: format!("exited with {status}:\n{}", d.log()),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(TestbedError::Command {
+                    cmd: format!("xsnoop {}", args.join(" ")),
+                    detail: format!("never answered on its control socket:\n{}", d.log()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(d)
+    }
+
+    /// The control socket, for running show commands by hand.
+    pub fn socket(&self) -> &Path {
+        &self.sock
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    /// `xsnoop <what> --json` against this daemon; `None` when it does not answer.
+    pub fn show(&self, what: &str) -> Option<Value> {
+        let out = Command::new(&self.bin)
+            .args([what, "--json", "--control-socket"])
+            .arg(&self.sock)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// `xsnoop <what>` (the human table) against this daemon.
+    pub fn show_text(&self, what: &str) -> Option<String> {
+        let out = Command::new(&self.bin)
+            .args([what, "--control-socket"])
+            .arg(&self.sock)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Polls `what` until `pred` holds and returns that answer; on timeout the error holds the
+    /// last answer and the daemon's log.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> std::result::Result<Value, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.show(what).unwrap_or(Value::Null);
+            if pred(&v) {
+                return Ok(v);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("{what} never matched: {v:#}\n{}", self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then checks the daemon exited 0 within 3 s and removed its control socket;
+    /// returns its log.
+    pub fn stop(mut self) -> Result<String> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(self.log());
+        };
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let status = loop {
+            if let Some(s) = child
+                .try_wait()
+                .map_err(|e| TestbedError::io("waiting for xsnoop", e))?
+            {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(TestbedError::Parse(format!(
+                    "xsnoop did not exit within 3 s of SIGTERM:\n{}",
+                    self.log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let log = self.log();
+        if !status.success() {
+            return Err(TestbedError::Parse(format!(
+                "xsnoop exited with {status}:\n{log}"
+            )));
+        }
+        if self.sock.exists() {
+            return Err(TestbedError::Parse("control socket left behind".into()));
+        }
+        Ok(log)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = c.kill();
+            let _ = c.wait();
+            if std::thread::panicking() {
+                eprintln!("--- xsnoop log ---\n{}", self.log());
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
