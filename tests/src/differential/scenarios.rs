@@ -59,7 +59,7 @@ pub fn v2_join_leave(sut: &dyn SwitchUnderTest) -> Result<Matrix> {
 /// Scenario 2: IGMPv3 source filtering with kernel hosts (RFC 3376 §6.4, RFC 4541 §2.1.2(7)).
 ///
 /// All hosts IGMPv3. h1 joins (S1,G1) (INCLUDE {S1}); h2 joins G1 blocking S1 (EXCLUDE {S1});
-/// h3 does nothing; h4 is S1, h5 is S2. Then h2 unblocks S1.
+/// h3 does nothing; h4 is S1, h5 is S2. Then h2 unblocks S1 (EXCLUDE {}).
 pub fn v3_source_filter(sut: &dyn SwitchUnderTest) -> Result<Matrix> {
     let mut bed = Bed::start(sut, "2 v3 include/exclude", 32, &[3, 3, 3, 3, 3], |_| {})?;
     let s1 = bed.addr(4);
@@ -74,10 +74,16 @@ pub fn v3_source_filter(sut: &dyn SwitchUnderTest) -> Result<Matrix> {
     bed.send(5, G1)?;
     bed.phase("filters", SETTLE)?;
     m2.unblock_source(s1).map_err(|e| anyhow!("{e}"))?;
-    std::thread::sleep(LEARN);
+    // Data only after a full query cycle, by which h2 has answered a general query with IS_EX {}
+    // (RFC 3376 §6.4.1: EXCLUDE (X,Y) + IS_EX {} deletes S1's source record; S1 is then
+    // forwarded like any source). Sooner, the bridge's answer depends on whether that report
+    // has arrived yet (it stops forwarding S1 to h2 once it has).
+    std::thread::sleep(
+        bed.cfg.query_interval + bed.cfg.query_response_interval + Duration::from_secs(1),
+    );
     bed.send(4, G1)?;
     bed.send(5, G1)?;
-    bed.phase("unblocked", SETTLE)?;
+    bed.phase("unblocked+QI", SETTLE)?;
     bed.finish()
 }
 
