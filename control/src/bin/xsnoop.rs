@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand};
 use xsnoop_control::config_file::SwitchConfig;
 use xsnoop_control::ctl::{self, Show};
 use xsnoop_control::engine::model::Version;
-use xsnoop_control::engine::{EngineConfig, MrouterMode, PortConfig, PortVlans, VlanConfig};
+use xsnoop_control::engine::{
+    EngineConfig, MdbRow, MrouterMode, PortConfig, PortVlans, VlanConfig,
+};
 use xsnoop_control::logging::{self, LogFormat};
 use xsnoop_control::show;
 use xsnoop_control::snoop::SnoopSwitch;
@@ -362,6 +364,9 @@ fn show_cmd(what: Show, a: &ShowArgs) -> Result<()> {
     let v = ctl::query(&a.control_socket, what)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if what == Show::Mdb {
+        let rows: Vec<MdbRow> = serde_json::from_value(v)?;
+        print!("{}", show::mdb(&rows));
     } else {
         print!("{}", show::json_table(&v));
     }

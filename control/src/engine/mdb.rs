@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use xsnoop_dataplane::VlanId;
 
 use super::events::ms;
@@ -10,7 +10,7 @@ use super::model::{FilterMode, Time};
 use super::state::GroupState;
 
 /// Filter mode in the JSON contract.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MdbFilterMode {
     /// INCLUDE.
@@ -29,7 +29,7 @@ impl From<FilterMode> for MdbFilterMode {
 }
 
 /// One row: a port-group (`source` null) or one of its sources.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MdbRow {
     /// VLAN.
     pub vlan: VlanId,
