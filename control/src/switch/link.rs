@@ -12,9 +12,11 @@ use super::iface;
 
 /// The last known state of every port.
 ///
-/// A change counts once two consecutive polls agree on it: attaching XDP and binding AF_XDP
+/// A port going down counts once two consecutive polls agree: attaching XDP and binding AF_XDP
 /// sockets on a veth can drop its carrier for a moment, and a port that flaps for less than a
-/// poll interval should not flush its groups.
+/// poll interval should not flush its groups. A port coming up counts at once: holding a
+/// working link down only drops traffic (a fresh veth reports IFF_RUNNING up to ~1 s after it
+/// is set up, which is often just after the switch started).
 #[derive(Debug)]
 pub struct LinkWatch {
     names: Vec<String>,
@@ -41,12 +43,20 @@ impl LinkWatch {
     /// Reads every port's state; returns the ports that changed, with their new state
     /// (`true` = up). A port whose state cannot be read (e.g. deleted) counts as down.
     pub fn poll(&mut self) -> Vec<(PortId, bool)> {
+        self.poll_with(iface::link_up)
+    }
+
+    /// [`LinkWatch::poll`] with the link reader given (tests drive it).
+    fn poll_with<E: std::fmt::Display>(
+        &mut self,
+        read: impl Fn(&str) -> Result<bool, E>,
+    ) -> Vec<(PortId, bool)> {
         let mut changes = Vec::new();
         for (i, name) in self.names.iter().enumerate() {
             let Ok(port) = PortId::try_from(i) else {
                 continue;
             };
-            let up = match iface::link_up(name) {
+            let up = match read(name) {
                 Ok(up) => up,
                 Err(e) => {
                     if !self.down.contains(port) {
@@ -59,7 +69,7 @@ impl LinkWatch {
                 self.pending.remove(port);
                 continue;
             }
-            if !self.pending.contains(port) {
+            if !up && !self.pending.contains(port) {
                 self.pending.insert(port);
                 continue;
             }
@@ -83,7 +93,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_change_counts_when_two_polls_agree() {
+    fn down_counts_when_two_polls_agree_up_counts_at_once() {
         // "lo" is always up; a missing interface reads as down.
         let mut w = LinkWatch::new(vec!["lo".into(), "nosuchif0".into()]);
         assert!(
@@ -93,5 +103,24 @@ mod tests {
         assert_eq!(w.poll(), vec![(1, false)]);
         assert!(w.down().contains(1) && !w.down().contains(0));
         assert!(w.poll().is_empty());
+    }
+
+    #[test]
+    fn a_blip_shorter_than_a_poll_changes_nothing_and_recovery_is_immediate() {
+        let mut w = LinkWatch::new(vec!["p0".into()]);
+        let read = |up: bool| move |_: &str| Ok::<bool, String>(up);
+        assert!(
+            w.poll_with(read(false)).is_empty(),
+            "one down reading is a blip"
+        );
+        assert!(w.poll_with(read(true)).is_empty(), "and it is forgotten");
+        assert!(w.poll_with(read(false)).is_empty());
+        assert_eq!(w.poll_with(read(false)), vec![(0, false)], "confirmed down");
+        assert_eq!(
+            w.poll_with(read(true)),
+            vec![(0, true)],
+            "up at the first reading: a working link is never held down"
+        );
+        assert!(w.down().is_empty());
     }
 }

@@ -47,6 +47,9 @@ impl Bed {
         tune: impl FnOnce(&mut ScenarioConfig),
     ) -> Result<Bed> {
         let star = Star::new(net, versions).map_err(|e| anyhow!("{e}"))?;
+        // Both switches start on oper-up ports, and hosts fill their own checksums as a NIC
+        // would (an AF_XDP switch forwards frames as they are).
+        star.prepare_for_afxdp().map_err(|e| anyhow!("{e}"))?;
         let ports: Vec<String> = (1..=versions.len())
             .map(|n| star.port(n))
             .collect::<crate::Result<_>>()
