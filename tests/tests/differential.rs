@@ -81,7 +81,7 @@ fn differential(scenario: Scenario, bridge: &Expect, expected: Expected) {
         "bridge does not behave as documented:\n  {}\n{b}",
         bad.join("\n  ")
     );
-    let x = scenario(&xsnoop_run()).unwrap();
+    let x = scenario(&Xsnoop).unwrap();
     println!("{x}");
     println!("{}", side_by_side(&b, &x));
     // Any datagram xsnoop loses is a difference like any other. (A lost first datagram once
@@ -102,13 +102,6 @@ fn differential(scenario: Scenario, bridge: &Expect, expected: Expected) {
         "bridge vs xsnoop differences (key, bridge, xsnoop) are not the documented ones\n{}",
         side_by_side(&b, &x)
     );
-}
-
-/// This build's `xsnoop`, which must have the `run` subcommand.
-fn xsnoop_run() -> Xsnoop {
-    let x = Xsnoop::of_this_build().unwrap();
-    assert!(x.has_run(), "{} has no `run` subcommand", x.bin.display());
-    x
 }
 
 // Scenario 1. The bridge floods IGMPv2 leaves (snooping-anchors §a4); v2 reports go to router

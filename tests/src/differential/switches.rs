@@ -1,13 +1,10 @@
 //! The switches a scenario can run against: the Linux bridge and the `xsnoop run` process.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Result};
 
 use super::config::ScenarioConfig;
 use crate::bridge::Bridge;
+use crate::daemon::Daemon;
 use crate::netns::Netns;
 
 /// A switch implementation the scenarios can run against.
@@ -70,88 +67,15 @@ impl RunningSwitch for RunningBridge {
     }
 }
 
-/// The real `xsnoop run --config FILE --control-socket PATH` process.
-#[derive(Clone, Debug)]
-pub struct Xsnoop {
-    /// The `xsnoop` binary.
-    pub bin: PathBuf,
-}
+/// The real `xsnoop run --config FILE` process, started with the testbed's [`Daemon`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Xsnoop;
 
-impl Xsnoop {
-    /// The binary of this build: `$XSNOOP_BIN`, else `xsnoop` next to the test executable's
-    /// `deps/` directory (where `cargo build -p xsnoop-control` puts it).
-    pub fn of_this_build() -> Result<Xsnoop> {
-        if let Some(p) = std::env::var_os("XSNOOP_BIN") {
-            return Ok(Xsnoop { bin: p.into() });
-        }
-        let exe = std::env::current_exe()?;
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .map(|d| d.join("xsnoop"))
-            .ok_or_else(|| anyhow!("no directory above {}", exe.display()))?;
-        if !bin.exists() {
-            bail!(
-                "{} missing: build it first (`cargo build -p xsnoop-control`)",
-                bin.display()
-            );
-        }
-        Ok(Xsnoop { bin })
-    }
-
-    /// Whether this binary has the `run` subcommand (the AF_XDP forwarding daemon).
-    pub fn has_run(&self) -> bool {
-        Command::new(&self.bin)
-            .args(["run", "--help"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-}
-
-struct RunningXsnoop {
-    bin: PathBuf,
-    child: Option<Child>,
-    socket: PathBuf,
-    config: PathBuf,
-}
+struct RunningXsnoop(Option<Daemon>);
 
 impl RunningXsnoop {
-    fn show(&self, what: &str) -> Option<String> {
-        let out = Command::new(&self.bin)
-            .args([what, "--json", "--control-socket"])
-            .arg(&self.socket)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn halt(&mut self) -> Result<()> {
-        let _ = std::fs::remove_file(&self.config);
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        let pid = libc::pid_t::try_from(child.id())?;
-        // SAFETY: kill(2) on the pid of our own, not yet reaped, child.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                if !status.success() {
-                    bail!("xsnoop run exited with {status} on SIGTERM");
-                }
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("xsnoop run did not exit within 3 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn show(&self, what: &str) -> Option<serde_json::Value> {
+        self.0.as_ref()?.show(what)
     }
 }
 
@@ -161,48 +85,9 @@ impl SwitchUnderTest for Xsnoop {
     }
 
     fn start(&self, ns: &Netns, tag: &str, cfg: &ScenarioConfig) -> Result<Box<dyn RunningSwitch>> {
-        let dir = std::env::temp_dir();
-        let config = dir.join(format!("{tag}-xsnoop.toml"));
-        let socket = dir.join(format!("{tag}-xsnoop.sock"));
-        std::fs::write(&config, cfg.to_xsnoop_toml())
-            .with_context(|| format!("writing {}", config.display()))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns.name()])
-            .arg(&self.bin)
-            .args(["--log-level", "warn", "run", "--config"])
-            .arg(&config)
-            .arg("--control-socket")
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("spawning xsnoop run")?;
-        let mut run = RunningXsnoop {
-            bin: self.bin.clone(),
-            child: Some(child),
-            socket,
-            config,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if run.show("mdb").is_some() {
-                return Ok(Box::new(run));
-            }
-            if let Some(child) = run.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    let mut err = String::new();
-                    if let Some(mut e) = child.stderr.take() {
-                        let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                    }
-                    run.child = None;
-                    bail!("xsnoop run exited with {status} before answering: {err}");
-                }
-            }
-            if Instant::now() >= deadline {
-                bail!("xsnoop run did not answer `mdb --json` within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let daemon = Daemon::run(ns, &format!("diff-{tag}"), &cfg.to_xsnoop_toml())
+            .map_err(|e| anyhow!("starting xsnoop run: {e}"))?;
+        Ok(Box::new(RunningXsnoop(Some(daemon))))
     }
 }
 
@@ -210,11 +95,11 @@ impl RunningSwitch for RunningXsnoop {
     fn state(&self) -> String {
         // One compact line per row: port, group, source, filter mode (the JSON is long).
         let rows = |what: &str, keys: &[&str]| -> String {
-            let Some(text) = self.show(what) else {
+            let Some(v) = self.show(what) else {
                 return format!("({what} unavailable)");
             };
-            let Ok(serde_json::Value::Array(rows)) = serde_json::from_str(&text) else {
-                return text.trim().to_owned();
+            let serde_json::Value::Array(rows) = v else {
+                return v.to_string();
             };
             let cells: Vec<String> = rows
                 .iter()
@@ -234,7 +119,6 @@ impl RunningSwitch for RunningXsnoop {
         // The dataplane's decision counters explain a missing datagram (drop reasons).
         let dataplane = self
             .show("stats")
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .map(|v| v["dataplane"].to_string())
             .unwrap_or_default();
         format!(
@@ -245,14 +129,9 @@ impl RunningSwitch for RunningXsnoop {
     }
 
     fn stop(mut self: Box<Self>) -> Result<()> {
-        self.halt()
-    }
-}
-
-impl Drop for RunningXsnoop {
-    fn drop(&mut self) {
-        if let Err(e) = self.halt() {
-            eprintln!("xsnoop-tests: stopping xsnoop: {e}");
+        match self.0.take() {
+            Some(d) => d.stop().map(|_| ()).map_err(|e| anyhow!("{e}")),
+            None => Ok(()),
         }
     }
 }
