@@ -104,53 +104,10 @@ struct ShowArgs {
     control_socket: PathBuf,
 }
 
+/// What both daemons (`run`, `snoop`) take: a configuration file, or the quick form (access
+/// ports in VLAN 1), plus the control socket and an optional duration.
 #[derive(Args)]
-struct SnoopArgs {
-    /// Take ports, VLANs and timers from this configuration file instead of the flags below.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["ports", "querier", "fast_leave", "mrouter"])]
-    config: Option<PathBuf>,
-    /// A switch port (Linux interface name); repeat for each port. All are access ports in VLAN 1.
-    #[arg(long = "port", value_name = "IF", required_unless_present = "config")]
-    ports: Vec<String>,
-    /// Act as the snooping querier (general queries, group-specific queries on leave).
-    #[arg(long)]
-    querier: bool,
-    /// Source address of our queries; 0.0.0.0 sends proxy queries that never win an election.
-    #[arg(long, default_value = "0.0.0.0")]
-    querier_address: Ipv4Addr,
-    /// Version of the queries we send (2 or 3).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
-    igmp_version: u8,
-    /// Ports with a single host behind them: leaves take effect at once. Repeatable.
-    #[arg(long = "fast-leave", value_name = "IF")]
-    fast_leave: Vec<String>,
-    /// Ports that are always multicast-router ports. Repeatable.
-    #[arg(long = "mrouter", value_name = "IF")]
-    mrouter: Vec<String>,
-    /// Print the table as JSON lines instead of a human table.
-    #[arg(long)]
-    json: bool,
-    /// Where show commands (`xsnoop mdb` ...) reach this daemon.
-    #[arg(long, value_name = "PATH", default_value = ctl::DEFAULT_SOCKET)]
-    control_socket: PathBuf,
-    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
-    #[arg(long, value_name = "SECS")]
-    duration: Option<f64>,
-}
-
-/// How the XDP classifier is attached (the `--xdp-mode` values).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum XdpModeArg {
-    /// Driver XDP, falling back to generic per interface when the driver lacks it.
-    Auto,
-    /// Driver (native) XDP only: fastest; fails on drivers without XDP support.
-    Native,
-    /// Generic (skb) XDP: works on every interface, slower.
-    Skb,
-}
-
-#[derive(Args)]
-struct RunArgs {
+struct SwitchArgs {
     /// Take ports, VLANs (access and trunk ports) and timers from this configuration file
     /// instead of the flags below (`xsnoop check-config FILE` validates it).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["ports", "querier", "fast_leave", "mrouter"])]
@@ -173,15 +130,87 @@ struct RunArgs {
     /// Ports that are always multicast-router ports. Repeatable.
     #[arg(long = "mrouter", value_name = "IF")]
     mrouter: Vec<String>,
-    /// How to attach the XDP classifier.
-    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
-    xdp_mode: XdpModeArg,
     /// Where show commands (`xsnoop mdb` ...) reach this daemon.
     #[arg(long, value_name = "PATH", default_value = ctl::DEFAULT_SOCKET)]
     control_socket: PathBuf,
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
+}
+
+impl SwitchArgs {
+    /// The configuration file's, or the quick form's: every `--port` an access port in VLAN 1.
+    fn config(&self) -> Result<SwitchConfig> {
+        if let Some(path) = &self.config {
+            return Ok(SwitchConfig::load(path)?);
+        }
+        for name in self.fast_leave.iter().chain(&self.mrouter) {
+            if !self.ports.contains(name) {
+                bail!("{name} is not one of the --port interfaces");
+            }
+        }
+        let mut vlan = VlanConfig::new(1);
+        vlan.querier = self.querier;
+        vlan.querier_address = self.querier_address;
+        vlan.igmp_version = if self.igmp_version == 2 {
+            Version::V2
+        } else {
+            Version::V3
+        };
+        let engine = EngineConfig {
+            ports: self
+                .ports
+                .iter()
+                .map(|name| {
+                    let mut p = PortConfig::access(name, 1);
+                    p.fast_leave = self.fast_leave.contains(name);
+                    if self.mrouter.contains(name) {
+                        p.mrouter = MrouterMode::Always;
+                    }
+                    p
+                })
+                .collect(),
+            vlans: vec![vlan],
+            ..EngineConfig::default()
+        };
+        Ok(SwitchConfig {
+            native_vlans: vec![None; engine.ports.len()],
+            engine,
+        })
+    }
+
+    fn duration(&self) -> Option<Duration> {
+        self.duration.map(Duration::from_secs_f64)
+    }
+}
+
+#[derive(Args)]
+struct SnoopArgs {
+    #[command(flatten)]
+    switch: SwitchArgs,
+    /// Print the table as JSON lines instead of a human table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How the XDP classifier is attached (the `--xdp-mode` values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum XdpModeArg {
+    /// Driver XDP, falling back to generic per interface when the driver lacks it.
+    Auto,
+    /// Driver (native) XDP only: fastest; fails on drivers without XDP support.
+    Native,
+    /// Generic (skb) XDP: works on every interface, slower.
+    Skb,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    switch: SwitchArgs,
+    /// How to attach the XDP classifier.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+    xdp_mode: XdpModeArg,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -202,74 +231,8 @@ fn install_signal_handlers() {
     }
 }
 
-/// The quick form's configuration: every `--port` an access port in VLAN 1.
-fn quick_config(
-    ports: &[String],
-    querier: bool,
-    querier_address: Ipv4Addr,
-    igmp_version: u8,
-    fast_leave: &[String],
-    mrouter: &[String],
-) -> Result<EngineConfig> {
-    for name in fast_leave.iter().chain(mrouter) {
-        if !ports.contains(name) {
-            bail!("{name} is not one of the --port interfaces");
-        }
-    }
-    let mut vlan = VlanConfig::new(1);
-    vlan.querier = querier;
-    vlan.querier_address = querier_address;
-    vlan.igmp_version = if igmp_version == 2 {
-        Version::V2
-    } else {
-        Version::V3
-    };
-    Ok(EngineConfig {
-        ports: ports
-            .iter()
-            .map(|name| {
-                let mut p = PortConfig::access(name, 1);
-                p.fast_leave = fast_leave.contains(name);
-                if mrouter.contains(name) {
-                    p.mrouter = MrouterMode::Always;
-                }
-                p
-            })
-            .collect(),
-        vlans: vec![vlan],
-        ..EngineConfig::default()
-    })
-}
-
-fn snoop_config(a: &SnoopArgs) -> Result<EngineConfig> {
-    quick_config(
-        &a.ports,
-        a.querier,
-        a.querier_address,
-        a.igmp_version,
-        &a.fast_leave,
-        &a.mrouter,
-    )
-}
-
 fn run(a: &RunArgs) -> Result<()> {
-    let config = match &a.config {
-        Some(path) => SwitchConfig::load(path)?,
-        None => {
-            let engine = quick_config(
-                &a.ports,
-                a.querier,
-                a.querier_address,
-                a.igmp_version,
-                &a.fast_leave,
-                &a.mrouter,
-            )?;
-            SwitchConfig {
-                native_vlans: vec![None; engine.ports.len()],
-                engine,
-            }
-        }
-    };
+    let config = a.switch.config()?;
     let xdp_mode = match a.xdp_mode {
         XdpModeArg::Auto => AttachMode::NativeOrSkb,
         XdpModeArg::Native => AttachMode::Native,
@@ -279,24 +242,21 @@ fn run(a: &RunArgs) -> Result<()> {
     let opts = RunOptions {
         config,
         xdp_mode,
-        control_socket: Some(a.control_socket.clone()),
+        control_socket: Some(a.switch.control_socket.clone()),
         afxdp: AfXdpConfig::default(),
-        duration: a.duration.map(Duration::from_secs_f64),
+        duration: a.switch.duration(),
     };
     switch::run(opts, &STOP)?;
     Ok(())
 }
 
 fn snoop(a: &SnoopArgs) -> Result<()> {
-    let config = match &a.config {
-        Some(path) => SwitchConfig::load(path)?.engine,
-        None => snoop_config(a)?,
-    };
+    let config = a.switch.config()?.engine;
     let mut sw = SnoopSwitch::open(config)?;
-    sw.listen(&a.control_socket)?;
+    sw.listen(&a.switch.control_socket)?;
     install_signal_handlers();
-    tracing::info!(ports = ?a.ports, querier = a.querier, "snooping");
-    let stop_at = a.duration.map(Duration::from_secs_f64);
+    tracing::info!(ports = ?a.switch.ports, querier = a.switch.querier, "snooping");
+    let stop_at = a.switch.duration();
     while !STOP.load(Ordering::Relaxed) && stop_at.is_none_or(|d| sw.now() < d) {
         let outputs = sw.step(Duration::from_millis(200))?;
         if outputs.iter().any(|o| o.table_changed) {
