@@ -987,3 +987,35 @@ fn querier_health_alarms_on_mismatched_version_or_timers_once_per_change() {
     assert_eq!((st.mismatched, st.lost), (2, 1), "{st:?}");
     assert!(st.elected >= 2, "the router, then us: {st:?}");
 }
+
+#[test]
+fn impossible_sources_in_records_are_dropped_and_counted_never_learned() {
+    let mut sw = Switch::new(config());
+    let good = ip(10, 1, 1, 1);
+    let junk = [
+        ip(0, 0, 0, 0),
+        ip(255, 255, 255, 255),
+        ip(127, 0, 0, 1),
+        ip(239, 9, 9, 9),
+        ip(250, 1, 1, 1),
+    ];
+    // Only junk: IS_IN {junk} is IS_IN {}, which joins nothing.
+    sw.host(1, &report(Version::V3, RecordType::IsIn, g1(), &junk));
+    assert_eq!(sw.members(VLAN, g1()), None);
+    // Junk beside a real source: the real one is learned, the junk is not.
+    let mut mixed = junk.to_vec();
+    mixed.push(good);
+    sw.host(1, &report(Version::V3, RecordType::IsIn, g1(), &mixed));
+    let entry = sw.engine.table().vlans[&VLAN].groups[&g1()].clone();
+    assert_eq!(
+        entry.by_source.keys().copied().collect::<Vec<_>>(),
+        vec![good]
+    );
+    assert_eq!(
+        sw.engine
+            .stats()
+            .ignored
+            .get("invalid source address in a record"),
+        Some(&10)
+    );
+}

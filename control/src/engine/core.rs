@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use xsnoop_dataplane::{ForwardingTable, PortId, PortSet, VlanId};
 
-use super::addr::is_snoopable_group;
+use super::addr::{is_snoopable_group, is_valid_source};
 use super::config::{ConfigError, EngineConfig, TableFullPolicy, VlanConfig};
 use super::deadlines::{Deadlines, TimerKey};
 use super::events::{Event, EventKind};
@@ -529,6 +529,28 @@ impl Engine {
             self.stats.ignore("report for a link-local group");
             return;
         }
+        let valid = record.sources.iter().all(|s| is_valid_source(*s));
+        let filtered;
+        let record = if valid {
+            record
+        } else {
+            let sources: Vec<Ipv4Addr> = record
+                .sources
+                .iter()
+                .copied()
+                .filter(|s| is_valid_source(*s))
+                .collect();
+            self.count_ignored(
+                "invalid source address in a record",
+                record.sources.len() - sources.len(),
+            );
+            filtered = GroupRecord {
+                kind: record.kind,
+                group,
+                sources,
+            };
+            &filtered
+        };
         let exists = self
             .vlans
             .get(&cfg.id)
