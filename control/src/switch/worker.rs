@@ -21,9 +21,11 @@ use std::time::{Duration, Instant};
 
 use xsnoop_dataplane::afxdp::{AfXdp, FrameDesc, RX_BATCH};
 use xsnoop_dataplane::forward::{
-    process, rewrite_into, Counters, Decision, EgressTag, Fdb, FdbConfig, Inputs, PortMapHandle,
+    process, rewrite_into, Counters, Decision, EgressTag, Fdb, FdbConfig, Inputs, ParseErrors,
+    PortMapHandle,
 };
 use xsnoop_dataplane::wire::ethernet::{ethertype, HEADER_LEN};
+use xsnoop_dataplane::wire::parse_frame;
 use xsnoop_dataplane::{PortId, PortSet, TableHandle, VlanId};
 
 use super::msg::{Punt, Shared, TxRequest};
@@ -72,6 +74,7 @@ pub struct Worker {
     xs: AfXdp,
     fdb: Fdb,
     counters: Counters,
+    parse_errors: ParseErrors,
     table: TableHandle,
     ports: PortMapHandle,
     shared: Arc<Shared>,
@@ -98,6 +101,7 @@ impl Worker {
             xs,
             fdb: Fdb::new(FdbConfig::default()),
             counters: Counters::default(),
+            parse_errors: ParseErrors::default(),
             table,
             ports,
             shared,
@@ -172,7 +176,12 @@ impl Worker {
             .shared
             .reasons
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = self.counters.snapshot();
+            .unwrap_or_else(PoisonError::into_inner) = self
+            .counters
+            .snapshot()
+            .into_iter()
+            .chain(self.parse_errors.snapshot())
+            .collect();
         let mut ports = self
             .shared
             .ports
@@ -297,7 +306,14 @@ impl Worker {
                         }
                     }
                 }
-                Decision::Drop(_) => {}
+                Decision::Drop(reason) => {
+                    // Damaged frames only (rare): parse again to count the codec's reason.
+                    if reason.is_damage() {
+                        if let Err(e) = parse_frame(bytes) {
+                            self.parse_errors.record(e);
+                        }
+                    }
+                }
             }
             (decision, received, copy_len)
         };

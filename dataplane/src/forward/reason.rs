@@ -3,6 +3,7 @@
 //! output: never rename one, only add.
 
 use crate::table::MulticastRule;
+use crate::wire::WireError;
 
 use super::decide::Decision;
 
@@ -48,6 +49,21 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// Whether the frame itself was damaged (the codec rejected it), as opposed to a sound frame
+    /// the switch had no business forwarding.
+    pub const fn is_damage(self) -> bool {
+        matches!(
+            self,
+            DropReason::TruncatedEthernet
+                | DropReason::TruncatedVlan
+                | DropReason::Qinq
+                | DropReason::MalformedIgmp
+                | DropReason::MalformedPim
+                | DropReason::BadIpChecksum
+                | DropReason::BadIpv4Header
+        )
+    }
+
     /// Every reason, in counter-index order.
     pub const ALL: [DropReason; 17] = [
         DropReason::UnknownPort,
@@ -251,6 +267,49 @@ impl Counters {
     }
 }
 
+/// How many distinct parse-error reasons [`ParseErrors`] can hold (more than `WireError` has).
+const PARSE_ERROR_SLOTS: usize = 32;
+
+/// Damaged frames by the codec's own reason ([`WireError::reason`]): `malformed_igmp` says a
+/// frame was dropped, this says why (bad checksum, record past the end ...), which is what an
+/// operator needs to find the broken or hostile host. Fixed storage: recording never allocates.
+#[derive(Clone, Debug)]
+pub struct ParseErrors {
+    slots: [(&'static str, u64); PARSE_ERROR_SLOTS],
+    used: usize,
+}
+
+impl Default for ParseErrors {
+    fn default() -> Self {
+        ParseErrors {
+            slots: [("", 0); PARSE_ERROR_SLOTS],
+            used: 0,
+        }
+    }
+}
+
+impl ParseErrors {
+    /// Counts one frame rejected with `err`.
+    pub fn record(&mut self, err: WireError) {
+        let reason = err.reason();
+        let used = self.used.min(PARSE_ERROR_SLOTS);
+        if let Some(slot) = self.slots[..used].iter_mut().find(|(r, _)| *r == reason) {
+            slot.1 = slot.1.saturating_add(1);
+        } else if let Some(slot) = self.slots.get_mut(used) {
+            *slot = (reason, 1);
+            self.used = used + 1;
+        }
+    }
+
+    /// Every reason seen, with its count, as `malformed_<reason>` (allocates: housekeeping only).
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
+        self.slots[..self.used.min(PARSE_ERROR_SLOTS)]
+            .iter()
+            .map(|(r, n)| (format!("malformed_{r}"), *n))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +345,22 @@ mod tests {
         assert_eq!(
             ForwardReason::from_rule(MulticastRule::Unregistered),
             Some(ForwardReason::McUnregistered)
+        );
+    }
+
+    #[test]
+    fn parse_errors_count_per_reason_without_growing() {
+        let mut p = ParseErrors::default();
+        p.record(WireError::BadIgmpChecksum);
+        p.record(WireError::BadIgmpChecksum);
+        p.record(WireError::Fragment);
+        let snap = p.snapshot();
+        assert_eq!(
+            snap,
+            vec![
+                ("malformed_bad_igmp_checksum".to_string(), 2),
+                ("malformed_fragment".to_string(), 1)
+            ]
         );
     }
 }
