@@ -23,7 +23,7 @@ pub const DEFAULT_SOCKET: &str = "/run/xsnoop.sock";
 const MAX_REQUEST: u64 = 4096;
 
 /// What a client can ask.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Show {
     /// The multicast database.
@@ -36,6 +36,22 @@ pub enum Show {
     Stats,
     /// Recent events.
     Events,
+    /// Where a multicast data frame would go, and the rule that chose it.
+    Explain(ExplainQuery),
+}
+
+/// A multicast data frame to explain: where it arrives and what it carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainQuery {
+    /// Ingress port name.
+    pub port: String,
+    /// VLAN of the frame.
+    pub vlan: u16,
+    /// IPv4 source (the S of (S,G)).
+    pub source: std::net::Ipv4Addr,
+    /// Destination group.
+    pub group: std::net::Ipv4Addr,
 }
 
 /// One request.
@@ -112,7 +128,7 @@ fn read_request(stream: &UnixStream) -> Result<Request> {
         .read_line(&mut line)
         .context("reading the request")?;
     serde_json::from_str(line.trim())
-        .context("the request is not {\"show\": \"mdb|mrouters|querier|stats|events\"}")
+        .context("the request is not {\"show\": \"mdb|mrouters|querier|stats|events\"} or {\"show\": {\"explain\": ...}}")
 }
 
 /// Asks the daemon at `path` for `show` and returns its answer.

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use tracing::info;
-use xsnoop_dataplane::{PortId, TableHandle, VlanId};
+use xsnoop_dataplane::{MulticastRule, PortId, PortSet, TableHandle, VlanId};
 
-use crate::ctl::{ControlServer, Show};
+use crate::ctl::{ControlServer, ExplainQuery, Show};
 use crate::engine::model::Time;
 use crate::engine::{Engine, EngineConfig, Event, Input, Output};
 use crate::punt::deliver;
@@ -94,7 +94,53 @@ impl ControlPlane {
                 v
             }
             Show::Events => serde_json::to_value(&self.recent_events)?,
+            Show::Explain(q) => self.explain(&q)?,
         })
+    }
+
+    /// Where a multicast data frame would go and why: the same decision the dataplane makes
+    /// (`ForwardingTable::multicast_egress`), with the rule in words and its RFC section.
+    fn explain(&self, q: &ExplainQuery) -> Result<serde_json::Value> {
+        let e = &self.engine;
+        let names: Vec<&str> = e.config().ports.iter().map(|p| p.name.as_str()).collect();
+        let port = names
+            .iter()
+            .position(|n| *n == q.port)
+            .and_then(|i| PortId::try_from(i).ok())
+            .with_context(|| format!("no port named {:?}; ports: {}", q.port, names.join(", ")))?;
+        let table = e.table();
+        let (egress, rule) = table.multicast_egress(q.vlan, port, q.source, q.group);
+        let list = |set: PortSet| -> Vec<&str> {
+            set.iter()
+                .filter_map(|p| names.get(usize::from(p)).copied())
+                .collect()
+        };
+        let vlan = table.vlans.get(&q.vlan);
+        let members = vlan
+            .and_then(|v| v.groups.get(&q.group))
+            .map(|g| g.members_for(q.source))
+            .unwrap_or_default()
+            .intersection(egress);
+        let mrouters = vlan
+            .map(|v| v.mrouters)
+            .unwrap_or_default()
+            .intersection(egress);
+        let (name, why) = match rule {
+            MulticastRule::UnknownVlan => ("unknown_vlan", "the VLAN is not configured on this switch: dropped"),
+            MulticastRule::SnoopingDisabled => ("snooping_disabled", "snooping is off in this VLAN: flooded to every port of the VLAN"),
+            MulticastRule::LinkLocal => ("link_local", "224.0.0.0/24 is never snooped: flooded to every port of the VLAN (RFC 4541 §2.1.2(2))"),
+            MulticastRule::Registered => ("registered", "a registered group: the ports whose hosts want this source, plus multicast-router ports (RFC 4541 §2.1.2(1), RFC 3376 §6.3)"),
+            MulticastRule::OverflowFlood => ("overflow_flood", "the group overflowed a table limit under table_full = \"flood\": flooded to the VLAN"),
+            MulticastRule::Unregistered => ("unregistered", "nobody joined the group: multicast-router ports and flood_unregistered ports only (RFC 4541 §2.1.2(3))"),
+        };
+        Ok(serde_json::json!({
+            "egress": list(egress),
+            "rule": name,
+            "why": why,
+            "members": list(members),
+            "mrouters": list(mrouters),
+            "note": "never back out of the ingress port; ports whose link is down are skipped by the dataplane",
+        }))
     }
 
     /// Engine time now.

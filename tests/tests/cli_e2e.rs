@@ -123,6 +123,75 @@ fn daemon_serves_mdb_contract_and_stops_cleanly_on_sigterm() {
         "{stats}"
     );
     let events = daemon.show("events").unwrap();
+
+    // explain: the same decision the dataplane makes, with the rule that chose it.
+    let explain = |group: &str| -> Value {
+        let out = cli(&[
+            "explain",
+            "--json",
+            "--port",
+            &ports[0],
+            "--vlan",
+            "1",
+            "--source",
+            "10.0.0.9",
+            "--group",
+            group,
+            "--control-socket",
+            sock.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let e = explain(&GROUP.to_string());
+    assert_eq!(e["rule"], "registered", "{e}");
+    assert_eq!(
+        e["egress"],
+        serde_json::json!([ports[1]]),
+        "never back out of p1: {e}"
+    );
+    assert_eq!(e["members"], serde_json::json!([ports[1]]));
+    let e = explain("239.200.0.1");
+    assert_eq!(
+        (e["rule"].as_str(), e["egress"].as_array().map(Vec::len)),
+        (Some("unregistered"), Some(0))
+    );
+    let e = explain("224.0.0.251");
+    assert_eq!(e["rule"], "link_local", "{e}");
+    assert_eq!(e["egress"], serde_json::json!([ports[1]]));
+    let human = cli(&[
+        "explain",
+        "--port",
+        &ports[1],
+        "--source",
+        "10.0.0.9",
+        "--group",
+        &GROUP.to_string(),
+        "--control-socket",
+        sock.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains(&format!("goes to: {}", ports[0])) && text.contains("RFC 4541"),
+        "{text}"
+    );
+    let bad = cli(&[
+        "explain",
+        "--port",
+        "nosuchport",
+        "--source",
+        "10.0.0.9",
+        "--group",
+        "239.1.1.1",
+        "--control-socket",
+        sock.to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no port named \"nosuchport\""));
     assert!(events.as_array().unwrap().len() >= 2, "{events}");
 
     // SIGTERM: exit 0 promptly, control socket removed (both checked by stop()).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use xsnoop_control::config_file::SwitchConfig;
-use xsnoop_control::ctl::{self, Show};
+use xsnoop_control::ctl::{self, ExplainQuery, Show};
 use xsnoop_control::engine::model::Version;
 use xsnoop_control::engine::{
     EngineConfig, MdbRow, MrouterMode, PortConfig, PortVlans, VlanConfig,
@@ -90,8 +90,30 @@ enum Command {
     Querier(ShowArgs),
     /// Show the counters: IGMP by type and version, drops by reason, limits, dataplane.
     Stats(ShowArgs),
+    /// Explain where a multicast data frame would go, and which rule chose the ports.
+    ///
+    /// Example: xsnoop explain --port swp1 --vlan 10 --source 10.0.0.9 --group 239.1.1.1
+    Explain(ExplainArgs),
     /// Show the recent event journal (joins, leaves, expiries, querier and router changes).
     Events(ShowArgs),
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    /// The port the frame arrives on.
+    #[arg(long)]
+    port: String,
+    /// Its VLAN.
+    #[arg(long, default_value_t = 1)]
+    vlan: u16,
+    /// Its IPv4 source (the S of (S,G)).
+    #[arg(long)]
+    source: Ipv4Addr,
+    /// Its destination group.
+    #[arg(long)]
+    group: Ipv4Addr,
+    #[command(flatten)]
+    show: ShowArgs,
 }
 
 #[derive(Args)]
@@ -321,9 +343,41 @@ fn check_config(file: &Path) -> Result<()> {
 }
 
 fn show_cmd(what: Show, a: &ShowArgs) -> Result<()> {
-    let v = ctl::query(&a.control_socket, what)?;
+    let v = ctl::query(&a.control_socket, what.clone())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if let Show::Explain(q) = &what {
+        let ports = |k: &str| -> String {
+            let list: Vec<&str> = v[k]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.as_str())
+                .collect();
+            if list.is_empty() {
+                "none".to_string()
+            } else {
+                list.join(", ")
+            }
+        };
+        println!(
+            "{} from {} arriving on {} in VLAN {} goes to: {}",
+            q.group,
+            q.source,
+            q.port,
+            q.vlan,
+            ports("egress")
+        );
+        println!(
+            "  rule: {} - {}",
+            v["rule"].as_str().unwrap_or("?"),
+            v["why"].as_str().unwrap_or("")
+        );
+        println!(
+            "  members: {}; router ports: {}",
+            ports("members"),
+            ports("mrouters")
+        );
     } else if what == Show::Mdb {
         let rows: Vec<MdbRow> = serde_json::from_value(v)?;
         print!("{}", show::mdb(&rows));
@@ -341,6 +395,15 @@ fn main() -> ExitCode {
         Command::Snoop(a) => snoop(a),
         Command::CheckConfig { file } => check_config(file),
         Command::Mdb(a) => show_cmd(Show::Mdb, a),
+        Command::Explain(a) => show_cmd(
+            Show::Explain(ExplainQuery {
+                port: a.port.clone(),
+                vlan: a.vlan,
+                source: a.source,
+                group: a.group,
+            }),
+            &a.show,
+        ),
         Command::Mrouters(a) => show_cmd(Show::Mrouters, a),
         Command::Querier(a) => show_cmd(Show::Querier, a),
         Command::Stats(a) => show_cmd(Show::Stats, a),
