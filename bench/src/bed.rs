@@ -11,7 +11,7 @@
 //! - [`SwitchKind::Ceiling`]: no switch logic at all, an XDP program on the sender-facing port
 //!   broadcasting to a devmap of exactly the member ports — the in-kernel bound.
 //!
-//! Every host's interface counts and drops the benchmark frames in XDP ([`Counter`]); the sender
+//! Every host's interface counts and drops the benchmark frames ([`Counter`], tc or XDP); the sender
 //! transmits with the live-frames generator ([`crate::livegen`]). Dropping a bed stops the
 //! switch, detaches every program and deletes exactly the namespaces it created.
 
@@ -23,7 +23,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use xsnoop_tests::bridge::{Bridge, BridgeConfig, BridgePort};
 use xsnoop_tests::{Membership, Netns, Star};
 
-use crate::bpf::{Ceiling, Counter, Counts, GenProgram};
+use crate::bpf::{Ceiling, Counter, Counts, GenProgram, Receiver};
 use crate::daemon::Daemon;
 use crate::livegen::{run_live, test_frame, LiveRun};
 use crate::pin::{self, HOST_CPU, SWITCH_CPU};
@@ -32,7 +32,7 @@ use crate::pin::{self, HOST_CPU, SWITCH_CPU};
 pub const GROUP: Ipv4Addr = Ipv4Addr::new(239, 1, 1, 1);
 
 /// Which switch a bed runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SwitchKind {
     /// `xsnoop run`.
     Xsnoop,
@@ -88,6 +88,9 @@ pub struct Sample {
     pub offered_pps: f64,
     /// Frames per second the sender-facing switch port received (kernel counter).
     pub port_rx_pps: f64,
+    /// Frames per second the member ports dropped on transmit (the receiving veth's ring was
+    /// full): non-zero means the receivers, not the switch, limited delivery.
+    pub member_drop_pps: f64,
     /// Benchmark frames per second counted at each member host.
     pub member_pps: Vec<f64>,
     /// Benchmark frames counted at the non-member host (must be 0).
@@ -121,6 +124,19 @@ impl Sample {
     }
 }
 
+/// How a bed is built and placed on the CPUs.
+#[derive(Debug, Clone, Copy)]
+pub struct BedOptions {
+    /// Where the receiving hosts count.
+    pub receiver: Receiver,
+    /// Nice value of the ingress port's NAPI thread in the xsnoop bed, which shares the switch
+    /// CPU with the daemon's worker (the bridge and the ceiling do all their work in that
+    /// thread, which runs at [`pin::BENCH_NICE`]).
+    pub xsnoop_ingress_nice: i32,
+    /// Run the xsnoop worker thread (`xsnoop-asic`) SCHED_FIFO 1.
+    pub xsnoop_worker_fifo: bool,
+}
+
 /// A running testbed with one switch under test.
 #[derive(Debug)]
 pub struct Bed {
@@ -134,8 +150,8 @@ pub struct Bed {
     _gen: GenProgram,
     gen_fd: RawFd,
     sender_ifindex: u32,
-    /// NAPI threads pinned, for the setup notes: (interface, thread ids, cpu).
-    pub napi: Vec<(String, Vec<i32>, usize)>,
+    /// NAPI threads pinned, for the setup notes: (interface, thread ids, cpu, nice).
+    pub napi: Vec<(String, Vec<i32>, usize, i32)>,
     // Last: the namespaces go after everything living in them.
     star: Star,
 }
@@ -178,20 +194,55 @@ fn read_all(counters: &[Counter]) -> Result<Vec<Counts>> {
         .collect()
 }
 
-/// `rx_packets` of `iface` in `ns` (from `ip -s -j link show`).
-fn rx_packets(ns: &Netns, iface: &str) -> Result<u64> {
-    let out = ns.ip(&["-s", "-j", "link", "show", "dev", iface])?;
+/// Kernel interface counters of one namespace (`ip -s -j link show`), by interface name.
+fn link_stats(ns: &Netns) -> Result<Vec<(String, serde_json::Value)>> {
+    let out = ns.ip(&["-s", "-j", "link", "show"])?;
     let v: serde_json::Value = serde_json::from_str(&out).context("ip -s -j link show")?;
-    v[0]["stats64"]["rx"]["packets"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("no rx.packets for {iface}: {out}"))
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| Some((l["ifname"].as_str()?.to_owned(), l["stats64"].clone())))
+        .collect())
+}
+
+/// Counter `dir`.`what` (e.g. `rx`.`packets`) of `iface` in `stats`.
+fn stat(stats: &[(String, serde_json::Value)], iface: &str, dir: &str, what: &str) -> Result<u64> {
+    stats
+        .iter()
+        .find(|(n, _)| n == iface)
+        .and_then(|(_, s)| s[dir][what].as_u64())
+        .ok_or_else(|| anyhow!("no {dir}.{what} counter for {iface}"))
+}
+
+/// What the kernel counted on the switch's ports: frames the ingress port received, and frames
+/// dropped on the way to the member hosts (the member ports' tx_dropped: a full veth ring on
+/// the receiving side, i.e. a receiver that could not keep up).
+#[derive(Debug, Clone, Copy)]
+struct PortCounts {
+    ingress_rx: u64,
+    member_drops: u64,
+}
+
+impl Bed {
+    fn port_counts(&self) -> Result<PortCounts> {
+        let stats = link_stats(self.star.switch()?)?;
+        let mut member_drops = 0;
+        for i in 2..=self.members + 1 {
+            member_drops += stat(&stats, &self.star.port(i)?, "tx", "dropped")?;
+        }
+        Ok(PortCounts {
+            ingress_rx: stat(&stats, &self.star.port(1)?, "rx", "packets")?,
+            member_drops,
+        })
+    }
 }
 
 impl Bed {
     /// Builds the testbed for `kind` with `members` member hosts on subnet `10.net.0.0/24`,
     /// starts the switch, waits until it has learned the members, attaches the counters and
     /// places the work on the CPUs (see [`crate::pin`]).
-    pub fn new(kind: SwitchKind, members: usize, net: u8) -> Result<Bed> {
+    pub fn new(kind: SwitchKind, members: usize, net: u8, opts: &BedOptions) -> Result<Bed> {
+        let receiver = opts.receiver;
         if members == 0 {
             bail!("a bed needs at least one member");
         }
@@ -221,6 +272,16 @@ impl Bed {
                     Daemon::start(sw.name(), star.topo.prefix(), &xsnoop_config(net, &ports))?;
                 let joins = join_all(&star, 2..=members + 1)?;
                 daemon.wait_members(GROUP, &member_ports, Duration::from_secs(10))?;
+                if opts.xsnoop_worker_fifo {
+                    let pid = daemon.pid().context("xsnoop run has no pid")?;
+                    let workers = pin::threads_named(pid, "xsnoop-asic");
+                    if workers.is_empty() {
+                        bail!("no xsnoop-asic thread in xsnoop run (pid {pid})");
+                    }
+                    for t in workers {
+                        pin::fifo(t, 1)?;
+                    }
+                }
                 Switch::Xsnoop {
                     daemon,
                     _joins: joins,
@@ -278,19 +339,28 @@ impl Bed {
 
         let mut counters = Vec::new();
         for i in 2..=hosts {
-            let mut c = Counter::load()?;
-            let iface = star.host_if(i)?;
-            star.host(i)?.run(|| c.attach(&iface))??;
+            let mut c = Counter::load(receiver)?;
+            let (host, iface) = (star.host(i)?, star.host_if(i)?);
+            if receiver == Receiver::Tc {
+                // NAPI for the receiving veth without an XDP program: needed to accept the
+                // ceiling's XDP-transmitted frames and to make its NAPI threaded.
+                ethtool(host, &["-K", &iface, "gro", "on"])?;
+            }
+            host.run(|| c.attach(&iface))??;
             counters.push(c);
         }
 
         let mut napi = Vec::new();
-        let t = pin::threaded_napi_on(sw, &ingress, SWITCH_CPU)?;
-        napi.push((ingress.clone(), t, SWITCH_CPU));
+        let ingress_nice = match kind {
+            SwitchKind::Xsnoop => opts.xsnoop_ingress_nice,
+            _ => pin::BENCH_NICE,
+        };
+        let t = pin::threaded_napi_on(sw, &ingress, SWITCH_CPU, ingress_nice)?;
+        napi.push((ingress.clone(), t, SWITCH_CPU, ingress_nice));
         for i in 2..=hosts {
             let iface = star.host_if(i)?;
-            let t = pin::threaded_napi_on(star.host(i)?, &iface, HOST_CPU)?;
-            napi.push((iface, t, HOST_CPU));
+            let t = pin::threaded_napi_on(star.host(i)?, &iface, HOST_CPU, pin::BENCH_NICE)?;
+            napi.push((iface, t, HOST_CPU, pin::BENCH_NICE));
         }
 
         Ok(Bed {
@@ -306,12 +376,12 @@ impl Bed {
         })
     }
 
-    /// Runs the generator for `duration` from the sender host, on the host CPU at nice 19.
+    /// Runs the generator for `duration` from the sender host, on the host CPU.
     fn generate(&self, frame: &[u8], duration: Duration) -> Result<LiveRun> {
         let (fd, ifindex) = (self.gen_fd, self.sender_ifindex);
         let run = self.star.host(1)?.run(|| -> Result<LiveRun> {
             pin::pin(0, HOST_CPU)?;
-            pin::nice_current_thread(19)?;
+            pin::nice_current_thread(pin::GEN_NICE)?;
             Ok(run_live(fd, ifindex, frame, duration)?)
         })??;
         Ok(run)
@@ -320,14 +390,12 @@ impl Bed {
     /// One measurement: generator for `duration`, then a short pause for frames in flight, and
     /// the counters' deltas as rates over the generator's run time.
     pub fn sample(&self, frame: &[u8], duration: Duration) -> Result<Sample> {
-        let sw = self.star.switch()?;
-        let ingress = self.star.port(1)?;
         let before = read_all(&self.counters)?;
-        let rx0 = rx_packets(sw, &ingress)?;
+        let p0 = self.port_counts()?;
         let run = self.generate(frame, duration)?;
         std::thread::sleep(Duration::from_millis(150));
         let after = read_all(&self.counters)?;
-        let rx1 = rx_packets(sw, &ingress)?;
+        let p1 = self.port_counts()?;
         let secs = run.elapsed.as_secs_f64().max(1e-9);
         let deltas: Vec<Counts> = after
             .iter()
@@ -342,7 +410,8 @@ impl Bed {
         let leaked = deltas.get(self.members).map_or(0, |c| c.frames);
         Ok(Sample {
             offered_pps: run.rate(),
-            port_rx_pps: rx1.saturating_sub(rx0) as f64 / secs,
+            port_rx_pps: p1.ingress_rx.saturating_sub(p0.ingress_rx) as f64 / secs,
+            member_drop_pps: p1.member_drops.saturating_sub(p0.member_drops) as f64 / secs,
             member_pps,
             leaked,
             seconds: secs,
@@ -371,6 +440,14 @@ impl Bed {
                 );
             }
             std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// `xsnoop stats` dataplane counters (`None` for other switches).
+    pub fn xsnoop_stats(&self) -> Option<serde_json::Value> {
+        match &self.switch {
+            Switch::Xsnoop { daemon, .. } => daemon.dataplane_stats(),
+            _ => None,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The bench's own XDP programs (built from `bench/bpf/*.bpf.c` by `build.rs`) and their loaders:
-//! the live-frames generator, the per-host counter, and the devmap-broadcast ceiling.
+//! the live-frames generator, the per-host counter (tc or XDP), and the devmap-broadcast ceiling.
 //!
 //! Attaching resolves the interface in the calling thread's network namespace and creates a
 //! bpf_link, so call the attach functions from inside the namespace (`Netns::run`); dropping a
@@ -8,7 +8,7 @@
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use aya::maps::{DevMap, MapData, PerCpuArray};
-use aya::programs::{ProgramError, Xdp, XdpMode};
+use aya::programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError};
 
 /// UDP destination port of the benchmark's frames; the counter counts only these (keep in sync
@@ -55,14 +55,14 @@ pub enum BpfError {
         what: &'static str,
     },
     /// Attaching to an interface failed (wrong namespace, no such interface, mode refused).
-    #[error("attaching the {object} XDP program to {iface} ({mode:?}) failed: {source}")]
+    #[error("attaching the {object} program to {iface} ({mode}) failed: {source}")]
     Attach {
         /// Which program.
         object: &'static str,
         /// Interface name.
         iface: String,
-        /// Requested mode.
-        mode: XdpMode,
+        /// Attach point / mode.
+        mode: String,
         /// aya's error.
         #[source]
         source: Box<ProgramError>,
@@ -139,7 +139,7 @@ impl Loaded {
             .map_err(|e| BpfError::Attach {
                 object,
                 iface: iface.to_owned(),
-                mode,
+                mode: format!("XDP {mode:?}"),
                 source: Box::new(e),
             })
     }
@@ -200,34 +200,94 @@ impl Counts {
     }
 }
 
+/// Where a receiving host counts: tc ingress (default) or XDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Receiver {
+    /// tc ingress (TCX link) with GRO on for NAPI: skbs arrive without a copy.
+    Tc,
+    /// Native XDP: cheapest for XDP-transmitted frames, but a veth copies every skb for it.
+    Xdp,
+}
+
 /// The count-and-drop receiver program (`count.bpf.c`) with its own per-CPU counters.
 #[derive(Debug)]
 pub struct Counter {
-    inner: Loaded,
+    ebpf: Ebpf,
+    receiver: Receiver,
 }
 
 impl Counter {
-    /// Loads a counter with fresh (zero) counters.
-    pub fn load() -> Result<Counter, BpfError> {
-        Ok(Counter {
-            inner: Loaded::load("counter", COUNT_OBJECT, "bench_count")?,
-        })
+    const OBJECT: &'static str = "counter";
+
+    fn program(receiver: Receiver) -> &'static str {
+        match receiver {
+            Receiver::Tc => "bench_count_tc",
+            Receiver::Xdp => "bench_count",
+        }
     }
 
-    /// Attaches natively (driver mode) to `iface` in the calling thread's namespace.
+    /// Loads a counter with fresh (zero) counters, for attaching at `receiver`.
+    pub fn load(receiver: Receiver) -> Result<Counter, BpfError> {
+        let object = Self::OBJECT;
+        let name = Self::program(receiver);
+        let mut ebpf = Ebpf::load(COUNT_OBJECT).map_err(|e| BpfError::Load {
+            object,
+            source: Box::new(e),
+        })?;
+        let prog = ebpf.program_mut(name).ok_or(BpfError::Missing {
+            object,
+            what: "program",
+        })?;
+        let loaded = match receiver {
+            Receiver::Tc => <&mut SchedClassifier>::try_from(prog).and_then(|p| p.load()),
+            Receiver::Xdp => <&mut Xdp>::try_from(prog).and_then(|p| p.load()),
+        };
+        loaded.map_err(|e| BpfError::Program {
+            object,
+            source: Box::new(e),
+        })?;
+        Ok(Counter { ebpf, receiver })
+    }
+
+    /// Attaches to `iface` in the calling thread's namespace: tc ingress, or native XDP.
     pub fn attach(&mut self, iface: &str) -> Result<(), BpfError> {
-        self.inner.attach(iface, XdpMode::Driver)
+        let object = Self::OBJECT;
+        let name = Self::program(self.receiver);
+        let prog = self.ebpf.program_mut(name).ok_or(BpfError::Missing {
+            object,
+            what: "program",
+        })?;
+        let attach_err = |what: &str, e: ProgramError| BpfError::Attach {
+            object,
+            iface: iface.to_owned(),
+            mode: what.to_owned(),
+            source: Box::new(e),
+        };
+        match self.receiver {
+            Receiver::Tc => {
+                let p = <&mut SchedClassifier>::try_from(prog)
+                    .map_err(|e| attach_err("tc ingress", e))?;
+                p.attach(iface, TcAttachType::Ingress)
+                    .map_err(|e| attach_err("tc ingress", e))?;
+            }
+            Receiver::Xdp => {
+                let p = <&mut Xdp>::try_from(prog).map_err(|e| attach_err("XDP driver", e))?;
+                p.attach(iface, XdpMode::Driver)
+                    .map_err(|e| attach_err("XDP driver", e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Sums the per-CPU counters.
     pub fn read(&self) -> Result<Counts, BpfError> {
-        let object = self.inner.object;
+        let object = Self::OBJECT;
         let map_err = |detail: String| BpfError::Map {
             object,
             map: "counts",
             detail,
         };
-        let map = self.inner.ebpf.map("counts").ok_or(BpfError::Missing {
+        let map = self.ebpf.map("counts").ok_or(BpfError::Missing {
             object,
             what: "map counts",
         })?;

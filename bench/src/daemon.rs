@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use serde_json::Value;
 
-use crate::pin::SWITCH_CPU;
+use crate::pin::{BENCH_NICE, SWITCH_CPU};
 
 /// The `xsnoop` binary: `$XSNOOP_BIN`, else next to this executable (`make build` puts both in
 /// `target/release/`).
@@ -43,8 +43,8 @@ pub struct Daemon {
 
 impl Daemon {
     /// Writes `config` into a fresh directory named after `tag` and starts
-    /// `taskset -c SWITCH_CPU ip netns exec NS xsnoop run --config ...`; returns once the control
-    /// socket answers.
+    /// `nice -n BENCH_NICE taskset -c SWITCH_CPU ip netns exec NS xsnoop run --config ...` (every
+    /// thread of the daemon inherits both); returns once the control socket answers.
     pub fn start(netns: &str, tag: &str, config: &str) -> Result<Daemon> {
         let bin = xsnoop_bin()?;
         let dir = std::env::temp_dir().join(format!("xsnoop-bench-{tag}"));
@@ -53,8 +53,11 @@ impl Daemon {
         std::fs::write(&cfg, config).with_context(|| format!("writing {}", cfg.display()))?;
         let sock = dir.join("ctl.sock");
         let log = std::fs::File::create(dir.join("log")).context("creating the daemon log")?;
-        let child = Command::new("taskset")
-            .args(["-c", &SWITCH_CPU.to_string(), "ip", "netns", "exec", netns])
+        let (nice, cpu) = (BENCH_NICE.to_string(), SWITCH_CPU.to_string());
+        let child = Command::new("nice")
+            .args([
+                "-n", &nice, "taskset", "-c", &cpu, "ip", "netns", "exec", netns,
+            ])
             .arg(&bin)
             .args(["--log-level", "warn", "run", "--config"])
             .arg(&cfg)
@@ -63,7 +66,7 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .context("starting xsnoop run (needs taskset and ip)")?;
+            .context("starting xsnoop run (needs nice, taskset and ip)")?;
         let mut d = Daemon {
             child: Some(child),
             bin,
@@ -86,6 +89,13 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(d)
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> Option<libc::pid_t> {
+        self.child
+            .as_ref()
+            .and_then(|c| libc::pid_t::try_from(c.id()).ok())
     }
 
     /// The daemon's stderr so far.

@@ -39,6 +39,15 @@ enum Only {
     Packet,
 }
 
+/// How xsnoop's worker thread is scheduled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum WorkerSched {
+    /// SCHED_FIFO priority 1.
+    Fifo,
+    /// SCHED_OTHER at the daemon's nice.
+    Nice,
+}
+
 /// xsnoop benchmarks: control-plane rates, and packet rates of xsnoop run vs the Linux bridge vs
 /// the XDP ceiling on a veth testbed (root).
 #[derive(Parser, Debug)]
@@ -59,6 +68,26 @@ struct Cli {
     /// Frame lengths on the wire, FCS included (64 = minimum; 1518 = a 1500 B IP packet).
     #[arg(long, value_delimiter = ',', default_values_t = [64, 1518])]
     sizes: Vec<usize>,
+    /// Switches to measure (ratios need xsnoop with the bridge or the ceiling).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = SwitchKind::ALL)]
+    switches: Vec<SwitchKind>,
+    /// Where the receiving hosts count and drop: tc ingress (no copy for the skbs the bridge and
+    /// AF_XDP copy mode send), XDP (a veth copies each skb for it), or auto (the cheaper one for
+    /// each switch).
+    #[arg(long, value_enum, default_value_t = ReceiverArg::Auto)]
+    receiver: ReceiverArg,
+    /// Nice value of the xsnoop bed's ingress NAPI thread, which shares the switch CPU with
+    /// the daemon (the bridge's and the ceiling's run at -20).
+    #[arg(long, default_value_t = pin::BENCH_NICE, allow_hyphen_values = true)]
+    xsnoop_ingress_nice: i32,
+    /// Scheduling of xsnoop's AF_XDP worker thread (`xsnoop-asic`): `fifo` = SCHED_FIFO 1, as a
+    /// dataplane thread is deployed; `nice` = nice -20 like the rest of the daemon, where the
+    /// ingress NAPI thread on the same CPU starves it (receive livelock: the fill ring runs dry).
+    #[arg(long, value_enum, default_value_t = WorkerSched::Fifo)]
+    xsnoop_worker: WorkerSched,
+    /// Print xsnoop's dataplane counters after each of its runs (to stderr).
+    #[arg(long)]
+    verbose: bool,
     /// Where latest.md and latest.csv are written.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     out: PathBuf,
@@ -79,112 +108,221 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
-/// Packet-rate benchmarks: for each fan-out, one bed per switch alive at once and the runs
-/// interleaved (round r measures every switch once), so drifting background load hits all three
-/// alike and the ratios stay comparable.
+/// Where the receivers count, as chosen on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ReceiverArg {
+    /// The cheaper one for what the switch sends: XDP for the ceiling (it transmits XDP
+    /// frames), tc for the switches that transmit skbs (a veth would copy each for XDP).
+    Auto,
+    /// tc ingress everywhere.
+    Tc,
+    /// XDP everywhere.
+    Xdp,
+}
+
+impl ReceiverArg {
+    fn for_switch(self, kind: SwitchKind) -> bpf::Receiver {
+        match (self, kind) {
+            (ReceiverArg::Auto, SwitchKind::Ceiling) | (ReceiverArg::Xdp, _) => bpf::Receiver::Xdp,
+            (ReceiverArg::Auto, _) | (ReceiverArg::Tc, _) => bpf::Receiver::Tc,
+        }
+    }
+}
+
+/// Packet-rate benchmarks. Every bed (each switch at each fan-out) is built first and stays up;
+/// then each round measures every bed once, so drifting background load hits all of them alike
+/// and both the ratios and the fan-out curves stay comparable.
 fn packet_benches(cli: &Cli, log: &mut String) -> Result<Vec<Measured>> {
     if let Err(why) = xsnoop_tests::privilege::netns_available() {
         bail!("network namespaces unavailable ({why}); run `make bench` as root");
     }
     let duration = Duration::from_secs_f64(cli.seconds.clamp(0.1, 60.0));
-    let mut all = Vec::new();
+    let mut beds = Vec::new();
     for (ni, &n) in cli.members.iter().enumerate() {
-        let mut beds = Vec::new();
-        for (si, kind) in SwitchKind::ALL.into_iter().enumerate() {
-            let net = u8::try_from(160 + ni * 3 + si).unwrap_or(250);
+        for (si, &kind) in cli.switches.iter().enumerate() {
+            let net = u8::try_from(100 + ni * 8 + si).unwrap_or(250);
             let t = Instant::now();
-            let bed = Bed::new(kind, n, net)
-                .with_context(|| format!("setting up {} with {n} members", kind.label()))?;
+            let bed = Bed::new(
+                kind,
+                n,
+                net,
+                &bed::BedOptions {
+                    receiver: cli.receiver.for_switch(kind),
+                    xsnoop_ingress_nice: cli.xsnoop_ingress_nice,
+                    xsnoop_worker_fifo: cli.xsnoop_worker == WorkerSched::Fifo,
+                },
+            )
+            .with_context(|| format!("setting up {} with {n} members", kind.label()))?;
             let settled = bed.settle(Duration::from_secs(30))?;
             eprintln!(
-                "bench: {} with {n} members ready in {:.1} s (pruning after {:.1} s of probing)",
+                "bench: {} with {n} members ready in {:.1} s (pruning seen after {:.1} s of probing)",
                 kind.label(),
                 t.elapsed().as_secs_f64(),
                 settled.as_secs_f64()
             );
-            if ni == 0 && si == 0 {
-                for (iface, threads, cpu) in &bed.napi {
-                    let _ = writeln!(log, "- NAPI of {iface}: threads {threads:?} on CPU {cpu}");
+            if ni == 0 {
+                for (iface, threads, cpu, nice) in &bed.napi {
+                    let _ = writeln!(
+                        log,
+                        "- {} bed, NAPI of {iface}: threads {threads:?} on CPU {cpu}, nice {nice}",
+                        kind.label()
+                    );
                 }
             }
             beds.push(bed);
         }
-        for &len in &cli.sizes {
-            let frame = livegen::test_frame(len, std::net::Ipv4Addr::new(10, 0, 0, 1), GROUP)?;
-            let mut measured: Vec<Measured> = beds
-                .iter()
-                .map(|b| Measured {
-                    kind: b.kind,
-                    members: n,
-                    wire_len: len,
-                    samples: Vec::new(),
-                })
-                .collect();
-            for round in 0..cli.runs {
-                for (bed, m) in beds.iter().zip(measured.iter_mut()) {
-                    let s = bed.sample(&frame, duration)?;
-                    eprintln!(
-                        "bench: {len} B N={n} run {} {:<12} offered {:.3} Mpps, port rx {:.3}, delivered {:.3} Mpps total, non-member {}",
-                        round + 1,
-                        bed.kind.label(),
-                        s.offered_pps / 1e6,
-                        s.port_rx_pps / 1e6,
-                        s.total_pps() / 1e6,
-                        s.leaked
-                    );
-                    m.samples.push(s);
+    }
+    let mut all = Vec::new();
+    for &len in &cli.sizes {
+        let frame = livegen::test_frame(len, std::net::Ipv4Addr::new(10, 0, 0, 1), GROUP)?;
+        let mut measured: Vec<Measured> = beds
+            .iter()
+            .map(|b| Measured {
+                kind: b.kind,
+                members: b.members,
+                wire_len: len,
+                samples: Vec::new(),
+            })
+            .collect();
+        for round in 0..cli.runs {
+            for (bed, m) in beds.iter().zip(measured.iter_mut()) {
+                let s = bed.sample(&frame, duration)?;
+                eprintln!(
+                    "bench: {len} B N={} run {} {:<12} offered {:.3} Mpps, port rx {:.3}, member drops {:.3}, delivered {:.3} Mpps total, non-member {}",
+                    bed.members,
+                    round + 1,
+                    bed.kind.label(),
+                    s.offered_pps / 1e6,
+                    s.port_rx_pps / 1e6,
+                    s.member_drop_pps / 1e6,
+                    s.total_pps() / 1e6,
+                    s.leaked
+                );
+                if cli.verbose {
+                    if let Some(st) = bed.xsnoop_stats() {
+                        eprintln!("bench: xsnoop stats: {st}");
+                    }
                 }
+                m.samples.push(s);
             }
-            all.extend(measured);
         }
+        all.extend(measured);
     }
     Ok(all)
 }
 
+/// The command-line spelling of a value.
+fn arg_name<T: ValueEnum>(v: &T) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+fn join_list(v: &[usize]) -> String {
+    v.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn setup_notes(cli: &Cli, napi: &str, load_before: &str, load_after: &str, took: f64) -> String {
-    format!(
-        "## Setup\n\n\
-         - Machine: {} vCPU ({}), Linux {}; load average before {load_before}, after {load_after} \
-         (other work on the machine shows here; compare ratios from one run, not absolute figures \
-         across runs).\n\
-         - Testbed: network namespaces and veth pairs (the project's `xsnoop-tests` star): host 1 \
-         sends, hosts 2..=N+1 joined {GROUP} with kernel sockets (IGMPv2), host N+2 never joins. \
-         TSO/GSO off on every switch port.\n\
-         - Generator: `BPF_PROG_RUN` + `BPF_F_TEST_XDP_LIVE_FRAMES` of an XDP_TX program on the \
-         sender's veth (repeat {}, batch {}), the same program kept attached (generic) to the sender \
-         namespace's `lo`; IPv4 multicast UDP frames built by `xsnoop_dataplane::wire::UdpDataBuilder`. \
-         Offered = frames the generator produced per second (the veth ring drops what the switch \
-         cannot take); switch port rx = the ingress port's kernel rx counter.\n\
-         - Receivers: an XDP program on every receiving host's interface counts and drops the \
-         benchmark frames (per-CPU counters) and passes the rest, so the hosts keep answering \
-         queries.\n\
-         - Switches: **xsnoop run** (native XDP classifier + AF_XDP copy mode, querier on); \
-         **Linux bridge** `mcast_snooping 1`, `mcast_querier 1`, GRO on the ingress port (so the \
-         veth accepts XDP-transmitted frames); **XDP ceiling**: devmap broadcast \
-         (`BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS`) to exactly the member ports, no logic. \
-         Each bed is probed until members get frames and the non-member none before measuring.\n\
-         - CPUs: the switch gets CPU {} (threaded NAPI of the ingress port pinned there; `xsnoop \
-         run` started under `taskset -c {}`); the generator (nice 19) and the receivers' threaded \
-         NAPI run on CPU {}.\n{napi}\
-         - Each figure: {} runs of {:.1} s, runs of the three switches interleaved; whole packet \
-         benchmark {took:.0} s.\n\
-         - Reproduce: `make bench` (as root), or `target/release/xsnoop-bench --runs {} --seconds {} \
-         --members {} --sizes {}`.\n",
+    const TC: &str = "a tc-ingress BPF program (TCX link; GRO on, which gives the veth the \
+                      NAPI it needs to accept XDP-transmitted frames)";
+    const XDP: &str = "a native XDP program";
+    let receiver = match cli.receiver {
+        ReceiverArg::Tc => TC.to_owned(),
+        ReceiverArg::Xdp => XDP.to_owned(),
+        ReceiverArg::Auto => format!(
+            "for the ceiling (which transmits XDP frames) {XDP}, for xsnoop and the bridge \
+             (which transmit skbs, which a veth would copy for XDP, ~1 us each here) {TC},"
+        ),
+    };
+    let worker = match cli.xsnoop_worker {
+        WorkerSched::Fifo => "its AF_XDP worker thread `xsnoop-asic` SCHED_FIFO 1",
+        WorkerSched::Nice => "its AF_XDP worker thread at the daemon's nice",
+    };
+    let mut s = String::from("## Setup\n\n");
+    let _ = writeln!(
+        s,
+        "- Machine: {} vCPU ({}), Linux {}. Load average before {load_before}, after \
+         {load_after}: other work shares this machine, so compare the ratios measured in one run, \
+         not absolute figures across runs.",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
         read_trim("/proc/sys/kernel/osrelease"),
+    );
+    let _ = writeln!(
+        s,
+        "- Testbed: network namespaces joined by veth pairs (the `xsnoop-tests` star). Host 1 \
+         sends; hosts 2..=N+1 joined {GROUP} with kernel sockets (IGMPv2) before the counters \
+         were attached and keep the sockets open; host N+2 never joins (its count is the leakage \
+         column). TSO/GSO off on every switch port."
+    );
+    let _ = writeln!(
+        s,
+        "- Generator: `BPF_PROG_RUN` + `BPF_F_TEST_XDP_LIVE_FRAMES` of an XDP_TX program on the \
+         sender's veth (repeat {}, batch {}); the same program stays attached (generic XDP) to \
+         the sender namespace's `lo` so runs skip the dispatcher update. Frames: IPv4 multicast \
+         UDP built by `xsnoop_dataplane::wire::UdpDataBuilder`; sizes count the 4-byte FCS \
+         (64 B = 60 B buffer). *Offered* = frames the generator produced per second (the veth \
+         ring drops what the switch cannot take); *switch port rx* = the ingress port's kernel \
+         rx counter; *dropped towards members* = the member ports' tx_dropped (a receiving \
+         veth's ring was full: non-zero means the receivers, not the switch, limited \
+         delivery); *loss* = 1 − per-member delivered / offered.",
         livegen::REPEAT,
         livegen::BATCH,
-        pin::SWITCH_CPU,
-        pin::SWITCH_CPU,
-        pin::HOST_CPU,
+    );
+    let _ = writeln!(
+        s,
+        "- Receivers: {receiver} on every receiving host's interface counts and drops the \
+         benchmark frames (per-CPU counters) and passes everything else, so the hosts keep \
+         answering queries."
+    );
+    let _ = writeln!(
+        s,
+        "- Switches: **xsnoop run** (native XDP classifier + AF_XDP copy mode, querier on); \
+         **Linux bridge** `mcast_snooping 1` + `mcast_querier 1` (GRO on the ingress port for \
+         the same NAPI reason); **XDP ceiling**: devmap broadcast (`BPF_F_BROADCAST | \
+         BPF_F_EXCLUDE_INGRESS`) to exactly the member ports, no logic at all. Each bed is \
+         probed until the members get frames and the non-member none before it is measured \
+         (the bridge floods until its querier counts as present)."
+    );
+    let _ = writeln!(
+        s,
+        "- CPUs: the switch gets CPU {sw}: the ingress port's NAPI made threaded and pinned \
+         there at nice {bn} (the bridge's and the ceiling's whole forwarding work runs in it); \
+         `xsnoop run` started under `nice -n {bn} taskset -c {sw}`, with {worker} and its \
+         ingress NAPI thread at nice {xn}. The generator (nice {gn}) and the receivers' threaded \
+         NAPI (nice {bn}) share CPU {host}. Negative nice values keep the machine's other work \
+         off the measured threads.",
+        sw = pin::SWITCH_CPU,
+        host = pin::HOST_CPU,
+        bn = pin::BENCH_NICE,
+        gn = pin::GEN_NICE,
+        xn = cli.xsnoop_ingress_nice,
+    );
+    s.push_str(napi);
+    let _ = writeln!(
+        s,
+        "- Each figure: {} runs of {:.1} s; the runs of the switches are interleaved (round r \
+         measures each once) so background load hits all alike. Packet benchmarks took \
+         {took:.0} s.",
+        cli.runs, cli.seconds,
+    );
+    let _ = writeln!(
+        s,
+        "- Reproduce: `make bench` (as root), or `target/release/xsnoop-bench --runs {} \
+         --seconds {} --members {} --sizes {} --receiver {} --xsnoop-worker {} \
+         --xsnoop-ingress-nice={}` (`--help` for all options).",
         cli.runs,
         cli.seconds,
-        cli.runs,
-        cli.seconds,
-        cli.members.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
-        cli.sizes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
-    )
+        join_list(&cli.members),
+        join_list(&cli.sizes),
+        arg_name(&cli.receiver),
+        arg_name(&cli.xsnoop_worker),
+        cli.xsnoop_ingress_nice,
+    );
+    s
 }
 
 fn main() -> Result<()> {

@@ -4,8 +4,13 @@
 //! - **switch CPU** ([`SWITCH_CPU`]): the NAPI thread of the sender-facing switch port (veth
 //!   NAPI made threaded, so ingress work runs there and not on the sender's CPU) and, for
 //!   `xsnoop run`, the whole daemon process;
-//! - **host CPU** ([`HOST_CPU`]): the generator thread (at nice 19, so it only takes what is
-//!   left) and the NAPI threads of the receiving hosts, which count and drop in XDP.
+//! - **host CPU** ([`HOST_CPU`]): the generator thread and the NAPI threads of the receiving
+//!   hosts, which count and drop.
+//!
+//! The machine is shared (other builds and tests run beside the bench), so the switch's and the
+//! receivers' threads run at nice [`BENCH_NICE`]: other work then takes little of their CPUs,
+//! and the switches are compared on a budget of one CPU rather than on what the neighbours
+//! leave. The generator runs at [`GEN_NICE`]: the receivers come first, it takes the rest.
 
 use std::fs;
 use std::io;
@@ -16,6 +21,10 @@ use xsnoop_tests::Netns;
 pub const SWITCH_CPU: usize = 0;
 /// CPU the generator and the receiving hosts run on.
 pub const HOST_CPU: usize = 1;
+/// Nice value of the switch's and the receivers' threads.
+pub const BENCH_NICE: i32 = -20;
+/// Nice value of the generator thread: ahead of the machine's other work, behind the receivers.
+pub const GEN_NICE: i32 = -15;
 
 /// Why a placement step failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +79,12 @@ pub fn pin(tid: libc::pid_t, cpu: usize) -> Result<(), PinError> {
 /// Sets the calling thread's nice value (Linux: per thread).
 pub fn nice_current_thread(nice: i32) -> Result<(), PinError> {
     // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
-    // SAFETY: setpriority on our own thread id.
+    renice(unsafe { libc::gettid() }, nice)
+}
+
+/// Sets task `tid`'s nice value.
+pub fn renice(tid: libc::pid_t, nice: i32) -> Result<(), PinError> {
+    // SAFETY: setpriority on a thread id; no memory is passed.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
     if rc != 0 {
         return Err(PinError::Os {
@@ -98,8 +111,14 @@ pub fn napi_threads(iface: &str) -> Vec<libc::pid_t> {
 }
 
 /// Makes `iface`'s NAPI threaded (`/sys/class/net/IF/threaded`, written through `ip netns exec`
-/// so sysfs shows that namespace) and pins its NAPI threads to `cpu`. Returns the thread ids.
-pub fn threaded_napi_on(ns: &Netns, iface: &str, cpu: usize) -> Result<Vec<libc::pid_t>, PinError> {
+/// so sysfs shows that namespace), pins its NAPI threads to `cpu` and gives them `nice`.
+/// Returns the thread ids.
+pub fn threaded_napi_on(
+    ns: &Netns,
+    iface: &str,
+    cpu: usize,
+    nice: i32,
+) -> Result<Vec<libc::pid_t>, PinError> {
     if iface.is_empty() || !iface.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(PinError::BadName(iface.to_owned()));
     }
@@ -116,6 +135,38 @@ pub fn threaded_napi_on(ns: &Netns, iface: &str, cpu: usize) -> Result<Vec<libc:
     }
     for t in &threads {
         pin(*t, cpu)?;
+        renice(*t, nice)?;
     }
     Ok(threads)
+}
+
+/// Threads of process `pid` whose name is `comm`.
+pub fn threads_named(pid: libc::pid_t, comm: &str) -> Vec<libc::pid_t> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|tid| {
+            fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|c| c.trim_end() == comm)
+        })
+        .collect()
+}
+
+/// Makes task `tid` SCHED_FIFO at `priority` (the kernel's RT throttling still leaves 5% of
+/// each second to everything else).
+pub fn fifo(tid: libc::pid_t, priority: i32) -> Result<(), PinError> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: `param` is a valid sched_param; no other memory is passed.
+    let rc = unsafe { libc::sched_setscheduler(tid, libc::SCHED_FIFO, &param) };
+    if rc != 0 {
+        return Err(PinError::Os {
+            what: format!("sched_setscheduler(task {tid}, SCHED_FIFO {priority})"),
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
 }

@@ -60,8 +60,8 @@ pub fn markdown(all: &[Measured], fanouts: &[usize], sizes: &[usize]) -> String 
             s,
             "## Multicast, {len} B frames: 1 sender → N members + 1 non-member (Mpps, median (min–max) of {runs} runs)\n"
         );
-        s.push_str("| switch | N | delivered total | per member | offered | switch port rx | loss vs offered | non-member frames |\n");
-        s.push_str("|---|---|---|---|---|---|---|---|\n");
+        s.push_str("| switch | N | delivered total | per member | offered | switch port rx | dropped towards members | loss vs offered | non-member frames |\n");
+        s.push_str("|---|---|---|---|---|---|---|---|---|\n");
         for kind in SwitchKind::ALL {
             for &n in fanouts {
                 let Some(m) = find(all, kind, n, len) else {
@@ -69,12 +69,13 @@ pub fn markdown(all: &[Measured], fanouts: &[usize], sizes: &[usize]) -> String 
                 };
                 let _ = writeln!(
                     s,
-                    "| {} | {n} | {} | {} | {} | {} | {:.1}% | {} |",
+                    "| {} | {n} | {} | {} | {} | {} | {:.3} | {:.1}% | {} |",
                     kind.label(),
                     fmt3(m.total()),
                     fmt3(m.summary(|x| x.per_member_pps() / 1e6)),
                     fmt3(m.summary(|x| x.offered_pps / 1e6)),
                     fmt3(m.summary(|x| x.port_rx_pps / 1e6)),
+                    m.summary(|x| x.member_drop_pps / 1e6).median,
                     m.summary(|x| x.loss() * 100.0).median,
                     m.leaked()
                 );
@@ -111,7 +112,7 @@ pub fn markdown(all: &[Measured], fanouts: &[usize], sizes: &[usize]) -> String 
 }
 
 /// CSV header of [`csv`].
-pub const CSV_HEADER: &str = "wire_bytes,switch,members,run,seconds,offered_pps,switch_port_rx_pps,delivered_total_pps,delivered_per_member_pps,loss,nonmember_frames,member_pps";
+pub const CSV_HEADER: &str = "wire_bytes,switch,members,run,seconds,offered_pps,switch_port_rx_pps,member_port_drop_pps,delivered_total_pps,delivered_per_member_pps,loss,nonmember_frames,member_pps";
 
 /// Every run as one CSV row (rates in frames per second; `member_pps` is `;`-separated).
 pub fn csv(all: &[Measured]) -> String {
@@ -122,7 +123,7 @@ pub fn csv(all: &[Measured]) -> String {
             let members: Vec<String> = x.member_pps.iter().map(|r| format!("{r:.0}")).collect();
             let _ = writeln!(
                 s,
-                "{},{},{},{},{:.3},{:.0},{:.0},{:.0},{:.0},{:.4},{},{}",
+                "{},{},{},{},{:.3},{:.0},{:.0},{:.0},{:.0},{:.0},{:.4},{},{}",
                 m.wire_len,
                 m.kind.id(),
                 m.members,
@@ -130,6 +131,7 @@ pub fn csv(all: &[Measured]) -> String {
                 x.seconds,
                 x.offered_pps,
                 x.port_rx_pps,
+                x.member_drop_pps,
                 x.total_pps(),
                 x.per_member_pps(),
                 x.loss(),
@@ -149,6 +151,7 @@ mod tests {
         Sample {
             offered_pps: offered,
             port_rx_pps: offered,
+            member_drop_pps: 0.0,
             member_pps: members.to_vec(),
             leaked,
             seconds: 2.0,
@@ -180,7 +183,7 @@ mod tests {
             md.contains("| xsnoop run | 2 | 2.000 (1.000–4.000) | 1.000 (0.500–2.000)"),
             "{md}"
         );
-        assert!(md.contains("| 75.0% | 0 |"), "{md}");
+        assert!(md.contains("| 0.000 | 75.0% | 0 |"), "{md}");
         assert!(
             md.contains("| Linux bridge | 2 | 1.000 (1.000–1.000)"),
             "{md}"
