@@ -182,6 +182,27 @@ impl ControlPlane {
         out
     }
 
+    /// Replaces the configuration (SIGHUP): learned membership, router ports and the querier
+    /// stay where the new configuration still allows them. The port list must not change (its
+    /// interfaces are attached to the dataplane); an invalid or port-changing configuration is
+    /// refused with the reason and nothing changes.
+    pub fn reconfigure(&mut self, config: EngineConfig) -> Result<Output> {
+        let names: Vec<String> = config.ports.iter().map(|p| p.name.clone()).collect();
+        if names != self.port_names {
+            anyhow::bail!(
+                "the port list changed ({} -> {}); restart xsnoop to add, remove or reorder ports",
+                self.port_names.join(","),
+                names.join(",")
+            );
+        }
+        let out = self
+            .engine
+            .reconfigure(self.now(), config)
+            .context("the new configuration is invalid")?;
+        self.record(&out);
+        Ok(out)
+    }
+
     /// Hands a frame received on (`port`, `vlan`) to the engine (see [`crate::punt::deliver`]);
     /// `None` when the frame is not for the engine.
     pub fn deliver(&mut self, port: PortId, vlan: VlanId, frame: &[u8]) -> Option<Output> {

@@ -87,6 +87,15 @@ impl SnoopSwitch {
         self.plane.listen(path)
     }
 
+    /// Replaces the configuration (SIGHUP), keeping learned state; see
+    /// [`crate::plane::ControlPlane::reconfigure`].
+    pub fn reconfigure(&mut self, config: EngineConfig) -> Result<()> {
+        let out = self.plane.reconfigure(config)?;
+        // A querier turned on by the new file starts querying at once.
+        self.send_queries(&out);
+        Ok(())
+    }
+
     /// The answer to one show command, from the engine's state now.
     pub fn show(&self, what: Show) -> Result<serde_json::Value> {
         self.plane.show(what)

@@ -106,6 +106,20 @@ impl Daemon {
         Ok(d)
     }
 
+    /// The configuration file a [`Daemon::run`] daemon was started with (rewrite it, then
+    /// [`Daemon::reload`]).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("xsnoop.toml")
+    }
+
+    /// Sends SIGHUP: the daemon re-reads its configuration file.
+    pub fn reload(&self) {
+        if let Some(c) = &self.child {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGHUP) };
+        }
+    }
+
     /// The control socket, for running show commands by hand.
     pub fn socket(&self) -> &Path {
         &self.sock

@@ -790,3 +790,67 @@ fn an_igmp_storm_does_not_stall_forwarding_and_every_punt_is_counted() {
     );
     d.stop();
 }
+
+#[test]
+fn sighup_applies_a_valid_file_keeps_learned_state_and_refuses_a_bad_one() {
+    netns_or_skip!();
+    let net = 58;
+    let star = star(net, &[2, 2]);
+    let ports = access_ports(&star, &[]);
+    let d = Daemon::start(&star, &config(net, &ports, &[]));
+    let _m = join(&star, 1, GROUP);
+    let p1 = star.port(1).unwrap();
+    let p2 = star.port(2).unwrap();
+    d.wait_for("mdb", Duration::from_secs(3), |v| has_row(v, 1, GROUP, &p1));
+
+    // A valid change: a static group on port 2 and a longer query interval.
+    let pinned = Ipv4Addr::new(239, 58, 0, 1);
+    let mut file = config(net, &ports, &[("query_interval", "\"3s\"")]);
+    file += &format!("[[static_group]]\ngroup = \"{pinned}\"\nports = [\"{p2}\"]\n");
+    std::fs::write(d.config_path(), &file).unwrap();
+    d.reload();
+    let mdb = d.wait_for("mdb", Duration::from_secs(3), |v| {
+        has_row(v, 1, pinned, &p2)
+    });
+    assert!(
+        has_row(&mdb, 1, GROUP, &p1),
+        "learned membership lost on reload: {mdb:#}"
+    );
+    let q = d.show("querier").unwrap();
+    assert_eq!(q[0]["qqi_ms"], 3000, "{q:#}");
+
+    // An invalid file changes nothing and says why.
+    std::fs::write(
+        d.config_path(),
+        file.replace("[snooping]\n", "[snooping]\nrobustness = 0\n"),
+    )
+    .unwrap();
+    d.reload();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !d.log().contains("reload refused") {
+        assert!(Instant::now() < deadline, "no refusal logged:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d.log().contains("snooping.robustness"), "{}", d.log());
+    let mdb = d.show("mdb").unwrap();
+    assert!(
+        has_row(&mdb, 1, GROUP, &p1) && has_row(&mdb, 1, pinned, &p2),
+        "{mdb:#}"
+    );
+
+    // A different port list needs a restart.
+    let one_port = config(net, &ports[..1], &[]);
+    std::fs::write(d.config_path(), one_port).unwrap();
+    d.reload();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !d.log().contains("port list changed") {
+        assert!(
+            Instant::now() < deadline,
+            "port change not refused:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(has_row(&d.show("mdb").unwrap(), 1, pinned, &p2));
+    d.stop();
+}

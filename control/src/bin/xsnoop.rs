@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -17,7 +17,7 @@ use xsnoop_control::engine::{
 use xsnoop_control::logging::{self, LogFormat};
 use xsnoop_control::show;
 use xsnoop_control::snoop::SnoopSwitch;
-use xsnoop_control::switch::{self, RunOptions};
+use xsnoop_control::switch::{self, RunOptions, Signals};
 use xsnoop_dataplane::afxdp::AfXdpConfig;
 use xsnoop_dataplane::xdp::AttachMode;
 
@@ -235,20 +235,27 @@ struct RunArgs {
     xdp_mode: XdpModeArg,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
+static SIGNALS: Signals = Signals::new();
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
+extern "C" fn on_stop(_: libc::c_int) {
+    SIGNALS.stop.store(true, Ordering::Relaxed);
 }
 
+extern "C" fn on_reload(_: libc::c_int) {
+    SIGNALS.reload.store(true, Ordering::Relaxed);
+}
+
+/// SIGINT/SIGTERM stop the daemon cleanly; SIGHUP reloads its configuration file.
 fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    let handlers: [(libc::c_int, extern "C" fn(libc::c_int)); 3] = [
+        (libc::SIGINT, on_stop),
+        (libc::SIGTERM, on_stop),
+        (libc::SIGHUP, on_reload),
+    ];
+    for (sig, handler) in handlers {
+        // SAFETY: the handlers only store to atomics, which is async-signal-safe.
         unsafe {
-            libc::signal(
-                sig,
-                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            );
+            libc::signal(sig, handler as libc::sighandler_t);
         }
     }
 }
@@ -267,8 +274,9 @@ fn run(a: &RunArgs) -> Result<()> {
         control_socket: Some(a.switch.control_socket.clone()),
         afxdp: AfXdpConfig::default(),
         duration: a.switch.duration(),
+        config_path: a.switch.config.clone(),
     };
-    switch::run(opts, &STOP)?;
+    switch::run(opts, &SIGNALS)?;
     Ok(())
 }
 
@@ -279,7 +287,21 @@ fn snoop(a: &SnoopArgs) -> Result<()> {
     install_signal_handlers();
     tracing::info!(ports = ?a.switch.ports, querier = a.switch.querier, "snooping");
     let stop_at = a.switch.duration();
-    while !STOP.load(Ordering::Relaxed) && stop_at.is_none_or(|d| sw.now() < d) {
+    while !SIGNALS.stop.load(Ordering::Relaxed) && stop_at.is_none_or(|d| sw.now() < d) {
+        if SIGNALS.reload.swap(false, Ordering::Relaxed) {
+            match &a.switch.config {
+                Some(path) => match SwitchConfig::load(path)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|c| sw.reconfigure(c.engine))
+                {
+                    Ok(()) => tracing::info!(file = %path.display(), "configuration reloaded"),
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "reload refused; the running configuration stays")
+                    }
+                },
+                None => tracing::warn!("SIGHUP: started without --config, nothing to reload"),
+            }
+        }
         let outputs = sw.step(Duration::from_millis(200))?;
         if outputs.iter().any(|o| o.table_changed) {
             let rows = sw.engine().mdb(sw.now());

@@ -16,7 +16,7 @@ pub mod link;
 pub mod msg;
 pub mod worker;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -58,6 +58,27 @@ pub struct RunOptions {
     pub afxdp: AfXdpConfig,
     /// Stop after this long (none: until `stop`).
     pub duration: Option<Duration>,
+    /// The configuration file, re-read on [`Signals::reload`] (none: nothing to reload).
+    pub config_path: Option<PathBuf>,
+}
+
+/// What the signal handlers tell the daemon loops: SIGINT/SIGTERM stop, SIGHUP reload.
+#[derive(Debug, Default)]
+pub struct Signals {
+    /// Stop, detach and exit.
+    pub stop: AtomicBool,
+    /// Re-read the configuration file and apply the differences.
+    pub reload: AtomicBool,
+}
+
+impl Signals {
+    /// Both flags clear (usable in a `static`).
+    pub const fn new() -> Signals {
+        Signals {
+            stop: AtomicBool::new(false),
+            reload: AtomicBool::new(false),
+        }
+    }
 }
 
 /// What a finished run reports.
@@ -196,6 +217,28 @@ impl Cpu {
         }
     }
 
+    /// SIGHUP: re-reads `path`; a valid file with the same ports replaces the configuration
+    /// (engine first, then the dataplane's port map), anything else changes nothing.
+    fn reload(&mut self, path: &Path, ports: &PortMapHandle) {
+        let applied = SwitchConfig::load(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|cfg| {
+                let map = port_map(&cfg)?;
+                let out = self.plane.reconfigure(cfg.engine)?;
+                ports.publish(map);
+                Ok(out)
+            });
+        match applied {
+            Ok(out) => {
+                self.act(&out, None);
+                info!(file = %path.display(), "configuration reloaded");
+            }
+            Err(e) => {
+                warn!(file = %path.display(), error = %format!("{e:#}"), "reload refused; the running configuration stays")
+            }
+        }
+    }
+
     fn links(&mut self, watch: &mut LinkWatch) {
         let changes = watch.poll();
         if changes.is_empty() {
@@ -225,7 +268,8 @@ fn check_root() -> Result<()> {
 
 /// Runs the switch on the configured interfaces (in the calling thread's network namespace)
 /// until `stop` is set or the duration passes; then detaches XDP, drains and returns.
-pub fn run(opts: RunOptions, stop: &AtomicBool) -> Result<RunSummary> {
+pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
+    let stop = &signals.stop;
     check_root()?;
     let names: Vec<String> = opts
         .config
@@ -238,6 +282,7 @@ pub fn run(opts: RunOptions, stop: &AtomicBool) -> Result<RunSummary> {
         bail!("no ports: give --port IF (repeatable) or [[port]] entries in the config file");
     }
     let ports = PortMapHandle::new(port_map(&opts.config)?);
+    let port_maps = ports.clone();
     let mut plane = ControlPlane::new(opts.config.engine.clone())?;
     let fabric = open_fabric(&names, opts.xdp_mode, opts.afxdp)?;
     if let Some(path) = &opts.control_socket {
@@ -309,6 +354,12 @@ pub fn run(opts: RunOptions, stop: &AtomicBool) -> Result<RunSummary> {
         if Instant::now() >= next_link {
             cpu.links(&mut watch);
             next_link = Instant::now() + LINK_POLL;
+        }
+        if signals.reload.swap(false, Ordering::Relaxed) {
+            match &opts.config_path {
+                Some(path) => cpu.reload(path, &port_maps),
+                None => warn!("SIGHUP: started without --config, nothing to reload"),
+            }
         }
     }
     // Detach first so the interfaces fall back to the kernel, then stop and drain the worker.
