@@ -215,6 +215,8 @@ struct StaticGroupSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSchema {
+    /// Prometheus text exposition address; absent = off.
+    metrics_listen: Option<std::net::SocketAddr>,
     #[serde(default)]
     snooping: SnoopingSection,
     #[serde(default, rename = "port")]
@@ -291,6 +293,8 @@ pub struct SwitchConfig {
     pub engine: EngineConfig,
     /// Per port (same order as `engine.ports`), the VLAN of untagged frames on a trunk port.
     pub native_vlans: Vec<Option<VlanId>>,
+    /// Where to serve Prometheus metrics (`metrics_listen`); `None` = off.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl SwitchConfig {
@@ -482,6 +486,7 @@ impl SwitchConfig {
         Ok(SwitchConfig {
             engine,
             native_vlans,
+            metrics_listen: schema.metrics_listen,
         })
     }
 }
@@ -553,6 +558,7 @@ mod tests {
         let c = SwitchConfig::parse(include_str!("../../docs/xsnoop.example.toml")).unwrap();
         let e = &c.engine;
         assert_eq!(e.ports.len(), 4);
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9650".parse().unwrap()));
         assert_eq!(e.ports[2].vlans, PortVlans::Trunk(vec![10, 20]));
         assert_eq!(c.native_vlans[2], Some(10));
         assert_eq!(e.ports[3].mrouter, MrouterMode::Always);

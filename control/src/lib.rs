@@ -10,6 +10,7 @@ pub mod ctl;
 pub mod engine;
 pub mod inject;
 pub mod logging;
+pub mod metrics;
 pub mod plane;
 pub mod punt;
 pub mod show;

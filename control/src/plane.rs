@@ -19,6 +19,7 @@ use xsnoop_dataplane::{MulticastRule, PortId, PortSet, TableHandle, VlanId};
 use crate::ctl::{ControlServer, ExplainQuery, Show};
 use crate::engine::model::Time;
 use crate::engine::{Engine, EngineConfig, Event, Input, Output};
+use crate::metrics::{self, MetricsServer};
 use crate::punt::deliver;
 
 /// How many recent events `xsnoop events` can show.
@@ -31,6 +32,7 @@ pub type ExtraStats = Box<dyn Fn() -> serde_json::Value + Send>;
 pub struct ControlPlane {
     engine: Engine,
     control: Option<ControlServer>,
+    metrics: Option<MetricsServer>,
     recent_events: VecDeque<Event>,
     port_names: Vec<String>,
     table: TableHandle,
@@ -47,12 +49,21 @@ impl ControlPlane {
         Ok(ControlPlane {
             engine,
             control: None,
+            metrics: None,
             recent_events: VecDeque::with_capacity(RECENT_EVENTS),
             port_names,
             table,
             epoch: Instant::now(),
             extra_stats: None,
         })
+    }
+
+    /// Serves Prometheus metrics on `addr` from now on (`metrics_listen`).
+    pub fn listen_metrics(&mut self, addr: std::net::SocketAddr) -> Result<()> {
+        let m = MetricsServer::bind(addr)?;
+        info!(addr = %m.local_addr()?, "serving Prometheus metrics at /metrics");
+        self.metrics = Some(m);
+        Ok(())
     }
 
     /// Serves show commands on a control socket at `path` from now on.
@@ -71,10 +82,17 @@ impl ControlPlane {
         self.control.as_ref().map(AsRawFd::as_raw_fd)
     }
 
-    /// Answers every show command waiting on the control socket now.
+    /// Answers every show command waiting on the control socket, and every metrics scrape,
+    /// now.
     pub fn serve(&self) {
         if let Some(c) = &self.control {
             c.serve(|what| self.show(what));
+        }
+        if let Some(m) = &self.metrics {
+            m.serve(|| {
+                let get = |what| self.show(what).unwrap_or_default();
+                metrics::render(&get(Show::Stats), &get(Show::Mdb), &get(Show::Mrouters))
+            });
         }
     }
 

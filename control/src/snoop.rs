@@ -82,6 +82,11 @@ impl SnoopSwitch {
         })
     }
 
+    /// Serves Prometheus metrics on `addr` from now on.
+    pub fn listen_metrics(&mut self, addr: std::net::SocketAddr) -> Result<()> {
+        self.plane.listen_metrics(addr)
+    }
+
     /// Serves show commands on a control socket at `path` from now on.
     pub fn listen(&mut self, path: &Path) -> Result<()> {
         self.plane.listen(path)

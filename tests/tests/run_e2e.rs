@@ -854,3 +854,57 @@ fn sighup_applies_a_valid_file_keeps_learned_state_and_refuses_a_bad_one() {
     assert!(has_row(&d.show("mdb").unwrap(), 1, pinned, &p2));
     d.stop();
 }
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text_that_matches_the_state() {
+    netns_or_skip!();
+    let net = 59;
+    let star = star(net, &[2, 2]);
+    let ports = access_ports(&star, &[]);
+    let file = format!(
+        "metrics_listen = \"127.0.0.1:9650\"\n{}",
+        config(net, &ports, &[])
+    );
+    let d = Daemon::start(&star, &file);
+    let _m = join(&star, 1, GROUP);
+    let p1 = star.port(1).unwrap();
+    d.wait_for("mdb", Duration::from_secs(3), |v| has_row(v, 1, GROUP, &p1));
+    let scrape = |path: &str| -> String {
+        star.switch()
+            .unwrap()
+            .run(|| {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect("127.0.0.1:9650").unwrap();
+                write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).unwrap();
+                out
+            })
+            .unwrap()
+    };
+    let reply = scrape("/metrics");
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.contains("text/plain; version=0.0.4"),
+        "{head}"
+    );
+    for l in body.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = l.rsplit_once(' ').unwrap();
+        assert!(value.parse::<u64>().is_ok(), "{l}");
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.starts_with("xsnoop_")
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{l}"
+        );
+    }
+    let has = |prefix: &str| body.lines().any(|l| l.starts_with(prefix));
+    assert!(has("xsnoop_received_total{kind=\"reports_v2\"}"), "{body}");
+    assert!(
+        has(&format!("xsnoop_port_groups{{vlan=\"1\",port=\"{p1}\"}} 1")),
+        "{body}"
+    );
+    assert!(has("xsnoop_dataplane_rx_total"), "{body}");
+    assert!(scrape("/nothing").starts_with("HTTP/1.1 404"));
+    d.stop();
+}

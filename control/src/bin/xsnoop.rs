@@ -198,6 +198,7 @@ impl SwitchArgs {
         Ok(SwitchConfig {
             native_vlans: vec![None; engine.ports.len()],
             engine,
+            metrics_listen: None,
         })
     }
 
@@ -281,9 +282,12 @@ fn run(a: &RunArgs) -> Result<()> {
 }
 
 fn snoop(a: &SnoopArgs) -> Result<()> {
-    let config = a.switch.config()?.engine;
-    let mut sw = SnoopSwitch::open(config)?;
+    let config = a.switch.config()?;
+    let mut sw = SnoopSwitch::open(config.engine)?;
     sw.listen(&a.switch.control_socket)?;
+    if let Some(addr) = config.metrics_listen {
+        sw.listen_metrics(addr)?;
+    }
     install_signal_handlers();
     tracing::info!(ports = ?a.switch.ports, querier = a.switch.querier, "snooping");
     let stop_at = a.switch.duration();

@@ -288,6 +288,9 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
     if let Some(path) = &opts.control_socket {
         plane.listen(path)?;
     }
+    if let Some(addr) = opts.config.metrics_listen {
+        plane.listen_metrics(addr)?;
+    }
     let shared = Arc::new(Shared::default());
     *shared
         .ports
