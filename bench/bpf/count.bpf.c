@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //
 // Receiver for `make bench`: on each receiving host's interface, counts and drops the benchmark's
-// frames (IPv4 multicast UDP to BENCH_UDP_PORT) so the host stack is never the bottleneck, and
+// frames (IPv4 UDP to BENCH_UDP_PORT, multicast or unicast) so the host stack is never the
+// bottleneck, and
 // passes everything else, so the host's kernel still answers IGMP queries (RFC 2236 §3 /
 // RFC 3376 §5) and its memberships do not expire during a run. Counters are per CPU; userspace
 // sums them.
@@ -50,9 +51,7 @@ static __always_inline int count_frame(void *data, void *end)
 
 	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
 		goto other;
-	// 224.0.0.0/4 (RFC 1112 §4) carrying UDP.
-	if ((ip->daddr & bpf_htonl(0xf0000000)) != bpf_htonl(0xe0000000) ||
-	    ip->protocol != IPPROTO_UDP || ip->ihl < 5)
+	if (ip->protocol != IPPROTO_UDP || ip->ihl < 5)
 		goto other;
 	udp = (void *)ip + ip->ihl * 4;
 	if ((void *)(udp + 1) > end || udp->dest != bpf_htons(BENCH_UDP_PORT))

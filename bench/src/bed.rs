@@ -25,7 +25,7 @@ use xsnoop_tests::{Membership, Netns, Star};
 
 use crate::bpf::{Ceiling, Counter, Counts, GenProgram, Receiver};
 use crate::daemon::Daemon;
-use crate::livegen::{run_live, test_frame, LiveRun};
+use crate::livegen::{run_live, test_frame, unicast_frame as test_unicast_frame, LiveRun};
 use crate::pin::{self, HOST_CPU, SWITCH_CPU};
 
 /// The multicast group every bed sends to (administratively scoped, RFC 2365).
@@ -150,6 +150,7 @@ pub struct Bed {
     _gen: GenProgram,
     gen_fd: RawFd,
     sender_ifindex: u32,
+    net: u8,
     /// NAPI threads pinned, for the setup notes: (interface, thread ids, cpu, nice).
     pub napi: Vec<(String, Vec<i32>, usize, i32)>,
     // Last: the namespaces go after everything living in them.
@@ -370,6 +371,7 @@ impl Bed {
             counters,
             _gen: gen,
             gen_fd,
+            net,
             sender_ifindex,
             napi,
             star,
@@ -423,9 +425,14 @@ impl Bed {
     /// Returns how long that took; an error if it never happened within `timeout`.
     pub fn settle(&self, timeout: Duration) -> Result<Duration> {
         let frame = test_frame(64, Ipv4Addr::new(10, 0, 0, 1), GROUP)?;
+        self.settle_with(&frame, timeout)
+    }
+
+    /// [`Bed::settle`] with `frame` as the probe.
+    pub fn settle_with(&self, frame: &[u8], timeout: Duration) -> Result<Duration> {
         let start = Instant::now();
         loop {
-            let s = self.sample(&frame, Duration::from_millis(200))?;
+            let s = self.sample(frame, Duration::from_millis(200))?;
             if s.leaked == 0 && s.member_pps.iter().all(|r| *r > 0.0) {
                 return Ok(start.elapsed());
             }
@@ -441,6 +448,35 @@ impl Bed {
             }
             std::thread::sleep(Duration::from_millis(300));
         }
+    }
+
+    /// The 64 B unicast frame from host 1 to host 2 (its real MAC and address). Host 2 first
+    /// sends a datagram to host 1, so the switch has seen both MACs (ARP) and forwards to host 2
+    /// alone rather than flooding an unknown unicast destination.
+    pub fn unicast_frame(&self) -> Result<Vec<u8>> {
+        let (h2, if2) = (self.star.host(2)?, self.star.host_if(2)?);
+        let out = h2.ip(&["-j", "link", "show", "dev", &if2])?;
+        let v: serde_json::Value = serde_json::from_str(&out).context("ip -j link show")?;
+        let mac_text = v[0]["address"].as_str().unwrap_or_default().to_owned();
+        let bytes: Vec<u8> = mac_text
+            .split(':')
+            .filter_map(|b| u8::from_str_radix(b, 16).ok())
+            .collect();
+        let mac: [u8; 6] = bytes
+            .try_into()
+            .map_err(|_| anyhow!("cannot read the MAC of {if2}: {out}"))?;
+        let h1_addr = Ipv4Addr::new(10, self.net, 0, 1);
+        let h2_addr = Ipv4Addr::new(10, self.net, 0, 2);
+        h2.run(|| -> std::io::Result<()> {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            for _ in 0..3 {
+                s.send_to(b"xsnoop-bench", (h1_addr, 9))?;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(())
+        })?
+        .context("host 2 priming the switch's FDB")?;
+        Ok(test_unicast_frame(64, h1_addr, h2_addr, mac)?)
     }
 
     /// `xsnoop stats` dataplane counters (`None` for other switches).

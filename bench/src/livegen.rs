@@ -137,6 +137,30 @@ pub fn test_frame(wire_len: usize, src: Ipv4Addr, group: Ipv4Addr) -> Result<Vec
     Ok(frame)
 }
 
+/// The unicast benchmark frame: like [`test_frame`] but to host `dst` at `dst_mac` (the dst MAC
+/// and address are patched in, the IPv4 header checksum recomputed, the UDP checksum left out,
+/// which IPv4 allows: RFC 768).
+pub fn unicast_frame(
+    wire_len: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    dst_mac: [u8; 6],
+) -> Result<Vec<u8>, GenError> {
+    let mut f = test_frame(wire_len, src, Ipv4Addr::new(239, 0, 0, 1))?;
+    let bad = || GenError::Build("frame too short to patch".to_owned());
+    f.get_mut(0..6).ok_or_else(bad)?.copy_from_slice(&dst_mac);
+    f.get_mut(30..34)
+        .ok_or_else(bad)?
+        .copy_from_slice(&dst.octets());
+    f.get_mut(24..26).ok_or_else(bad)?.fill(0);
+    let sum = xsnoop_dataplane::wire::checksum::checksum(f.get(14..34).ok_or_else(bad)?);
+    f.get_mut(24..26)
+        .ok_or_else(bad)?
+        .copy_from_slice(&sum.to_be_bytes());
+    f.get_mut(40..42).ok_or_else(bad)?.fill(0);
+    Ok(f)
+}
+
 /// One `BPF_PROG_RUN` of `repeat` live frames; returns the program's last verdict.
 fn prog_run(prog_fd: RawFd, ifindex: u32, frame: &[u8], repeat: u32) -> Result<u32, GenError> {
     let len = u32::try_from(frame.len()).map_err(|_| GenError::FrameSize(frame.len()))?;
@@ -225,6 +249,18 @@ mod tests {
             Err(GenError::FrameSize(63))
         ));
         assert!(test_frame(9000, Ipv4Addr::LOCALHOST, group).is_err());
+    }
+
+    #[test]
+    fn unicast_frames_are_valid_ipv4_to_the_host() {
+        let mac = [0x02, 1, 2, 3, 4, 5];
+        let dst = Ipv4Addr::new(10, 1, 0, 2);
+        let f = unicast_frame(64, Ipv4Addr::new(10, 1, 0, 1), dst, mac).unwrap();
+        assert_eq!(f.len(), 60);
+        assert_eq!(&f[0..6], &mac);
+        assert_eq!(&f[30..34], &dst.octets());
+        assert!(xsnoop_dataplane::wire::checksum::verify(&f[14..34]));
+        assert_eq!(u16::from_be_bytes([f[36], f[37]]), BENCH_UDP_PORT);
     }
 
     /// The generator really puts frames on a veth and the counter tells benchmark frames from

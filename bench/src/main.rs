@@ -26,7 +26,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Parser, ValueEnum};
 
 use bed::{Bed, SwitchKind, GROUP};
-use report::Measured;
+use report::{Measured, Traffic};
 
 /// Which benchmarks to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -68,6 +68,9 @@ struct Cli {
     /// Frame lengths on the wire, FCS included (64 = minimum; 1518 = a 1500 B IP packet).
     #[arg(long, value_delimiter = ',', default_values_t = [64, 1518])]
     sizes: Vec<usize>,
+    /// Also measure unicast 64 B between two ports (on the one-member beds).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    unicast: bool,
     /// Switches to measure (ratios need xsnoop with the bridge or the ceiling).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = SwitchKind::ALL)]
     switches: Vec<SwitchKind>,
@@ -178,6 +181,7 @@ fn packet_benches(cli: &Cli, log: &mut String) -> Result<Vec<Measured>> {
         let mut measured: Vec<Measured> = beds
             .iter()
             .map(|b| Measured {
+                traffic: Traffic::Multicast,
                 kind: b.kind,
                 members: b.members,
                 wire_len: len,
@@ -208,7 +212,51 @@ fn packet_benches(cli: &Cli, log: &mut String) -> Result<Vec<Measured>> {
         }
         all.extend(measured);
     }
+    if cli.unicast {
+        all.extend(unicast_benches(cli, &beds, duration)?);
+    }
     Ok(all)
+}
+
+/// Unicast 64 B from host 1 to host 2 on the one-member beds: plain L2 switching, no snooping
+/// (the ceiling's devmap holds the one member port, i.e. a plain XDP redirect).
+fn unicast_benches(cli: &Cli, beds: &[Bed], duration: Duration) -> Result<Vec<Measured>> {
+    let mut uni = Vec::new();
+    for bed in beds.iter().filter(|b| b.members == 1) {
+        let frame = bed.unicast_frame()?;
+        let settled = bed.settle_with(&frame, Duration::from_secs(10))?;
+        eprintln!(
+            "bench: {} forwards unicast to host 2 only (after {:.1} s)",
+            bed.kind.label(),
+            settled.as_secs_f64()
+        );
+        uni.push((bed, frame));
+    }
+    let mut measured: Vec<Measured> = uni
+        .iter()
+        .map(|(b, _)| Measured {
+            traffic: Traffic::Unicast,
+            kind: b.kind,
+            members: 1,
+            wire_len: 64,
+            samples: Vec::new(),
+        })
+        .collect();
+    for round in 0..cli.runs {
+        for ((bed, frame), m) in uni.iter().zip(measured.iter_mut()) {
+            let s = bed.sample(frame, duration)?;
+            eprintln!(
+                "bench: unicast 64 B run {} {:<12} offered {:.3} Mpps, delivered {:.3} Mpps, other host {}",
+                round + 1,
+                bed.kind.label(),
+                s.offered_pps / 1e6,
+                s.total_pps() / 1e6,
+                s.leaked
+            );
+            m.samples.push(s);
+        }
+    }
+    Ok(measured)
 }
 
 /// The command-line spelling of a value.
@@ -226,15 +274,15 @@ fn join_list(v: &[usize]) -> String {
 }
 
 fn setup_notes(cli: &Cli, napi: &str, load_before: &str, load_after: &str, took: f64) -> String {
-    const TC: &str = "a tc-ingress BPF program (TCX link; GRO on, which gives the veth the \
-                      NAPI it needs to accept XDP-transmitted frames)";
-    const XDP: &str = "a native XDP program";
+    const TC: &str = "tc ingress (TCX link; GRO on, which gives the veth the NAPI it needs to \
+                      accept XDP-transmitted frames)";
+    const XDP: &str = "native XDP";
     let receiver = match cli.receiver {
         ReceiverArg::Tc => TC.to_owned(),
         ReceiverArg::Xdp => XDP.to_owned(),
         ReceiverArg::Auto => format!(
-            "for the ceiling (which transmits XDP frames) {XDP}, for xsnoop and the bridge \
-             (which transmit skbs, which a veth would copy for XDP, ~1 us each here) {TC},"
+            "{XDP} for the ceiling, which transmits XDP frames; {TC} for xsnoop and the bridge, \
+             which transmit skbs that a veth would copy for XDP (~1 us each here)"
         ),
     };
     let worker = match cli.xsnoop_worker {
@@ -274,9 +322,9 @@ fn setup_notes(cli: &Cli, napi: &str, load_before: &str, load_after: &str, took:
     );
     let _ = writeln!(
         s,
-        "- Receivers: {receiver} on every receiving host's interface counts and drops the \
+        "- Receivers: a BPF program on every receiving host's interface counts and drops the \
          benchmark frames (per-CPU counters) and passes everything else, so the hosts keep \
-         answering queries."
+         answering queries. Attached at: {receiver}."
     );
     let _ = writeln!(
         s,
@@ -340,7 +388,7 @@ fn main() -> Result<()> {
         let mut napi = String::new();
         match packet_benches(&cli, &mut napi) {
             Ok(all) => {
-                md.push_str(&report::markdown(&all, &cli.members, &cli.sizes));
+                md.push_str(&report::markdown(&all));
                 let load_after = read_trim("/proc/loadavg");
                 md.push_str(&setup_notes(
                     &cli,

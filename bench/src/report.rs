@@ -7,9 +7,20 @@ use std::fmt::Write as _;
 use crate::bed::{Sample, SwitchKind};
 use crate::stats::Summary;
 
-/// All runs of one switch at one fan-out and frame size.
+/// What the generator sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// IPv4 multicast to the group the members joined.
+    Multicast,
+    /// Unicast from host 1 to host 2 (whose MAC the switch has learned).
+    Unicast,
+}
+
+/// All runs of one switch at one fan-out, traffic kind and frame size.
 #[derive(Debug, Clone)]
 pub struct Measured {
+    /// Multicast or unicast.
+    pub traffic: Traffic,
     /// The switch.
     pub kind: SwitchKind,
     /// Member hosts.
@@ -41,30 +52,50 @@ fn fmt3(s: Summary) -> String {
     format!("{:.3} ({:.3}–{:.3})", s.median, s.min, s.max)
 }
 
-fn find(all: &[Measured], kind: SwitchKind, n: usize, len: usize) -> Option<&Measured> {
+fn find(
+    all: &[Measured],
+    (traffic, len): (Traffic, usize),
+    kind: SwitchKind,
+    n: usize,
+) -> Option<&Measured> {
     all.iter()
-        .find(|m| m.kind == kind && m.members == n && m.wire_len == len)
+        .find(|m| m.traffic == traffic && m.kind == kind && m.members == n && m.wire_len == len)
 }
 
-/// Markdown: one table per frame size, then the ratios of medians.
-pub fn markdown(all: &[Measured], fanouts: &[usize], sizes: &[usize]) -> String {
+/// Markdown: one table per (traffic, frame size), in the order measured, each followed by the
+/// ratios of medians.
+pub fn markdown(all: &[Measured]) -> String {
+    let mut sections: Vec<(Traffic, usize)> = Vec::new();
+    for m in all {
+        if !sections.contains(&(m.traffic, m.wire_len)) {
+            sections.push((m.traffic, m.wire_len));
+        }
+    }
     let mut s = String::new();
-    for &len in sizes {
-        let runs = all
-            .iter()
-            .filter(|m| m.wire_len == len)
-            .map(|m| m.samples.len())
-            .min()
-            .unwrap_or(0);
-        let _ = writeln!(
-            s,
-            "## Multicast, {len} B frames: 1 sender → N members + 1 non-member (Mpps, median (min–max) of {runs} runs)\n"
-        );
+    for section in sections {
+        let (traffic, len) = section;
+        let of_section = || {
+            all.iter()
+                .filter(move |m| m.traffic == traffic && m.wire_len == len)
+        };
+        let runs = of_section().map(|m| m.samples.len()).min().unwrap_or(0);
+        let mut fanouts: Vec<usize> = of_section().map(|m| m.members).collect();
+        fanouts.sort_unstable();
+        fanouts.dedup();
+        let title = match traffic {
+            Traffic::Multicast => {
+                format!("Multicast, {len} B frames: 1 sender → N members + 1 non-member")
+            }
+            Traffic::Unicast => {
+                format!("Unicast, {len} B frames: host 1 → host 2 (MAC learned), 1 other host")
+            }
+        };
+        let _ = writeln!(s, "## {title} (Mpps, median (min–max) of {runs} runs)\n");
         s.push_str("| switch | N | delivered total | per member | offered | switch port rx | dropped towards members | loss vs offered | non-member frames |\n");
         s.push_str("|---|---|---|---|---|---|---|---|---|\n");
         for kind in SwitchKind::ALL {
-            for &n in fanouts {
-                let Some(m) = find(all, kind, n, len) else {
+            for &n in &fanouts {
+                let Some(m) = find(all, section, kind, n) else {
                     continue;
                 };
                 let _ = writeln!(
@@ -82,11 +113,11 @@ pub fn markdown(all: &[Measured], fanouts: &[usize], sizes: &[usize]) -> String 
             }
         }
         s.push_str("\n| ratio of medians (delivered total) |");
-        for n in fanouts {
+        for n in &fanouts {
             let _ = write!(s, " N={n} |");
         }
         s.push_str("\n|---|");
-        for _ in fanouts {
+        for _ in &fanouts {
             s.push_str("---|");
         }
         s.push('\n');
@@ -95,9 +126,9 @@ pub fn markdown(all: &[Measured], fanouts: &[usize], sizes: &[usize]) -> String 
             ("xsnoop / ceiling", SwitchKind::Ceiling),
         ] {
             let _ = write!(s, "| {label} |");
-            for &n in fanouts {
-                let ratio = find(all, SwitchKind::Xsnoop, n, len)
-                    .zip(find(all, other, n, len))
+            for &n in &fanouts {
+                let ratio = find(all, section, SwitchKind::Xsnoop, n)
+                    .zip(find(all, section, other, n))
                     .map(|(a, b)| (a.total().median, b.total().median))
                     .filter(|(_, b)| *b > 0.0)
                     .map(|(a, b)| format!(" {:.2} |", a / b))
@@ -112,7 +143,7 @@ pub fn markdown(all: &[Measured], fanouts: &[usize], sizes: &[usize]) -> String 
 }
 
 /// CSV header of [`csv`].
-pub const CSV_HEADER: &str = "wire_bytes,switch,members,run,seconds,offered_pps,switch_port_rx_pps,member_port_drop_pps,delivered_total_pps,delivered_per_member_pps,loss,nonmember_frames,member_pps";
+pub const CSV_HEADER: &str = "traffic,wire_bytes,switch,members,run,seconds,offered_pps,switch_port_rx_pps,member_port_drop_pps,delivered_total_pps,delivered_per_member_pps,loss,nonmember_frames,member_pps";
 
 /// Every run as one CSV row (rates in frames per second; `member_pps` is `;`-separated).
 pub fn csv(all: &[Measured]) -> String {
@@ -123,7 +154,11 @@ pub fn csv(all: &[Measured]) -> String {
             let members: Vec<String> = x.member_pps.iter().map(|r| format!("{r:.0}")).collect();
             let _ = writeln!(
                 s,
-                "{},{},{},{},{:.3},{:.0},{:.0},{:.0},{:.0},{:.0},{:.4},{},{}",
+                "{},{},{},{},{},{:.3},{:.0},{:.0},{:.0},{:.0},{:.0},{:.4},{},{}",
+                match m.traffic {
+                    Traffic::Multicast => "multicast",
+                    Traffic::Unicast => "unicast",
+                },
                 m.wire_len,
                 m.kind.id(),
                 m.members,
@@ -162,6 +197,7 @@ mod tests {
     fn tables_carry_medians_ratios_and_leaks() {
         let all = vec![
             Measured {
+                traffic: Traffic::Multicast,
                 kind: SwitchKind::Xsnoop,
                 members: 2,
                 wire_len: 64,
@@ -172,13 +208,14 @@ mod tests {
                 ],
             },
             Measured {
+                traffic: Traffic::Multicast,
                 kind: SwitchKind::Bridge,
                 members: 2,
                 wire_len: 64,
                 samples: vec![sample(4e6, &[0.5e6, 0.5e6], 3)],
             },
         ];
-        let md = markdown(&all, &[2], &[64]);
+        let md = markdown(&all);
         assert!(
             md.contains("| xsnoop run | 2 | 2.000 (1.000–4.000) | 1.000 (0.500–2.000)"),
             "{md}"
@@ -191,13 +228,18 @@ mod tests {
         assert!(md.contains("| 3 |"), "bridge leak shown: {md}");
         assert!(md.contains("| xsnoop / bridge | 2.00 |"), "{md}");
         assert!(md.contains("| xsnoop / ceiling | – |"), "{md}");
+        assert!(md.contains("## Multicast, 64 B frames"), "{md}");
+        assert!(
+            !md.contains("Unicast"),
+            "no unicast section without unicast runs: {md}"
+        );
         let c = csv(&all);
         assert_eq!(c.lines().count(), 1 + 4);
         assert!(c
             .lines()
             .nth(1)
             .unwrap()
-            .starts_with("64,xsnoop,2,1,2.000,4000000,"));
+            .starts_with("multicast,64,xsnoop,2,1,2.000,4000000,4000000,0,2000000,1000000,"));
         assert!(c
             .lines()
             .nth(1)
