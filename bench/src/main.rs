@@ -5,7 +5,8 @@
 //!    ceiling (in-kernel devmap broadcast), 1 sender → N members + 1 non-member, each figure the
 //!    median of several runs with min and max, leakage to the non-member counted ([`bed`]).
 //!
-//! The tables go to stdout and to `bench/results/latest.md`; every run goes to `latest.csv`.
+//! The tables go to stdout and to `bench/results/latest.md`; every run goes to `latest.csv`, and
+//! the multicast fan-out curves to `multicast-<size>B.svg`.
 //! Packet rates need root (namespaces, XDP); without it they are skipped with the reason and the
 //! exit status says so.
 
@@ -15,6 +16,7 @@ mod control;
 mod daemon;
 mod livegen;
 mod pin;
+mod plot;
 mod report;
 mod stats;
 
@@ -402,6 +404,17 @@ fn main() -> Result<()> {
                 let csv_path = cli.out.join("latest.csv");
                 std::fs::write(&csv_path, report::csv(&all))
                     .with_context(|| format!("writing {}", csv_path.display()))?;
+                let plots = plot::write_all(&all, &cli.out)?;
+                if !plots.is_empty() {
+                    md.push_str("\nPlots: ");
+                    let names: Vec<String> = plots
+                        .iter()
+                        .filter_map(|p| p.file_name()?.to_str())
+                        .map(|n| format!("[{n}]({n})"))
+                        .collect();
+                    md.push_str(&names.join(", "));
+                    md.push('\n');
+                }
             }
             Err(e) => {
                 let _ = writeln!(md, "Packet-rate benchmarks failed: {e:#}");
