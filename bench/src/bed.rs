@@ -24,9 +24,10 @@ use xsnoop_tests::bridge::{Bridge, BridgeConfig, BridgePort};
 use xsnoop_tests::{Membership, Netns, Star};
 
 use crate::bpf::{Ceiling, Counter, Counts, GenProgram, Receiver};
-use crate::daemon::Daemon;
+use crate::daemon;
 use crate::livegen::{run_live, test_frame, unicast_frame as test_unicast_frame, LiveRun};
 use crate::pin::{self, HOST_CPU, SWITCH_CPU};
+use xsnoop_tests::Daemon;
 
 /// The multicast group every bed sends to (administratively scoped, RFC 2365).
 pub const GROUP: Ipv4Addr = Ipv4Addr::new(239, 1, 1, 1);
@@ -269,10 +270,9 @@ impl Bed {
 
         let switch = match kind {
             SwitchKind::Xsnoop => {
-                let daemon =
-                    Daemon::start(sw.name(), star.topo.prefix(), &xsnoop_config(net, &ports))?;
+                let daemon = daemon::start(sw, star.topo.prefix(), &xsnoop_config(net, &ports))?;
                 let joins = join_all(&star, 2..=members + 1)?;
-                daemon.wait_members(GROUP, &member_ports, Duration::from_secs(10))?;
+                daemon::wait_members(&daemon, GROUP, &member_ports, Duration::from_secs(10))?;
                 if opts.xsnoop_worker_fifo {
                     let pid = daemon.pid().context("xsnoop run has no pid")?;
                     let workers = pin::threads_named(pid, "xsnoop-asic");
@@ -482,7 +482,7 @@ impl Bed {
     /// `xsnoop stats` dataplane counters (`None` for other switches).
     pub fn xsnoop_stats(&self) -> Option<serde_json::Value> {
         match &self.switch {
-            Switch::Xsnoop { daemon, .. } => daemon.dataplane_stats(),
+            Switch::Xsnoop { daemon, .. } => daemon::dataplane_stats(daemon),
             _ => None,
         }
     }
@@ -492,7 +492,7 @@ impl Bed {
         match &self.switch {
             Switch::Xsnoop { daemon, .. } => format!(
                 "\nxsnoop stats: {}\nxsnoop log:\n{}",
-                daemon.dataplane_stats().unwrap_or_default(),
+                daemon::dataplane_stats(daemon).unwrap_or_default(),
                 daemon.log()
             ),
             _ => String::new(),

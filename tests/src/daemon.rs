@@ -33,6 +33,7 @@ pub fn xsnoop_bin() -> Result<PathBuf> {
 }
 
 /// A running `xsnoop` daemon.
+#[derive(Debug)]
 pub struct Daemon {
     child: Option<Child>,
     dir: PathBuf,
@@ -44,17 +45,23 @@ impl Daemon {
     /// Starts `xsnoop run --config` in `ns` with `config` (TOML text), its log and control
     /// socket in a fresh temp dir named after `tag`, and waits until it answers.
     pub fn run(ns: &Netns, tag: &str, config: &str) -> Result<Daemon> {
+        Self::run_prefixed(ns, tag, config, &[])
+    }
+
+    /// Like [`Daemon::run`], with the whole command line behind `prefix` (e.g. `nice -n -20
+    /// taskset -c 0`, which every thread of the daemon inherits through `ip netns exec`).
+    pub fn run_prefixed(ns: &Netns, tag: &str, config: &str, prefix: &[&str]) -> Result<Daemon> {
         let dir = Self::workdir(tag)?;
         let cfg = dir.join("xsnoop.toml");
         std::fs::write(&cfg, config).map_err(|e| TestbedError::io("writing the config", e))?;
         let cfg = cfg.to_string_lossy().into_owned();
-        Self::spawn_in(ns, dir, &["run", "--config", &cfg])
+        Self::spawn_in(ns, dir, prefix, &["run", "--config", &cfg])
     }
 
     /// Starts `xsnoop <args>` (e.g. `snoop --port ...`) in `ns`; `--control-socket` is added.
     pub fn spawn(ns: &Netns, tag: &str, args: &[&str]) -> Result<Daemon> {
         let dir = Self::workdir(tag)?;
-        Self::spawn_in(ns, dir, args)
+        Self::spawn_in(ns, dir, &[], args)
     }
 
     fn workdir(tag: &str) -> Result<PathBuf> {
@@ -64,12 +71,22 @@ impl Daemon {
         Ok(dir)
     }
 
-    fn spawn_in(ns: &Netns, dir: PathBuf, args: &[&str]) -> Result<Daemon> {
+    fn spawn_in(ns: &Netns, dir: PathBuf, prefix: &[&str], args: &[&str]) -> Result<Daemon> {
         let bin = xsnoop_bin()?;
         let sock = dir.join("ctl.sock");
         let log = std::fs::File::create(dir.join("log"))
             .map_err(|e| TestbedError::io("creating the daemon log", e))?;
-        let child = Command::new("ip")
+        let (program, before) = match prefix.split_first() {
+            Some((p, rest)) => (*p, rest),
+            None => ("ip", &[][..]),
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(before);
+        if !prefix.is_empty() {
+            cmd.arg("ip");
+        }
+        // Every program in the chain execs the next, so the child's pid is the daemon's.
+        let child = cmd
             .args(["netns", "exec", ns.name()])
             .arg(&bin)
             .args(["--log-level", "info"])
@@ -118,6 +135,13 @@ impl Daemon {
             // SAFETY: plain kill(2) on our own child's pid.
             unsafe { libc::kill(c.id() as i32, libc::SIGHUP) };
         }
+    }
+
+    /// The daemon's process id (for placing its threads).
+    pub fn pid(&self) -> Option<libc::pid_t> {
+        self.child
+            .as_ref()
+            .and_then(|c| libc::pid_t::try_from(c.id()).ok())
     }
 
     /// The control socket, for running show commands by hand.
