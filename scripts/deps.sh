@@ -5,9 +5,10 @@
 #   tshark                           decodes the frames xsnoop emits (the codec cross-check test)
 #   netsniff-ng (mausezahn), tcpdump traffic generation and captures in functional tests
 #   iproute2, ethtool, jq            network namespaces, veth pairs, NIC settings, JSON in scripts
+#   iputils-ping                     the unicast end-to-end test pings through the switch
 set -euo pipefail
 
-PACKAGES=(clang libbpf-dev gcc-multilib tshark netsniff-ng tcpdump iproute2 ethtool jq)
+PACKAGES=(clang libbpf-dev gcc-multilib tshark netsniff-ng tcpdump iproute2 ethtool jq iputils-ping)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

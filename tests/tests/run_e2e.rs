@@ -150,6 +150,21 @@ fn unicast_ping_crosses_the_switch_and_macs_are_learned() {
             panic!("h{a} → h{b}: {e}\n{}", d.log());
         }
     }
+    // And the real tool: ICMP echo through the switch, both ways.
+    for (a, b) in [(1usize, 3usize), (3, 2)] {
+        let dst = host_ip(net, u8::try_from(b).unwrap()).to_string();
+        let out = Command::new("ip")
+            .args(["netns", "exec", star.host(a).unwrap().name()])
+            .args(["ping", "-c", "3", "-i", "0.2", "-W", "2", &dst])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ping h{a} → h{b} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            d.log()
+        );
+    }
     // ARP requests were flooded as broadcast, the datagrams and replies went to learned MACs
     // (the worker refreshes its reason counters a few times a second).
     let count = |v: &Value, k: &str| v["dataplane"]["reasons"][k].as_u64().unwrap_or(0);
