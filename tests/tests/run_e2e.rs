@@ -923,3 +923,50 @@ fn metrics_endpoint_serves_prometheus_text_that_matches_the_state() {
     assert!(scrape("/nothing").starts_with("HTTP/1.1 404"));
     d.stop();
 }
+
+#[test]
+fn a_port_with_several_receive_queues_is_named_with_the_fix() {
+    netns_or_skip!();
+    let net = 57;
+    let star = star(net, &[2]);
+    // A 4-queue veth inside the switch namespace (deleted with it).
+    let sw = star.switch().unwrap();
+    sw.ip(&[
+        "link",
+        "add",
+        "mq0",
+        "numrxqueues",
+        "4",
+        "numtxqueues",
+        "4",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "mq1",
+        "numrxqueues",
+        "4",
+        "numtxqueues",
+        "4",
+    ])
+    .unwrap();
+    sw.ip(&["link", "set", "mq0", "up"]).unwrap();
+    sw.ip(&["link", "set", "mq1", "up"]).unwrap();
+    let mut ports = access_ports(&star, &[]);
+    ports.push(("mq0".to_string(), ""));
+    let d = Daemon::start(&star, &config(net, &ports, &[]));
+    let log = d.stop();
+    assert!(
+        log.contains("serves receive queue 0 only")
+            && log.contains("mq0")
+            && log.contains("ethtool -L mq0"),
+        "{log}"
+    );
+    // Only the multi-queue port is warned about.
+    for line in log
+        .lines()
+        .filter(|l| l.contains("serves receive queue 0 only"))
+    {
+        assert!(line.contains("mq0"), "{line}");
+    }
+}

@@ -81,6 +81,45 @@ fn ioctl(name: &str, what: &'static str, request: libc::Ioctl) -> Result<libc::i
     Ok(req)
 }
 
+/// Kernel `struct ethtool_channels` (linux/ethtool.h).
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+
+/// How many receive queues `name` uses (`ETHTOOL_GCHANNELS`: rx + combined channels); `None`
+/// when the driver does not say.
+pub fn rx_queues(name: &str) -> Option<u32> {
+    let mut req = ifreq(name).ok()?;
+    let mut ch = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..EthtoolChannels::default()
+    };
+    req.ifr_ifru.ifru_data = (&mut ch as *mut EthtoolChannels).cast();
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `req` names the interface and points at `ch`, an ethtool_channels that lives for
+    // the duration of the call, as SIOCETHTOOL with ETHTOOL_GCHANNELS expects.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req) };
+    (rc == 0).then(|| ch.rx_count.saturating_add(ch.combined_count).max(1))
+}
+
 /// The MAC address of `name` (`SIOCGIFHWADDR`).
 pub fn mac_address(name: &str) -> Result<MacAddr, IfaceError> {
     let req = ioctl(name, "SIOCGIFHWADDR", libc::SIOCGIFHWADDR)?;

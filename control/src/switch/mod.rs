@@ -118,6 +118,15 @@ struct Fabric {
 fn open_fabric(names: &[String], mode: AttachMode, afxdp: AfXdpConfig) -> Result<Fabric> {
     let mut specs = Vec::with_capacity(names.len());
     for name in names {
+        // Only queue 0 gets an AF_XDP socket so far: frames the NIC steers to other queues
+        // would reach this host's own stack instead of being switched.
+        if let Some(n) = iface::rx_queues(name).filter(|&n| n > 1) {
+            warn!(
+                port = %name,
+                rx_queues = n,
+                "xsnoop serves receive queue 0 only; frames on the other queues are not switched: run `ethtool -L {name} combined 1` (or rx 1)"
+            );
+        }
         specs.push(PortSpec {
             ifindex: iface::ifindex(name)?,
             queue: 0,
