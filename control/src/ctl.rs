@@ -1,9 +1,12 @@
 //! The control socket: how `xsnoop mdb` and the other show commands talk to a running daemon.
 //!
 //! A Unix stream socket, mode 0600 (root only by default). One request per connection: a JSON
-//! line such as `{"show":"mdb"}`, answered by one JSON line, `{"ok": ...}` or
-//! `{"error": "..."}`. The daemon polls the listening socket in its own loop, so answers are
-//! consistent with the engine's state at one instant and need no locks.
+//! line, answered by one JSON line, `{"ok": ...}` or `{"error": "..."}`. Requests are
+//! `{"show": ...}` (read-only, e.g. `{"show":"mdb"}`) or `{"change": ...}` (an operator change
+//! such as `{"change":{"flush":{"port":"swp1"}}}`, see [`Command`]). The daemon polls the
+//! listening socket in its own loop, so answers are consistent with the engine's state at one
+//! instant, changes apply between two engine steps, and nothing needs a lock. Nothing holds a
+//! connection open: `xsnoop events --follow` polls with a sequence number instead.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -15,6 +18,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use crate::engine::runtime::{Command, Flush, PortSettings, StaticAdd, StaticDel};
 
 /// Where the daemon listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/xsnoop.sock";
@@ -36,6 +41,13 @@ pub enum Show {
     Stats,
     /// Recent events.
     Events,
+    /// Events with a sequence number of at least this one, and the next number to ask for
+    /// (`xsnoop events --follow`).
+    EventsSince(u64),
+    /// Per-port summary: link, VLANs, fast-leave, router mode, groups, dataplane counters.
+    Ports,
+    /// Per-VLAN summary: snooping, querier, groups, ports.
+    Vlans,
     /// Where a multicast data frame would go, and the rule that chose it.
     Explain(ExplainQuery),
 }
@@ -54,12 +66,14 @@ pub struct ExplainQuery {
     pub group: std::net::Ipv4Addr,
 }
 
-/// One request.
+/// One request: `{"show": ...}` or `{"change": ...}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Request {
-    /// What to show.
-    pub show: Show,
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// Read state; changes nothing.
+    Show(Show),
+    /// Change the running switch (not written to the configuration file).
+    Change(Command),
 }
 
 /// The listening side, owned by the daemon loop.
@@ -94,9 +108,9 @@ impl ControlServer {
 
     /// Answers every client waiting now, each with `answer(request)`. A client that sends
     /// nothing for 200 ms or garbage gets an error line; none can stall the daemon for longer.
-    pub fn serve(&self, mut answer: impl FnMut(Show) -> Result<Value>) {
+    pub fn serve(&self, mut answer: impl FnMut(Request) -> Result<Value>) {
         while let Ok((stream, _)) = self.listener.accept() {
-            let reply = read_request(&stream).and_then(|r| answer(r.show));
+            let reply = read_request(&stream).and_then(&mut answer);
             let line = match reply {
                 Ok(v) => serde_json::json!({ "ok": v }),
                 Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
@@ -127,12 +141,26 @@ fn read_request(stream: &UnixStream) -> Result<Request> {
     BufReader::new(stream.take(MAX_REQUEST))
         .read_line(&mut line)
         .context("reading the request")?;
-    serde_json::from_str(line.trim())
-        .context("the request is not {\"show\": \"mdb|mrouters|querier|stats|events\"} or {\"show\": {\"explain\": ...}}")
+    serde_json::from_str(line.trim()).context(
+        "the request is not {\"show\": \"mdb|mrouters|querier|stats|events|ports|vlans\"}, \
+         {\"show\": {\"explain\"|\"events_since\": ...}} or \
+         {\"change\": {\"static_add\"|\"static_del\"|\"port_set\"|\"flush\": ...}}",
+    )
 }
 
 /// Asks the daemon at `path` for `show` and returns its answer.
 pub fn query(path: &Path, show: Show) -> Result<Value> {
+    request(path, &Request::Show(show))
+}
+
+/// Asks the daemon at `path` to make an operator change; returns its answer (the journal
+/// entries the change made) or the daemon's reason for refusing it.
+pub fn change(path: &Path, cmd: Command) -> Result<Value> {
+    request(path, &Request::Change(cmd))
+}
+
+/// Sends one request to the daemon at `path` and returns the `ok` part of its answer.
+pub fn request(path: &Path, req: &Request) -> Result<Value> {
     let mut s = UnixStream::connect(path).with_context(|| {
         format!(
             "connecting to {} (is xsnoop running? are you root?)",
@@ -140,7 +168,7 @@ pub fn query(path: &Path, show: Show) -> Result<Value> {
         )
     })?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    writeln!(s, "{}", serde_json::to_string(&Request { show })?)?;
+    writeln!(s, "{}", serde_json::to_string(req)?)?;
     let mut line = String::new();
     BufReader::new(&s).read_line(&mut line)?;
     let mut v: Value = serde_json::from_str(&line).context("the daemon's answer is not JSON")?;
@@ -168,8 +196,11 @@ mod tests {
         let client = std::thread::spawn(move || query(&p2, Show::Mdb));
         let mut served = false;
         for _ in 0..200 {
-            server.serve(|show| {
+            server.serve(|req| {
                 served = true;
+                let Request::Show(show) = req else {
+                    bail!("not a show")
+                };
                 Ok(serde_json::json!({ "asked": show }))
             });
             if served {

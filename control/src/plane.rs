@@ -6,6 +6,11 @@
 //! its frames leave (AF_PACKET sockets in snoop mode, the AF_XDP worker in run mode), so each
 //! mode feeds inputs here and then carries out the frame-sending part of the [`Output`] itself.
 //! Logging the events and publishing the table happen here, once, for both.
+//!
+//! The control socket is served here too, including operator changes (`xsnoop static|port|
+//! flush`): [`ControlPlane::serve`] applies them between two engine steps and returns what the
+//! engine wants sent (a flush may send a general query), which the mode carries out like any
+//! other output.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
@@ -16,7 +21,7 @@ use anyhow::{Context as _, Result};
 use tracing::info;
 use xsnoop_dataplane::{MulticastRule, PortId, PortSet, TableHandle, VlanId};
 
-use crate::ctl::{ControlServer, ExplainQuery, Show};
+use crate::ctl::{Command, ControlServer, ExplainQuery, Request, Show};
 use crate::engine::model::Time;
 use crate::engine::{Engine, EngineConfig, Event, Input, Output};
 use crate::metrics::{self, MetricsServer};
@@ -34,6 +39,8 @@ pub struct ControlPlane {
     control: Option<ControlServer>,
     metrics: Option<MetricsServer>,
     recent_events: VecDeque<Event>,
+    /// Events recorded since start; the newest event's sequence number is this minus one.
+    event_seq: u64,
     port_names: Vec<String>,
     table: TableHandle,
     epoch: Instant,
@@ -51,6 +58,7 @@ impl ControlPlane {
             control: None,
             metrics: None,
             recent_events: VecDeque::with_capacity(RECENT_EVENTS),
+            event_seq: 0,
             port_names,
             table,
             epoch: Instant::now(),
@@ -82,11 +90,29 @@ impl ControlPlane {
         self.control.as_ref().map(AsRawFd::as_raw_fd)
     }
 
-    /// Answers every show command waiting on the control socket, and every metrics scrape,
-    /// now.
-    pub fn serve(&self) {
-        if let Some(c) = &self.control {
-            c.serve(|what| self.show(what));
+    /// Answers every request waiting on the control socket and every metrics scrape, now.
+    /// Operator changes among them are applied (journalled, table published); the returned
+    /// output holds the queries they made the engine send, for the mode to transmit.
+    pub fn serve(&mut self) -> Option<Output> {
+        let mut made: Option<Output> = None;
+        if let Some(c) = self.control.take() {
+            c.serve(|req| match req {
+                Request::Show(what) => self.show(what),
+                Request::Change(cmd) => {
+                    let out = self.change(&cmd)?;
+                    let events: Vec<serde_json::Value> = out
+                        .events
+                        .iter()
+                        .map(|e| self.event_json(None, e))
+                        .collect();
+                    let m = made.get_or_insert_with(Output::default);
+                    m.transmit.extend(out.transmit);
+                    m.events.extend(out.events);
+                    m.table_changed |= out.table_changed;
+                    Ok(serde_json::json!({ "events": events }))
+                }
+            });
+            self.control = Some(c);
         }
         if let Some(m) = &self.metrics {
             m.serve(|| {
@@ -94,6 +120,79 @@ impl ControlPlane {
                 metrics::render(&get(Show::Stats), &get(Show::Mdb), &get(Show::Mrouters))
             });
         }
+        made
+    }
+
+    /// Applies an operator change now (see [`crate::engine::runtime`]); a refused change
+    /// names the bad value and changes nothing.
+    pub fn change(&mut self, cmd: &Command) -> Result<Output> {
+        let out = self.engine.command(self.now(), cmd)?;
+        self.record(&out);
+        Ok(out)
+    }
+
+    /// An event as the socket shows it: the engine's fields plus its sequence number (when
+    /// known) and the port's name.
+    fn event_json(&self, seq: Option<u64>, e: &Event) -> serde_json::Value {
+        let mut v = serde_json::to_value(e).unwrap_or_default();
+        if let Some(obj) = v.as_object_mut() {
+            if let Some(seq) = seq {
+                obj.insert("seq".into(), seq.into());
+            }
+            let name = e.port.map(|p| self.port_name(p).to_string());
+            obj.insert("port_name".into(), name.into());
+        }
+        v
+    }
+
+    /// The journal with sequence numbers, oldest first.
+    fn journal(&self) -> impl Iterator<Item = (u64, &Event)> {
+        let first = self.event_seq - self.recent_events.len() as u64;
+        (first..).zip(self.recent_events.iter())
+    }
+
+    /// Events numbered `after` or later, the number to ask for next, and how many were
+    /// already pushed out of the journal. A cursor past the end (a restarted daemon, or
+    /// `u64::MAX` to start following now) gets no events and the current end.
+    fn events_since(&self, after: u64) -> serde_json::Value {
+        let first = self.event_seq - self.recent_events.len() as u64;
+        let events: Vec<serde_json::Value> = if after > self.event_seq {
+            Vec::new()
+        } else {
+            self.journal()
+                .filter(|(seq, _)| *seq >= after)
+                .map(|(seq, e)| self.event_json(Some(seq), e))
+                .collect()
+        };
+        serde_json::json!({
+            "events": events,
+            "next": self.event_seq,
+            "missed": if after > self.event_seq { 0 } else { first.saturating_sub(after) },
+        })
+    }
+
+    /// `xsnoop ports`: the engine's view of each port plus the dataplane's per-port rx/tx
+    /// counters when the mode reports them (run mode's `dataplane.ports`).
+    fn ports(&self) -> Result<serde_json::Value> {
+        let mut rows = self.engine.port_views();
+        if let Some(f) = &self.extra_stats {
+            let dp = f();
+            let counters = dp.get("ports").and_then(serde_json::Value::as_array);
+            for row in &mut rows {
+                let c = counters.and_then(|list| {
+                    list.iter().find(|c| {
+                        c.get("port").and_then(serde_json::Value::as_str) == Some(&row.port)
+                    })
+                });
+                row.rx = c
+                    .and_then(|c| c.get("rx"))
+                    .and_then(serde_json::Value::as_u64);
+                row.tx = c
+                    .and_then(|c| c.get("tx"))
+                    .and_then(serde_json::Value::as_u64);
+            }
+        }
+        Ok(serde_json::to_value(rows)?)
     }
 
     /// The answer to one show command, from the engine's state now.
@@ -111,7 +210,14 @@ impl ControlPlane {
                 }
                 v
             }
-            Show::Events => serde_json::to_value(&self.recent_events)?,
+            Show::Events => serde_json::Value::Array(
+                self.journal()
+                    .map(|(seq, e)| self.event_json(Some(seq), e))
+                    .collect(),
+            ),
+            Show::EventsSince(after) => self.events_since(after),
+            Show::Ports => self.ports()?,
+            Show::Vlans => serde_json::to_value(e.vlan_views())?,
             Show::Explain(q) => self.explain(&q)?,
         })
     }
@@ -248,6 +354,7 @@ impl ControlPlane {
                 self.recent_events.pop_front();
             }
             self.recent_events.push_back(e.clone());
+            self.event_seq += 1;
         }
         if out.table_changed {
             self.table.publish(self.engine.table().clone());

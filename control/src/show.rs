@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::engine::{MdbFilterMode, MdbRow};
+use crate::engine::{MdbFilterMode, MdbRow, MrouterMode, PortView, VlanView};
 
 /// Formats rows as columns padded to their widest cell.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -102,6 +102,185 @@ pub fn json_table(v: &serde_json::Value) -> String {
         .collect();
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     table(&header, &cells)
+}
+
+/// A VLAN list as `1,10,20`.
+fn vlan_list(vlans: &[u16]) -> String {
+    let v: Vec<String> = vlans.iter().map(u16::to_string).collect();
+    if v.is_empty() {
+        "-".to_string()
+    } else {
+        v.join(",")
+    }
+}
+
+fn mrouter_word(m: MrouterMode) -> &'static str {
+    match m {
+        MrouterMode::Auto => "auto",
+        MrouterMode::Always => "always",
+        MrouterMode::Never => "never",
+    }
+}
+
+/// `xsnoop ports`: one line per port; a `*` marks a value set at runtime (`xsnoop port set`).
+pub fn ports(rows: &[PortView]) -> String {
+    let mark = |runtime: bool| if runtime { "*" } else { "" };
+    let count = |c: Option<u64>| c.map_or_else(|| "-".to_string(), |n| n.to_string());
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.port.clone(),
+                format!("{} {}", r.vlan_mode, vlan_list(&r.vlans)),
+                r.link.clone(),
+                format!(
+                    "{}{}",
+                    if r.fast_leave { "on" } else { "off" },
+                    mark(r.fast_leave_runtime)
+                ),
+                format!("{}{}", mrouter_word(r.mrouter), mark(r.mrouter_runtime)),
+                vlan_list(&r.router_in),
+                r.groups.to_string(),
+                r.static_groups.to_string(),
+                count(r.rx),
+                count(r.tx),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "PORT",
+            "VLANS",
+            "LINK",
+            "FAST-LEAVE",
+            "MROUTER",
+            "ROUTER-IN",
+            "GROUPS",
+            "STATIC",
+            "RX",
+            "TX",
+        ],
+        &cells,
+    );
+    if rows
+        .iter()
+        .any(|r| r.fast_leave_runtime || r.mrouter_runtime)
+    {
+        out.push_str("* set at runtime (xsnoop port set); survives reloads until set back\n");
+    }
+    out
+}
+
+/// `xsnoop vlans`: one line per VLAN.
+pub fn vlans(rows: &[VlanView]) -> String {
+    let names = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(",")
+        }
+    };
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let querier = match (r.querier.as_str(), r.querier_address) {
+                (who, Some(a)) => format!("{who} {a}"),
+                (who, None) => who.to_string(),
+            };
+            vec![
+                r.vlan.to_string(),
+                if r.snooping { "on" } else { "off" }.to_string(),
+                format!(
+                    "{}{}",
+                    querier,
+                    if r.querier_enabled { "" } else { " (ours off)" }
+                ),
+                r.groups.to_string(),
+                names(&r.ports),
+                names(&r.router_ports),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "VLAN",
+            "SNOOPING",
+            "QUERIER",
+            "GROUPS",
+            "PORTS",
+            "ROUTER-PORTS",
+        ],
+        &cells,
+    )
+}
+
+/// The cells of one journal entry (as the control socket sends it): sequence number, time,
+/// VLAN, port, group, what happened (with its details), why.
+fn event_cells(e: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value;
+    let text = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => "-".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let at = e.get("at_ms").and_then(Value::as_u64).unwrap_or(0);
+    let mut what = text(e.get("kind").and_then(|k| k.get("type")));
+    if let Some(kind) = e.get("kind").and_then(Value::as_object) {
+        for (k, v) in kind.iter().filter(|(k, _)| k.as_str() != "type") {
+            what.push_str(&format!(" {k}={}", text(Some(v))));
+        }
+    }
+    let port = match e.get("port_name") {
+        Some(Value::String(s)) => s.clone(),
+        _ => text(e.get("port")),
+    };
+    vec![
+        text(e.get("seq")),
+        format!("{}.{:03}s", at / 1000, at % 1000),
+        text(e.get("vlan")),
+        port,
+        text(e.get("group")),
+        what,
+        text(e.get("reason")),
+    ]
+}
+
+const EVENT_HEADER: [&str; 7] = ["SEQ", "TIME", "VLAN", "PORT", "GROUP", "EVENT", "REASON"];
+
+/// `xsnoop events`: the journal as a table, oldest first.
+pub fn events(list: &[serde_json::Value]) -> String {
+    if list.is_empty() {
+        return "no events\n".to_string();
+    }
+    let cells: Vec<Vec<String>> = list.iter().map(event_cells).collect();
+    table(&EVENT_HEADER, &cells)
+}
+
+/// Widths of the columns `xsnoop events --follow` prints line by line (a stream cannot be
+/// aligned to its widest cell, so the usual widths are fixed; longer cells push the line).
+const FOLLOW_WIDTHS: [usize; 6] = [6, 10, 5, 10, 15, 28];
+
+/// The header of `xsnoop events --follow`.
+pub fn event_follow_header() -> String {
+    follow_line(EVENT_HEADER.iter().map(|s| s.to_string()).collect())
+}
+
+/// One journal entry as a line of `xsnoop events --follow`.
+pub fn event_line(e: &serde_json::Value) -> String {
+    follow_line(event_cells(e))
+}
+
+fn follow_line(cells: Vec<String>) -> String {
+    let mut l = String::new();
+    for (i, c) in cells.iter().enumerate() {
+        match FOLLOW_WIDTHS.get(i) {
+            Some(w) => {
+                let _ = write!(l, "{c:<w$}  ");
+            }
+            None => l.push_str(c),
+        }
+    }
+    l.trim_end().to_string() + "\n"
 }
 
 #[cfg(test)]

@@ -157,7 +157,10 @@ impl SnoopSwitch {
                 self.drain_port(i, &mut outputs)?;
             }
         }
-        self.plane.serve();
+        if let Some(out) = self.plane.serve() {
+            self.send_queries(&out);
+            outputs.push(out);
+        }
         if let Some(out) = self.plane.tick() {
             self.send_queries(&out);
             outputs.push(out);

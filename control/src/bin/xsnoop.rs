@@ -12,7 +12,7 @@ use xsnoop_control::config_file::SwitchConfig;
 use xsnoop_control::ctl::{self, ExplainQuery, Show};
 use xsnoop_control::engine::model::Version;
 use xsnoop_control::engine::{
-    EngineConfig, MdbRow, MrouterMode, PortConfig, PortVlans, VlanConfig,
+    EngineConfig, MdbRow, MrouterMode, PortConfig, PortView, PortVlans, VlanConfig, VlanView,
 };
 use xsnoop_control::logging::{self, LogFormat};
 use xsnoop_control::show;
@@ -30,6 +30,10 @@ use xsnoop_dataplane::xdp::AttachMode;
 /// Start here:  xsnoop check-config docs/xsnoop.example.toml
 ///              xsnoop run --config my.toml        (as root)
 ///              xsnoop mdb                         (in another shell)
+///              xsnoop events --follow             (watch it learn)
+///
+/// Runtime changes (`static`, `port set`, `flush`) act on the running daemon only; they are
+/// not written to the configuration file.
 #[derive(Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
@@ -94,8 +98,179 @@ enum Command {
     ///
     /// Example: xsnoop explain --port swp1 --vlan 10 --source 10.0.0.9 --group 239.1.1.1
     Explain(ExplainArgs),
-    /// Show the recent event journal (joins, leaves, expiries, querier and router changes).
-    Events(ShowArgs),
+    /// Show the event journal (joins, leaves, expiries, querier, router and operator changes).
+    ///
+    /// Without --follow: the most recent events (up to 1024). With --follow: only events from
+    /// now on, printed as they happen until Ctrl-C (the daemon is polled every 250 ms with a
+    /// sequence number; nothing is held open, so a slow terminal never slows the switch).
+    #[command(
+        after_help = "Examples:\n  xsnoop events\n  xsnoop events --follow\n  xsnoop events --follow --json | jq 'select(.kind.type == \"leave\")'"
+    )]
+    Events(EventsArgs),
+    /// Show the ports: VLANs, link, fast-leave, router mode, groups, dataplane counters.
+    ///
+    /// ROUTER-IN lists the VLANs where the port is a multicast-router port right now
+    /// (configured or learned); GROUPS counts learned port-groups, STATIC static entries; RX/TX
+    /// are the dataplane's frame counters (run mode). A `*` marks a setting changed at runtime.
+    #[command(
+        after_help = "Examples:\n  xsnoop ports\n  xsnoop ports --json | jq '.[] | select(.link == \"down\")'"
+    )]
+    Ports(ShowArgs),
+    /// Show the VLANs: snooping on/off, who is querier, group count, ports, router ports.
+    #[command(after_help = "Examples:\n  xsnoop vlans\n  xsnoop vlans --json")]
+    Vlans(ShowArgs),
+    /// Add or delete static group entries on a running switch.
+    ///
+    /// A static entry forwards the group to the port whatever IGMP says: it never expires and
+    /// is not counted in table limits. Runtime entries are not written to the configuration
+    /// file. They survive a reload (SIGHUP) like `bridge mdb add ... permanent` on a Linux
+    /// bridge, until `xsnoop static del` or a restart; an entry whose port no longer carries
+    /// the VLAN after a reload is dropped (and journalled). Entries from the file are changed
+    /// in the file.
+    #[command(subcommand, after_help = STATIC_HELP)]
+    Static(StaticCmd),
+    /// Change a port's settings on a running switch.
+    #[command(subcommand, after_help = PORT_HELP)]
+    Port(PortCmd),
+    /// Forget the learned (dynamic) groups of a port, of a VLAN, or of a port in one VLAN.
+    ///
+    /// The group table is published at once, so traffic to the flushed ports stops. Static
+    /// entries stay. When this switch is the VLAN's querier, a general query goes out on the
+    /// flushed ports so hosts that still want a group report it again within the query
+    /// response interval (10 s by default); without a querier of ours the groups stay gone
+    /// until the hosts' next reports (as after Cisco's `clear ip igmp snooping groups`).
+    #[command(
+        after_help = "Examples:\n  xsnoop flush --port swp3            # every VLAN of swp3\n  xsnoop flush --vlan 10              # every port of VLAN 10\n  xsnoop flush --port swp3 --vlan 10"
+    )]
+    Flush(FlushArgs),
+}
+
+const STATIC_HELP: &str = "Examples:
+  xsnoop static add --vlan 10 --group 239.1.1.1 --port swp2 --port swp3
+  xsnoop static add --vlan 10 --group 232.1.1.1 --source 10.0.0.9 --port swp2   # one SSM channel
+  xsnoop static del --vlan 10 --group 239.1.1.1 --port swp3
+
+Runtime changes are not saved: put them in the configuration file's [[static_group]] entries
+to keep them across restarts. A bad port, VLAN, group or source is refused with a message
+naming it, and nothing changes.";
+
+const PORT_HELP: &str = "Examples:
+  xsnoop port set swp3 --fast-leave on
+  xsnoop port set swp1 --mrouter always
+  xsnoop port set swp1 --mrouter auto --fast-leave off
+
+--mrouter: auto (learned from queries, PIM hellos and MRD; aged out), always (configured
+router port: receives every group), never (ignore routers heard on it).
+Runtime settings are not saved to the configuration file; they survive a reload (SIGHUP),
+like `ip link set ... type bridge_slave mcast_router 2`, until changed again or a restart.
+Setting the file's own value returns the port to following the file. `xsnoop ports` marks
+runtime settings with *.";
+
+#[derive(Args)]
+struct EventsArgs {
+    /// Keep printing new events as they happen, until Ctrl-C.
+    #[arg(long)]
+    follow: bool,
+    #[command(flatten)]
+    show: ShowArgs,
+}
+
+#[derive(Subcommand)]
+enum StaticCmd {
+    /// Join ports to a group permanently (for every source, or only the --source ones).
+    #[command(after_help = STATIC_HELP)]
+    Add(StaticArgs),
+    /// Remove a runtime static entry from ports.
+    #[command(after_help = STATIC_HELP)]
+    Del(StaticDelArgs),
+}
+
+#[derive(Args)]
+struct StaticArgs {
+    /// The VLAN of the entry.
+    #[arg(long, default_value_t = 1)]
+    vlan: u16,
+    /// The multicast group (not in 224.0.0.0/24, which is always flooded).
+    #[arg(long)]
+    group: Ipv4Addr,
+    /// Only this source (repeatable): a static INCLUDE list, e.g. an SSM channel.
+    #[arg(long = "source", value_name = "S")]
+    sources: Vec<Ipv4Addr>,
+    /// A port that receives the group (repeatable; at least one).
+    #[arg(long = "port", value_name = "IF", required = true)]
+    ports: Vec<String>,
+    #[command(flatten)]
+    show: ShowArgs,
+}
+
+#[derive(Args)]
+struct StaticDelArgs {
+    /// The VLAN of the entry.
+    #[arg(long, default_value_t = 1)]
+    vlan: u16,
+    /// The group.
+    #[arg(long)]
+    group: Ipv4Addr,
+    /// A port whose entry goes (repeatable; at least one).
+    #[arg(long = "port", value_name = "IF", required = true)]
+    ports: Vec<String>,
+    #[command(flatten)]
+    show: ShowArgs,
+}
+
+#[derive(Subcommand)]
+enum PortCmd {
+    /// Set fast-leave and/or the multicast-router mode of a port.
+    #[command(after_help = PORT_HELP)]
+    Set(PortSetArgs),
+}
+
+/// `on` / `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+/// The `--mrouter` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum MrouterArg {
+    /// Learned from queries, PIM hellos and MRD advertisements; aged out.
+    Auto,
+    /// Always a router port: receives every group.
+    Always,
+    /// Never a router port, whatever is heard on it.
+    Never,
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).multiple(true).args(["fast_leave", "mrouter"]))]
+struct PortSetArgs {
+    /// The port (interface name).
+    port: String,
+    /// Leaves take effect at once: for ports with a single host behind them.
+    #[arg(long, value_enum)]
+    fast_leave: Option<OnOff>,
+    /// Multicast-router mode.
+    #[arg(long, value_enum)]
+    mrouter: Option<MrouterArg>,
+    #[command(flatten)]
+    show: ShowArgs,
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("scope").required(true).multiple(true).args(["port", "vlan"]))]
+struct FlushArgs {
+    /// Only this port.
+    #[arg(long, value_name = "IF")]
+    port: Option<String>,
+    /// Only this VLAN.
+    #[arg(long)]
+    vlan: Option<u16>,
+    #[command(flatten)]
+    show: ShowArgs,
 }
 
 #[derive(Args)]
@@ -407,10 +582,72 @@ fn show_cmd(what: Show, a: &ShowArgs) -> Result<()> {
     } else if what == Show::Mdb {
         let rows: Vec<MdbRow> = serde_json::from_value(v)?;
         print!("{}", show::mdb(&rows));
+    } else if what == Show::Ports {
+        let rows: Vec<PortView> = serde_json::from_value(v)?;
+        print!("{}", show::ports(&rows));
+    } else if what == Show::Vlans {
+        let rows: Vec<VlanView> = serde_json::from_value(v)?;
+        print!("{}", show::vlans(&rows));
+    } else if what == Show::Events {
+        let list = v.as_array().map_or(&[][..], Vec::as_slice);
+        print!("{}", show::events(list));
     } else {
         print!("{}", show::json_table(&v));
     }
     Ok(())
+}
+
+/// Sends an operator change; prints the journal entries it made (or, refused, fails with the
+/// daemon's reason).
+fn change_cmd(cmd: ctl::Command, a: &ShowArgs) -> Result<()> {
+    let v = ctl::change(&a.control_socket, cmd)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let list = v["events"].as_array().map_or(&[][..], Vec::as_slice);
+    if list.is_empty() {
+        println!("ok: nothing changed");
+    } else {
+        print!("{}", show::events(list));
+    }
+    Ok(())
+}
+
+/// How often `xsnoop events --follow` polls the daemon.
+const FOLLOW_POLL: Duration = Duration::from_millis(250);
+
+/// `xsnoop events --follow`: polls the journal with a sequence number and prints new events
+/// until interrupted; fails when the daemon goes away.
+fn follow_events(a: &ShowArgs) -> Result<()> {
+    let sock = &a.control_socket;
+    let start = ctl::query(sock, Show::EventsSince(u64::MAX))?;
+    let mut cursor = start["next"].as_u64().unwrap_or(0);
+    if !a.json {
+        print!("{}", show::event_follow_header());
+    }
+    loop {
+        std::thread::sleep(FOLLOW_POLL);
+        let v = ctl::query(sock, Show::EventsSince(cursor))
+            .map_err(|e| e.context("following events: the daemon stopped answering"))?;
+        let next = v["next"].as_u64().unwrap_or(cursor);
+        if next < cursor {
+            eprintln!("xsnoop: the daemon restarted; following its new journal");
+            cursor = 0;
+            continue;
+        }
+        if let Some(missed) = v["missed"].as_u64().filter(|m| *m > 0) {
+            eprintln!("xsnoop: {missed} events left the journal before they could be shown");
+        }
+        for e in v["events"].as_array().into_iter().flatten() {
+            if a.json {
+                println!("{e}");
+            } else {
+                print!("{}", show::event_line(e));
+            }
+        }
+        cursor = next;
+    }
 }
 
 fn main() -> ExitCode {
@@ -433,7 +670,46 @@ fn main() -> ExitCode {
         Command::Mrouters(a) => show_cmd(Show::Mrouters, a),
         Command::Querier(a) => show_cmd(Show::Querier, a),
         Command::Stats(a) => show_cmd(Show::Stats, a),
-        Command::Events(a) => show_cmd(Show::Events, a),
+        Command::Events(a) if a.follow => follow_events(&a.show),
+        Command::Events(a) => show_cmd(Show::Events, &a.show),
+        Command::Ports(a) => show_cmd(Show::Ports, a),
+        Command::Vlans(a) => show_cmd(Show::Vlans, a),
+        Command::Static(StaticCmd::Add(a)) => change_cmd(
+            ctl::Command::StaticAdd(ctl::StaticAdd {
+                vlan: a.vlan,
+                group: a.group,
+                sources: a.sources.clone(),
+                ports: a.ports.clone(),
+            }),
+            &a.show,
+        ),
+        Command::Static(StaticCmd::Del(a)) => change_cmd(
+            ctl::Command::StaticDel(ctl::StaticDel {
+                vlan: a.vlan,
+                group: a.group,
+                ports: a.ports.clone(),
+            }),
+            &a.show,
+        ),
+        Command::Port(PortCmd::Set(a)) => change_cmd(
+            ctl::Command::PortSet(ctl::PortSettings {
+                port: a.port.clone(),
+                fast_leave: a.fast_leave.map(|v| v == OnOff::On),
+                mrouter: a.mrouter.map(|m| match m {
+                    MrouterArg::Auto => MrouterMode::Auto,
+                    MrouterArg::Always => MrouterMode::Always,
+                    MrouterArg::Never => MrouterMode::Never,
+                }),
+            }),
+            &a.show,
+        ),
+        Command::Flush(a) => change_cmd(
+            ctl::Command::Flush(ctl::Flush {
+                port: a.port.clone(),
+                vlan: a.vlan,
+            }),
+            &a.show,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -51,7 +51,7 @@ impl PortVlans {
 }
 
 /// Whether a port is a multicast-router port (RFC 4541 §2.1.1(2): learned or set by management).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MrouterMode {
     /// Learned from queries, PIM hellos and MRD advertisements, aged out.

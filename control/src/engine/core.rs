@@ -21,16 +21,25 @@ use super::membership::{Context, Outcome, PortGroup};
 use super::model::{GroupRecord, Message, QuerierRole, Time, Version};
 use super::mrouter::MrouterRow;
 use super::querier::{general_query, Election, Querier, QuerierStatus};
+use super::runtime::Overrides;
 use super::state::VlanState;
 use super::stats::Stats;
 use super::table_builder::{group_entry, mrouters, vlan_table};
 use super::timers::TimerConfig;
 use super::topology::Topology;
 
+mod operator;
+pub mod views;
+
 /// The snooping engine of the whole switch.
 #[derive(Clone, Debug)]
 pub struct Engine {
+    /// The configuration in force: `base` with `overrides` applied.
     config: EngineConfig,
+    /// The configuration as given (the file's), without runtime changes.
+    base: EngineConfig,
+    /// Operator changes made at runtime (see [`super::runtime`]).
+    overrides: Overrides,
     topo: Topology,
     vlan_cfg: BTreeMap<VlanId, VlanConfig>,
     vlans: BTreeMap<VlanId, VlanState>,
@@ -85,6 +94,8 @@ impl Engine {
             .collect();
         let mut e = Engine {
             port_groups: vec![0; config.ports.len()],
+            base: config.clone(),
+            overrides: Overrides::default(),
             config,
             topo,
             vlan_cfg,
@@ -106,33 +117,27 @@ impl Engine {
     /// latest seen). Timers due at `now` run before the input and again after it, so after a
     /// step [`Engine::next_deadline`] is always in the future.
     pub fn handle(&mut self, now: Time, input: Input<'_>) -> Output {
+        // Work already due is done under the configuration it was scheduled with, except when
+        // that configuration is being replaced: then under the new one.
+        let timers_first = !matches!(input, Input::Reconfigure(_));
+        self.step(now, timers_first, |e, now, out| e.on_input(now, input, out))
+    }
+
+    /// One step: timers due (when `timers_first`), `f`, timers made due by it, then the
+    /// clean-up every step ends with.
+    fn step(
+        &mut self,
+        now: Time,
+        timers_first: bool,
+        f: impl FnOnce(&mut Self, Time, &mut Output),
+    ) -> Output {
         let now = now.max(self.now);
         self.now = now;
         let mut out = Output::default();
-        // Work already due is done under the configuration it was scheduled with, except when
-        // that configuration is being replaced: then under the new one.
-        if !matches!(input, Input::Reconfigure(_)) {
+        if timers_first {
             self.run_timers(now, &mut out);
         }
-        match input {
-            Input::Message {
-                port,
-                vlan,
-                src_ip,
-                dst_ip: _,
-                msg,
-            } => self.on_message(now, port, vlan, src_ip, msg, &mut out),
-            Input::Malformed { reason, .. } => self.stats.malformed(reason),
-            Input::Tick => {}
-            Input::PortUp(port) => self.on_port_up(port, &mut out),
-            Input::PortDown(port) => self.on_port_down(now, port, &mut out),
-            Input::Reconfigure(config) => {
-                if let Err(e) = self.apply_config(now, config, &mut out) {
-                    tracing::warn!(error = %e, "configuration refused, keeping the current one");
-                    self.stats.ignore("invalid configuration");
-                }
-            }
-        }
+        f(self, now, &mut out);
         // What the input made due at once (a querier taking over, a reconfigured querier's
         // first startup query) goes out in this step.
         self.run_timers(now, &mut out);
@@ -144,6 +149,28 @@ impl Engine {
         });
         self.stats.count_events(&out.events);
         out
+    }
+
+    fn on_input(&mut self, now: Time, input: Input<'_>, out: &mut Output) {
+        match input {
+            Input::Message {
+                port,
+                vlan,
+                src_ip,
+                dst_ip: _,
+                msg,
+            } => self.on_message(now, port, vlan, src_ip, msg, out),
+            Input::Malformed { reason, .. } => self.stats.malformed(reason),
+            Input::Tick => {}
+            Input::PortUp(port) => self.on_port_up(port, out),
+            Input::PortDown(port) => self.on_port_down(now, port, out),
+            Input::Reconfigure(config) => {
+                if let Err(e) = self.apply_base(now, config, out) {
+                    tracing::warn!(error = %e, "configuration refused, keeping the current one");
+                    self.stats.ignore("invalid configuration");
+                }
+            }
+        }
     }
 
     /// When the caller must deliver [`Input::Tick`] next.
@@ -1278,6 +1305,35 @@ impl Engine {
     pub fn reconfigure(&mut self, now: Time, config: EngineConfig) -> Result<Output, ConfigError> {
         config.validate()?;
         Ok(self.handle(now, Input::Reconfigure(config)))
+    }
+
+    /// A new base configuration (a reload): runtime overrides that still fit are re-applied
+    /// on top of it, the others are dropped and journalled; then [`Engine::apply_config`].
+    fn apply_base(
+        &mut self,
+        now: Time,
+        base: EngineConfig,
+        out: &mut Output,
+    ) -> Result<(), ConfigError> {
+        base.validate()?;
+        let mut overrides = self.overrides.clone();
+        let dropped = overrides.prune(&base);
+        let effective = overrides.apply(&base);
+        effective.validate()?;
+        self.base = base;
+        self.overrides = overrides;
+        for s in dropped {
+            Self::event(
+                out,
+                now,
+                s.vlan,
+                Some(s.port),
+                Some(s.group),
+                EventKind::StaticRemoved,
+                "runtime static group dropped: its port no longer carries the VLAN after the reload",
+            );
+        }
+        self.apply_config(now, effective, out)
     }
 
     /// Applies a new configuration, keeping learned state where it is still valid: groups on

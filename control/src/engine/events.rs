@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use xsnoop_dataplane::{PortId, VlanId};
 
+use super::config::MrouterMode;
 use super::model::Time;
 
 /// One journal entry.
@@ -88,6 +89,22 @@ pub enum EventKind {
     PortFlushed {
         /// How many port-groups were removed.
         groups: usize,
+    },
+    /// All dynamic groups of a VLAN were flushed by the operator.
+    VlanFlushed {
+        /// How many port-groups were removed.
+        groups: usize,
+    },
+    /// The operator joined the port to the group permanently (`xsnoop static add`).
+    StaticAdded,
+    /// A runtime static entry was removed (`xsnoop static del`, or a reload it no longer fits).
+    StaticRemoved,
+    /// The operator changed the port's settings (`xsnoop port set`); the values now in force.
+    PortChanged {
+        /// Fast-leave on the port.
+        fast_leave: bool,
+        /// Its multicast-router mode.
+        mrouter: MrouterMode,
     },
 }
 

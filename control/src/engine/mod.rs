@@ -3,7 +3,8 @@
 //! [`Engine`] is the whole engine's face: `(now, input) -> Output`. Behind it, one module per
 //! job: configuration ([`config`]), the querier ([`querier`]), router ports ([`mrouter`]),
 //! control-frame forwarding ([`igmp_forward`]), the table fold ([`table_builder`]), the journal
-//! ([`events`]), counters ([`stats`]) and the operator views ([`mdb`]).
+//! ([`events`]), counters ([`stats`]), the operator views ([`mdb`]) and runtime changes
+//! ([`runtime`]).
 //!
 //! The caller's loop: build with [`Engine::new`]; for every punted frame, link change, new
 //! configuration, or when the clock reaches [`Engine::next_deadline`], call [`Engine::handle`]
@@ -24,6 +25,7 @@ pub mod membership;
 pub mod model;
 pub mod mrouter;
 pub mod querier;
+pub mod runtime;
 pub mod state;
 pub mod stats;
 pub mod table_builder;
@@ -34,10 +36,12 @@ pub use self::config::{
     ConfigError, EngineConfig, MrouterMode, PortConfig, PortVlans, StaticGroup, TableFullPolicy,
     VlanConfig,
 };
+pub use self::core::views::{PortView, VlanView};
 pub use self::core::Engine;
 pub use self::events::{Event, EventKind};
 pub use self::io::{Input, Output, QuerySpec, Transmit};
 pub use self::mdb::{MdbFilterMode, MdbRow};
 pub use self::mrouter::MrouterRow;
 pub use self::querier::QuerierStatus;
+pub use self::runtime::{Command, CommandError};
 pub use self::stats::Stats;

@@ -359,7 +359,9 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
                 break;
             }
         }
-        cpu.plane.serve();
+        if let Some(out) = cpu.plane.serve() {
+            cpu.act(&out, None);
+        }
         if let Some(out) = cpu.plane.tick() {
             cpu.act(&out, None);
         }
