@@ -424,6 +424,125 @@ mod tests {
         assert_eq!(p.engine().stats().malformed.values().sum::<u64>(), 1);
     }
 
+    fn static_add(port: &str) -> Command {
+        Command::StaticAdd(crate::ctl::StaticAdd {
+            vlan: 1,
+            group: GROUP,
+            sources: vec![],
+            ports: vec![port.to_string()],
+        })
+    }
+
+    #[test]
+    fn a_change_is_published_journalled_and_followable_by_sequence_number() {
+        let mut p = plane();
+        let start = p.show(Show::EventsSince(u64::MAX)).unwrap();
+        assert_eq!(start["events"], serde_json::json!([]));
+        let cursor = start["next"].as_u64().unwrap();
+        let out = p.change(&static_add("b")).unwrap();
+        assert!(out.table_changed);
+        assert_eq!(
+            p.table().load().vlans[&1].groups[&GROUP].any_source,
+            PortSet::single(1)
+        );
+        let v = p.show(Show::EventsSince(cursor)).unwrap();
+        let evs = v["events"].as_array().unwrap();
+        assert_eq!(evs.len(), 1, "{v}");
+        assert_eq!(evs[0]["seq"], cursor);
+        assert_eq!(evs[0]["port_name"], "b");
+        assert_eq!(evs[0]["kind"]["type"], "static_added");
+        assert_eq!(evs[0]["reason"], "static group added by operator");
+        let next = v["next"].as_u64().unwrap();
+        assert_eq!(next, cursor + 1);
+        assert_eq!(
+            p.show(Show::EventsSince(next)).unwrap()["events"],
+            serde_json::json!([])
+        );
+        // A refused change names the bad value, journals nothing and publishes nothing.
+        let e = p.change(&static_add("zz")).unwrap_err();
+        assert!(format!("{e:#}").contains("\"zz\""), "{e:#}");
+        assert_eq!(p.show(Show::EventsSince(next)).unwrap()["next"], next);
+        // The whole journal carries the same numbers.
+        let all = p.show(Show::Events).unwrap();
+        assert_eq!(all.as_array().unwrap().last().unwrap()["seq"], cursor);
+    }
+
+    #[test]
+    fn events_pushed_out_of_the_journal_are_reported_as_missed() {
+        let mut p = plane();
+        for _ in 0..RECENT_EVENTS + 10 {
+            p.handle(Input::PortDown(0));
+            p.handle(Input::PortUp(0));
+        }
+        let v = p.show(Show::EventsSince(0)).unwrap();
+        let first = v["events"][0]["seq"].as_u64().unwrap();
+        assert!(first > 0);
+        assert_eq!(v["missed"], first);
+        assert_eq!(v["events"].as_array().unwrap().len(), RECENT_EVENTS);
+    }
+
+    #[test]
+    fn ports_and_vlans_views_carry_the_dataplane_counters_when_there_are_some() {
+        let mut p = plane();
+        let v = p.show(Show::Ports).unwrap();
+        assert_eq!(v[0]["port"], "a");
+        assert_eq!(v[0]["rx"], serde_json::Value::Null);
+        p.set_extra_stats(Box::new(
+            || serde_json::json!({"ports": [{"port": "b", "rx": 7, "tx": 9}]}),
+        ));
+        let v = p.show(Show::Ports).unwrap();
+        assert_eq!(
+            (v[1]["rx"].as_u64(), v[1]["tx"].as_u64()),
+            (Some(7), Some(9))
+        );
+        assert_eq!(v[0]["rx"], serde_json::Value::Null);
+        let v = p.show(Show::Vlans).unwrap();
+        assert_eq!(v[0]["vlan"], 1);
+        assert_eq!(v[0]["ports"], serde_json::json!(["a", "b"]));
+    }
+
+    #[test]
+    fn changes_over_the_socket_answer_with_their_events_or_the_reason_for_refusal() {
+        let dir = std::env::temp_dir().join(format!("xsnoop-plane-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl.sock");
+        let mut p = plane();
+        p.listen(&path).unwrap();
+        for (cmd, ok) in [(static_add("a"), true), (static_add("nope"), false)] {
+            let p2 = path.clone();
+            let client = std::thread::spawn(move || crate::ctl::change(&p2, cmd));
+            let mut made = None;
+            for _ in 0..200 {
+                if client.is_finished() {
+                    break;
+                }
+                if let Some(o) = p.serve() {
+                    made = Some(o);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let answer = client.join().unwrap();
+            if ok {
+                let v = answer.unwrap();
+                assert_eq!(v["events"][0]["port_name"], "a", "{v}");
+                assert!(made.is_some_and(|o| o.table_changed));
+            } else {
+                let e = format!("{:#}", answer.unwrap_err());
+                assert!(
+                    e.contains("the daemon refused") && e.contains("\"nope\""),
+                    "{e}"
+                );
+                assert!(made.is_none());
+            }
+        }
+        assert_eq!(
+            p.table().load().vlans[&1].groups[&GROUP].any_source,
+            PortSet::single(0)
+        );
+        drop(p);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn stats_carry_the_modes_extra_counters_and_the_journal_is_bounded() {
         let mut p = plane();
