@@ -185,6 +185,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn requests_keep_the_show_shape_and_add_changes() {
+        let show: Request = serde_json::from_str(r#"{"show":"mdb"}"#).unwrap();
+        assert_eq!(show, Request::Show(Show::Mdb));
+        assert_eq!(serde_json::to_string(&show).unwrap(), r#"{"show":"mdb"}"#);
+        let since: Request = serde_json::from_str(r#"{"show":{"events_since":5}}"#).unwrap();
+        assert_eq!(since, Request::Show(Show::EventsSince(5)));
+        let ch: Request = serde_json::from_str(
+            r#"{"change":{"static_del":{"vlan":1,"group":"239.1.1.1","ports":["a"]}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(ch, Request::Change(Command::StaticDel(_))));
+        for bad in [
+            r#"{"show":"mdb","change":{"flush":{"vlan":1}}}"#,
+            r#"{"show":"everything"}"#,
+            r#"{"change":{"reboot":{}}}"#,
+            r#"{"change":{"static_del":{"vlan":1,"group":"239.1.1.1","ports":["a"],"sources":[]}}}"#,
+        ] {
+            assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn request_answer_and_refusal_round_trip() {
         let dir = std::env::temp_dir().join(format!("xsnoop-ctl-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -219,6 +241,34 @@ mod tests {
         let mut line = String::new();
         BufReader::new(&s).read_line(&mut line).unwrap();
         assert!(line.contains("error"), "{line}");
+        // A change request reaches the answer function as a change.
+        let p3 = path.clone();
+        let client = std::thread::spawn(move || {
+            change(
+                &p3,
+                Command::Flush(Flush {
+                    port: Some("swp1".into()),
+                    vlan: None,
+                }),
+            )
+        });
+        let mut got = None;
+        for _ in 0..200 {
+            server.serve(|req| {
+                got = Some(req);
+                bail!("port swp1 is not here")
+            });
+            if got.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let e = client.join().unwrap().unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "the daemon refused: port swp1 is not here"
+        );
+        assert!(matches!(got, Some(Request::Change(Command::Flush(_)))));
         // A second daemon on the same socket is refused while the first runs.
         assert!(ControlServer::bind(&path).is_err());
         drop(server);

@@ -299,6 +299,92 @@ mod tests {
         assert_eq!(t, "A          BB\nlong-cell  x\ny          z\n");
     }
 
+    fn port(name: &str) -> PortView {
+        PortView {
+            port: name.into(),
+            vlan_mode: "trunk".into(),
+            vlans: vec![10, 20],
+            link: "up".into(),
+            fast_leave: false,
+            fast_leave_runtime: false,
+            mrouter: MrouterMode::Auto,
+            mrouter_runtime: false,
+            router_in: vec![],
+            groups: 3,
+            static_groups: 0,
+            rx: None,
+            tx: Some(12),
+        }
+    }
+
+    #[test]
+    fn ports_mark_runtime_settings_and_explain_the_mark() {
+        let plain = ports(&[port("swp1")]);
+        assert_eq!(
+            plain,
+            "PORT  VLANS        LINK  FAST-LEAVE  MROUTER  ROUTER-IN  GROUPS  STATIC  RX  TX\n\
+             swp1  trunk 10,20  up    off         auto     -          3       0       -   12\n"
+        );
+        let mut p = port("swp10");
+        p.fast_leave = true;
+        p.fast_leave_runtime = true;
+        p.mrouter = MrouterMode::Never;
+        p.router_in = vec![20];
+        let t = ports(&[port("swp1"), p]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(
+            lines[2].contains("on*") && lines[2].contains("never ") && lines[2].contains(" 20 "),
+            "{t}"
+        );
+        assert!(lines[3].starts_with("* set at runtime"), "{t}");
+        // Columns line up: every row's VLANS column starts where the header's does.
+        let col = lines[0].find("VLANS").unwrap();
+        assert_eq!(&lines[2][col..col + 5], "trunk");
+    }
+
+    #[test]
+    fn vlans_say_who_queries() {
+        let v = VlanView {
+            vlan: 10,
+            snooping: true,
+            querier_enabled: true,
+            querier: "us".into(),
+            querier_address: Some(std::net::Ipv4Addr::new(10, 0, 0, 254)),
+            groups: 2,
+            ports: vec!["a".into(), "b".into()],
+            router_ports: vec![],
+        };
+        assert_eq!(
+            vlans(&[v]),
+            "VLAN  SNOOPING  QUERIER        GROUPS  PORTS  ROUTER-PORTS\n\
+             10    on        us 10.0.0.254  2       a,b    -\n"
+        );
+    }
+
+    #[test]
+    fn events_show_names_details_and_reasons() {
+        let e = serde_json::json!({
+            "seq": 7, "at_ms": 61_005, "vlan": 1, "port": 2, "port_name": "swp3",
+            "group": null, "kind": {"type": "port_flushed", "groups": 4},
+            "reason": "learned groups flushed by operator"
+        });
+        let t = events(std::slice::from_ref(&e));
+        assert!(t.starts_with("SEQ"), "{t}");
+        assert!(
+            t.contains("7    61.005s  1     swp3  -      port_flushed groups=4  learned groups flushed by operator"),
+            "{t}"
+        );
+        assert_eq!(events(&[]), "no events\n");
+        let line = event_line(&e);
+        assert!(line.starts_with("7       61.005s"), "{line:?}");
+        assert!(
+            line.ends_with("learned groups flushed by operator\n"),
+            "{line:?}"
+        );
+        assert!(event_follow_header().starts_with("SEQ     TIME"));
+    }
+
     #[test]
     fn json_rows_become_columns() {
         let v = serde_json::json!([{"vlan": 1, "port": "swp1", "expires_ms": null}]);

@@ -263,6 +263,7 @@ fn static_entries_port_settings_and_flushes_act_on_the_running_switch() {
     assert_eq!(r4["link"], "up");
     assert!(r4["tx"].as_u64().unwrap() >= 10, "{ports:#}");
     let text = d.show_text("ports").unwrap();
+    eprintln!("xsnoop ports:\n{text}");
     assert!(text.starts_with("PORT"), "{text}");
     assert!(
         text.contains("FAST-LEAVE") && text.contains("on*") && text.contains("always*"),
@@ -276,6 +277,8 @@ fn static_entries_port_settings_and_flushes_act_on_the_running_switch() {
     assert_eq!(vlans[0]["router_ports"], serde_json::json!([p[3]]));
     assert_eq!(vlans[0]["ports"].as_array().unwrap().len(), 4);
     let text = d.show_text("vlans").unwrap();
+    eprintln!("xsnoop vlans:\n{text}");
+    eprintln!("xsnoop events:\n{}", d.show_text("events").unwrap());
     assert!(
         text.starts_with("VLAN") && text.contains("SNOOPING") && text.contains(&p[3]),
         "{text}"
@@ -413,6 +416,7 @@ fn events_follow_prints_events_that_happen_while_it_runs() {
         .iter()
         .all(|e| e["seq"].as_u64() >= added["seq"].as_u64()));
     let lines = text.until(|l| l.contains("join"));
+    eprintln!("xsnoop events --follow:\n{}", lines.join("\n"));
     assert!(
         lines
             .iter()
