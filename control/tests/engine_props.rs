@@ -1,6 +1,7 @@
 //! Property tests: random sequences of reports (v1/v2/v3, every record type), leaves, queries
-//! from various sources, router announcements, malformed frames, link events, reconfigurations
-//! and ticks with random time jumps never panic and keep the engine's invariants.
+//! from various sources, router announcements, malformed frames, link events, reconfigurations,
+//! operator changes (valid or not) and ticks with random time jumps never panic and keep the
+//! engine's invariants.
 
 mod common;
 
@@ -11,7 +12,10 @@ use std::time::Duration;
 use common::*;
 use proptest::prelude::*;
 use xsnoop_control::engine::model::{GroupRecord, Message, RecordType, Version};
-use xsnoop_control::engine::{EngineConfig, Input, MdbFilterMode, StaticGroup, TableFullPolicy};
+use xsnoop_control::engine::runtime::{Flush, PortSettings, StaticAdd, StaticDel};
+use xsnoop_control::engine::{
+    Command, EngineConfig, Input, MdbFilterMode, MrouterMode, StaticGroup, TableFullPolicy,
+};
 use xsnoop_dataplane::{PortId, PortSet};
 
 const GROUPS: [Ipv4Addr; 4] = [
@@ -48,6 +52,43 @@ enum Op {
     Up(PortId),
     Down(PortId),
     Reconfigure(Knobs),
+    /// An operator change; some name ports, VLANs or groups that are wrong on purpose.
+    Command(Command),
+}
+
+const PORT_NAMES: [&str; 7] = ["p0", "p1", "p2", "p3", "trunk4", "p5", "nope"];
+
+fn port_names(max: usize) -> impl Strategy<Value = Vec<String>> {
+    proptest::sample::subsequence(PORT_NAMES.to_vec(), 0..=max)
+        .prop_map(|v| v.into_iter().map(str::to_string).collect())
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    let vlan = || proptest::sample::select(vec![VLAN, OTHER_VLAN, 30]);
+    let grp = || {
+        prop_oneof![
+            4 => group(),
+            1 => Just(Ipv4Addr::new(10, 1, 1, 1)),
+        ]
+    };
+    let name = || proptest::sample::select(PORT_NAMES.to_vec()).prop_map(str::to_string);
+    let mode = || {
+        proptest::option::of(prop_oneof![
+            Just(MrouterMode::Auto),
+            Just(MrouterMode::Always),
+            Just(MrouterMode::Never),
+        ])
+    };
+    prop_oneof![
+        3 => (vlan(), grp(), proptest::sample::subsequence(SOURCES.to_vec(), 0..=2), port_names(3))
+            .prop_map(|(vlan, group, sources, ports)| Command::StaticAdd(StaticAdd { vlan, group, sources, ports })),
+        2 => (vlan(), grp(), port_names(2))
+            .prop_map(|(vlan, group, ports)| Command::StaticDel(StaticDel { vlan, group, ports })),
+        2 => (name(), proptest::option::of(any::<bool>()), mode())
+            .prop_map(|(port, fast_leave, mrouter)| Command::PortSet(PortSettings { port, fast_leave, mrouter })),
+        2 => (proptest::option::of(name()), proptest::option::of(vlan()))
+            .prop_map(|(port, vlan)| Command::Flush(Flush { port, vlan })),
+    ]
 }
 
 #[derive(Clone, Debug)]
@@ -226,6 +267,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u16..7).prop_map(Op::Up),
         1 => (0u16..7).prop_map(Op::Down),
         1 => knobs().prop_map(Op::Reconfigure),
+        2 => command().prop_map(Op::Command),
     ]
 }
 
@@ -402,6 +444,21 @@ fn run(initial: Knobs, ops: Vec<Op>) {
             Op::Up(p) => (None, sw.step(Input::PortUp(p))),
             Op::Down(p) => (None, sw.step(Input::PortDown(p))),
             Op::Reconfigure(k) => (None, sw.step(Input::Reconfigure(build(&k)))),
+            Op::Command(c) => {
+                let (table, overrides) = (sw.engine.table().clone(), sw.engine.overrides().clone());
+                let r = sw.engine.command(sw.now, &c);
+                let bad = sw.engine.invariant_violations();
+                assert!(bad.is_empty(), "invariants broken after {c:?}: {bad:?}");
+                match r {
+                    Ok(out) => (None, out),
+                    Err(_) => {
+                        // Refused: nothing changed (timers due were not run either).
+                        assert_eq!(sw.engine.table(), &table, "{c:?}");
+                        assert_eq!(sw.engine.overrides(), &overrides, "{c:?}");
+                        continue;
+                    }
+                }
+            }
         };
         check_step(&sw, ingress, &out);
     }
@@ -427,7 +484,16 @@ fn run(initial: Knobs, ops: Vec<Op>) {
                 "group {g} survived its timers"
             );
         }
-        assert!(v.mrouters.is_empty());
+        // Only configured router ports (file or runtime) remain.
+        for p in v.mrouters.iter() {
+            let port = &sw.engine.config().ports[usize::from(p)];
+            assert_eq!(
+                port.mrouter,
+                MrouterMode::Always,
+                "{} stayed a router port",
+                port.name
+            );
+        }
     }
 }
 
