@@ -24,7 +24,7 @@
 // Port slots (index of a switch port in the maps); the dataplane's PortSet holds 128 ports.
 #define MAX_SLOTS 128
 // RX queues per port that can have an AF_XDP socket.
-#define MAX_QUEUES 16
+#define MAX_QUEUES 64
 
 // Frame classes (counter index within a slot's block).
 enum xsnoop_class {

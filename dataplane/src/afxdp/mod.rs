@@ -1,7 +1,10 @@
 //! AF_XDP switch ports on one shared UMEM: the dataplane's packet I/O.
 //!
-//! One UMEM (a caller-sized mmap of equal frames) is shared by one socket per (port, queue), on
-//! different interfaces. A received frame stays where the kernel wrote it: replicating it to N
+//! One UMEM (a caller-sized mmap of equal frames) is shared by one socket per (port, queue): a
+//! port whose NIC spreads received frames over several queues (RSS) has a socket on each of
+//! them, or frames steered to an unserved queue would reach the host stack instead of being
+//! switched. Each socket has its own RX ring and its own fill/completion rings (one pair per
+//! (interface, queue)); a port transmits through its first socket. A received frame stays where the kernel wrote it: replicating it to N
 //! ports puts the *same* UMEM frame on N TX rings, and a per-frame reference count returns it to
 //! the free pool only after the last of its N completions (each read from the completion ring of
 //! the device that transmitted it). Nothing is copied in userspace, nothing is allocated and no
@@ -106,6 +109,16 @@ pub struct PortSpec {
     pub queue: u32,
 }
 
+/// One switch port and the receive queues served on it: one socket per queue. The port
+/// transmits through the socket of its first queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortQueues {
+    /// Interface index.
+    pub ifindex: u32,
+    /// Queue ids to open a socket on; at least one.
+    pub queues: Vec<u32>,
+}
+
 /// Why the AF_XDP ports could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum AfXdpError {
@@ -189,7 +202,7 @@ pub enum TxError {
     },
 }
 
-/// Userspace counters of one port.
+/// Userspace counters of one socket, or of a port's sockets summed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortStats {
     /// Frames read from the RX ring.
@@ -215,6 +228,24 @@ pub struct PortStats {
     pub fill_wakeups: u64,
 }
 
+impl PortStats {
+    /// Adds `o`'s counts (the last errno: `o`'s if it has one).
+    fn add(&mut self, o: &PortStats) {
+        self.rx += o.rx;
+        self.rx_bad += o.rx_bad;
+        self.tx += o.tx;
+        self.tx_ring_full += o.tx_ring_full;
+        self.completions += o.completions;
+        self.completions_bad += o.completions_bad;
+        self.kicks += o.kicks;
+        self.kick_errors += o.kick_errors;
+        if o.last_kick_errno != 0 {
+            self.last_kick_errno = o.last_kick_errno;
+        }
+        self.fill_wakeups += o.fill_wakeups;
+    }
+}
+
 /// What the classifier put in front of a frame (bpf_xdp_adjust_meta), when it reached us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RxMeta {
@@ -224,8 +255,11 @@ pub struct RxMeta {
     pub slot: u16,
 }
 
+/// One AF_XDP socket: a (port, queue).
 struct Port {
     spec: PortSpec,
+    /// The switch port this socket belongs to.
+    port: usize,
     sock: XskSocket,
     staged: Vec<RawDesc>,
     in_fill: u32,
@@ -233,9 +267,16 @@ struct Port {
 }
 
 /// The AF_XDP sockets of all switch ports on one shared UMEM, with the frame pool.
+///
+/// Sockets are numbered port by port, queue by queue (with one queue per port, socket `i` is
+/// port `i`): [`AfXdp::rx_batch`] reads a socket, [`AfXdp::tx`] sends on a port.
 pub struct AfXdp {
     // Field order is drop order: sockets before the UMEM registration before the memory.
+    /// Every socket, port-major.
     ports: Vec<Port>,
+    /// Per switch port: the index of its first socket (its TX socket); one more entry at the
+    /// end so port `p`'s sockets are `first[p]..first[p + 1]`.
+    first: Vec<usize>,
     _umem: XskUmem,
     area: Area,
     pool: FramePool,
@@ -291,7 +332,7 @@ fn check_config(cfg: &AfXdpConfig, ports: usize) -> Result<(), AfXdpError> {
     let target = fill_target(cfg, ports);
     if target < MIN_FILL {
         return bad(format!(
-            "{} frames leave only {target} per fill ring for {ports} ports (need {MIN_FILL}): raise frame_count",
+            "{} frames leave only {target} per fill ring for {ports} sockets (need {MIN_FILL}): raise frame_count",
             cfg.frame_count
         ));
     }
@@ -310,10 +351,43 @@ fn fill_target(cfg: &AfXdpConfig, ports: usize) -> u32 {
 }
 
 impl AfXdp {
-    /// Maps the UMEM and opens one socket per entry of `ports` (port index = position), binding
-    /// in the requested mode ([`BindMode::Auto`]: zero-copy if every port supports it, copy
-    /// otherwise). Fill rings are primed from the pool.
+    /// Maps the UMEM and opens one socket per entry of `ports` (port index = position, one
+    /// queue each), binding in the requested mode ([`BindMode::Auto`]: zero-copy if every port
+    /// supports it, copy otherwise). Fill rings are primed from the pool.
     pub fn new(cfg: AfXdpConfig, ports: &[PortSpec]) -> Result<AfXdp, AfXdpError> {
+        let ports: Vec<PortQueues> = ports
+            .iter()
+            .map(|s| PortQueues {
+                ifindex: s.ifindex,
+                queues: vec![s.queue],
+            })
+            .collect();
+        Self::with_queues(cfg, &ports)
+    }
+
+    /// Like [`AfXdp::new`], with a socket on each listed queue of every port.
+    pub fn with_queues(cfg: AfXdpConfig, ports: &[PortQueues]) -> Result<AfXdp, AfXdpError> {
+        let mut first = Vec::with_capacity(ports.len() + 1);
+        let mut specs = Vec::new();
+        let mut owner = Vec::new();
+        for (i, p) in ports.iter().enumerate() {
+            if p.queues.is_empty() {
+                return Err(AfXdpError::Config(format!(
+                    "port {i} (ifindex {}) has no queue to serve",
+                    p.ifindex
+                )));
+            }
+            first.push(specs.len());
+            for &queue in &p.queues {
+                specs.push(PortSpec {
+                    ifindex: p.ifindex,
+                    queue,
+                });
+                owner.push(i);
+            }
+        }
+        first.push(specs.len());
+        let ports = specs.as_slice();
         check_config(&cfg, ports.len())?;
         let ports_len = ports.len();
         let bytes = cfg.frame_count as usize * cfg.frame_size as usize;
@@ -337,8 +411,10 @@ impl AfXdp {
         let ports = socks
             .into_iter()
             .zip(ports)
-            .map(|(sock, &spec)| Port {
+            .zip(owner)
+            .map(|((sock, &spec), port)| Port {
                 spec,
+                port,
                 sock,
                 staged: Vec::with_capacity(cfg.tx_size as usize),
                 in_fill: 0,
@@ -355,6 +431,7 @@ impl AfXdp {
             .collect();
         let mut me = AfXdp {
             ports,
+            first,
             _umem: umem,
             area,
             pool: FramePool::new(cfg.frame_count, cfg.frame_size),
@@ -407,36 +484,73 @@ impl AfXdp {
         &self.cfg
     }
 
-    /// Number of ports.
+    /// Number of switch ports.
     pub fn port_count(&self) -> usize {
+        self.first.len().saturating_sub(1)
+    }
+
+    /// Number of sockets (one per served (port, queue)).
+    pub fn socket_count(&self) -> usize {
         self.ports.len()
     }
 
-    /// The (interface, queue) of port `port`.
-    pub fn port_spec(&self, port: usize) -> Option<PortSpec> {
-        self.ports.get(port).map(|p| p.spec)
+    /// The switch port socket `socket` receives for.
+    pub fn socket_port(&self, socket: usize) -> Option<usize> {
+        self.ports.get(socket).map(|p| p.port)
     }
 
-    /// The socket of port `port`, to install in the classifier's XSKMAP.
-    pub fn socket_fd(&self, port: usize) -> Option<BorrowedFd<'_>> {
-        let fd: RawFd = self.ports.get(port)?.sock.fd();
+    /// The sockets of switch port `port`.
+    fn sockets_of(&self, port: usize) -> std::ops::Range<usize> {
+        match (self.first.get(port), self.first.get(port + 1)) {
+            (Some(&a), Some(&b)) => a..b,
+            _ => 0..0,
+        }
+    }
+
+    /// The (interface, queue) of socket `socket`.
+    pub fn port_spec(&self, socket: usize) -> Option<PortSpec> {
+        self.ports.get(socket).map(|p| p.spec)
+    }
+
+    /// Socket `socket`, to install in the classifier's XSKMAP under its (port, queue).
+    pub fn socket_fd(&self, socket: usize) -> Option<BorrowedFd<'_>> {
+        let fd: RawFd = self.ports.get(socket)?.sock.fd();
         // SAFETY: the fd belongs to a socket owned by `self`, which outlives the borrow.
         Some(unsafe { BorrowedFd::borrow_raw(fd) })
     }
 
-    /// Userspace counters of port `port`.
+    /// Userspace counters of switch port `port`, summed over its sockets.
     pub fn stats(&self, port: usize) -> Option<PortStats> {
-        self.ports.get(port).map(|p| p.stats)
+        let range = self.sockets_of(port);
+        if range.is_empty() {
+            return None;
+        }
+        let mut sum = PortStats::default();
+        for p in self.ports.get(range)? {
+            sum.add(&p.stats);
+        }
+        Some(sum)
     }
 
-    /// The kernel's counters of port `port`'s socket (drops the kernel saw).
+    /// Userspace counters of socket `socket` alone.
+    pub fn socket_stats(&self, socket: usize) -> Option<PortStats> {
+        self.ports.get(socket).map(|p| p.stats)
+    }
+
+    /// The kernel's counters of switch port `port`'s sockets (drops the kernel saw), summed.
     pub fn kernel_stats(&self, port: usize) -> Option<Result<KernelStats, AfXdpError>> {
-        let p = self.ports.get(port)?;
-        Some(
-            p.sock
-                .kernel_stats()
-                .map_err(|e| AfXdpError::socket(e, p.spec)),
-        )
+        let range = self.sockets_of(port);
+        if range.is_empty() {
+            return None;
+        }
+        let mut sum = KernelStats::default();
+        for p in self.ports.get(range)? {
+            match p.sock.kernel_stats() {
+                Ok(k) => sum.add(&k),
+                Err(e) => return Some(Err(AfXdpError::socket(e, p.spec))),
+            }
+        }
+        Some(Ok(sum))
     }
 
     /// Where the frames are now (running counters).
@@ -450,9 +564,9 @@ impl AfXdp {
         self.fill_target
     }
 
-    /// Frames port `port`'s fill ring holds.
-    pub fn in_fill(&self, port: usize) -> Option<u32> {
-        self.ports.get(port).map(|p| p.in_fill)
+    /// Frames socket `socket`'s fill ring holds.
+    pub fn in_fill(&self, socket: usize) -> Option<u32> {
+        self.ports.get(socket).map(|p| p.in_fill)
     }
 
     /// Recomputes the accounting from every frame's state and checks it against the counters
@@ -496,9 +610,10 @@ impl AfXdp {
         }
     }
 
-    /// Reads up to `out.len()` (at most [`RX_BATCH`]) received frames of port `port`. Each
-    /// returned frame carries one reference, the caller's hold: pass it to [`AfXdp::tx`] for
-    /// every destination, then [`AfXdp::release`] it once. The port's fill ring is topped up.
+    /// Reads up to `out.len()` (at most [`RX_BATCH`]) frames received on socket `port` (its
+    /// switch port is [`AfXdp::socket_port`]). Each returned frame carries one reference, the
+    /// caller's hold: pass it to [`AfXdp::tx`] for every destination, then
+    /// [`AfXdp::release`] it once. The socket's fill ring is topped up.
     pub fn rx_batch(&mut self, port: usize, out: &mut [FrameDesc]) -> usize {
         let mut raw = [RawDesc::default(); RX_BATCH];
         let want = out.len().min(RX_BATCH);
@@ -535,9 +650,9 @@ impl AfXdp {
         n
     }
 
-    /// Stages held frame `frame` for transmission on port `port`, adding a reference that its
-    /// completion (or a drop) gives back. Staged frames go to the ring at the next
-    /// [`AfXdp::flush`] (or now, if the port's staging area is full).
+    /// Stages held frame `frame` for transmission on switch port `port` (through its first
+    /// socket), adding a reference that its completion (or a drop) gives back. Staged frames
+    /// go to the ring at the next [`AfXdp::flush`] (or now, if the staging area is full).
     pub fn tx(&mut self, port: usize, frame: FrameDesc) -> Result<(), TxError> {
         if !fits_in_frame(frame.addr, frame.len, self.cfg.frame_size) {
             return Err(TxError::BadLength {
@@ -545,6 +660,10 @@ impl AfXdp {
                 len: frame.len,
             });
         }
+        let Some(&sock) = self.first.get(port).filter(|_| port < self.port_count()) else {
+            return Err(TxError::NoSuchPort(port));
+        };
+        let port = sock;
         let tx_size = self.cfg.tx_size as usize;
         let full = self
             .ports
@@ -621,7 +740,7 @@ impl AfXdp {
         })
     }
 
-    /// Moves every port's staged frames onto its TX ring (a full ring drops the rest and counts
+    /// Moves every socket's staged frames onto its TX ring (a full ring drops the rest and counts
     /// them in `tx_ring_full`), kicks the kernel until the rings drain, and reaps completions.
     pub fn flush(&mut self) {
         for i in 0..self.ports.len() {
@@ -684,7 +803,7 @@ impl AfXdp {
         }
     }
 
-    /// Reaps the completion rings of every port.
+    /// Reaps the completion rings of every socket.
     pub fn reap_all(&mut self) {
         for i in 0..self.ports.len() {
             self.reap(i);
@@ -715,7 +834,7 @@ impl AfXdp {
         }
     }
 
-    /// Frames staged or committed to TX rings but not completed yet, over all ports.
+    /// Frames staged or committed to TX rings but not completed yet, over all sockets.
     pub fn tx_outstanding(&self) -> u64 {
         self.ports
             .iter()
@@ -723,7 +842,7 @@ impl AfXdp {
             .sum()
     }
 
-    /// Waits up to `timeout_ms` for any port to have received frames; returns whether one has.
+    /// Waits up to `timeout_ms` for any socket to have received frames; returns whether one has.
     pub fn wait_rx(&mut self, timeout_ms: i32) -> bool {
         for p in &mut self.pollfds {
             p.revents = 0;

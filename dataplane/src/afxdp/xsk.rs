@@ -70,6 +70,18 @@ pub struct KernelStats {
     pub tx_ring_empty_descs: u64,
 }
 
+impl KernelStats {
+    /// Adds `o`'s counts (a port's sockets summed).
+    pub(super) fn add(&mut self, o: &KernelStats) {
+        self.rx_dropped += o.rx_dropped;
+        self.rx_invalid_descs += o.rx_invalid_descs;
+        self.tx_invalid_descs += o.tx_invalid_descs;
+        self.rx_ring_full += o.rx_ring_full;
+        self.rx_fill_ring_empty_descs += o.rx_fill_ring_empty_descs;
+        self.tx_ring_empty_descs += o.tx_ring_empty_descs;
+    }
+}
+
 /// The registered UMEM (its owner socket carries the first port's rings).
 pub(super) struct XskUmem {
     umem: Umem,

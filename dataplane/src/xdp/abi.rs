@@ -5,7 +5,7 @@
 /// Port slots the program's maps hold (the dataplane's `PortSet` has the same limit).
 pub const MAX_SLOTS: u32 = 128;
 /// RX queues per port that can have an AF_XDP socket (XSKMAP key = slot × this + queue).
-pub const MAX_QUEUES: u32 = 16;
+pub const MAX_QUEUES: u32 = 64;
 /// Name of the XDP program in the object.
 pub const PROGRAM: &str = "xsnoop_port";
 /// HASH ifindex → slot, written by userspace when a port is registered.
