@@ -14,13 +14,14 @@
 //! a clock. Storage is allocated once, in [`Fdb::new`]: the map is sized at twice the capacity so
 //! that hashbrown's tombstone cleanup always rehashes in place and never reallocates.
 //!
-//! Sharing: this type is single-writer (one worker). With several workers, the plan is the Linux
-//! bridge's: one shared table whose per-entry `(port, last_seen)` is packed into an `AtomicU64`
-//! (refresh and move are lock-free stores by any worker), with insertion and removal of keys
-//! (rare: a new station, ageing sweeps) serialized by a mutex and published RCU-style
-//! (readers never block); or, simpler, each worker forwards learn events over an SPSC ring to one
-//! learner that publishes snapshots. Per-worker private tables would not work: a MAC learned by
-//! one worker's queue must be known to all.
+//! Sharing: this type is single-writer (one worker). With several workers each keeps its own
+//! table, and they keep each other's in step the way the line cards of a chassis switch do: a
+//! worker that learns a new station, sees one move, or keeps refreshing one, writes a
+//! [`FdbNotice`] ([`Fdb::take_notices`]; only when [`FdbConfig::announce`] is set) that the
+//! other workers [`Fdb::install`]. A station heard only on one worker's queues is therefore
+//! known to all within a batch, and stays known as long as that worker hears it (a refresh is
+//! re-announced every quarter of the ageing time). Notices are bounded: an overflow is counted,
+//! and the cost is flooding, never a wrong port for longer than the next notice.
 
 use std::time::Duration;
 
@@ -41,6 +42,9 @@ pub struct FdbConfig {
     pub capacity: usize,
     /// An entry not refreshed for this long is gone.
     pub ageing: Duration,
+    /// Record a [`FdbNotice`] for every new, moved or long-refreshed station, for the other
+    /// workers' tables. Off with one worker.
+    pub announce: bool,
 }
 
 impl Default for FdbConfig {
@@ -48,6 +52,7 @@ impl Default for FdbConfig {
         FdbConfig {
             capacity: DEFAULT_CAPACITY,
             ageing: DEFAULT_AGEING,
+            announce: false,
         }
     }
 }
@@ -85,6 +90,24 @@ pub struct FdbStats {
     pub aged: u64,
     /// Entries removed by flushes.
     pub flushed: u64,
+    /// Entries installed or updated from other workers' notices.
+    pub installed: u64,
+    /// Notices not recorded because [`NOTICE_CAPACITY`] were pending.
+    pub notices_dropped: u64,
+}
+
+/// Notices one table holds between two [`Fdb::take_notices`].
+pub const NOTICE_CAPACITY: usize = 1024;
+
+/// "This station is behind this port": what one worker's table tells the others'.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdbNotice {
+    /// VLAN.
+    pub vlan: VlanId,
+    /// Station MAC.
+    pub mac: MacAddr,
+    /// The port it was seen on.
+    pub port: PortId,
 }
 
 /// One learned station, for `show` output.
@@ -104,6 +127,8 @@ pub struct FdbEntry {
 struct Slot {
     port: PortId,
     last_seen: Duration,
+    /// When a notice about this entry was last recorded (or received).
+    announced: Duration,
 }
 
 fn key(vlan: VlanId, mac: MacAddr) -> u64 {
@@ -123,6 +148,7 @@ pub struct Fdb {
     cfg: FdbConfig,
     map: FastMap<u64, Slot>,
     stats: FdbStats,
+    notices: Vec<FdbNotice>,
 }
 
 impl Default for Fdb {
@@ -141,6 +167,7 @@ impl Fdb {
                 FastHashBuilder::default(),
             ),
             stats: FdbStats::default(),
+            notices: Vec::with_capacity(if cfg.announce { NOTICE_CAPACITY } else { 0 }),
         }
     }
 
@@ -174,6 +201,15 @@ impl Fdb {
             self.stats.refused_invalid += 1;
             return Learn::InvalidMac;
         }
+        let learn = self.update(vlan, mac, port, now);
+        if self.cfg.announce {
+            self.note(learn, vlan, mac, port, now);
+        }
+        learn
+    }
+
+    /// Sets `mac`'s port and last-seen time; the learning rules without the notices.
+    fn update(&mut self, vlan: VlanId, mac: MacAddr, port: PortId, now: Duration) -> Learn {
         let k = key(vlan, mac);
         let ageing = self.cfg.ageing;
         if let Some(s) = self.map.get_mut(&k) {
@@ -200,10 +236,56 @@ impl Fdb {
             Slot {
                 port,
                 last_seen: now,
+                announced: now,
             },
         );
         self.stats.learned += 1;
         Learn::New
+    }
+
+    /// Records a notice for the other workers when `learn` changed what they should know:
+    /// a new or moved station at once, a refreshed one every quarter of the ageing time.
+    fn note(&mut self, learn: Learn, vlan: VlanId, mac: MacAddr, port: PortId, now: Duration) {
+        let quarter = self.cfg.ageing / 4;
+        let due = match learn {
+            Learn::New | Learn::Moved { .. } => true,
+            Learn::Refreshed => self
+                .map
+                .get(&key(vlan, mac))
+                .is_some_and(|s| now.saturating_sub(s.announced) >= quarter),
+            Learn::InvalidMac | Learn::TableFull => false,
+        };
+        if !due {
+            return;
+        }
+        if self.notices.len() >= NOTICE_CAPACITY {
+            self.stats.notices_dropped += 1;
+            return;
+        }
+        self.notices.push(FdbNotice { vlan, mac, port });
+        if let Some(s) = self.map.get_mut(&key(vlan, mac)) {
+            s.announced = now;
+        }
+    }
+
+    /// The notices recorded since the last call, for the other workers (empty unless
+    /// [`FdbConfig::announce`]). Draining keeps the buffer: nothing is allocated.
+    pub fn take_notices(&mut self) -> std::vec::Drain<'_, FdbNotice> {
+        self.notices.drain(..)
+    }
+
+    /// Applies another worker's notice at `now`: the station is behind `n.port`. Records no
+    /// notice of its own (the sender told everyone).
+    pub fn install(&mut self, n: FdbNotice, now: Duration) -> Learn {
+        if !n.mac.is_unicast() || n.mac == MacAddr::ZERO {
+            return Learn::InvalidMac;
+        }
+        let learn = self.update(n.vlan, n.mac, n.port, now);
+        if let Some(s) = self.map.get_mut(&key(n.vlan, n.mac)) {
+            s.announced = now;
+            self.stats.installed += 1;
+        }
+        learn
     }
 
     /// The port `mac` was last seen on in `vlan`, if not aged out at `now`.
@@ -318,6 +400,7 @@ mod tests {
         let mut f = Fdb::new(FdbConfig {
             capacity: 10,
             ageing: s(300),
+            ..FdbConfig::default()
         });
         f.learn(1, mac(1), 3, s(0));
         f.learn(1, mac(2), 4, s(100));
@@ -362,6 +445,7 @@ mod tests {
         let mut f = Fdb::new(FdbConfig {
             capacity: 100,
             ageing: s(300),
+            ..FdbConfig::default()
         });
         let cap_before = f.map.capacity();
         for n in 0..10_000 {
@@ -386,6 +470,7 @@ mod tests {
         let mut f = Fdb::new(FdbConfig {
             capacity: 64,
             ageing: s(1),
+            ..FdbConfig::default()
         });
         let cap = f.map.capacity();
         for round in 0..200u32 {
@@ -402,6 +487,7 @@ mod tests {
         let mut f = Fdb::new(FdbConfig {
             capacity: 0,
             ageing: s(300),
+            ..FdbConfig::default()
         });
         assert_eq!(f.learn(1, mac(1), 1, s(0)), Learn::TableFull);
         assert!(f.is_empty());
@@ -431,6 +517,95 @@ mod tests {
                 },
             ]
         );
+    }
+
+    fn announcing() -> Fdb {
+        Fdb::new(FdbConfig {
+            announce: true,
+            ..FdbConfig::default()
+        })
+    }
+
+    #[test]
+    fn new_and_moved_stations_are_announced_at_once_refreshes_every_quarter_ageing() {
+        let mut a = announcing();
+        assert_eq!(a.learn(1, mac(1), 2, s(0)), Learn::New);
+        assert_eq!(a.learn(1, mac(1), 2, s(1)), Learn::Refreshed);
+        let n: Vec<_> = a.take_notices().collect();
+        assert_eq!(
+            n,
+            vec![FdbNotice {
+                vlan: 1,
+                mac: mac(1),
+                port: 2
+            }],
+            "a refresh right after learning says nothing new"
+        );
+        assert_eq!(a.learn(1, mac(1), 3, s(2)), Learn::Moved { from: 2 });
+        assert_eq!(a.take_notices().map(|n| n.port).collect::<Vec<_>>(), [3]);
+        // 300 s ageing: a refresh is re-announced once 75 s passed since the last notice.
+        a.learn(1, mac(1), 3, s(76));
+        a.learn(1, mac(1), 3, s(77));
+        assert_eq!(a.take_notices().count(), 1);
+        a.learn(1, mac(1), 3, s(100));
+        assert_eq!(a.take_notices().count(), 0);
+        // Invalid sources and a silent (non-announcing) table say nothing.
+        a.learn(1, MacAddr::BROADCAST, 3, s(100));
+        assert_eq!(a.take_notices().count(), 0);
+        let mut quiet = Fdb::default();
+        quiet.learn(1, mac(1), 2, s(0));
+        assert_eq!(quiet.take_notices().count(), 0);
+    }
+
+    #[test]
+    fn a_notice_teaches_another_table_without_echo_and_keeps_it_alive() {
+        let mut a = announcing();
+        let mut b = announcing();
+        a.learn(5, mac(7), 4, s(10));
+        for n in a.take_notices() {
+            assert_eq!(b.install(n, s(10)), Learn::New);
+        }
+        assert_eq!(b.lookup(5, mac(7), s(11)), Some(4));
+        assert_eq!(
+            b.take_notices().count(),
+            0,
+            "installing is not re-announced"
+        );
+        assert_eq!(b.stats().installed, 1);
+        // `a` keeps hearing the station; its periodic notices keep `b`'s entry from ageing.
+        let mut t = 10;
+        while t < 1000 {
+            t += 5;
+            a.learn(5, mac(7), 4, s(t));
+            for n in a.take_notices() {
+                b.install(n, s(t));
+            }
+        }
+        assert_eq!(b.lookup(5, mac(7), s(t)), Some(4));
+        // Once `a` stops hearing it, `b` ages it like any entry.
+        assert_eq!(b.lookup(5, mac(7), s(t + 300)), None);
+        assert_eq!(
+            b.install(
+                FdbNotice {
+                    vlan: 1,
+                    mac: MacAddr::ZERO,
+                    port: 1
+                },
+                s(0)
+            ),
+            Learn::InvalidMac
+        );
+    }
+
+    #[test]
+    fn a_notice_overflow_is_counted_not_grown() {
+        let mut a = announcing();
+        for i in 0..(NOTICE_CAPACITY as u32 + 10) {
+            a.learn(1, mac(i), 1, s(0));
+        }
+        assert_eq!(a.stats().notices_dropped, 10);
+        assert_eq!(a.take_notices().count(), NOTICE_CAPACITY);
+        assert!(a.notices.capacity() == NOTICE_CAPACITY);
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub mod rewrite;
 mod tests;
 
 pub use decide::{classify_error, decide, process, Decision, Egress, Inputs};
-pub use fdb::{Fdb, FdbConfig, FdbEntry, FdbStats, Learn};
+pub use fdb::{Fdb, FdbConfig, FdbEntry, FdbNotice, FdbStats, Learn};
 pub use portmap::{EgressTag, PortMap, PortMapError, PortMapHandle, PortVlanConfig};
 pub use reason::{Counters, DropReason, ForwardReason, ParseErrors};
 pub use rewrite::{rewrite_in_place, rewrite_into, RewriteError};
