@@ -217,6 +217,8 @@ struct StaticGroupSection {
 struct FileSchema {
     /// Prometheus text exposition address; absent = off.
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Forwarding threads; absent = 1.
+    workers: Option<usize>,
     #[serde(default)]
     snooping: SnoopingSection,
     #[serde(default, rename = "port")]
@@ -295,7 +297,13 @@ pub struct SwitchConfig {
     pub native_vlans: Vec<Option<VlanId>>,
     /// Where to serve Prometheus metrics (`metrics_listen`); `None` = off.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Forwarding threads (`workers`, default 1): worker `w` serves receive queues `q` with
+    /// `q % workers == w` of every port, so every port needs at least this many queues.
+    pub workers: usize,
 }
+
+/// Most forwarding threads (`workers`): one per receive queue the classifier can serve.
+pub const MAX_WORKERS: usize = xsnoop_dataplane::xdp::abi::MAX_QUEUES as usize;
 
 impl SwitchConfig {
     /// Reads and validates a configuration file.
@@ -327,6 +335,12 @@ impl SwitchConfig {
             path: PathBuf::new(),
             message,
         };
+        let workers = schema.workers.unwrap_or(1);
+        if workers == 0 || workers > MAX_WORKERS {
+            return Err(invalid(format!(
+                "workers = {workers}: the number of forwarding threads must be 1 to {MAX_WORKERS}; 1 (the default) suits most boxes, more needs as many receive queues on every port"
+            )));
+        }
         let s = &schema.snooping;
         let global_version = query_version("snooping", s.igmp_version).map_err(invalid)?;
         // Validate [snooping]'s own timers even when every VLAN overrides them.
@@ -487,6 +501,7 @@ impl SwitchConfig {
             engine,
             native_vlans,
             metrics_listen: schema.metrics_listen,
+            workers,
         })
     }
 }
@@ -660,6 +675,14 @@ mod tests {
             e.contains("snooping.igmp_version") && e.contains("use 2 or 3"),
             "{e}"
         );
+        let e = err("workers = 0\n[[port]]\nname = \"a\"\n");
+        assert!(e.contains("workers = 0") && e.contains("1 to 64"), "{e}");
+        let e = err("workers = 65\n[[port]]\nname = \"a\"\n");
+        assert!(e.contains("workers = 65"), "{e}");
+        let ok = SwitchConfig::parse("workers = 2\n[[port]]\nname = \"a\"\n").unwrap();
+        assert_eq!(ok.workers, 2);
+        let ok = SwitchConfig::parse("[[port]]\nname = \"a\"\n").unwrap();
+        assert_eq!(ok.workers, 1);
         let e = err("[snooping]\nrobustness = 0\n[[port]]\nname = \"a\"\n");
         assert!(e.contains("snooping.robustness"), "{e}");
         let e = err("[[port]]\nname = \"a\"\nvlan = 4095\n");

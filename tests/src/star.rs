@@ -21,13 +21,23 @@ impl Star {
     /// 0 = kernel default), on subnet `10.net.0.0/24`. Switch ports are up, without addresses,
     /// and IPv6 is off everywhere so the switch sees only what the test causes.
     pub fn new(net: u8, versions: &[u8]) -> Result<Star> {
+        Star::with_queues(net, versions, 1)
+    }
+
+    /// Like [`Star::new`], with `queues` receive and transmit queues on every veth end (a
+    /// multi-queue NIC: the hosts' flows land on different queues of the switch ports).
+    pub fn with_queues(net: u8, versions: &[u8], queues: u32) -> Result<Star> {
         let mut topo = Topology::new();
         topo.add_host("sw")?;
         for (i, v) in versions.iter().enumerate() {
             let n = i + 1;
             let host = format!("h{n}");
             topo.add_host(&host)?;
-            topo.add_veth((&host, &format!("h{n}e0")), ("sw", &format!("p{n}")))?;
+            topo.add_veth_queues(
+                (&host, &format!("h{n}e0")),
+                ("sw", &format!("p{n}")),
+                queues,
+            )?;
             let last = u8::try_from(n).unwrap_or(u8::MAX);
             let mut cfg = HostConfig::new(Ipv4Addr::new(10, net, 0, last), *v);
             if *v == 0 {

@@ -148,6 +148,19 @@ impl Topology {
     /// Creates a veth pair with end `a = (namespace role, interface role)` and end `b`, both
     /// created directly inside their namespaces and brought up. Returns the two endpoints.
     pub fn add_veth(&mut self, a: (&str, &str), b: (&str, &str)) -> Result<(Endpoint, Endpoint)> {
+        self.add_veth_queues(a, b, 1)
+    }
+
+    /// Like [`Topology::add_veth`], with `queues` receive and transmit queues on both ends: the
+    /// sending end spreads flows over its TX queues by hash, and a veth delivers on the peer's
+    /// RX queue of the same number, so a multi-queue NIC's RSS can be tested on veth.
+    pub fn add_veth_queues(
+        &mut self,
+        a: (&str, &str),
+        b: (&str, &str),
+        queues: u32,
+    ) -> Result<(Endpoint, Endpoint)> {
+        let q = queues.max(1).to_string();
         let ea = Endpoint {
             netns: self.ns(a.0)?.name().to_owned(),
             ifname: self.ifname(a.1)?,
@@ -157,8 +170,26 @@ impl Topology {
             ifname: self.ifname(b.1)?,
         };
         crate::cmd::ip(&[
-            "link", "add", &ea.ifname, "netns", &ea.netns, "type", "veth", "peer", "name",
-            &eb.ifname, "netns", &eb.netns,
+            "link",
+            "add",
+            &ea.ifname,
+            "netns",
+            &ea.netns,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &eb.ifname,
+            "netns",
+            &eb.netns,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
         ])?;
         self.veths.push((ea.clone(), eb.clone()));
         for e in [&ea, &eb] {

@@ -645,6 +645,15 @@ fn startup_errors_name_the_interface_and_the_fix() {
     assert!(e.contains("lo") && e.contains("--xdp-mode skb"), "{e}");
     let e = run(&["--port", &star.port(1).unwrap(), "--fast-leave", "eth9"]);
     assert!(e.contains("eth9"), "{e}");
+    // Two workers need two queues on every port; the single-queue veth says how to get them.
+    let p1 = star.port(1).unwrap();
+    let e = run(&["--port", &p1, "--workers", "2"]);
+    assert!(
+        e.contains(&p1) && e.contains("at least 2") && e.contains(&format!("ethtool -L {p1}")),
+        "{e}"
+    );
+    let e = run(&["--port", &p1, "--workers", "0"]);
+    assert!(e.contains("--workers 0"), "{e}");
     assert!(!sock.exists());
 }
 
@@ -924,49 +933,168 @@ fn metrics_endpoint_serves_prometheus_text_that_matches_the_state() {
     d.stop();
 }
 
+/// The star of `versions` hosts on 4-queue veths, ready for an AF_XDP switch.
+fn star_mq(net: u8, versions: &[u8]) -> Star {
+    let star = Star::with_queues(net, versions, 4).unwrap();
+    star.prepare_for_afxdp().unwrap();
+    star
+}
+
+/// Sends `flows` datagrams from host `from` to `dst:UDP_PORT`, each from a fresh socket (a new
+/// flow hash, so the host's veth spreads them over its TX queues, which are the switch port's
+/// RX queues).
+fn send_flows(star: &Star, from: usize, dst: Ipv4Addr, flows: usize) {
+    for i in 0..flows {
+        let s = sender(star, from);
+        s.send(dst, UDP_PORT, format!("flow {i}").as_bytes())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The `dataplane.queues` rows of port `port` that received something: (queue, worker).
+fn busy_queues(stats: &Value, port: &str) -> Vec<(u64, u64)> {
+    stats["dataplane"]["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["port"] == port && q["rx"].as_u64().unwrap() > 0)
+        .map(|q| (q["queue"].as_u64().unwrap(), q["worker"].as_u64().unwrap()))
+        .collect()
+}
+
 #[test]
-fn a_port_with_several_receive_queues_is_named_with_the_fix() {
+fn every_receive_queue_of_a_multi_queue_port_is_switched() {
     netns_or_skip!();
     let net = 57;
-    let star = star(net, &[2]);
-    // A 4-queue veth inside the switch namespace (deleted with it).
-    let sw = star.switch().unwrap();
-    sw.ip(&[
-        "link",
-        "add",
-        "mq0",
-        "numrxqueues",
-        "4",
-        "numtxqueues",
-        "4",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "mq1",
-        "numrxqueues",
-        "4",
-        "numtxqueues",
-        "4",
-    ])
-    .unwrap();
-    sw.ip(&["link", "set", "mq0", "up"]).unwrap();
-    sw.ip(&["link", "set", "mq1", "up"]).unwrap();
-    let mut ports = access_ports(&star, &[]);
-    ports.push(("mq0".to_string(), ""));
-    let d = Daemon::start(&star, &config(net, &ports, &[]));
-    let log = d.stop();
-    assert!(
-        log.contains("serves receive queue 0 only")
-            && log.contains("mq0")
-            && log.contains("ethtool -L mq0"),
-        "{log}"
+    // h1 sends over many flows; h2 is a member; h3 is not, and gets unicast.
+    let star = star_mq(net, &[2, 2, 2]);
+    let d = Daemon::start(&star, &config(net, &access_ports(&star, &[]), &[]));
+    // A socket on every queue of every port (counters are published a few times a second).
+    d.wait_for("stats", Duration::from_secs(3), |s| {
+        s["dataplane"]["queues"].as_array().map(Vec::len) == Some(3 * 4)
+    });
+    let g = Ipv4Addr::new(239, 1, 57, 1);
+    let m2 = join(&star, 2, g);
+    let p2 = star.port(2).unwrap();
+    d.wait_for("mdb", Duration::from_secs(5), |m| has_row(m, 1, g, &p2));
+    let c3 = capture(&star, 3);
+    let flows = 64;
+    send_flows(&star, 1, g, flows);
+    assert_eq!(m2.count(QUIET, Duration::from_secs(5)).unwrap(), flows);
+    assert_eq!(
+        c3.count(WINDOW, udp_to(g)).unwrap(),
+        0,
+        "leaked to a non-member"
     );
-    // Only the multi-queue port is warned about.
-    for line in log
-        .lines()
-        .filter(|l| l.contains("serves receive queue 0 only"))
-    {
-        assert!(line.contains("mq0"), "{line}");
+    // Unicast over many flows too (ARP first: the kernel resolves once).
+    let u3 = udp(&star, 3, UDP_PORT);
+    send_flows(&star, 1, host_ip(net, 3), flows);
+    let mut got = 0;
+    let mut buf = [0u8; 64];
+    while u3.recv(&mut buf).is_ok() {
+        got += 1;
     }
+    assert_eq!(got, flows, "unicast datagrams lost");
+    let p1 = star.port(1).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = d.show("stats").unwrap();
+    let busy = busy_queues(&stats, &p1);
+    assert!(
+        busy.len() >= 2,
+        "the flows should have arrived on several queues of {p1}: {busy:?}"
+    );
+    let log = d.stop();
+    assert!(!log.contains("not switched"), "{log}");
+}
+
+#[test]
+fn two_workers_split_the_queues_and_learn_stations_together() {
+    netns_or_skip!();
+    let net = 53;
+    let star = star_mq(net, &[2, 2, 2]);
+    let cfg = format!(
+        "workers = 2\n{}",
+        config(net, &access_ports(&star, &[]), &[])
+    );
+    let d = Daemon::start(&star, &cfg);
+    let stats = d.wait_for("stats", Duration::from_secs(3), |s| {
+        s["dataplane"]["queues"].as_array().map(Vec::len) == Some(3 * 4)
+    });
+    assert_eq!(stats["dataplane"]["workers"], 2, "{stats}");
+    let workers: std::collections::BTreeSet<u64> = stats["dataplane"]["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["worker"].as_u64().unwrap())
+        .collect();
+    assert_eq!(workers, [0, 1].into(), "{stats}");
+    // h2 transmits on one queue only, so only the worker serving p2's queue 0 hears it. Then
+    // unicast from h1 to h2 over many flows, spread over both workers, must not be flooded to
+    // h3: the worker that never heard h2 knows it from the other's learning notice.
+    let h2 = star.host(2).unwrap().name().to_string();
+    xsnoop_tests::cmd::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &h2,
+            "ethtool",
+            "-L",
+            &star.host_if(2).unwrap(),
+            "tx",
+            "1",
+        ],
+    )
+    .unwrap();
+    assert!(round_trip(&star, net, 1, 2).is_none());
+    assert!(round_trip(&star, net, 2, 1).is_none());
+    std::thread::sleep(Duration::from_millis(100));
+    let c3 = capture(&star, 3);
+    let u2 = udp(&star, 2, UDP_PORT);
+    let flows = 64;
+    send_flows(&star, 1, host_ip(net, 2), flows);
+    let mut got = 0;
+    let mut buf = [0u8; 64];
+    while u2.recv(&mut buf).is_ok() {
+        got += 1;
+    }
+    assert_eq!(got, flows, "unicast datagrams lost");
+    let flooded = c3
+        .count(WINDOW, |f| {
+            ipv4(f).is_some_and(|(_, _, dst)| dst == host_ip(net, 2))
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = d.show("stats").unwrap();
+    let busy = busy_queues(&stats, &star.port(1).unwrap());
+    let by: std::collections::BTreeSet<u64> = busy.iter().map(|&(_, w)| w).collect();
+    assert_eq!(
+        by,
+        [0, 1].into(),
+        "both workers should have carried h1's flows: {busy:?}"
+    );
+    assert_eq!(
+        flooded, 0,
+        "known unicast flooded to h3: {}",
+        stats["dataplane"]
+    );
+    assert!(
+        stats["dataplane"]["fdb_sync"]["installed"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{}",
+        stats["dataplane"]
+    );
+    // Multicast through both workers: only the member gets it.
+    let g = Ipv4Addr::new(239, 1, 53, 1);
+    let m3 = join(&star, 3, g);
+    let p3 = star.port(3).unwrap();
+    d.wait_for("mdb", Duration::from_secs(5), |m| has_row(m, 1, g, &p3));
+    let c2 = capture(&star, 2);
+    send_flows(&star, 1, g, flows);
+    assert_eq!(m3.count(QUIET, Duration::from_secs(5)).unwrap(), flows);
+    assert_eq!(c2.count(WINDOW, udp_to(g)).unwrap(), 0);
+    d.stop();
 }

@@ -374,6 +374,7 @@ impl SwitchArgs {
             native_vlans: vec![None; engine.ports.len()],
             engine,
             metrics_listen: None,
+            workers: 1,
         })
     }
 
@@ -409,6 +410,11 @@ struct RunArgs {
     /// How to attach the XDP classifier.
     #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
     xdp_mode: XdpModeArg,
+    /// Forwarding threads (overrides `workers` in the config file; default 1). Worker w
+    /// serves receive queue q of every port when q % N == w, so every port needs at least N
+    /// queues (`ethtool -L IF combined N`).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
 }
 
 static SIGNALS: Signals = Signals::new();
@@ -437,7 +443,16 @@ fn install_signal_handlers() {
 }
 
 fn run(a: &RunArgs) -> Result<()> {
-    let config = a.switch.config()?;
+    let mut config = a.switch.config()?;
+    if let Some(n) = a.workers {
+        if n == 0 || n > xsnoop_control::config_file::MAX_WORKERS {
+            anyhow::bail!(
+                "--workers {n}: the number of forwarding threads must be 1 to {}",
+                xsnoop_control::config_file::MAX_WORKERS
+            );
+        }
+        config.workers = n;
+    }
     let xdp_mode = match a.xdp_mode {
         XdpModeArg::Auto => AttachMode::NativeOrSkb,
         XdpModeArg::Native => AttachMode::Native,

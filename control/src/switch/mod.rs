@@ -1,8 +1,9 @@
 //! Run mode: `xsnoop run` turns Linux interfaces into an IGMP-snooping switch.
 //!
 //! The ASIC/CPU split of a hardware switch is kept visible:
-//! - the **ASIC** is one [`worker`] thread: XDP classifier → AF_XDP sockets on a shared UMEM →
-//!   the pure forwarding pipeline (`xsnoop_dataplane::forward`) → TX, run to completion;
+//! - the **ASIC** is the [`worker`] threads (`workers`, default 1): XDP classifier → AF_XDP
+//!   sockets, one per (port, receive queue), on one UMEM per worker → the pure forwarding
+//!   pipeline (`xsnoop_dataplane::forward`) → TX, run to completion;
 //! - the **CPU** is the thread calling [`run`]: the snooping engine with its timers and the
 //!   control socket (the [`crate::plane::ControlPlane`] snoop mode uses too), link polling, and
 //!   the slow path: punted IGMP/PIM frames come up the punt channel, the frames the engine
@@ -24,9 +25,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use tracing::{debug, info, warn};
-use xsnoop_dataplane::afxdp::{AfXdp, AfXdpConfig, PortSpec};
+use xsnoop_dataplane::afxdp::{AfXdp, AfXdpConfig, PortQueues};
+use xsnoop_dataplane::forward::FdbNotice;
 use xsnoop_dataplane::forward::{PortMap, PortMapHandle, PortVlanConfig};
 use xsnoop_dataplane::wire::MacAddr;
+use xsnoop_dataplane::xdp::abi::MAX_QUEUES;
 use xsnoop_dataplane::xdp::{AttachMode, Classifier};
 use xsnoop_dataplane::PortId;
 
@@ -36,7 +39,7 @@ use crate::inject::{build_query, MAX_QUERY_FRAME};
 use crate::plane::ControlPlane;
 use link::LinkWatch;
 use msg::{Punt, Shared, TxRequest, PUNT_QUEUE, TX_QUEUE};
-use worker::Worker;
+use worker::{Links, Worker, NOTICE_QUEUE};
 
 /// How often link state is polled.
 const LINK_POLL: Duration = Duration::from_millis(500);
@@ -106,34 +109,56 @@ pub fn port_map(config: &SwitchConfig) -> Result<PortMap> {
     Ok(map)
 }
 
-/// The XDP side of the switch: the classifier and the AF_XDP sockets it redirects into.
+/// The XDP side of the switch: the classifier and, per worker, the AF_XDP sockets it
+/// redirects into.
 struct Fabric {
     classifier: Classifier,
-    xs: AfXdp,
+    sets: Vec<AfXdp>,
     mac: MacAddr,
 }
 
-/// Loads and attaches the classifier and opens the AF_XDP ports, in the calling thread's
-/// network namespace. Every error names the interface and the fix.
-fn open_fabric(names: &[String], mode: AttachMode, afxdp: AfXdpConfig) -> Result<Fabric> {
-    let mut specs = Vec::with_capacity(names.len());
+/// The receive queues xsnoop serves on `name`: all of them (up to the classifier's
+/// [`MAX_QUEUES`]), or it refuses to start when `workers` need more.
+fn served_queues(name: &str, workers: usize) -> Result<u32> {
+    let n = iface::rx_queues(name).unwrap_or(1);
+    if n > MAX_QUEUES {
+        warn!(
+            port = %name,
+            rx_queues = n,
+            "xsnoop serves the first {MAX_QUEUES} receive queues; frames on the others are not switched: run `ethtool -L {name} combined {MAX_QUEUES}`"
+        );
+    }
+    let served = n.min(MAX_QUEUES);
+    if (served as usize) < workers {
+        bail!(
+            "port {name} has {served} receive queue(s) but workers = {workers} needs at least {workers} on every port (each worker receives and transmits on queues of its own): run `ethtool -L {name} combined {workers}` (or rx/tx {workers}), or lower workers"
+        );
+    }
+    Ok(served)
+}
+
+/// Which queues of a port with `queues` receive queues worker `w` of `workers` serves.
+fn worker_queues(queues: u32, w: usize, workers: usize) -> Vec<u32> {
+    (0..queues)
+        .filter(|&q| q as usize % workers.max(1) == w)
+        .collect()
+}
+
+/// Loads and attaches the classifier and opens, per worker, a socket on each of its queues of
+/// every port, in the calling thread's network namespace. Every error names the interface and
+/// the fix.
+fn open_fabric(
+    names: &[String],
+    mode: AttachMode,
+    afxdp: AfXdpConfig,
+    workers: usize,
+) -> Result<Fabric> {
+    let mut ports = Vec::with_capacity(names.len());
     for name in names {
-        // Only queue 0 gets an AF_XDP socket so far: frames the NIC steers to other queues
-        // would reach this host's own stack instead of being switched.
-        if let Some(n) = iface::rx_queues(name).filter(|&n| n > 1) {
-            warn!(
-                port = %name,
-                rx_queues = n,
-                "xsnoop serves receive queue 0 only; frames on the other queues are not switched: run `ethtool -L {name} combined 1` (or rx 1)"
-            );
-        }
-        specs.push(PortSpec {
-            ifindex: iface::ifindex(name)?,
-            queue: 0,
-        });
+        ports.push((iface::ifindex(name)?, served_queues(name, workers)?));
     }
     let mut classifier = Classifier::load()?;
-    for (slot, (name, spec)) in names.iter().zip(&specs).enumerate() {
+    for (slot, (name, (ifindex, _))) in names.iter().zip(&ports).enumerate() {
         let slot = u32::try_from(slot).map_err(|_| anyhow!("too many ports"))?;
         let got = classifier.attach(name, mode).map_err(|e| {
             let fix = if mode == AttachMode::Native {
@@ -147,25 +172,51 @@ fn open_fabric(names: &[String], mode: AttachMode, afxdp: AfXdpConfig) -> Result
             info!(port = %name, mode = ?got, "XDP attached in generic mode (the driver has no native XDP)");
         }
         classifier
-            .register_port(spec.ifindex, slot)
+            .register_port(*ifindex, slot)
             .with_context(|| format!("port {name}"))?;
     }
-    let xs = AfXdp::new(afxdp, &specs).context("opening the AF_XDP ports")?;
-    for (slot, name) in names.iter().enumerate() {
-        let fd = xs
-            .socket_fd(slot)
-            .ok_or_else(|| anyhow!("port {name}: no AF_XDP socket"))?;
-        let slot32 = u32::try_from(slot).map_err(|_| anyhow!("too many ports"))?;
-        classifier
-            .install_socket(slot32, 0, fd)
-            .with_context(|| format!("port {name}"))?;
+    let mut sets = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let specs: Vec<PortQueues> = ports
+            .iter()
+            .map(|&(ifindex, queues)| PortQueues {
+                ifindex,
+                queues: worker_queues(queues, w, workers),
+            })
+            .collect();
+        let sockets: usize = specs.iter().map(|p| p.queues.len()).sum();
+        // Enough frames that every fill ring gets a useful share (AfXdp keeps one share back
+        // for frames in flight).
+        let want = u32::try_from((sockets + 1) * 512).unwrap_or(u32::MAX);
+        let cfg = AfXdpConfig {
+            frame_count: afxdp.frame_count.max(want),
+            ..afxdp
+        };
+        let xs = AfXdp::with_queues(cfg, &specs)
+            .with_context(|| format!("opening the AF_XDP sockets of worker {w}"))?;
+        for s in 0..xs.socket_count() {
+            let (Some(port), Some(spec), Some(fd)) =
+                (xs.socket_port(s), xs.port_spec(s), xs.socket_fd(s))
+            else {
+                continue;
+            };
+            let name = names.get(port).map_or("?", String::as_str);
+            let slot = u32::try_from(port).map_err(|_| anyhow!("too many ports"))?;
+            classifier
+                .install_socket(slot, spec.queue, fd)
+                .with_context(|| format!("port {name} queue {}", spec.queue))?;
+        }
+        sets.push(xs);
+    }
+    for (name, (_, queues)) in names.iter().zip(&ports) {
+        debug!(port = %name, queues, "serving every receive queue");
     }
     let first = names
         .first()
         .ok_or_else(|| anyhow!("no ports configured"))?;
     Ok(Fabric {
         classifier,
-        xs,
+        sets,
         mac: iface::mac_address(first)?,
     })
 }
@@ -293,46 +344,68 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
     let ports = PortMapHandle::new(port_map(&opts.config)?);
     let port_maps = ports.clone();
     let mut plane = ControlPlane::new(opts.config.engine.clone())?;
-    let fabric = open_fabric(&names, opts.xdp_mode, opts.afxdp)?;
+    let workers = opts.config.workers.max(1);
+    let fabric = open_fabric(&names, opts.xdp_mode, opts.afxdp, workers)?;
     if let Some(path) = &opts.control_socket {
         plane.listen(path)?;
     }
     if let Some(addr) = opts.config.metrics_listen {
         plane.listen_metrics(addr)?;
     }
-    let shared = Arc::new(Shared::default());
-    *shared
-        .ports
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = names
-        .iter()
-        .map(|n| msg::PortIo {
-            port: n.clone(),
-            ..Default::default()
-        })
-        .collect();
+    let shared = Arc::new(Shared::new(names.clone(), workers));
     let s2 = shared.clone();
     plane.set_extra_stats(Box::new(move || s2.to_json()));
     let (punt_tx, punt_rx) = sync_channel::<Punt>(PUNT_QUEUE);
     let (tx_tx, tx_rx) = sync_channel::<TxRequest>(TX_QUEUE);
     let Fabric {
         classifier,
-        xs,
+        sets,
         mac,
     } = fabric;
-    info!(ports = ?names, mode = ?xs.mode(), "switching");
-    let worker = Worker::new(
-        xs,
-        plane.table().clone(),
-        ports,
-        shared.clone(),
-        punt_tx,
-        tx_rx,
-    );
-    let worker = std::thread::Builder::new()
-        .name("xsnoop-asic".into())
-        .spawn(move || worker.run())
-        .context("starting the worker thread")?;
+    let bound = sets.first().map(AfXdp::mode);
+    let sockets: usize = sets.iter().map(AfXdp::socket_count).sum();
+    info!(ports = ?names, mode = ?bound, workers, sockets, "switching");
+    // Learning notices: one inbox per worker, a sender to every other worker's inbox.
+    let (inboxes_tx, inboxes_rx): (Vec<_>, Vec<_>) = (0..workers)
+        .map(|_| sync_channel::<FdbNotice>(if workers > 1 { NOTICE_QUEUE } else { 0 }))
+        .unzip();
+    let mut tx_rx = Some(tx_rx);
+    let mut threads = Vec::with_capacity(workers);
+    let epoch = Instant::now();
+    for (id, (xs, inbox)) in sets.into_iter().zip(inboxes_rx).enumerate() {
+        let links = Links {
+            punt_tx: punt_tx.clone(),
+            tx_rx: tx_rx.take(),
+            peers: inboxes_tx
+                .iter()
+                .enumerate()
+                .filter(|&(other, _)| other != id)
+                .map(|(_, s)| s.clone())
+                .collect(),
+            inbox: (workers > 1).then_some(inbox),
+        };
+        let worker = Worker::new(
+            id,
+            xs,
+            plane.table().clone(),
+            ports.clone(),
+            shared.clone(),
+            links,
+            epoch,
+        );
+        let name = if workers == 1 {
+            "xsnoop-asic".to_string()
+        } else {
+            format!("xsnoop-asic{id}")
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || worker.run())
+                .context("starting a worker thread")?,
+        );
+    }
+    drop((punt_tx, inboxes_tx));
 
     let mut cpu = Cpu {
         plane,
@@ -379,14 +452,18 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
     // Detach first so the interfaces fall back to the kernel, then stop and drain the worker.
     drop(classifier);
     shared.stop.store(true, Ordering::Relaxed);
-    let xs = worker
-        .join()
-        .map_err(|_| anyhow!("the worker thread panicked"))?;
-    let leaked = xs.accounting().in_flight;
+    let mut sets = Vec::with_capacity(threads.len());
+    for t in threads {
+        sets.push(t.join().map_err(|_| anyhow!("a worker thread panicked"))?);
+    }
+    let leaked: u64 = sets
+        .iter()
+        .map(|xs| u64::from(xs.accounting().in_flight))
+        .sum();
     if leaked > 0 {
         warn!(frames = leaked, "frames still in flight at exit");
     }
-    drop(xs);
+    drop(sets);
     let dataplane = shared.to_json();
     info!(counters = %dataplane, "stopped");
     Ok(RunSummary { dataplane })

@@ -56,7 +56,48 @@ pub struct PortIo {
     pub kernel_fill_ring_empty: u64,
 }
 
-/// State both threads share: the stop flag, the link-down set, and the worker's counters.
+impl PortIo {
+    /// Adds another worker's counts for the same port.
+    fn add(&mut self, o: &PortIo) {
+        self.rx += o.rx;
+        self.tx += o.tx;
+        self.tx_ring_full += o.tx_ring_full;
+        self.kernel_rx_dropped += o.kernel_rx_dropped;
+        self.kernel_rx_ring_full += o.kernel_rx_ring_full;
+        self.kernel_fill_ring_empty += o.kernel_fill_ring_empty;
+    }
+}
+
+/// One served receive queue: which worker reads it and how much it received, so an operator
+/// sees whether RSS spreads the load (and that no queue is left unserved).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueIo {
+    /// The interface.
+    pub port: String,
+    /// Its receive queue.
+    pub queue: u32,
+    /// The worker thread serving it.
+    pub worker: usize,
+    /// Frames read from this queue's RX ring.
+    pub rx: u64,
+}
+
+/// What one worker publishes at housekeeping.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerIo {
+    /// Its per-reason forwarding counters.
+    pub reasons: Vec<(String, u64)>,
+    /// Its AF_XDP counters per port (index = port).
+    pub ports: Vec<PortIo>,
+    /// Its served queues.
+    pub queues: Vec<QueueIo>,
+    /// Stations learned from the other workers' notices, and notices lost to full queues.
+    pub fdb_installed: u64,
+    /// Notices not delivered (the table's buffer or a peer's queue was full).
+    pub fdb_notices_dropped: u64,
+}
+
+/// State both threads share: the stop flag, the link-down set, and the workers' counters.
 #[derive(Debug, Default)]
 pub struct Shared {
     /// Set to stop the worker.
@@ -77,13 +118,34 @@ pub struct Shared {
     pub alloc_failed: AtomicU64,
     /// Copies not made because the rewrite refused the frame.
     pub rewrite_failed: AtomicU64,
-    /// The worker's per-reason counters, refreshed a few times a second.
-    pub reasons: Mutex<Vec<(String, u64)>>,
-    /// Per-port AF_XDP counters, refreshed with `reasons`.
-    pub ports: Mutex<Vec<PortIo>>,
+    /// Port names, for the counters.
+    port_names: Vec<String>,
+    /// Each worker's counters, refreshed a few times a second (index = worker).
+    workers: Vec<Mutex<WorkerIo>>,
 }
 
 impl Shared {
+    /// Shared state for `workers` workers over the ports `port_names`.
+    pub fn new(port_names: Vec<String>, workers: usize) -> Shared {
+        Shared {
+            port_names,
+            workers: (0..workers).map(|_| Mutex::default()).collect(),
+            ..Shared::default()
+        }
+    }
+
+    /// The names of the ports (index = port).
+    pub fn port_names(&self) -> &[String] {
+        &self.port_names
+    }
+
+    /// Replaces worker `worker`'s published counters.
+    pub fn publish_worker(&self, worker: usize, io: WorkerIo) {
+        if let Some(m) = self.workers.get(worker) {
+            *m.lock().unwrap_or_else(PoisonError::into_inner) = io;
+        }
+    }
+
     /// Ports whose link is down (a torn read between the halves only delays a change).
     pub fn down(&self) -> PortSet {
         let lo = u128::from(self.down_lo.load(Ordering::Relaxed));
@@ -101,16 +163,37 @@ impl Shared {
     /// The counters as JSON, for `xsnoop stats`.
     pub fn to_json(&self) -> serde_json::Value {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let reasons: serde_json::Map<String, serde_json::Value> = self
-            .reasons
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        let mut reasons: Vec<(String, u64)> = Vec::new();
+        let mut ports: Vec<PortIo> = self
+            .port_names
             .iter()
-            .map(|(k, v)| (k.clone(), (*v).into()))
+            .map(|n| PortIo {
+                port: n.clone(),
+                ..PortIo::default()
+            })
             .collect();
-        let ports =
-            serde_json::to_value(&*self.ports.lock().unwrap_or_else(PoisonError::into_inner))
-                .unwrap_or_default();
+        let mut queues: Vec<QueueIo> = Vec::new();
+        let (mut installed, mut dropped) = (0, 0);
+        for w in &self.workers {
+            let w = w.lock().unwrap_or_else(PoisonError::into_inner);
+            for (k, v) in &w.reasons {
+                match reasons.iter_mut().find(|(n, _)| n == k) {
+                    Some((_, sum)) => *sum += v,
+                    None => reasons.push((k.clone(), *v)),
+                }
+            }
+            for (sum, io) in ports.iter_mut().zip(&w.ports) {
+                sum.add(io);
+            }
+            queues.extend(w.queues.iter().cloned());
+            installed += w.fdb_installed;
+            dropped += w.fdb_notices_dropped;
+        }
+        queues.sort_by(|a, b| (&a.port, a.queue).cmp(&(&b.port, b.queue)));
+        let reasons: serde_json::Map<String, serde_json::Value> =
+            reasons.into_iter().map(|(k, v)| (k, v.into())).collect();
+        let ports = serde_json::to_value(&ports).unwrap_or_default();
+        let queues = serde_json::to_value(&queues).unwrap_or_default();
         serde_json::json!({
             "rx": get(&self.rx),
             "tx": get(&self.tx),
@@ -121,6 +204,9 @@ impl Shared {
             "rewrite_failed": get(&self.rewrite_failed),
             "reasons": reasons,
             "ports": ports,
+            "queues": queues,
+            "workers": self.workers.len(),
+            "fdb_sync": { "installed": installed, "notices_dropped": dropped },
         })
     }
 }
@@ -128,6 +214,45 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_counters_are_summed_per_port_and_reason() {
+        let s = Shared::new(vec!["a".into(), "b".into()], 2);
+        let io = |rx: u64, q: u32, w: usize| WorkerIo {
+            reasons: vec![("forward_member".into(), rx), (format!("only_{w}"), 1)],
+            ports: vec![
+                PortIo {
+                    rx,
+                    ..PortIo::default()
+                },
+                PortIo {
+                    tx: rx * 2,
+                    ..PortIo::default()
+                },
+            ],
+            queues: vec![QueueIo {
+                port: "a".into(),
+                queue: q,
+                worker: w,
+                rx,
+            }],
+            fdb_installed: 1,
+            fdb_notices_dropped: 0,
+        };
+        s.publish_worker(0, io(10, 0, 0));
+        s.publish_worker(1, io(5, 1, 1));
+        s.publish_worker(7, io(1000, 9, 7)); // no such worker: ignored
+        let j = s.to_json();
+        assert_eq!(j["workers"], 2);
+        assert_eq!(j["ports"][0]["port"], "a");
+        assert_eq!(j["ports"][0]["rx"], 15);
+        assert_eq!(j["ports"][1]["tx"], 30);
+        assert_eq!(j["reasons"]["forward_member"], 15);
+        assert_eq!(j["reasons"]["only_1"], 1);
+        assert_eq!(j["queues"][1]["queue"], 1);
+        assert_eq!(j["queues"][1]["worker"], 1);
+        assert_eq!(j["fdb_sync"]["installed"], 2);
+    }
 
     #[test]
     fn down_set_round_trips_across_both_halves() {

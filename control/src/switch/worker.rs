@@ -1,34 +1,39 @@
-//! The worker: the switch's "ASIC". One thread owns the AF_XDP ports, the FDB and the
+//! The worker: the switch's "ASIC". A worker thread owns its AF_XDP sockets (one per served
+//! (port, queue), on its own UMEM, with a transmit socket on every port), its FDB and its
 //! forwarding counters, and runs to completion per batch:
 //!
-//! 1. take transmit requests from the control thread (IGMP the CPU forwards, its queries):
-//!    alloc a UMEM frame per egress port, tag it for that port, stage it;
+//! 1. take transmit requests from the control thread (IGMP the CPU forwards, its queries; only
+//!    worker 0 gets them): alloc a UMEM frame per egress port, tag it for that port, stage it;
+//!    install the stations the other workers learned ([`FdbNotice`]s);
 //! 2. load the published table and port map once, read the link-down set;
-//! 3. per port, `rx_batch`, and per frame [`process`] → `Forward`: stage the *same* UMEM frame
+//! 3. per socket, `rx_batch`, and per frame [`process`] → `Forward`: stage the *same* UMEM frame
 //!    on every port that sends it in the form it arrived in (refcounted, no copy), and an
 //!    alloc+[`rewrite_into`] copy for ports needing another tag; `Punt`: copy the frame into a
 //!    message on the bounded punt channel (full → drop, count `punt_queue_full`); `Drop`: count.
 //!    Then release the hold;
-//! 4. `flush` (TX kick, completions).
+//! 4. `flush` (TX kick, completions); send this batch's learning notices to the other workers.
+//!
+//! With several workers (`workers = N`), worker `w` serves queues `q` with `q % N == w` of
+//! every port; they share nothing but the published tables, the counters and the channels.
 //!
 //! Nothing on the per-frame path allocates, locks or makes a syscall, except the punt copy (the
 //! slow path) and the TX kick in `flush`.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xsnoop_dataplane::afxdp::{AfXdp, FrameDesc, RX_BATCH};
 use xsnoop_dataplane::forward::{
-    process, rewrite_into, Counters, Decision, EgressTag, Fdb, FdbConfig, Inputs, ParseErrors,
-    PortMapHandle,
+    process, rewrite_into, Counters, Decision, EgressTag, Fdb, FdbConfig, FdbNotice, Inputs,
+    ParseErrors, PortMapHandle,
 };
 use xsnoop_dataplane::wire::ethernet::{ethertype, HEADER_LEN};
 use xsnoop_dataplane::wire::parse_frame;
 use xsnoop_dataplane::{PortId, PortSet, TableHandle, VlanId};
 
-use super::msg::{Punt, Shared, TxRequest};
+use super::msg::{PortIo, Punt, QueueIo, Shared, TxRequest, WorkerIo};
 
 /// Transmit requests taken per loop turn, so a burst of them cannot starve reception.
 const TX_REQUESTS_PER_TURN: usize = 64;
@@ -38,6 +43,10 @@ const IDLE_WAIT_MS: i32 = 5;
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
 /// How long the worker keeps flushing after a stop for frames still in flight.
 const DRAIN: Duration = Duration::from_secs(1);
+/// Learning notices a worker may lag behind another by before they are dropped (counted).
+pub const NOTICE_QUEUE: usize = 4096;
+/// Notices installed per loop turn.
+const NOTICES_PER_TURN: usize = 1024;
 
 /// The VID of the 802.1Q tag `frame` arrived with, if any.
 fn received_vid(frame: &[u8]) -> Option<VlanId> {
@@ -69,8 +78,21 @@ struct Batch {
     rewrite_failed: u64,
 }
 
+/// A worker's channels: to the CPU, from the CPU, and to and from the other workers.
+pub struct Links {
+    /// Punted frames go up here.
+    pub punt_tx: SyncSender<Punt>,
+    /// The CPU's frames to send (worker 0 only).
+    pub tx_rx: Option<Receiver<TxRequest>>,
+    /// One sender per other worker, for this worker's learning notices.
+    pub peers: Vec<SyncSender<FdbNotice>>,
+    /// The other workers' learning notices (none with a single worker).
+    pub inbox: Option<Receiver<FdbNotice>>,
+}
+
 /// The worker's state; [`Worker::run`] is its thread.
 pub struct Worker {
+    id: usize,
     xs: AfXdp,
     fdb: Fdb,
     counters: Counters,
@@ -78,36 +100,42 @@ pub struct Worker {
     table: TableHandle,
     ports: PortMapHandle,
     shared: Arc<Shared>,
-    punt_tx: SyncSender<Punt>,
-    tx_rx: Receiver<TxRequest>,
+    links: Links,
+    notices_lost: u64,
     epoch: Instant,
     scratch: Vec<u8>,
     down: PortSet,
 }
 
 impl Worker {
-    /// A worker over `xs` reading `table` and `ports`, punting into `punt_tx`, taking transmit
-    /// requests from `tx_rx`.
+    /// Worker `id` over `xs` reading `table` and `ports`, with its channels; `epoch` is the
+    /// FDB's clock, the same for every worker so notices carry comparable times.
     pub fn new(
+        id: usize,
         xs: AfXdp,
         table: TableHandle,
         ports: PortMapHandle,
         shared: Arc<Shared>,
-        punt_tx: SyncSender<Punt>,
-        tx_rx: Receiver<TxRequest>,
+        links: Links,
+        epoch: Instant,
     ) -> Worker {
         let scratch = vec![0u8; xs.config().frame_size as usize];
+        let fdb = Fdb::new(FdbConfig {
+            announce: !links.peers.is_empty(),
+            ..FdbConfig::default()
+        });
         Worker {
+            id,
             xs,
-            fdb: Fdb::new(FdbConfig::default()),
+            fdb,
             counters: Counters::default(),
             parse_errors: ParseErrors::default(),
             table,
             ports,
             shared,
-            punt_tx,
-            tx_rx,
-            epoch: Instant::now(),
+            links,
+            notices_lost: 0,
+            epoch,
             scratch,
             down: PortSet::EMPTY,
         }
@@ -121,6 +149,8 @@ impl Worker {
         while !self.shared.stop.load(Ordering::Relaxed) {
             let mut b = Batch::default();
             let requests = self.take_requests(&mut b);
+            let now = self.epoch.elapsed();
+            self.take_notices(now);
             let table = self.table.load();
             let pm = self.ports.load();
             let down = self.shared.down();
@@ -136,18 +166,22 @@ impl Worker {
                 ports: &pm,
                 down,
             };
-            let now = self.epoch.elapsed();
-            for port in 0..self.xs.port_count() {
-                let Ok(ingress) = PortId::try_from(port) else {
+            for sock in 0..self.xs.socket_count() {
+                let Some(ingress) = self
+                    .xs
+                    .socket_port(sock)
+                    .and_then(|p| PortId::try_from(p).ok())
+                else {
                     continue;
                 };
-                let n = self.xs.rx_batch(port, &mut descs);
+                let n = self.xs.rx_batch(sock, &mut descs);
                 for d in descs.iter().take(n) {
                     self.one_frame(&inputs, now, ingress, *d, &mut b);
                 }
                 b.rx += n as u64;
             }
             self.xs.flush();
+            self.send_notices();
             self.publish(&b);
             if Instant::now() >= next_housekeeping {
                 self.fdb.age(now);
@@ -169,36 +203,84 @@ impl Worker {
         self.xs
     }
 
-    /// Copies the reason counters and the per-port AF_XDP counters (user and kernel side) to
-    /// [`Shared`]; a few syscalls, so only from housekeeping.
-    fn publish_counters(&self) {
-        *self
-            .shared
-            .reasons
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = self
-            .counters
-            .snapshot()
-            .into_iter()
-            .chain(self.parse_errors.snapshot())
-            .collect();
-        let mut ports = self
-            .shared
-            .ports
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for (i, io) in ports.iter_mut().enumerate() {
-            if let Some(s) = self.xs.stats(i) {
-                io.rx = s.rx;
-                io.tx = s.tx;
-                io.tx_ring_full = s.tx_ring_full;
-            }
-            if let Some(Ok(k)) = self.xs.kernel_stats(i) {
-                io.kernel_rx_dropped = k.rx_dropped;
-                io.kernel_rx_ring_full = k.rx_ring_full;
-                io.kernel_fill_ring_empty = k.rx_fill_ring_empty_descs;
+    /// Installs the stations the other workers learned (bounded per turn).
+    fn take_notices(&mut self, now: Duration) {
+        let Some(inbox) = &self.links.inbox else {
+            return;
+        };
+        for n in inbox.try_iter().take(NOTICES_PER_TURN) {
+            self.fdb.install(n, now);
+        }
+    }
+
+    /// Tells the other workers what this batch learned; a full queue drops and counts.
+    fn send_notices(&mut self) {
+        let Worker {
+            fdb,
+            links,
+            notices_lost,
+            ..
+        } = self;
+        for n in fdb.take_notices() {
+            for peer in &links.peers {
+                if peer.try_send(n).is_err() {
+                    *notices_lost += 1;
+                }
             }
         }
+    }
+
+    /// Publishes this worker's reason counters, per-port and per-queue AF_XDP counters (user
+    /// and kernel side) to [`Shared`]; a few syscalls and allocations, so only from
+    /// housekeeping.
+    fn publish_counters(&self) {
+        let names = self.shared.port_names();
+        let ports = (0..self.xs.port_count())
+            .map(|i| {
+                let mut io = PortIo {
+                    port: names.get(i).cloned().unwrap_or_default(),
+                    ..PortIo::default()
+                };
+                if let Some(s) = self.xs.stats(i) {
+                    io.rx = s.rx;
+                    io.tx = s.tx;
+                    io.tx_ring_full = s.tx_ring_full;
+                }
+                if let Some(Ok(k)) = self.xs.kernel_stats(i) {
+                    io.kernel_rx_dropped = k.rx_dropped;
+                    io.kernel_rx_ring_full = k.rx_ring_full;
+                    io.kernel_fill_ring_empty = k.rx_fill_ring_empty_descs;
+                }
+                io
+            })
+            .collect();
+        let queues = (0..self.xs.socket_count())
+            .filter_map(|s| {
+                let port = self.xs.socket_port(s)?;
+                Some(QueueIo {
+                    port: names.get(port).cloned().unwrap_or_default(),
+                    queue: self.xs.port_spec(s)?.queue,
+                    worker: self.id,
+                    rx: self.xs.socket_stats(s)?.rx,
+                })
+            })
+            .collect();
+        let fdb = self.fdb.stats();
+        self.shared.publish_worker(
+            self.id,
+            WorkerIo {
+                reasons: self
+                    .counters
+                    .snapshot()
+                    .into_iter()
+                    .chain(self.parse_errors.snapshot())
+                    .collect(),
+                ports,
+                queues,
+                fdb_installed: fdb.installed,
+                fdb_notices_dropped: fdb.notices_dropped + self.notices_lost,
+            },
+        );
     }
 
     fn publish(&self, b: &Batch) {
@@ -223,7 +305,10 @@ impl Worker {
         let down = self.shared.down();
         let mut taken = 0;
         while taken < TX_REQUESTS_PER_TURN {
-            let req = match self.tx_rx.try_recv() {
+            let Some(tx_rx) = &self.links.tx_rx else {
+                break;
+            };
+            let req = match tx_rx.try_recv() {
                 Ok(r) => r,
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             };
@@ -299,7 +384,7 @@ impl Worker {
                         vlan,
                         frame: bytes.to_vec(),
                     };
-                    match self.punt_tx.try_send(msg) {
+                    match self.links.punt_tx.try_send(msg) {
                         Ok(()) => b.punted += 1,
                         Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                             b.punt_full += 1
