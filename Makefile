@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build deps test lint unit fuzz-check demo bench clean
+.PHONY: all build deps test lint unit fuzz-check fuzz demo bench clean
 
 all: build
 
@@ -25,9 +25,25 @@ lint:
 unit:
 	XSNOOP_REQUIRE_NETNS=1 $(CARGO) test --workspace
 
-# The fuzz crate needs nightly to fuzz (`cargo +nightly fuzz run <target>`); here we prove it compiles.
+# The fuzz crate needs nightly to fuzz (`cargo +nightly fuzz run <target>`); here we prove it
+# compiles on stable and replay the engine fuzzer's committed corpus and regressions.
 fuzz-check:
 	$(CARGO) build --manifest-path fuzz/Cargo.toml --bins
+	$(CARGO) test --manifest-path fuzz/Cargo.toml
+
+## fuzz: a short smoke of every fuzz target (FUZZ_SECONDS each, default 20) starting from its
+## committed corpus; needs nightly + cargo-fuzz, so it is not part of `make test` (CI runs
+## fuzz-check). New inputs go to a temp dir, crashes to fuzz/artifacts/<target>/.
+FUZZ_TARGETS := parse_frame igmp punt engine
+FUZZ_SECONDS ?= 20
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  new=$$(mktemp -d) || exit 1; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  (cd fuzz && cargo +nightly fuzz run $$t $$new corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -jobs=1 -print_final_stats=1) || { rm -rf $$new; exit 1; }; \
+	  rm -rf $$new; \
+	done
 
 ## demo: run the switch's snooping brain on a built-in namespace topology of real hosts
 demo: build
