@@ -87,8 +87,11 @@ static __always_inline void count(__u32 slot, __u32 ctr)
 		*v += 1;
 }
 
-// Classifies the frame in [data, end). Every access is bounds-checked against `end`.
-static __always_inline __u32 classify(void *data, void *end)
+// Classifies the frame in [data, end), `len` octets long. Every access is bounds-checked
+// against `end`. Packet pointers only ever move by constants: a variable offset is pointer
+// arithmetic the verifier refuses without CAP_PERFMON, and xsnoop runs with CAP_BPF,
+// CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK only. Lengths are compared as scalars instead.
+static __always_inline __u32 classify(void *data, void *end, __u64 len)
 {
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
@@ -96,12 +99,14 @@ static __always_inline __u32 classify(void *data, void *end)
 
 	__u16 proto = eth->h_proto;
 	void *l3 = eth + 1;
+	__u64 l3_off = sizeof(*eth);
 	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
 		struct vlan_hdr *vh = l3;
 		if ((void *)(vh + 1) > end)
 			return CLASS_MALFORMED;
 		proto = vh->inner_proto;
 		l3 = vh + 1;
+		l3_off += sizeof(*vh);
 	}
 
 	if (!(eth->h_dest[0] & 1))
@@ -117,7 +122,7 @@ static __always_inline __u32 classify(void *data, void *end)
 		return CLASS_MALFORMED;
 	__u32 ihl = ip->ihl * 4;
 	__u32 tot = bpf_ntohs(ip->tot_len);
-	if (ip->version != 4 || ihl < sizeof(*ip) || tot < ihl || l3 + tot > end)
+	if (ip->version != 4 || ihl < sizeof(*ip) || tot < ihl || l3_off + tot > len)
 		return CLASS_MALFORMED;
 
 	__u32 daddr = bpf_ntohl(ip->daddr);
@@ -147,7 +152,8 @@ int xsnoop_port(struct xdp_md *ctx)
 	if (slot >= MAX_SLOTS)
 		return XDP_PASS;
 
-	__u32 class = classify((void *)(long)ctx->data, (void *)(long)ctx->data_end);
+	__u32 class = classify((void *)(long)ctx->data, (void *)(long)ctx->data_end,
+			       bpf_xdp_get_buff_len(ctx));
 	count(slot, class);
 
 	__u32 queue = ctx->rx_queue_index;

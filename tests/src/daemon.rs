@@ -55,13 +55,27 @@ impl Daemon {
         let cfg = dir.join("xsnoop.toml");
         std::fs::write(&cfg, config).map_err(|e| TestbedError::io("writing the config", e))?;
         let cfg = cfg.to_string_lossy().into_owned();
-        Self::spawn_in(ns, dir, prefix, &["run", "--config", &cfg])
+        Self::spawn_in(ns, dir, prefix, &[], &["run", "--config", &cfg])
+    }
+
+    /// Like [`Daemon::run`], with `wrapper` between `ip netns exec NS` and the binary (e.g.
+    /// `setpriv --reuid ...` to run with fewer privileges: it must come after the namespace
+    /// switch, which needs root). The work dir is made world-writable for the socket.
+    pub fn run_wrapped(ns: &Netns, tag: &str, config: &str, wrapper: &[&str]) -> Result<Daemon> {
+        let dir = Self::workdir(tag)?;
+        let cfg = dir.join("xsnoop.toml");
+        std::fs::write(&cfg, config).map_err(|e| TestbedError::io("writing the config", e))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+            .map_err(|e| TestbedError::io("opening the work dir", e))?;
+        let cfg = cfg.to_string_lossy().into_owned();
+        Self::spawn_in(ns, dir, &[], wrapper, &["run", "--config", &cfg])
     }
 
     /// Starts `xsnoop <args>` (e.g. `snoop --port ...`) in `ns`; `--control-socket` is added.
     pub fn spawn(ns: &Netns, tag: &str, args: &[&str]) -> Result<Daemon> {
         let dir = Self::workdir(tag)?;
-        Self::spawn_in(ns, dir, &[], args)
+        Self::spawn_in(ns, dir, &[], &[], args)
     }
 
     fn workdir(tag: &str) -> Result<PathBuf> {
@@ -71,7 +85,13 @@ impl Daemon {
         Ok(dir)
     }
 
-    fn spawn_in(ns: &Netns, dir: PathBuf, prefix: &[&str], args: &[&str]) -> Result<Daemon> {
+    fn spawn_in(
+        ns: &Netns,
+        dir: PathBuf,
+        prefix: &[&str],
+        wrapper: &[&str],
+        args: &[&str],
+    ) -> Result<Daemon> {
         let bin = xsnoop_bin()?;
         let sock = dir.join("ctl.sock");
         let log = std::fs::File::create(dir.join("log"))
@@ -88,6 +108,7 @@ impl Daemon {
         // Every program in the chain execs the next, so the child's pid is the daemon's.
         let child = cmd
             .args(["netns", "exec", ns.name()])
+            .args(wrapper)
             .arg(&bin)
             .args(["--log-level", "info"])
             .args(args)

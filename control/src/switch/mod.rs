@@ -15,6 +15,7 @@
 pub mod iface;
 pub mod link;
 pub mod msg;
+pub mod privilege;
 pub mod worker;
 
 use std::path::{Path, PathBuf};
@@ -317,20 +318,11 @@ impl Cpu {
     }
 }
 
-/// Whether this process may load BPF programs and open AF_XDP sockets.
-fn check_root() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("xsnoop run needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK): run it with sudo");
-    }
-    Ok(())
-}
-
 /// Runs the switch on the configured interfaces (in the calling thread's network namespace)
 /// until `stop` is set or the duration passes; then detaches XDP, drains and returns.
 pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
     let stop = &signals.stop;
-    check_root()?;
+    privilege::check()?;
     let names: Vec<String> = opts
         .config
         .engine
