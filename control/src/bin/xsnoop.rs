@@ -62,8 +62,9 @@ enum Command {
     ///   xsnoop run --port swp1 --port swp2 --port swp3 --querier --querier-address 10.0.0.254
     ///   xsnoop run --config /etc/xsnoop.toml --xdp-mode skb
     ///
-    /// While it runs, `xsnoop mdb`, `mrouters`, `querier`, `stats` (with a `dataplane` section)
-    /// and `events` show its state.
+    /// While it runs, `xsnoop mdb`, `mrouters`, `querier`, `stats` (with a `dataplane` section),
+    /// `ports`, `vlans` and `events` show its state, and `xsnoop static`, `port set` and `flush`
+    /// change it (until restart; not written to the configuration file).
     ///
     /// Hosts on veth pairs: turn their TX checksum offload off (ethtool -K IF tx off); the
     /// switch forwards frames as they are, and a veth leaves UDP checksums to "the NIC".
