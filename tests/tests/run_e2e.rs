@@ -1022,6 +1022,8 @@ fn two_workers_split_the_queues_and_learn_stations_together() {
         s["dataplane"]["queues"].as_array().map(Vec::len) == Some(3 * 4)
     });
     assert_eq!(stats["dataplane"]["workers"], 2, "{stats}");
+    // veth has no AF_XDP zero-copy: detected and reported.
+    assert_eq!(stats["dataplane"]["afxdp_mode"], "copy", "{stats}");
     let workers: std::collections::BTreeSet<u64> = stats["dataplane"]["queues"]
         .as_array()
         .unwrap()

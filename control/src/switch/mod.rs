@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use tracing::{debug, info, warn};
-use xsnoop_dataplane::afxdp::{AfXdp, AfXdpConfig, PortQueues};
+use xsnoop_dataplane::afxdp::{AfXdp, AfXdpConfig, BoundMode, PortQueues};
 use xsnoop_dataplane::forward::FdbNotice;
 use xsnoop_dataplane::forward::{PortMap, PortMapHandle, PortVlanConfig};
 use xsnoop_dataplane::wire::MacAddr;
@@ -344,19 +344,24 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
     if let Some(addr) = opts.config.metrics_listen {
         plane.listen_metrics(addr)?;
     }
-    let shared = Arc::new(Shared::new(names.clone(), workers));
-    let s2 = shared.clone();
-    plane.set_extra_stats(Box::new(move || s2.to_json()));
-    let (punt_tx, punt_rx) = sync_channel::<Punt>(PUNT_QUEUE);
-    let (tx_tx, tx_rx) = sync_channel::<TxRequest>(TX_QUEUE);
     let Fabric {
         classifier,
         sets,
         mac,
     } = fabric;
-    let bound = sets.first().map(AfXdp::mode);
+    // Zero-copy where every port's driver takes it, copy otherwise (veth): said in the log
+    // and in `xsnoop stats`, because it decides what rates to expect.
+    let bind_mode = match sets.first().map(AfXdp::mode) {
+        Some(BoundMode::ZeroCopy) => "zero-copy",
+        _ => "copy",
+    };
+    let shared = Arc::new(Shared::new(names.clone(), workers, bind_mode));
+    let s2 = shared.clone();
+    plane.set_extra_stats(Box::new(move || s2.to_json()));
+    let (punt_tx, punt_rx) = sync_channel::<Punt>(PUNT_QUEUE);
+    let (tx_tx, tx_rx) = sync_channel::<TxRequest>(TX_QUEUE);
     let sockets: usize = sets.iter().map(AfXdp::socket_count).sum();
-    info!(ports = ?names, mode = ?bound, workers, sockets, "switching");
+    info!(ports = ?names, afxdp = bind_mode, workers, sockets, "switching");
     // Learning notices: one inbox per worker, a sender to every other worker's inbox.
     let (inboxes_tx, inboxes_rx): (Vec<_>, Vec<_>) = (0..workers)
         .map(|_| sync_channel::<FdbNotice>(if workers > 1 { NOTICE_QUEUE } else { 0 }))

@@ -120,15 +120,18 @@ pub struct Shared {
     pub rewrite_failed: AtomicU64,
     /// Port names, for the counters.
     port_names: Vec<String>,
+    /// How the AF_XDP sockets are bound: "copy" or "zero-copy".
+    bind_mode: &'static str,
     /// Each worker's counters, refreshed a few times a second (index = worker).
     workers: Vec<Mutex<WorkerIo>>,
 }
 
 impl Shared {
-    /// Shared state for `workers` workers over the ports `port_names`.
-    pub fn new(port_names: Vec<String>, workers: usize) -> Shared {
+    /// Shared state for `workers` workers over the ports `port_names`, bound in `bind_mode`.
+    pub fn new(port_names: Vec<String>, workers: usize, bind_mode: &'static str) -> Shared {
         Shared {
             port_names,
+            bind_mode,
             workers: (0..workers).map(|_| Mutex::default()).collect(),
             ..Shared::default()
         }
@@ -206,6 +209,7 @@ impl Shared {
             "ports": ports,
             "queues": queues,
             "workers": self.workers.len(),
+            "afxdp_mode": self.bind_mode,
             "fdb_sync": { "installed": installed, "notices_dropped": dropped },
         })
     }
@@ -217,7 +221,7 @@ mod tests {
 
     #[test]
     fn workers_counters_are_summed_per_port_and_reason() {
-        let s = Shared::new(vec!["a".into(), "b".into()], 2);
+        let s = Shared::new(vec!["a".into(), "b".into()], 2, "copy");
         let io = |rx: u64, q: u32, w: usize| WorkerIo {
             reasons: vec![("forward_member".into(), rx), (format!("only_{w}"), 1)],
             ports: vec![
@@ -244,6 +248,7 @@ mod tests {
         s.publish_worker(7, io(1000, 9, 7)); // no such worker: ignored
         let j = s.to_json();
         assert_eq!(j["workers"], 2);
+        assert_eq!(j["afxdp_mode"], "copy");
         assert_eq!(j["ports"][0]["port"], "a");
         assert_eq!(j["ports"][0]["rx"], 15);
         assert_eq!(j["ports"][1]["tx"], 30);
