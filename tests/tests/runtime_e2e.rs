@@ -30,10 +30,14 @@ fn config(star: &Star) -> String {
 }
 
 fn start(star: &Star) -> xsnoop_tests::Daemon {
+    start_with(star, &config(star))
+}
+
+fn start_with(star: &Star, config: &str) -> xsnoop_tests::Daemon {
     xsnoop_tests::Daemon::run(
         star.switch().unwrap(),
         &format!("runtime-{}", star.topo.prefix()),
-        &config(star),
+        config,
     )
     .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -438,4 +442,61 @@ fn events_follow_prints_events_that_happen_while_it_runs() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(!status.success());
+}
+
+/// An IGMP general query (type 0x11, group 0.0.0.0) on an untagged frame.
+fn general_query(f: &[u8]) -> bool {
+    if f.get(12..14) != Some(&[8, 0][..]) || f.get(23) != Some(&2) {
+        return false;
+    }
+    let ihl = usize::from(f.get(14).copied().unwrap_or(0) & 0x0f) * 4;
+    f.get(14 + ihl) == Some(&0x11) && f.get(14 + ihl + 4..14 + ihl + 8) == Some(&[0, 0, 0, 0][..])
+}
+
+#[test]
+fn flushing_as_querier_sends_a_general_query_so_real_members_report_again() {
+    netns_or_skip!();
+    let star = Star::new(89, &[2, 2, 2]).unwrap();
+    star.prepare_for_afxdp().unwrap();
+    // Our querier on, its next general query a minute away once the start-up queries are over:
+    // only the flush's own query can bring the member back within seconds.
+    let mut config = config(&star).replace(
+        "querier = false\n",
+        "querier = true\nquerier_address = \"10.89.0.254\"\nquery_interval = \"60s\"\n\
+         query_response_interval = \"1s\"\nstartup_query_count = 1\nstartup_query_interval = \"1s\"\n",
+    );
+    config.push('\n');
+    let d = start_with(&star, &config);
+    let p3 = star.port(3).unwrap();
+    wait(&d, "vlans", |v| v[0]["querier"] == "us");
+    let _m3 = Membership::join(
+        star.host(3).unwrap(),
+        &star.host_if(3).unwrap(),
+        GROUP,
+        UDP_PORT,
+    )
+    .unwrap();
+    wait(&d, "mdb", |v| rows_of(v, &p3).next().is_some());
+    std::thread::sleep(Duration::from_millis(1500));
+    let c3 = Capture::open(star.host(3).unwrap(), &star.host_if(3).unwrap()).unwrap();
+    c3.drain().unwrap();
+    let v: Value = serde_json::from_str(&ok(&d, &["flush", "--port", &p3, "--json"])).unwrap();
+    assert_eq!(v["events"][0]["kind"]["groups"], 1, "{v:#}");
+    let t = Instant::now();
+    // The general query reaches h3, and h3's kernel answers within the response interval.
+    wait(&d, "mdb", |v| rows_of(v, &p3).next().is_some());
+    let back = t.elapsed();
+    assert!(back < Duration::from_secs(3), "re-learned after {back:?}");
+    let queries = c3.count(Duration::from_millis(200), general_query).unwrap();
+    assert!(
+        queries >= 1,
+        "no general query reached h3 after the flush\n{}",
+        d.log()
+    );
+    let stats = d.show("stats").unwrap();
+    eprintln!(
+        "runtime_e2e: member re-learned {back:?} after the flush; sent {}",
+        stats["sent"]
+    );
+    d.stop().unwrap_or_else(|e| panic!("{e}"));
 }
