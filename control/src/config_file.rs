@@ -9,6 +9,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use xsnoop_dataplane::forward::PuntLimit;
 
 use serde::{Deserialize, Deserializer};
 use thiserror::Error;
@@ -114,6 +115,8 @@ struct SnoopingSection {
     flood_unregistered: bool,
     max_groups: usize,
     max_sources: usize,
+    igmp_rate: u32,
+    igmp_burst: u32,
 }
 
 impl Default for SnoopingSection {
@@ -134,6 +137,8 @@ impl Default for SnoopingSection {
             flood_unregistered: false,
             max_groups: 4096,
             max_sources: 64,
+            igmp_rate: DEFAULT_IGMP_RATE,
+            igmp_burst: DEFAULT_IGMP_BURST,
         }
     }
 }
@@ -166,6 +171,8 @@ struct PortSection {
     flood_unregistered: bool,
     #[serde(default)]
     max_groups: usize,
+    igmp_rate: Option<u32>,
+    igmp_burst: Option<u32>,
 }
 
 /// One `[[vlan]]`: overrides of `[snooping]` for one VLAN, plus per-VLAN-only knobs.
@@ -300,7 +307,23 @@ pub struct SwitchConfig {
     /// Forwarding threads (`workers`, default 1): worker `w` serves receive queues `q` with
     /// `q % workers == w` of every port, so every port needs at least this many queues.
     pub workers: usize,
+    /// Per port (same order as `engine.ports`), how many IGMP/PIM/MRD frames per second it may
+    /// send to the switch CPU (`igmp_rate`, `igmp_burst`); the dataplane polices the rest.
+    pub punt_limits: Vec<PuntLimit>,
 }
+
+/// IGMP, PIM and MRD frames per second a port may send to the switch CPU by default: far above
+/// what the hosts of one port send (a few reports per group per query interval, RFC 3376
+/// §8.2), far below a storm.
+pub const DEFAULT_IGMP_RATE: u32 = 1000;
+/// Frames a port may send back to back by default (all its hosts answering one query at once).
+pub const DEFAULT_IGMP_BURST: u32 = 1000;
+
+/// The default per-port control-plane limit.
+pub const DEFAULT_PUNT_LIMIT: PuntLimit = PuntLimit {
+    rate: DEFAULT_IGMP_RATE,
+    burst: DEFAULT_IGMP_BURST,
+};
 
 /// Most forwarding threads (`workers`): one per receive queue the classifier can serve.
 pub const MAX_WORKERS: usize = xsnoop_dataplane::xdp::abi::MAX_QUEUES as usize;
@@ -347,6 +370,7 @@ impl SwitchConfig {
         vlan_timers("snooping", s, None).map_err(invalid)?;
         let mut ports = Vec::new();
         let mut native_vlans = Vec::new();
+        let mut punt_limits = Vec::new();
         let mut vlan_ids = std::collections::BTreeSet::new();
         for (i, p) in schema.ports.iter().enumerate() {
             let at = format!("port[{i}] ({:?})", p.name);
@@ -404,6 +428,16 @@ impl SwitchConfig {
                 max_groups: p.max_groups,
             });
             native_vlans.push(p.native_vlan);
+            let limit = PuntLimit {
+                rate: p.igmp_rate.unwrap_or(s.igmp_rate),
+                burst: p.igmp_burst.unwrap_or(s.igmp_burst),
+            };
+            if limit.rate > 0 && limit.burst == 0 {
+                return Err(invalid(format!(
+                    "{at}.igmp_burst = 0: a policed port must be allowed at least one frame at once; use 1 or more (or igmp_rate = 0 for no limit)"
+                )));
+            }
+            punt_limits.push(limit);
         }
         if ports.is_empty() {
             return Err(invalid(
@@ -502,6 +536,7 @@ impl SwitchConfig {
             native_vlans,
             metrics_listen: schema.metrics_listen,
             workers,
+            punt_limits,
         })
     }
 }
@@ -683,6 +718,20 @@ mod tests {
         assert_eq!(ok.workers, 2);
         let ok = SwitchConfig::parse("[[port]]\nname = \"a\"\n").unwrap();
         assert_eq!(ok.workers, 1);
+        assert_eq!(ok.punt_limits, [DEFAULT_PUNT_LIMIT]);
+        let ok = SwitchConfig::parse(
+            "[snooping]\nigmp_rate = 50\nigmp_burst = 5\n[[port]]\nname = \"a\"\n[[port]]\nname = \"b\"\nigmp_rate = 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.punt_limits,
+            [
+                PuntLimit { rate: 50, burst: 5 },
+                PuntLimit { rate: 0, burst: 5 }
+            ]
+        );
+        let e = err("[[port]]\nname = \"a\"\nigmp_burst = 0\n");
+        assert!(e.contains("port[0] (\"a\").igmp_burst = 0"), "{e}");
         let e = err("[snooping]\nrobustness = 0\n[[port]]\nname = \"a\"\n");
         assert!(e.contains("snooping.robustness"), "{e}");
         let e = err("[[port]]\nname = \"a\"\nvlan = 4095\n");

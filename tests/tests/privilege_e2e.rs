@@ -110,15 +110,19 @@ fn a_missing_capability_is_named_at_start_up() {
     let star = Star::new(51, &[2]).unwrap();
     let wrapper = setpriv("+net_admin,+net_raw,+ipc_lock");
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-    let e = Daemon::run_wrapped(
+    let started = Daemon::run_wrapped(
         star.switch().unwrap(),
         &format!("nopriv-{}", star.topo.prefix()),
         &config(&star),
         &wrapper,
-    )
-    .err()
-    .expect("started without CAP_BPF")
-    .to_string();
+    );
+    let e = match started {
+        Ok(d) => {
+            let log = d.stop().unwrap_or_else(|e| e.to_string());
+            panic!("started without CAP_BPF:\n{log}")
+        }
+        Err(e) => e.to_string(),
+    };
     assert!(
         e.contains("lacks CAP_BPF (to load the XDP classifier)")
             && e.contains("AmbientCapabilities"),

@@ -759,58 +759,110 @@ fn udp_to_tagged(group: Ipv4Addr) -> impl Fn(&[u8]) -> bool {
 }
 
 #[test]
-fn an_igmp_storm_does_not_stall_forwarding_and_every_punt_is_counted() {
+fn an_igmp_storm_is_policed_per_port_forwarding_goes_on_and_others_still_join() {
     netns_or_skip!();
     let net = 81;
-    // h1 sends data to h2 (a member) while h3 floods the switch CPU with reports.
-    let star = star(net, &[2, 2, 2]);
-    let d = Daemon::start(&star, &config(net, &access_ports(&star, &[]), &[]));
+    // h1 sends data to h2 (a member) while h3 floods the switch CPU with reports; h4 joins a
+    // group in the middle of the storm. h3's port is policed at 200/s, burst 50.
+    let star = star(net, &[2, 2, 2, 2]);
+    let ports = access_ports(&star, &["", "", "igmp_rate = 200\nigmp_burst = 50", ""]);
+    let d = Daemon::start(&star, &config(net, &ports, &[]));
     let m2 = join(&star, 2, GROUP);
     d.wait_for("mdb", Duration::from_secs(3), |v| {
         has_row(v, 1, GROUP, &star.port(2).unwrap())
     });
-    let storm_group = Ipv4Addr::new(239, 5, 5, 5);
-    let report = to_vec(&ReportV2Builder {
-        src_mac: MacAddr([0x02, 0, 0, 0, net, 3]),
-        src_ip: host_ip(net, 3),
-        group: storm_group,
-        vlan: None,
-    })
-    .unwrap();
+    // Reports for 30 000 different groups (239.6.x.y), as a hostile host would send.
+    let reports: Vec<Vec<u8>> = (0..30_000u32)
+        .map(|i| {
+            let [_, _, hi, lo] = i.to_be_bytes();
+            to_vec(&ReportV2Builder {
+                src_mac: MacAddr([0x02, 0, 0, 0, net, 3]),
+                src_ip: host_ip(net, 3),
+                group: Ipv4Addr::new(239, 6, hi, lo),
+                vlan: None,
+            })
+            .unwrap()
+        })
+        .collect();
     const STORM: usize = 30_000;
     let c3 = capture(&star, 3);
     let tx = sender(&star, 1);
-    let got = std::thread::scope(|s| {
+    let late = Ipv4Addr::new(239, 5, 5, 6);
+    let p4 = star.port(4).unwrap();
+    let started = Instant::now();
+    let (got, _m4) = std::thread::scope(|s| {
         let storm = s.spawn(|| {
-            for _ in 0..STORM {
-                c3.inject(&report).unwrap();
+            for r in reports.iter().take(STORM) {
+                c3.inject(r).unwrap();
             }
         });
         let rx = s.spawn(|| m2.count(QUIET, Duration::from_secs(10)).unwrap());
+        // A host on another port joins while the storm is on, and is learned.
+        let m4 = join(&star, 4, late);
+        d.wait_for("mdb", Duration::from_secs(3), |v| has_row(v, 1, late, &p4));
         send(&tx, GROUP, 200);
         storm.join().unwrap();
-        rx.join().unwrap()
+        (rx.join().unwrap(), m4)
     });
+    let storm_time = started.elapsed();
     // The reason counters are a periodic snapshot, the punt counters live: wait until they
     // agree (a host's own reports may still be punted meanwhile).
     let n = |v: &Value, k: &str| v["dataplane"][k].as_u64().unwrap_or(0);
     let v = d.wait_for("stats", Duration::from_secs(3), |v| {
         let punts = v["dataplane"]["reasons"]["punt"].as_u64().unwrap_or(0);
-        punts >= 1000 && n(v, "punted") + n(v, "punt_queue_full") == punts
+        punts >= 1000 && n(v, "punted") + n(v, "punt_queue_full") + n(v, "punt_policed") == punts
     });
     let dp = &v["dataplane"];
     let punts = dp["reasons"]["punt"].as_u64().unwrap();
-    let (up, full) = (
-        dp["punted"].as_u64().unwrap(),
-        dp["punt_queue_full"].as_u64().unwrap(),
+    let (up, full, policed) = (
+        n(&v, "punted"),
+        n(&v, "punt_queue_full"),
+        n(&v, "punt_policed"),
     );
-    eprintln!("run_e2e: storm of {STORM} reports: {punts} punted by the worker, {up} reached the CPU, {full} dropped as punt_queue_full; {got}/200 data datagrams delivered meanwhile");
+    eprintln!("run_e2e: storm of {STORM} reports in {storm_time:?}: {punts} punted by the worker, {policed} policed, {up} reached the CPU, {full} dropped as punt_queue_full; {got}/200 data datagrams delivered meanwhile");
     assert!(got >= 190, "forwarding stalled during the storm: {got}/200");
+    // The policer, not the shared queue, absorbed the storm, and only on h3's port.
+    let p3 = star.port(3).unwrap();
+    let policed_on = |port: &str| {
+        dp["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["port"] == port)
+            .unwrap()["igmp_policed"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(policed_on(&p3), policed, "{dp}");
+    assert_eq!(policed_on(&p4), 0, "{dp}");
+    assert!(policed >= 1000, "{dp}");
+    let budget = 50 + (200.0 * (storm_time.as_secs_f64() + 3.5)) as u64 + 20;
+    assert!(
+        up + full <= budget,
+        "{up} + {full} punts passed a 200/s policer in {storm_time:?}"
+    );
+    assert_eq!(
+        full, 0,
+        "the policed storm should not fill the shared punt queue"
+    );
     // The CPU kept up with what it was given: every report it got was counted by the engine.
     let reports = v["received"]["reports_v2"].as_u64().unwrap();
     assert!(
         reports + 10 >= up,
         "engine counted {reports} v2 reports of {up} punted"
+    );
+    // The table grew only by what the policer let through.
+    let mdb = d.show("mdb").unwrap();
+    let on_p3 = mdb
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["port"] == p3.as_str())
+        .count() as u64;
+    eprintln!("run_e2e: the storm left {on_p3} groups on {p3}");
+    assert!(
+        on_p3 <= up,
+        "{on_p3} groups learned from {up} punted reports"
     );
     d.stop();
 }

@@ -371,11 +371,13 @@ impl SwitchArgs {
             vlans: vec![vlan],
             ..EngineConfig::default()
         };
+        let n = engine.ports.len();
         Ok(SwitchConfig {
-            native_vlans: vec![None; engine.ports.len()],
+            native_vlans: vec![None; n],
             engine,
             metrics_listen: None,
             workers: 1,
+            punt_limits: vec![xsnoop_control::config_file::DEFAULT_PUNT_LIMIT; n],
         })
     }
 

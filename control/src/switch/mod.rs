@@ -106,6 +106,14 @@ pub fn port_map(config: &SwitchConfig) -> Result<PortMap> {
         };
         map.set_port(id, &cfg)
             .with_context(|| format!("port {}", p.name))?;
+        map.set_punt_limit(
+            id,
+            config
+                .punt_limits
+                .get(i)
+                .copied()
+                .unwrap_or(crate::config_file::DEFAULT_PUNT_LIMIT),
+        );
     }
     Ok(map)
 }

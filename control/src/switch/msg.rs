@@ -54,6 +54,8 @@ pub struct PortIo {
     pub kernel_rx_ring_full: u64,
     /// Times the kernel found the fill ring empty.
     pub kernel_fill_ring_empty: u64,
+    /// IGMP/PIM/MRD frames dropped by the port's control-plane policer (`igmp_rate`).
+    pub igmp_policed: u64,
 }
 
 impl PortIo {
@@ -65,6 +67,7 @@ impl PortIo {
         self.kernel_rx_dropped += o.kernel_rx_dropped;
         self.kernel_rx_ring_full += o.kernel_rx_ring_full;
         self.kernel_fill_ring_empty += o.kernel_fill_ring_empty;
+        self.igmp_policed += o.igmp_policed;
     }
 }
 
@@ -112,6 +115,8 @@ pub struct Shared {
     pub punted: AtomicU64,
     /// Punts dropped because the control thread's queue was full.
     pub punt_queue_full: AtomicU64,
+    /// Punts dropped by a port's control-plane policer.
+    pub punt_policed: AtomicU64,
     /// Transmit requests dropped because the worker's queue was full.
     pub tx_queue_full: AtomicU64,
     /// Copies not made because the UMEM pool was empty.
@@ -202,6 +207,7 @@ impl Shared {
             "tx": get(&self.tx),
             "punted": get(&self.punted),
             "punt_queue_full": get(&self.punt_queue_full),
+            "punt_policed": get(&self.punt_policed),
             "tx_queue_full": get(&self.tx_queue_full),
             "alloc_failed": get(&self.alloc_failed),
             "rewrite_failed": get(&self.rewrite_failed),

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use xsnoop_dataplane::afxdp::{AfXdp, FrameDesc, RX_BATCH};
 use xsnoop_dataplane::forward::{
     process, rewrite_into, Counters, Decision, EgressTag, Fdb, FdbConfig, FdbNotice, Inputs,
-    ParseErrors, PortMapHandle,
+    ParseErrors, PortMapHandle, PuntPolicer,
 };
 use xsnoop_dataplane::wire::ethernet::{ethertype, HEADER_LEN};
 use xsnoop_dataplane::wire::parse_frame;
@@ -74,6 +74,7 @@ struct Batch {
     tx: u64,
     punted: u64,
     punt_full: u64,
+    punt_policed: u64,
     alloc_failed: u64,
     rewrite_failed: u64,
 }
@@ -101,6 +102,8 @@ pub struct Worker {
     ports: PortMapHandle,
     shared: Arc<Shared>,
     links: Links,
+    /// Per-port control-plane policing of punts (each worker polices its own queues).
+    policer: PuntPolicer,
     notices_lost: u64,
     epoch: Instant,
     scratch: Vec<u8>,
@@ -134,6 +137,7 @@ impl Worker {
             ports,
             shared,
             links,
+            policer: PuntPolicer::new(),
             notices_lost: 0,
             epoch,
             scratch,
@@ -246,6 +250,9 @@ impl Worker {
                     io.tx = s.tx;
                     io.tx_ring_full = s.tx_ring_full;
                 }
+                if let Ok(p) = xsnoop_dataplane::PortId::try_from(i) {
+                    io.igmp_policed = self.policer.dropped(p);
+                }
                 if let Some(Ok(k)) = self.xs.kernel_stats(i) {
                     io.kernel_rx_dropped = k.rx_dropped;
                     io.kernel_rx_ring_full = k.rx_ring_full;
@@ -290,6 +297,7 @@ impl Worker {
             (&s.tx, b.tx),
             (&s.punted, b.punted),
             (&s.punt_queue_full, b.punt_full),
+            (&s.punt_policed, b.punt_policed),
             (&s.alloc_failed, b.alloc_failed),
             (&s.rewrite_failed, b.rewrite_failed),
         ] {
@@ -376,6 +384,14 @@ impl Worker {
                             copy_len = bytes.len();
                         }
                     }
+                }
+                Decision::Punt { .. }
+                    if !self
+                        .policer
+                        .allow(ingress, inputs.ports.punt_limit(ingress), now) =>
+                {
+                    // Over the port's control-plane rate: dropped before it costs the CPU.
+                    b.punt_policed += 1;
                 }
                 Decision::Punt { vlan } => {
                     // The slow path: the CPU gets its own copy, the UMEM frame goes back now.

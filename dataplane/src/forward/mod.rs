@@ -8,6 +8,7 @@
 //! - [`fdb`]: MAC learning with ageing, flushes and a capacity limit ([`Fdb`]).
 //! - [`decide`](mod@decide): [`process`] (parse → VLAN → decide → learn) and [`decide()`] →
 //!   [`Decision`] (`Forward(Egress)` / `Punt` / `Drop(DropReason)`).
+//! - [`policer`]: per-port control-plane policing of punted frames ([`PuntPolicer`]).
 //! - [`rewrite`]: push / pop / retag an 802.1Q tag for each egress port, without allocating.
 //! - [`reason`]: [`DropReason`] and [`ForwardReason`] with stable snake_case names, and
 //!   per-worker [`Counters`].
@@ -19,6 +20,7 @@
 
 pub mod decide;
 pub mod fdb;
+pub mod policer;
 pub mod portmap;
 pub mod reason;
 pub mod rewrite;
@@ -28,6 +30,7 @@ mod tests;
 
 pub use decide::{classify_error, decide, process, Decision, Egress, Inputs};
 pub use fdb::{Fdb, FdbConfig, FdbEntry, FdbNotice, FdbStats, Learn};
+pub use policer::{PuntLimit, PuntPolicer};
 pub use portmap::{EgressTag, PortMap, PortMapError, PortMapHandle, PortVlanConfig};
 pub use reason::{Counters, DropReason, ForwardReason, ParseErrors};
 pub use rewrite::{rewrite_in_place, rewrite_into, RewriteError};

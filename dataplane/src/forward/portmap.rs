@@ -5,6 +5,7 @@
 //! [`PortMapHandle`] beside the forwarding table; workers read it lock-free. All per-frame
 //! questions are answered from precomputed per-VLAN bitmaps, so they cost one or two array reads.
 
+use super::policer::PuntLimit;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
@@ -80,6 +81,8 @@ pub struct PortMap {
     members: Box<[PortSet]>,
     /// `untagged[v]`: member ports that send VLAN `v` untagged.
     untagged: Box<[PortSet]>,
+    /// Per port, how fast it may punt frames to the CPU (the worker polices).
+    punt: [PuntLimit; MAX_PORTS],
 }
 
 impl Default for PortMap {
@@ -103,7 +106,23 @@ impl PortMap {
             modes: [Mode::Absent; MAX_PORTS],
             members: vec![PortSet::EMPTY; VID_SPACE].into_boxed_slice(),
             untagged: vec![PortSet::EMPTY; VID_SPACE].into_boxed_slice(),
+            punt: [PuntLimit::UNLIMITED; MAX_PORTS],
         }
+    }
+
+    /// Sets how fast `port` may punt frames (IGMP, PIM, MRD) to the CPU.
+    pub fn set_punt_limit(&mut self, port: PortId, limit: PuntLimit) {
+        if let Some(l) = self.punt.get_mut(usize::from(port)) {
+            *l = limit;
+        }
+    }
+
+    /// How fast `port` may punt frames to the CPU ([`PuntLimit::UNLIMITED`] unless set).
+    pub fn punt_limit(&self, port: PortId) -> PuntLimit {
+        self.punt
+            .get(usize::from(port))
+            .copied()
+            .unwrap_or(PuntLimit::UNLIMITED)
     }
 
     /// Builds a map from `(port, config)` pairs; a later pair for the same port replaces it.
