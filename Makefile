@@ -41,7 +41,7 @@ fuzz:
 	  new=$$(mktemp -d) || exit 1; \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
 	  (cd fuzz && cargo +nightly fuzz run $$t $$new corpus/$$t -- \
-	    -max_total_time=$(FUZZ_SECONDS) -jobs=1 -print_final_stats=1) || { rm -rf $$new; exit 1; }; \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || { rm -rf $$new; exit 1; }; \
 	  rm -rf $$new; \
 	done
 
