@@ -6,6 +6,7 @@
 //! take RFC 3376 §8 defaults, derived from the robustness variable and query interval the file
 //! does give (§8.6, §8.7, §8.9).
 
+use crate::switch::placement::Placement;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -226,6 +227,12 @@ struct FileSchema {
     metrics_listen: Option<std::net::SocketAddr>,
     /// Forwarding threads; absent = 1.
     workers: Option<usize>,
+    /// CPUs the workers are pinned to.
+    #[serde(default)]
+    worker_cpus: Vec<usize>,
+    /// Workers run SCHED_FIFO.
+    #[serde(default)]
+    worker_realtime: bool,
     #[serde(default)]
     snooping: SnoopingSection,
     #[serde(default, rename = "port")]
@@ -310,6 +317,8 @@ pub struct SwitchConfig {
     /// Per port (same order as `engine.ports`), how many IGMP/PIM/MRD frames per second it may
     /// send to the switch CPU (`igmp_rate`, `igmp_burst`); the dataplane polices the rest.
     pub punt_limits: Vec<PuntLimit>,
+    /// Where the workers run (`worker_cpus`, `worker_realtime`).
+    pub placement: Placement,
 }
 
 /// IGMP, PIM and MRD frames per second a port may send to the switch CPU by default: far above
@@ -364,6 +373,18 @@ impl SwitchConfig {
                 "workers = {workers}: the number of forwarding threads must be 1 to {MAX_WORKERS}; 1 (the default) suits most boxes, more needs as many receive queues on every port"
             )));
         }
+        // SAFETY: sysconf has no preconditions.
+        let online = usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) })
+            .unwrap_or(usize::MAX);
+        if let Some(cpu) = schema.worker_cpus.iter().find(|&&c| c >= online) {
+            return Err(invalid(format!(
+                "worker_cpus: CPU {cpu} does not exist on this machine (CPUs 0..{online}); list CPUs from `lscpu`"
+            )));
+        }
+        let placement = Placement {
+            cpus: schema.worker_cpus.clone(),
+            realtime: schema.worker_realtime,
+        };
         let s = &schema.snooping;
         let global_version = query_version("snooping", s.igmp_version).map_err(invalid)?;
         // Validate [snooping]'s own timers even when every VLAN overrides them.
@@ -537,6 +558,7 @@ impl SwitchConfig {
             metrics_listen: schema.metrics_listen,
             workers,
             punt_limits,
+            placement,
         })
     }
 }
@@ -712,6 +734,19 @@ mod tests {
         );
         let e = err("workers = 0\n[[port]]\nname = \"a\"\n");
         assert!(e.contains("workers = 0") && e.contains("1 to 64"), "{e}");
+        let e = err("worker_cpus = [0, 100000]\n[[port]]\nname = \"a\"\n");
+        assert!(e.contains("worker_cpus: CPU 100000"), "{e}");
+        let ok = SwitchConfig::parse(
+            "worker_cpus = [0]\nworker_realtime = true\n[[port]]\nname = \"a\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.placement,
+            Placement {
+                cpus: vec![0],
+                realtime: true
+            }
+        );
         let e = err("workers = 65\n[[port]]\nname = \"a\"\n");
         assert!(e.contains("workers = 65"), "{e}");
         let ok = SwitchConfig::parse("workers = 2\n[[port]]\nname = \"a\"\n").unwrap();

@@ -1152,3 +1152,48 @@ fn two_workers_split_the_queues_and_learn_stations_together() {
     assert_eq!(c2.count(WINDOW, udp_to(g)).unwrap(), 0);
     d.stop();
 }
+
+/// The `Cpus_allowed_list` and scheduling policy (`/proc/.../stat` field 41) of the daemon's
+/// thread named `comm`.
+fn thread_placement(pid: i32, comm: &str) -> Option<(String, u64)> {
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let dir = t.ok()?.path();
+        if std::fs::read_to_string(dir.join("comm")).ok()?.trim() != comm {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).ok()?;
+        let cpus = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+            .trim()
+            .to_string();
+        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+        // Fields after the parenthesised comm; policy is field 41 overall.
+        let rest = stat.rsplit_once(')')?.1;
+        let policy = rest.split_whitespace().nth(41 - 3)?.parse().ok()?;
+        return Some((cpus, policy));
+    }
+    None
+}
+
+#[test]
+fn workers_are_pinned_and_run_real_time_when_configured() {
+    netns_or_skip!();
+    let net = 50;
+    let star = star(net, &[2, 2]);
+    let cfg = format!(
+        "worker_cpus = [1]\nworker_realtime = true\n{}",
+        config(net, &access_ports(&star, &[]), &[])
+    );
+    let d = Daemon::start(&star, &cfg);
+    let pid = d.pid().unwrap();
+    let (cpus, policy) = thread_placement(pid, "xsnoop-asic").expect("no xsnoop-asic thread");
+    assert_eq!(cpus, "1");
+    assert_eq!(policy, 1, "SCHED_FIFO is policy 1");
+    // The CPU thread is left where it was.
+    let (main_cpus, main_policy) = thread_placement(pid, "xsnoop").unwrap();
+    assert_ne!(main_cpus, "1");
+    assert_eq!(main_policy, 0);
+    assert!(round_trip(&star, net, 1, 2).is_none());
+    d.stop();
+}

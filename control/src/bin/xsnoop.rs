@@ -378,6 +378,7 @@ impl SwitchArgs {
             metrics_listen: None,
             workers: 1,
             punt_limits: vec![xsnoop_control::config_file::DEFAULT_PUNT_LIMIT; n],
+            placement: Default::default(),
         })
     }
 

@@ -15,6 +15,7 @@
 pub mod iface;
 pub mod link;
 pub mod msg;
+pub mod placement;
 pub mod privilege;
 pub mod worker;
 
@@ -403,10 +404,14 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         } else {
             format!("xsnoop-asic{id}")
         };
+        let placement = opts.config.placement.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(name)
-                .spawn(move || worker.run())
+                .spawn(move || {
+                    placement.apply(id);
+                    worker.run()
+                })
                 .context("starting a worker thread")?,
         );
     }
