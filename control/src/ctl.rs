@@ -50,6 +50,8 @@ pub enum Show {
     Vlans,
     /// Where a multicast data frame would go, and the rule that chose it.
     Explain(ExplainQuery),
+    /// The MAC learning table (filtering database).
+    Fdb,
 }
 
 /// A multicast data frame to explain: where it arrives and what it carries.

@@ -45,6 +45,7 @@ pub struct ControlPlane {
     table: TableHandle,
     epoch: Instant,
     extra_stats: Option<ExtraStats>,
+    fdb_source: Option<ExtraStats>,
 }
 
 impl ControlPlane {
@@ -63,6 +64,7 @@ impl ControlPlane {
             table,
             epoch: Instant::now(),
             extra_stats: None,
+            fdb_source: None,
         })
     }
 
@@ -83,6 +85,11 @@ impl ControlPlane {
     /// Adds a `"dataplane"` object from `f` to the answer of `xsnoop stats`.
     pub fn set_extra_stats(&mut self, f: ExtraStats) {
         self.extra_stats = Some(f);
+    }
+
+    /// Answers `xsnoop fdb` with `f` (run mode: the workers' MAC tables).
+    pub fn set_fdb_source(&mut self, f: ExtraStats) {
+        self.fdb_source = Some(f);
     }
 
     /// The control socket's descriptor, for a caller that polls it with its own descriptors.
@@ -219,6 +226,12 @@ impl ControlPlane {
             Show::Ports => self.ports()?,
             Show::Vlans => serde_json::to_value(e.vlan_views())?,
             Show::Explain(q) => self.explain(&q)?,
+            Show::Fdb => match &self.fdb_source {
+                Some(f) => f(),
+                None => anyhow::bail!(
+                    "this daemon keeps no MAC table: xsnoop snoop only snoops IGMP; xsnoop run forwards and learns"
+                ),
+            },
         })
     }
 

@@ -122,6 +122,23 @@ fn mrouter_word(m: MrouterMode) -> &'static str {
     }
 }
 
+/// `xsnoop fdb`: one line per learned station, like `bridge fdb show` with ages.
+pub fn fdb(rows: &[serde_json::Value]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let age = r["age_ms"].as_u64().unwrap_or(0);
+            vec![
+                r["vlan"].to_string(),
+                r["mac"].as_str().unwrap_or("?").to_string(),
+                r["port"].as_str().unwrap_or("?").to_string(),
+                format!("{}.{:01}s", age / 1000, (age % 1000) / 100),
+            ]
+        })
+        .collect();
+    table(&["VLAN", "MAC", "PORT", "AGE"], &cells)
+}
+
 /// `xsnoop ports`: one line per port; a `*` marks a value set at runtime (`xsnoop port set`).
 pub fn ports(rows: &[PortView]) -> String {
     let mark = |runtime: bool| if runtime { "*" } else { "" };

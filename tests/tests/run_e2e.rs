@@ -171,6 +171,32 @@ fn unicast_ping_crosses_the_switch_and_macs_are_learned() {
     d.wait_for("stats", Duration::from_secs(2), |v| {
         count(v, "fwd_broadcast") >= 2 && count(v, "fwd_known_unicast") >= 6
     });
+    // `xsnoop fdb` shows each host's MAC behind its own port, freshly heard.
+    let fdb = d.show("fdb").unwrap();
+    for i in 1..=3 {
+        // The host's interface lives in its namespace: ask ip for its address.
+        let brief = star
+            .host(i)
+            .unwrap()
+            .ip(&["-br", "link", "show", "dev", &star.host_if(i).unwrap()])
+            .unwrap();
+        let mac = brief.split_whitespace().nth(2).unwrap().to_string();
+        let row = fdb
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["mac"] == mac.as_str())
+            .unwrap_or_else(|| panic!("h{i} ({mac}) not in the fdb: {fdb}"));
+        assert_eq!(row["port"], star.port(i).unwrap().as_str(), "{fdb}");
+        assert_eq!(row["vlan"], 1);
+        assert!(row["age_ms"].as_u64().unwrap() < 10_000, "{row}");
+    }
+    let text = d.show_text("fdb").unwrap();
+    assert!(
+        text.starts_with("VLAN") && text.contains(&star.port(2).unwrap()),
+        "{text}"
+    );
+    eprintln!("{text}");
     d.stop();
 }
 

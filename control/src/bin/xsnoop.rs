@@ -117,6 +117,15 @@ enum Command {
         after_help = "Examples:\n  xsnoop ports\n  xsnoop ports --json | jq '.[] | select(.link == \"down\")'"
     )]
     Ports(ShowArgs),
+    /// Show the MAC learning table: which station sits behind which port, per VLAN.
+    ///
+    /// Learned from the source addresses of forwarded frames (IEEE 802.1Q independent VLAN
+    /// learning); an entry not refreshed for 300 s ages out, and a port going down forgets
+    /// its stations. AGE is the time since the station was last heard. Run mode only.
+    #[command(
+        after_help = "Examples:\n  xsnoop fdb\n  xsnoop fdb --json | jq '.[] | select(.port == \"swp1\")'"
+    )]
+    Fdb(ShowArgs),
     /// Show the VLANs: snooping on/off, who is querier, group count, ports, router ports.
     #[command(after_help = "Examples:\n  xsnoop vlans\n  xsnoop vlans --json")]
     Vlans(ShowArgs),
@@ -607,6 +616,9 @@ fn show_cmd(what: Show, a: &ShowArgs) -> Result<()> {
     } else if what == Show::Vlans {
         let rows: Vec<VlanView> = serde_json::from_value(v)?;
         print!("{}", show::vlans(&rows));
+    } else if what == Show::Fdb {
+        let list = v.as_array().map_or(&[][..], Vec::as_slice);
+        print!("{}", show::fdb(list));
     } else if what == Show::Events {
         let list = v.as_array().map_or(&[][..], Vec::as_slice);
         print!("{}", show::events(list));
@@ -693,6 +705,7 @@ fn main() -> ExitCode {
         Command::Events(a) => show_cmd(Show::Events, &a.show),
         Command::Ports(a) => show_cmd(Show::Ports, a),
         Command::Vlans(a) => show_cmd(Show::Vlans, a),
+        Command::Fdb(a) => show_cmd(Show::Fdb, a),
         Command::Static(StaticCmd::Add(a)) => change_cmd(
             ctl::Command::StaticAdd(ctl::StaticAdd {
                 vlan: a.vlan,

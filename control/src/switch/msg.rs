@@ -100,6 +100,31 @@ pub struct WorkerIo {
     pub fdb_notices_dropped: u64,
 }
 
+/// One learned station, as `xsnoop fdb` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FdbRow {
+    /// VLAN.
+    pub vlan: u16,
+    /// Station MAC, `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// The port it sits behind.
+    pub port: String,
+    /// Time since a frame from it was last seen, in milliseconds.
+    pub age_ms: u64,
+}
+
+/// A worker's answer to the latest FDB request: the request number and its table then.
+#[derive(Debug, Default)]
+pub struct FdbAnswer {
+    /// The request ([`Shared::fdb_request`]) this answers.
+    pub request: u64,
+    /// Its live entries.
+    pub rows: Vec<FdbRow>,
+}
+
+/// How long `xsnoop fdb` waits for the workers' tables (they answer within a loop turn).
+const FDB_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// State both threads share: the stop flag, the link-down set, and the workers' counters.
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -129,6 +154,11 @@ pub struct Shared {
     bind_mode: &'static str,
     /// Each worker's counters, refreshed a few times a second (index = worker).
     workers: Vec<Mutex<WorkerIo>>,
+    /// Bumped by the CPU to ask every worker for its FDB (`xsnoop fdb`); a worker compares it
+    /// with the last request it answered once per loop turn (one relaxed load).
+    pub fdb_request: AtomicU64,
+    /// Each worker's latest FDB answer (index = worker).
+    fdb_answers: Vec<Mutex<FdbAnswer>>,
 }
 
 impl Shared {
@@ -138,6 +168,7 @@ impl Shared {
             port_names,
             bind_mode,
             workers: (0..workers).map(|_| Mutex::default()).collect(),
+            fdb_answers: (0..workers).map(|_| Mutex::default()).collect(),
             ..Shared::default()
         }
     }
@@ -145,6 +176,43 @@ impl Shared {
     /// The names of the ports (index = port).
     pub fn port_names(&self) -> &[String] {
         &self.port_names
+    }
+
+    /// Worker `worker` answers FDB request `request` with `rows`.
+    pub fn answer_fdb(&self, worker: usize, request: u64, rows: Vec<FdbRow>) {
+        if let Some(m) = self.fdb_answers.get(worker) {
+            *m.lock().unwrap_or_else(PoisonError::into_inner) = FdbAnswer { request, rows };
+        }
+    }
+
+    /// The switch's FDB for `xsnoop fdb`: asks every worker for its table, waits (briefly) for
+    /// all answers, and merges them (the workers' tables agree up to their learning notices;
+    /// a station known to several shows its freshest sighting). Stale answers from a worker
+    /// that did not answer in time are used as they are.
+    pub fn fdb_json(&self) -> serde_json::Value {
+        let request = self.fdb_request.fetch_add(1, Ordering::Relaxed) + 1;
+        let deadline = std::time::Instant::now() + FDB_WAIT;
+        while std::time::Instant::now() < deadline
+            && !self
+                .fdb_answers
+                .iter()
+                .all(|m| m.lock().unwrap_or_else(PoisonError::into_inner).request >= request)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mut merged: std::collections::BTreeMap<(u16, String), FdbRow> = Default::default();
+        for m in &self.fdb_answers {
+            for r in &m.lock().unwrap_or_else(PoisonError::into_inner).rows {
+                let key = (r.vlan, r.mac.clone());
+                match merged.get(&key) {
+                    Some(have) if have.age_ms <= r.age_ms => {}
+                    _ => {
+                        merged.insert(key, r.clone());
+                    }
+                }
+            }
+        }
+        serde_json::to_value(merged.into_values().collect::<Vec<_>>()).unwrap_or_default()
     }
 
     /// Replaces worker `worker`'s published counters.
@@ -224,6 +292,42 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fdb_merges_every_workers_answer_keeping_the_freshest_sighting() {
+        let s = Shared::new(vec!["a".into(), "b".into()], 2, "copy");
+        let row = |mac: &str, port: &str, age_ms: u64| FdbRow {
+            vlan: 1,
+            mac: mac.into(),
+            port: port.into(),
+            age_ms,
+        };
+        // Workers answer whatever request is pending, as their loops would.
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                while s.fdb_request.load(Ordering::Relaxed) == 0 {
+                    std::thread::yield_now();
+                }
+                let r = s.fdb_request.load(Ordering::Relaxed);
+                s.answer_fdb(0, r, vec![row("02:00:00:00:00:01", "a", 500)]);
+                s.answer_fdb(
+                    1,
+                    r,
+                    vec![
+                        row("02:00:00:00:00:01", "b", 20),
+                        row("02:00:00:00:00:02", "a", 7),
+                    ],
+                );
+            });
+            let t = std::time::Instant::now();
+            let v = s.fdb_json();
+            assert!(t.elapsed() < FDB_WAIT, "did not wait for the timeout");
+            assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+            assert_eq!(v[0]["port"], "b", "the freshest sighting wins: {v}");
+            assert_eq!(v[0]["age_ms"], 20);
+            assert_eq!(v[1]["mac"], "02:00:00:00:00:02");
+        });
+    }
 
     #[test]
     fn workers_counters_are_summed_per_port_and_reason() {

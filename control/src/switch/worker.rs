@@ -33,7 +33,7 @@ use xsnoop_dataplane::wire::ethernet::{ethertype, HEADER_LEN};
 use xsnoop_dataplane::wire::parse_frame;
 use xsnoop_dataplane::{PortId, PortSet, TableHandle, VlanId};
 
-use super::msg::{PortIo, Punt, QueueIo, Shared, TxRequest, WorkerIo};
+use super::msg::{FdbRow, PortIo, Punt, QueueIo, Shared, TxRequest, WorkerIo};
 
 /// Transmit requests taken per loop turn, so a burst of them cannot starve reception.
 const TX_REQUESTS_PER_TURN: usize = 64;
@@ -105,6 +105,8 @@ pub struct Worker {
     /// Per-port control-plane policing of punts (each worker polices its own queues).
     policer: PuntPolicer,
     notices_lost: u64,
+    /// The last FDB request (`xsnoop fdb`) this worker answered.
+    fdb_answered: u64,
     epoch: Instant,
     scratch: Vec<u8>,
     down: PortSet,
@@ -139,6 +141,7 @@ impl Worker {
             links,
             policer: PuntPolicer::new(),
             notices_lost: 0,
+            fdb_answered: 0,
             epoch,
             scratch,
             down: PortSet::EMPTY,
@@ -187,6 +190,7 @@ impl Worker {
             self.xs.flush();
             self.send_notices();
             self.publish(&b);
+            self.answer_fdb(now);
             if Instant::now() >= next_housekeeping {
                 self.fdb.age(now);
                 self.publish_counters();
@@ -205,6 +209,32 @@ impl Worker {
         }
         self.publish_counters();
         self.xs
+    }
+
+    /// Answers a pending `xsnoop fdb` request with this worker's live entries (allocates, but
+    /// only when an operator asks).
+    fn answer_fdb(&mut self, now: Duration) {
+        let request = self.shared.fdb_request.load(Ordering::Relaxed);
+        if request == self.fdb_answered {
+            return;
+        }
+        self.fdb_answered = request;
+        let names = self.shared.port_names();
+        let rows = self
+            .fdb
+            .entries(now)
+            .into_iter()
+            .map(|e| FdbRow {
+                vlan: e.vlan,
+                mac: e.mac.to_string(),
+                port: names
+                    .get(usize::from(e.port))
+                    .cloned()
+                    .unwrap_or_else(|| e.port.to_string()),
+                age_ms: u64::try_from(e.age.as_millis()).unwrap_or(u64::MAX),
+            })
+            .collect();
+        self.shared.answer_fdb(self.id, request, rows);
     }
 
     /// Installs the stations the other workers learned (bounded per turn).
