@@ -33,14 +33,16 @@ fuzz-check:
 
 ## fuzz: a short smoke of every fuzz target (FUZZ_SECONDS each, default 20) starting from its
 ## committed corpus; needs nightly + cargo-fuzz, so it is not part of `make test` (CI runs
-## fuzz-check). New inputs go to a temp dir, crashes to fuzz/artifacts/<target>/.
-FUZZ_TARGETS := parse_frame igmp punt engine
+## fuzz-check). New inputs go to a temp dir, crashes to fuzz/artifacts/<target>/; a target's
+## fuzz/dict/<target>.dict, if any, is its libFuzzer dictionary.
+FUZZ_TARGETS := parse_frame igmp punt engine config
 FUZZ_SECONDS ?= 20
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  new=$$(mktemp -d) || exit 1; \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
-	  (cd fuzz && cargo +nightly fuzz run $$t $$new corpus/$$t -- \
+	  dict=; [ -f fuzz/dict/$$t.dict ] && dict=-dict=dict/$$t.dict; \
+	  (cd fuzz && cargo +nightly fuzz run $$t $$new corpus/$$t -- $$dict \
 	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || { rm -rf $$new; exit 1; }; \
 	  rm -rf $$new; \
 	done
