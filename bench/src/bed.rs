@@ -176,14 +176,18 @@ fn join_all(star: &Star, hosts: std::ops::RangeInclusive<usize>) -> Result<Vec<M
 }
 
 /// The xsnoop config for a bed: every port an access port in VLAN 1, querier on with timers
-/// long enough that nothing expires during a measurement.
+/// long enough that nothing expires during a measurement. The last port (the non-member's,
+/// where the latency benchmark joins and leaves) has fast leave on, like the bridge's.
 fn xsnoop_config(net: u8, ports: &[String]) -> String {
     let mut s = format!(
         "[snooping]\nquerier = true\nquerier_address = \"10.{net}.0.254\"\n\
          query_interval = \"30s\"\nquery_response_interval = \"5s\"\n"
     );
-    for p in ports {
+    for (i, p) in ports.iter().enumerate() {
         s.push_str(&format!("[[port]]\nname = \"{p}\"\n"));
+        if i + 1 == ports.len() {
+            s.push_str("fast_leave = true\n");
+        }
     }
     s
 }
@@ -301,7 +305,12 @@ impl Bed {
                     startup_query_interval: Some(Duration::from_secs(1)),
                     ..BridgeConfig::default()
                 };
-                let bports: Vec<BridgePort> = ports.iter().map(|p| BridgePort::new(p)).collect();
+                let mut bports: Vec<BridgePort> =
+                    ports.iter().map(|p| BridgePort::new(p)).collect();
+                // The non-member's port: the latency benchmark's joins and fast leaves.
+                if let Some(last) = bports.last_mut() {
+                    last.fast_leave = true;
+                }
                 let bridge = Bridge::create(sw, "benchbr", &cfg, &bports)?;
                 let joins = join_all(&star, 2..=members + 1)?;
                 let deadline = Instant::now() + Duration::from_secs(10);
@@ -477,6 +486,19 @@ impl Bed {
         })?
         .context("host 2 priming the switch's FDB")?;
         Ok(test_unicast_frame(64, h1_addr, h2_addr, mac)?)
+    }
+
+    /// The namespaces and veths of this bed (for the latency taps).
+    pub fn star(&self) -> &Star {
+        &self.star
+    }
+
+    /// The pid of `xsnoop run` (`None` for other switches), for RSS and perf.
+    pub fn xsnoop_pid(&self) -> Option<libc::pid_t> {
+        match &self.switch {
+            Switch::Xsnoop { daemon, .. } => daemon.pid(),
+            _ => None,
+        }
     }
 
     /// `xsnoop stats` dataplane counters (`None` for other switches).

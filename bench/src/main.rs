@@ -14,11 +14,15 @@ mod bed;
 mod bpf;
 mod control;
 mod daemon;
+mod latency;
 mod livegen;
+mod memory;
+mod perf;
 mod pin;
 mod plot;
 mod report;
 mod stats;
+mod tstamp;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -33,12 +37,28 @@ use report::{Measured, Traffic};
 /// Which benchmarks to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Only {
-    /// Control plane, then packet rates.
+    /// Control plane, packet rates, latency, then memory.
     All,
     /// Control-plane rates only (no root needed).
     Control,
     /// Packet rates only.
     Packet,
+    /// Latency only (join, fast leave, per frame; xsnoop and the bridge, one-member beds).
+    Latency,
+    /// Resident memory of `xsnoop run` per learned group only.
+    Memory,
+}
+
+impl Only {
+    fn rates(self) -> bool {
+        matches!(self, Only::All | Only::Packet)
+    }
+    fn latency(self) -> bool {
+        matches!(self, Only::All | Only::Latency)
+    }
+    fn memory(self) -> bool {
+        matches!(self, Only::All | Only::Memory)
+    }
 }
 
 /// How xsnoop's worker thread is scheduled.
@@ -90,6 +110,19 @@ struct Cli {
     /// ingress NAPI thread on the same CPU starves it (receive livelock: the fill ring runs dry).
     #[arg(long, value_enum, default_value_t = WorkerSched::Fifo)]
     xsnoop_worker: WorkerSched,
+    /// Runs of the latency benchmark per switch.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    latency_runs: u32,
+    /// Probe rate of the latency stream, frames per second.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(100..=200_000))]
+    latency_rate: u32,
+    /// Group counts at which `xsnoop run`'s resident memory is measured.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 1_000, 10_000, 100_000])]
+    memory_groups: Vec<usize>,
+    /// Record a `perf record -g` profile of xsnoop's worker thread(s) into this file during
+    /// its first run at the largest fan-out and the first frame size (needs `perf`).
+    #[arg(long)]
+    perf_record: Option<PathBuf>,
     /// Print xsnoop's dataplane counters after each of its runs (to stderr).
     #[arg(long)]
     verbose: bool,
@@ -137,14 +170,33 @@ impl ReceiverArg {
 /// Packet-rate benchmarks. Every bed (each switch at each fan-out) is built first and stays up;
 /// then each round measures every bed once, so drifting background load hits all of them alike
 /// and both the ratios and the fan-out curves stay comparable.
-fn packet_benches(cli: &Cli, log: &mut String) -> Result<Vec<Measured>> {
+/// What the packet benchmarks measured: rates, and latency on the one-member beds.
+struct PacketResults {
+    rates: Vec<Measured>,
+    latency: Vec<latency::LatencySeries>,
+}
+
+fn packet_benches(cli: &Cli, log: &mut String) -> Result<PacketResults> {
     if let Err(why) = xsnoop_tests::privilege::netns_available() {
         bail!("network namespaces unavailable ({why}); run `make bench` as root");
     }
     let duration = Duration::from_secs_f64(cli.seconds.clamp(0.1, 60.0));
+    // Latency alone needs only the smallest fan-out of xsnoop and the bridge.
+    let (members, switches): (Vec<usize>, Vec<SwitchKind>) = if cli.only.rates() {
+        (cli.members.clone(), cli.switches.clone())
+    } else {
+        let least = cli.members.iter().copied().min().unwrap_or(1);
+        let sw = cli
+            .switches
+            .iter()
+            .copied()
+            .filter(|k| *k != SwitchKind::Ceiling)
+            .collect();
+        (vec![least], sw)
+    };
     let mut beds = Vec::new();
-    for (ni, &n) in cli.members.iter().enumerate() {
-        for (si, &kind) in cli.switches.iter().enumerate() {
+    for (ni, &n) in members.iter().enumerate() {
+        for (si, &kind) in switches.iter().enumerate() {
             let net = u8::try_from(100 + ni * 8 + si).unwrap_or(250);
             let t = Instant::now();
             let bed = Bed::new(
@@ -178,7 +230,8 @@ fn packet_benches(cli: &Cli, log: &mut String) -> Result<Vec<Measured>> {
         }
     }
     let mut all = Vec::new();
-    for &len in &cli.sizes {
+    let sizes: &[usize] = if cli.only.rates() { &cli.sizes } else { &[] };
+    for &len in sizes {
         let frame = livegen::test_frame(len, std::net::Ipv4Addr::new(10, 0, 0, 1), GROUP)?;
         let mut measured: Vec<Measured> = beds
             .iter()
@@ -192,7 +245,22 @@ fn packet_benches(cli: &Cli, log: &mut String) -> Result<Vec<Measured>> {
             .collect();
         for round in 0..cli.runs {
             for (bed, m) in beds.iter().zip(measured.iter_mut()) {
+                // The profile: xsnoop's worker during its first run at the largest fan-out and
+                // the first size.
+                let profile = cli.perf_record.as_ref().filter(|_| {
+                    round == 0
+                        && bed.kind == SwitchKind::Xsnoop
+                        && Some(&bed.members) == members.iter().max()
+                        && Some(&len) == sizes.first()
+                });
+                let perf = match profile {
+                    Some(path) => Some(perf::start(bed, path, duration)?),
+                    None => None,
+                };
                 let s = bed.sample(&frame, duration)?;
+                if let Some(p) = perf {
+                    p.finish()?;
+                }
                 eprintln!(
                     "bench: {len} B N={} run {} {:<12} offered {:.3} Mpps, port rx {:.3}, member drops {:.3}, delivered {:.3} Mpps total, non-member {}",
                     bed.members,
@@ -214,10 +282,28 @@ fn packet_benches(cli: &Cli, log: &mut String) -> Result<Vec<Measured>> {
         }
         all.extend(measured);
     }
-    if cli.unicast {
+    if cli.unicast && cli.only.rates() {
         all.extend(unicast_benches(cli, &beds, duration)?);
     }
-    Ok(all)
+    let mut lat = Vec::new();
+    if cli.only.latency() {
+        // The smallest fan-out's beds: the member host 2 gets the per-frame stream, the
+        // non-member host joins and leaves.
+        let least = beds.iter().map(|b| b.members).min().unwrap_or(1);
+        let chosen: Vec<&Bed> = [SwitchKind::Xsnoop, SwitchKind::Bridge]
+            .iter()
+            .filter_map(|k| beds.iter().find(|b| b.kind == *k && b.members == least))
+            .collect();
+        let plan = latency::StreamPlan {
+            rate_pps: cli.latency_rate,
+            ..latency::StreamPlan::default()
+        };
+        lat = latency::measure(&chosen, cli.latency_runs, plan, cli.verbose)?;
+    }
+    Ok(PacketResults {
+        rates: all,
+        latency: lat,
+    })
 }
 
 /// Unicast 64 B from host 1 to host 2 on the one-member beds: plain L2 switching, no snooping
@@ -375,22 +461,41 @@ fn setup_notes(cli: &Cli, napi: &str, load_before: &str, load_after: &str, took:
     s
 }
 
+/// Writes `text` to `dir/name`.
+fn write_out(dir: &std::path::Path, name: &str, text: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let mut md = String::from("# xsnoop benchmarks\n\n");
-    if cli.only != Only::Packet {
+    if matches!(cli.only, Only::All | Only::Control) {
         let rows = control::run()?;
         md.push_str(&control::markdown(&rows));
         md.push('\n');
     }
     let mut failed = None;
-    if cli.only != Only::Control {
+    if cli.only.rates() || cli.only.latency() {
         let load_before = read_trim("/proc/loadavg");
         let t = Instant::now();
         let mut napi = String::new();
         match packet_benches(&cli, &mut napi) {
-            Ok(all) => {
-                md.push_str(&report::markdown(&all));
+            Ok(res) => {
+                let all = &res.rates;
+                if !all.is_empty() {
+                    md.push_str(&report::markdown(all));
+                }
+                if !res.latency.is_empty() {
+                    let plan = latency::StreamPlan {
+                        rate_pps: cli.latency_rate,
+                        ..latency::StreamPlan::default()
+                    };
+                    md.push_str(&latency::markdown(&res.latency, plan));
+                    md.push('\n');
+                    write_out(&cli.out, "latency.csv", &latency::csv(&res.latency))?;
+                }
                 let load_after = read_trim("/proc/loadavg");
                 md.push_str(&setup_notes(
                     &cli,
@@ -399,34 +504,57 @@ fn main() -> Result<()> {
                     &load_after,
                     t.elapsed().as_secs_f64(),
                 ));
-                std::fs::create_dir_all(&cli.out)
-                    .with_context(|| format!("creating {}", cli.out.display()))?;
-                let csv_path = cli.out.join("latest.csv");
-                std::fs::write(&csv_path, report::csv(&all))
-                    .with_context(|| format!("writing {}", csv_path.display()))?;
-                let plots = plot::write_all(&all, &cli.out)?;
-                if !plots.is_empty() {
-                    md.push_str("\nPlots: ");
-                    let names: Vec<String> = plots
-                        .iter()
-                        .filter_map(|p| p.file_name()?.to_str())
-                        .map(|n| format!("[{n}]({n})"))
-                        .collect();
-                    md.push_str(&names.join(", "));
-                    md.push('\n');
+                if !all.is_empty() {
+                    write_out(&cli.out, "latest.csv", &report::csv(all))?;
+                    let plots = plot::write_all(all, &cli.out)?;
+                    if !plots.is_empty() {
+                        md.push_str("\nPlots: ");
+                        let names: Vec<String> = plots
+                            .iter()
+                            .filter_map(|p| p.file_name()?.to_str())
+                            .map(|n| format!("[{n}]({n})"))
+                            .collect();
+                        md.push_str(&names.join(", "));
+                        md.push('\n');
+                    }
                 }
             }
             Err(e) => {
-                let _ = writeln!(md, "Packet-rate benchmarks failed: {e:#}");
+                let _ = writeln!(md, "Packet benchmarks failed: {e:#}");
                 failed = Some(e);
             }
         }
     }
+    if cli.only.memory() && failed.is_none() {
+        let both = memory::measure(240, &cli.memory_groups)
+            .and_then(|l| Ok((l, memory::measure_static(241, &cli.memory_groups)?)));
+        match both {
+            Ok((learned, statics)) => {
+                md.push('\n');
+                md.push_str(&memory::markdown(&learned, &statics));
+                write_out(&cli.out, "memory.csv", &memory::csv(&learned, &statics))?;
+            }
+            Err(e) => {
+                let _ = writeln!(md, "\nMemory benchmark failed: {e:#}");
+                failed = Some(e);
+            }
+        }
+    }
+    if cli.only == Only::All && failed.is_none() {
+        md.push_str(
+            "\nProfile of the worker under the N=4 64 B load, and what it says about XDP \
+             metadata: [profile.md](profile.md).\n",
+        );
+    }
     print!("{md}");
     if cli.only != Only::Control && failed.is_none() {
-        let md_path = cli.out.join("latest.md");
-        std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
-        eprintln!("bench: wrote {} and latest.csv", md_path.display());
+        // A partial run must not replace the full report.
+        let name = match cli.only {
+            Only::All => "latest.md".to_owned(),
+            other => format!("latest-{}.md", arg_name(&other)),
+        };
+        write_out(&cli.out, &name, &md)?;
+        eprintln!("bench: wrote {}", cli.out.join(name).display());
     }
     match failed {
         Some(e) => Err(e),
