@@ -52,6 +52,8 @@ pub enum Show {
     Explain(ExplainQuery),
     /// The MAC learning table (filtering database).
     Fdb,
+    /// Per-(VLAN, source, group) multicast traffic counters.
+    Streams,
 }
 
 /// A multicast data frame to explain: where it arrives and what it carries.

@@ -46,6 +46,7 @@ pub struct ControlPlane {
     epoch: Instant,
     extra_stats: Option<ExtraStats>,
     fdb_source: Option<ExtraStats>,
+    streams_source: Option<ExtraStats>,
 }
 
 impl ControlPlane {
@@ -65,6 +66,7 @@ impl ControlPlane {
             epoch: Instant::now(),
             extra_stats: None,
             fdb_source: None,
+            streams_source: None,
         })
     }
 
@@ -90,6 +92,11 @@ impl ControlPlane {
     /// Answers `xsnoop fdb` with `f` (run mode: the workers' MAC tables).
     pub fn set_fdb_source(&mut self, f: ExtraStats) {
         self.fdb_source = Some(f);
+    }
+
+    /// Answers `xsnoop streams` with `f` (run mode: the workers' per-(S,G) counters).
+    pub fn set_streams_source(&mut self, f: ExtraStats) {
+        self.streams_source = Some(f);
     }
 
     /// The control socket's descriptor, for a caller that polls it with its own descriptors.
@@ -226,6 +233,12 @@ impl ControlPlane {
             Show::Ports => self.ports()?,
             Show::Vlans => serde_json::to_value(e.vlan_views())?,
             Show::Explain(q) => self.explain(&q)?,
+            Show::Streams => match &self.streams_source {
+                Some(f) => f(),
+                None => anyhow::bail!(
+                    "this daemon forwards no multicast: xsnoop snoop only snoops IGMP; xsnoop run counts streams"
+                ),
+            },
             Show::Fdb => match &self.fdb_source {
                 Some(f) => f(),
                 None => anyhow::bail!(

@@ -139,6 +139,46 @@ pub fn fdb(rows: &[serde_json::Value]) -> String {
     table(&["VLAN", "MAC", "PORT", "AGE"], &cells)
 }
 
+/// `xsnoop streams`: one line per (VLAN, group, source) with its counts and how it is
+/// forwarded (`registered` to members, `unregistered` to router ports only...).
+pub fn streams(v: &serde_json::Value) -> String {
+    let rows = v["streams"].as_array().map_or(&[][..], Vec::as_slice);
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let idle = r["idle_ms"].as_u64().unwrap_or(0);
+            let how = r["forwarding"].as_str().unwrap_or("?");
+            vec![
+                r["vlan"].to_string(),
+                r["group"].as_str().unwrap_or("?").to_string(),
+                r["source"].as_str().unwrap_or("?").to_string(),
+                r["packets"].to_string(),
+                r["bytes"].to_string(),
+                format!("{}.{:01}s", idle / 1000, (idle % 1000) / 100),
+                how.strip_prefix("mc_").unwrap_or(how).replace('_', "-"),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "VLAN",
+            "GROUP",
+            "SOURCE",
+            "PACKETS",
+            "BYTES",
+            "IDLE",
+            "FORWARDING",
+        ],
+        &cells,
+    );
+    if let Some(n) = v["untracked_frames"].as_u64().filter(|&n| n > 0) {
+        out.push_str(&format!(
+            "({n} frames of streams beyond the table's capacity not counted)\n"
+        ));
+    }
+    out
+}
+
 /// `xsnoop ports`: one line per port; a `*` marks a value set at runtime (`xsnoop port set`).
 pub fn ports(rows: &[PortView]) -> String {
     let mark = |runtime: bool| if runtime { "*" } else { "" };

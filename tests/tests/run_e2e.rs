@@ -480,6 +480,33 @@ fn unregistered_groups_go_to_router_ports_and_link_local_to_everyone() {
         vec![(0, 10), (0, 10), (10, 10)],
         "(239.9.9.9, 224.0.0.251) at h2, h3, h4"
     );
+    // `xsnoop streams` lists both senders with their counts and how each was forwarded: the
+    // operator's table of senders to groups nobody joined.
+    let v = d.show("streams").unwrap();
+    let stream = |g: Ipv4Addr| {
+        v["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["group"] == g.to_string() && r["source"] == host_ip(net, 1).to_string())
+            .unwrap_or_else(|| panic!("no stream to {g}: {v}"))
+            .clone()
+    };
+    let u = stream(unregistered);
+    assert_eq!(
+        (u["vlan"].as_u64(), u["packets"].as_u64()),
+        (Some(1), Some(10)),
+        "{u}"
+    );
+    assert_eq!(u["forwarding"], "mc_unregistered");
+    assert!(u["bytes"].as_u64().unwrap() >= 10 * 42, "{u}");
+    assert_eq!(stream(mdns)["forwarding"], "mc_link_local");
+    let text = d.show_text("streams").unwrap();
+    assert!(
+        text.contains("239.9.9.9") && text.contains("unregistered"),
+        "{text}"
+    );
+    eprintln!("{text}");
     d.stop();
 }
 

@@ -126,6 +126,17 @@ enum Command {
         after_help = "Examples:\n  xsnoop fdb\n  xsnoop fdb --json | jq '.[] | select(.port == \"swp1\")'"
     )]
     Fdb(ShowArgs),
+    /// Show the multicast streams crossing the switch, per (VLAN, group, source).
+    ///
+    /// Packets and bytes received, time since the last frame, and how the stream is forwarded:
+    /// `registered` (to the ports that joined, plus router ports), `unregistered` (nobody
+    /// joined: router ports only, RFC 4541 §2.1.2(3)), `link-local` (224.0.0.x: every port),
+    /// `snooping-disabled`, `overflow-flood`. Streams silent for 5 minutes are forgotten. Run
+    /// mode only.
+    #[command(
+        after_help = "Examples:\n  xsnoop streams\n  xsnoop streams --json | jq '.streams[] | select(.forwarding == \"mc_unregistered\")'"
+    )]
+    Streams(ShowArgs),
     /// Show the VLANs: snooping on/off, who is querier, group count, ports, router ports.
     #[command(after_help = "Examples:\n  xsnoop vlans\n  xsnoop vlans --json")]
     Vlans(ShowArgs),
@@ -616,6 +627,8 @@ fn show_cmd(what: Show, a: &ShowArgs) -> Result<()> {
     } else if what == Show::Vlans {
         let rows: Vec<VlanView> = serde_json::from_value(v)?;
         print!("{}", show::vlans(&rows));
+    } else if what == Show::Streams {
+        print!("{}", show::streams(&v));
     } else if what == Show::Fdb {
         let list = v.as_array().map_or(&[][..], Vec::as_slice);
         print!("{}", show::fdb(list));
@@ -706,6 +719,7 @@ fn main() -> ExitCode {
         Command::Ports(a) => show_cmd(Show::Ports, a),
         Command::Vlans(a) => show_cmd(Show::Vlans, a),
         Command::Fdb(a) => show_cmd(Show::Fdb, a),
+        Command::Streams(a) => show_cmd(Show::Streams, a),
         Command::Static(StaticCmd::Add(a)) => change_cmd(
             ctl::Command::StaticAdd(ctl::StaticAdd {
                 vlan: a.vlan,

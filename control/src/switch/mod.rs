@@ -369,6 +369,8 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
     plane.set_extra_stats(Box::new(move || s2.to_json()));
     let s3 = shared.clone();
     plane.set_fdb_source(Box::new(move || s3.fdb_json()));
+    let s4 = shared.clone();
+    plane.set_streams_source(Box::new(move || s4.streams_json()));
     let (punt_tx, punt_rx) = sync_channel::<Punt>(PUNT_QUEUE);
     let (tx_tx, tx_rx) = sync_channel::<TxRequest>(TX_QUEUE);
     let sockets: usize = sets.iter().map(AfXdp::socket_count).sum();

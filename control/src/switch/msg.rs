@@ -113,13 +113,38 @@ pub struct FdbRow {
     pub age_ms: u64,
 }
 
-/// A worker's answer to the latest FDB request: the request number and its table then.
+/// One multicast stream, as `xsnoop streams` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StreamRow {
+    /// VLAN.
+    pub vlan: u16,
+    /// IPv4 source.
+    pub source: std::net::Ipv4Addr,
+    /// Group.
+    pub group: std::net::Ipv4Addr,
+    /// Frames received.
+    pub packets: u64,
+    /// Octets received.
+    pub bytes: u64,
+    /// Time since its last frame, in milliseconds.
+    pub idle_ms: u64,
+    /// How it is forwarded: `mc_registered` (to members), `mc_unregistered` (router ports
+    /// only: nobody joined), `mc_link_local`, `mc_snooping_disabled`, `mc_overflow_flood`.
+    pub forwarding: String,
+}
+
+/// A worker's answer to the latest snapshot request: the request number, its MAC table and
+/// its stream counters then.
 #[derive(Debug, Default)]
-pub struct FdbAnswer {
+pub struct Snapshot {
     /// The request ([`Shared::fdb_request`]) this answers.
     pub request: u64,
-    /// Its live entries.
-    pub rows: Vec<FdbRow>,
+    /// Its live FDB entries.
+    pub fdb: Vec<FdbRow>,
+    /// Its multicast streams.
+    pub streams: Vec<StreamRow>,
+    /// Frames of streams it could not track (table full).
+    pub streams_untracked: u64,
 }
 
 /// How long `xsnoop fdb` waits for the workers' tables (they answer within a loop turn).
@@ -154,11 +179,12 @@ pub struct Shared {
     bind_mode: &'static str,
     /// Each worker's counters, refreshed a few times a second (index = worker).
     workers: Vec<Mutex<WorkerIo>>,
-    /// Bumped by the CPU to ask every worker for its FDB (`xsnoop fdb`); a worker compares it
-    /// with the last request it answered once per loop turn (one relaxed load).
+    /// Bumped by the CPU to ask every worker for a [`Snapshot`] (`xsnoop fdb`, `xsnoop
+    /// streams`); a worker compares it with the last request it answered once per loop turn
+    /// (one relaxed load).
     pub fdb_request: AtomicU64,
-    /// Each worker's latest FDB answer (index = worker).
-    fdb_answers: Vec<Mutex<FdbAnswer>>,
+    /// Each worker's latest snapshot (index = worker).
+    fdb_answers: Vec<Mutex<Snapshot>>,
 }
 
 impl Shared {
@@ -178,18 +204,16 @@ impl Shared {
         &self.port_names
     }
 
-    /// Worker `worker` answers FDB request `request` with `rows`.
-    pub fn answer_fdb(&self, worker: usize, request: u64, rows: Vec<FdbRow>) {
+    /// Worker `worker` answers a snapshot request.
+    pub fn answer_snapshot(&self, worker: usize, snapshot: Snapshot) {
         if let Some(m) = self.fdb_answers.get(worker) {
-            *m.lock().unwrap_or_else(PoisonError::into_inner) = FdbAnswer { request, rows };
+            *m.lock().unwrap_or_else(PoisonError::into_inner) = snapshot;
         }
     }
 
-    /// The switch's FDB for `xsnoop fdb`: asks every worker for its table, waits (briefly) for
-    /// all answers, and merges them (the workers' tables agree up to their learning notices;
-    /// a station known to several shows its freshest sighting). Stale answers from a worker
-    /// that did not answer in time are used as they are.
-    pub fn fdb_json(&self) -> serde_json::Value {
+    /// Asks every worker for a snapshot and waits (briefly) for all answers; a worker that
+    /// did not answer in time contributes its previous one.
+    fn request_snapshots(&self) {
         let request = self.fdb_request.fetch_add(1, Ordering::Relaxed) + 1;
         let deadline = std::time::Instant::now() + FDB_WAIT;
         while std::time::Instant::now() < deadline
@@ -200,9 +224,48 @@ impl Shared {
         {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+    }
+
+    /// The switch's multicast streams for `xsnoop streams`: every worker's counts summed per
+    /// (VLAN, source, group), the shortest idle time, the latest forwarding.
+    pub fn streams_json(&self) -> serde_json::Value {
+        self.request_snapshots();
+        type Key = (u16, std::net::Ipv4Addr, std::net::Ipv4Addr);
+        let mut merged: std::collections::BTreeMap<Key, StreamRow> = Default::default();
+        let mut untracked = 0;
+        for m in &self.fdb_answers {
+            let snap = m.lock().unwrap_or_else(PoisonError::into_inner);
+            untracked += snap.streams_untracked;
+            for r in &snap.streams {
+                match merged.get_mut(&(r.vlan, r.group, r.source)) {
+                    Some(have) => {
+                        have.packets += r.packets;
+                        have.bytes += r.bytes;
+                        if r.idle_ms < have.idle_ms {
+                            have.idle_ms = r.idle_ms;
+                            have.forwarding = r.forwarding.clone();
+                        }
+                    }
+                    None => {
+                        merged.insert((r.vlan, r.group, r.source), r.clone());
+                    }
+                }
+            }
+        }
+        serde_json::json!({
+            "streams": merged.into_values().collect::<Vec<_>>(),
+            "untracked_frames": untracked,
+        })
+    }
+
+    /// The switch's FDB for `xsnoop fdb`: asks every worker for its table and merges them (the
+    /// workers' tables agree up to their learning notices; a station known to several shows
+    /// its freshest sighting).
+    pub fn fdb_json(&self) -> serde_json::Value {
+        self.request_snapshots();
         let mut merged: std::collections::BTreeMap<(u16, String), FdbRow> = Default::default();
         for m in &self.fdb_answers {
-            for r in &m.lock().unwrap_or_else(PoisonError::into_inner).rows {
+            for r in &m.lock().unwrap_or_else(PoisonError::into_inner).fdb {
                 let key = (r.vlan, r.mac.clone());
                 match merged.get(&key) {
                     Some(have) if have.age_ms <= r.age_ms => {}
@@ -308,15 +371,25 @@ mod tests {
                 while s.fdb_request.load(Ordering::Relaxed) == 0 {
                     std::thread::yield_now();
                 }
-                let r = s.fdb_request.load(Ordering::Relaxed);
-                s.answer_fdb(0, r, vec![row("02:00:00:00:00:01", "a", 500)]);
-                s.answer_fdb(
+                let request = s.fdb_request.load(Ordering::Relaxed);
+                s.answer_snapshot(
+                    0,
+                    Snapshot {
+                        request,
+                        fdb: vec![row("02:00:00:00:00:01", "a", 500)],
+                        ..Snapshot::default()
+                    },
+                );
+                s.answer_snapshot(
                     1,
-                    r,
-                    vec![
-                        row("02:00:00:00:00:01", "b", 20),
-                        row("02:00:00:00:00:02", "a", 7),
-                    ],
+                    Snapshot {
+                        request,
+                        fdb: vec![
+                            row("02:00:00:00:00:01", "b", 20),
+                            row("02:00:00:00:00:02", "a", 7),
+                        ],
+                        ..Snapshot::default()
+                    },
                 );
             });
             let t = std::time::Instant::now();
@@ -327,6 +400,41 @@ mod tests {
             assert_eq!(v[0]["age_ms"], 20);
             assert_eq!(v[1]["mac"], "02:00:00:00:00:02");
         });
+    }
+
+    #[test]
+    fn streams_are_summed_over_workers() {
+        let s = Shared::new(vec!["a".into()], 2, "copy");
+        let row = |packets: u64, idle_ms: u64, fwd: &str| StreamRow {
+            vlan: 1,
+            source: "10.0.0.1".parse().unwrap(),
+            group: "239.1.1.1".parse().unwrap(),
+            packets,
+            bytes: packets * 100,
+            idle_ms,
+            forwarding: fwd.into(),
+        };
+        for (w, r) in [
+            (0, row(5, 900, "mc_unregistered")),
+            (1, row(7, 3, "mc_registered")),
+        ] {
+            s.answer_snapshot(
+                w,
+                Snapshot {
+                    request: u64::MAX,
+                    streams: vec![r],
+                    streams_untracked: 2,
+                    ..Snapshot::default()
+                },
+            );
+        }
+        let v = s.streams_json();
+        assert_eq!(v["streams"].as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(v["streams"][0]["packets"], 12);
+        assert_eq!(v["streams"][0]["bytes"], 1200);
+        assert_eq!(v["streams"][0]["idle_ms"], 3);
+        assert_eq!(v["streams"][0]["forwarding"], "mc_registered");
+        assert_eq!(v["untracked_frames"], 4);
     }
 
     #[test]

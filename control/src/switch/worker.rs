@@ -26,14 +26,14 @@ use std::time::{Duration, Instant};
 
 use xsnoop_dataplane::afxdp::{AfXdp, FrameDesc, RX_BATCH};
 use xsnoop_dataplane::forward::{
-    process, rewrite_into, Counters, Decision, EgressTag, Fdb, FdbConfig, FdbNotice, Inputs,
-    ParseErrors, PortMapHandle, PuntPolicer,
+    ipv4_addresses, process, rewrite_into, Counters, Decision, EgressTag, Fdb, FdbConfig,
+    FdbNotice, ForwardReason, Inputs, ParseErrors, PortMapHandle, PuntPolicer, StreamCounters,
 };
 use xsnoop_dataplane::wire::ethernet::{ethertype, HEADER_LEN};
 use xsnoop_dataplane::wire::parse_frame;
 use xsnoop_dataplane::{PortId, PortSet, TableHandle, VlanId};
 
-use super::msg::{FdbRow, PortIo, Punt, QueueIo, Shared, TxRequest, WorkerIo};
+use super::msg::{FdbRow, PortIo, Punt, QueueIo, Shared, Snapshot, StreamRow, TxRequest, WorkerIo};
 
 /// Transmit requests taken per loop turn, so a burst of them cannot starve reception.
 const TX_REQUESTS_PER_TURN: usize = 64;
@@ -65,6 +65,18 @@ fn same_form(received: Option<VlanId>, tag: EgressTag) -> bool {
         (Some(v), EgressTag::Tagged(w)) => v == w,
         _ => false,
     }
+}
+
+/// Whether `reason` forwarded IPv4 multicast data (counted per stream).
+fn is_ipv4_multicast_data(reason: ForwardReason) -> bool {
+    matches!(
+        reason,
+        ForwardReason::McRegistered
+            | ForwardReason::McUnregistered
+            | ForwardReason::McLinkLocal
+            | ForwardReason::McSnoopingDisabled
+            | ForwardReason::McOverflowFlood
+    )
 }
 
 /// Counts that are kept locally and added to [`Shared`] once per batch.
@@ -105,8 +117,10 @@ pub struct Worker {
     /// Per-port control-plane policing of punts (each worker polices its own queues).
     policer: PuntPolicer,
     notices_lost: u64,
-    /// The last FDB request (`xsnoop fdb`) this worker answered.
+    /// The last snapshot request (`xsnoop fdb`, `xsnoop streams`) this worker answered.
     fdb_answered: u64,
+    /// Per-(VLAN, source, group) counts of the multicast data it forwarded.
+    streams: StreamCounters,
     epoch: Instant,
     scratch: Vec<u8>,
     down: PortSet,
@@ -142,6 +156,7 @@ impl Worker {
             policer: PuntPolicer::new(),
             notices_lost: 0,
             fdb_answered: 0,
+            streams: StreamCounters::default(),
             epoch,
             scratch,
             down: PortSet::EMPTY,
@@ -193,6 +208,7 @@ impl Worker {
             self.answer_fdb(now);
             if Instant::now() >= next_housekeeping {
                 self.fdb.age(now);
+                self.streams.sweep(now);
                 self.publish_counters();
                 next_housekeeping = Instant::now() + HOUSEKEEPING;
             }
@@ -211,8 +227,8 @@ impl Worker {
         self.xs
     }
 
-    /// Answers a pending `xsnoop fdb` request with this worker's live entries (allocates, but
-    /// only when an operator asks).
+    /// Answers a pending `xsnoop fdb`/`xsnoop streams` request with this worker's FDB entries
+    /// and stream counts (allocates, but only when an operator asks).
     fn answer_fdb(&mut self, now: Duration) {
         let request = self.shared.fdb_request.load(Ordering::Relaxed);
         if request == self.fdb_answered {
@@ -234,7 +250,30 @@ impl Worker {
                 age_ms: u64::try_from(e.age.as_millis()).unwrap_or(u64::MAX),
             })
             .collect();
-        self.shared.answer_fdb(self.id, request, rows);
+        let streams = self
+            .streams
+            .entries()
+            .into_iter()
+            .map(|s| StreamRow {
+                vlan: s.vlan,
+                source: s.source,
+                group: s.group,
+                packets: s.stat.packets,
+                bytes: s.stat.bytes,
+                idle_ms: u64::try_from(now.saturating_sub(s.stat.last_seen).as_millis())
+                    .unwrap_or(u64::MAX),
+                forwarding: s.stat.reason.name().to_string(),
+            })
+            .collect();
+        self.shared.answer_snapshot(
+            self.id,
+            Snapshot {
+                request,
+                fdb: rows,
+                streams,
+                streams_untracked: self.streams.untracked(),
+            },
+        );
     }
 
     /// Installs the stations the other workers learned (bounded per turn).
@@ -400,6 +439,14 @@ impl Worker {
                 return;
             };
             let decision = process(inputs, &mut self.fdb, now, ingress, bytes);
+            if let Decision::Forward(eg) = &decision {
+                if is_ipv4_multicast_data(eg.reason) {
+                    if let Some((source, group)) = ipv4_addresses(bytes) {
+                        self.streams
+                            .record(eg.vlan, source, group, bytes.len(), eg.reason, now);
+                    }
+                }
+            }
             let received = received_vid(bytes);
             let mut copy_len = 0;
             match decision {

@@ -9,6 +9,7 @@
 //! - [`decide`](mod@decide): [`process`] (parse → VLAN → decide → learn) and [`decide()`] →
 //!   [`Decision`] (`Forward(Egress)` / `Punt` / `Drop(DropReason)`).
 //! - [`policer`]: per-port control-plane policing of punted frames ([`PuntPolicer`]).
+//! - [`streams`]: per-(VLAN, source, group) packet and byte counters ([`StreamCounters`]).
 //! - [`rewrite`]: push / pop / retag an 802.1Q tag for each egress port, without allocating.
 //! - [`reason`]: [`DropReason`] and [`ForwardReason`] with stable snake_case names, and
 //!   per-worker [`Counters`].
@@ -24,6 +25,7 @@ pub mod policer;
 pub mod portmap;
 pub mod reason;
 pub mod rewrite;
+pub mod streams;
 
 #[cfg(test)]
 mod tests;
@@ -34,3 +36,4 @@ pub use policer::{PuntLimit, PuntPolicer};
 pub use portmap::{EgressTag, PortMap, PortMapError, PortMapHandle, PortVlanConfig};
 pub use reason::{Counters, DropReason, ForwardReason, ParseErrors};
 pub use rewrite::{rewrite_in_place, rewrite_into, RewriteError};
+pub use streams::{ipv4_addresses, Stream, StreamCounters, StreamStat, StreamsConfig};
