@@ -18,6 +18,7 @@ pub mod pcap;
 pub mod privilege;
 pub mod snoop_runner;
 pub mod sock;
+pub mod sink;
 pub mod star;
 pub mod topology;
 pub mod tshark;

@@ -85,6 +85,25 @@ pub struct QueueIo {
     pub rx: u64,
 }
 
+/// Where one worker's UMEM frames are, and whether an audit of every frame's state agrees:
+/// the proof that replication by reference loses no frame (`free + in_fill + in_flight ==
+/// total`, and each frame is where the counters say).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UmemIo {
+    /// The worker.
+    pub worker: usize,
+    /// Frames in its UMEM.
+    pub total: u32,
+    /// In the free pool.
+    pub free: u32,
+    /// In fill rings (or filled by the kernel, not yet read).
+    pub in_fill: u32,
+    /// Held or queued for TX, awaiting completion.
+    pub in_flight: u32,
+    /// "ok", or what the audit found wrong.
+    pub audit: String,
+}
+
 /// What one worker publishes at housekeeping.
 #[derive(Clone, Debug, Default)]
 pub struct WorkerIo {
@@ -98,6 +117,8 @@ pub struct WorkerIo {
     pub fdb_installed: u64,
     /// Notices not delivered (the table's buffer or a peer's queue was full).
     pub fdb_notices_dropped: u64,
+    /// Its UMEM accounting.
+    pub umem: UmemIo,
 }
 
 /// One learned station, as `xsnoop fdb` shows it.
@@ -312,6 +333,7 @@ impl Shared {
             })
             .collect();
         let mut queues: Vec<QueueIo> = Vec::new();
+        let mut umem: Vec<UmemIo> = Vec::new();
         let (mut installed, mut dropped) = (0, 0);
         for w in &self.workers {
             let w = w.lock().unwrap_or_else(PoisonError::into_inner);
@@ -325,6 +347,7 @@ impl Shared {
                 sum.add(io);
             }
             queues.extend(w.queues.iter().cloned());
+            umem.push(w.umem.clone());
             installed += w.fdb_installed;
             dropped += w.fdb_notices_dropped;
         }
@@ -348,6 +371,7 @@ impl Shared {
             "workers": self.workers.len(),
             "afxdp_mode": self.bind_mode,
             "fdb_sync": { "installed": installed, "notices_dropped": dropped },
+            "umem": umem,
         })
     }
 }
@@ -460,6 +484,11 @@ mod tests {
             }],
             fdb_installed: 1,
             fdb_notices_dropped: 0,
+            umem: UmemIo {
+                worker: w,
+                audit: "ok".into(),
+                ..UmemIo::default()
+            },
         };
         s.publish_worker(0, io(10, 0, 0));
         s.publish_worker(1, io(5, 1, 1));
@@ -475,6 +504,8 @@ mod tests {
         assert_eq!(j["queues"][1]["queue"], 1);
         assert_eq!(j["queues"][1]["worker"], 1);
         assert_eq!(j["fdb_sync"]["installed"], 2);
+        assert_eq!(j["umem"][1]["worker"], 1);
+        assert_eq!(j["umem"][0]["audit"], "ok");
     }
 
     #[test]

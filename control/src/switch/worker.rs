@@ -33,7 +33,9 @@ use xsnoop_dataplane::wire::ethernet::{ethertype, HEADER_LEN};
 use xsnoop_dataplane::wire::parse_frame;
 use xsnoop_dataplane::{PortId, PortSet, TableHandle, VlanId};
 
-use super::msg::{FdbRow, PortIo, Punt, QueueIo, Shared, Snapshot, StreamRow, TxRequest, WorkerIo};
+use super::msg::{
+    FdbRow, PortIo, Punt, QueueIo, Shared, Snapshot, StreamRow, TxRequest, UmemIo, WorkerIo,
+};
 
 /// Transmit requests taken per loop turn, so a burst of them cannot starve reception.
 const TX_REQUESTS_PER_TURN: usize = 64;
@@ -342,6 +344,19 @@ impl Worker {
             })
             .collect();
         let fdb = self.fdb.stats();
+        // A full audit of every frame's state: a few microseconds for a few thousand frames.
+        let (acc, audit) = match self.xs.audit() {
+            Ok(acc) => (acc, "ok".to_string()),
+            Err(e) => (self.xs.accounting(), e.to_string()),
+        };
+        let umem = UmemIo {
+            worker: self.id,
+            total: acc.total,
+            free: acc.free,
+            in_fill: acc.in_fill,
+            in_flight: acc.in_flight,
+            audit,
+        };
         self.shared.publish_worker(
             self.id,
             WorkerIo {
@@ -355,6 +370,7 @@ impl Worker {
                 queues,
                 fdb_installed: fdb.installed,
                 fdb_notices_dropped: fdb.notices_dropped + self.notices_lost,
+                umem,
             },
         );
     }
