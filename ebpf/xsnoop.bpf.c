@@ -1,15 +1,23 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //
-// xsnoop's XDP classifier: runs on every switch port, counts each frame by class (per port, per
-// CPU) and redirects it into the port's AF_XDP socket, where the userspace dataplane forwards it.
-// The kernel stack never sees a switch port's frames while a socket is installed; an interface
-// that userspace did not register (no slot) passes untouched.
+// xsnoop's XDP program: runs on every switch port, counts each frame by class (per port, per
+// CPU) and either replicates it in the kernel (the fast path, below) or redirects it into the
+// port's AF_XDP socket, where the userspace dataplane forwards it. The kernel stack never sees a
+// switch port's frames while a socket is installed; an interface that userspace did not register
+// (no slot) passes untouched.
 //
 // Parsing is bounded: Ethernet, at most one 802.1Q tag, the IPv4 header, the first bytes of IGMP.
 // Userspace re-parses everything it acts on; the class here is for counters, and is also handed
 // over in front of each redirected frame as metadata (XSNOOP_META_MAGIC). Measured on Linux 6.18
 // with veth: the metadata reaches the AF_XDP socket in copy mode with native and generic XDP
 // (tests/tests/xdp_afxdp.rs asserts it).
+//
+// The fast path (dataplane/src/fastpath programs its maps) is gated per VLAN by FP_ON in
+// `fp_vlans`; a VLAN without it (every VLAN, unless userspace enabled it) behaves exactly as
+// before: every frame to the AF_XDP socket. With it, well-formed IPv4 multicast data (and
+// 224.0.0.0/24 link-local traffic) is replicated here with one devmap broadcast to exactly the
+// egress ports that userspace computed from the snooping table (RFC 4541 §2.1.2); IGMP, PIM,
+// everything unusual and everything else still goes to userspace.
 //
 // Build: clang -O2 -g -target bpf -I/usr/include/$(gcc -dumpmachine) -c xsnoop.bpf.c
 // (dataplane/build.rs does this). Keep the constants below in sync with dataplane/src/xdp/abi.rs.
@@ -42,7 +50,9 @@ enum xsnoop_class {
 // Counters after the classes in each slot's block.
 #define CTR_REDIRECTED NUM_CLASSES          // handed to an AF_XDP socket
 #define CTR_REDIRECT_FAIL (NUM_CLASSES + 1) // no socket for (slot, queue), or redirect refused
-#define SLOT_STRIDE (NUM_CLASSES + 2)
+#define CTR_FAST (NUM_CLASSES + 2)          // replicated in the kernel by the fast path
+#define CTR_FAST_DROP (NUM_CLASSES + 3)     // fast path VLAN, but no egress map for the frame
+#define SLOT_STRIDE (NUM_CLASSES + 4)
 
 // Metadata put in front of a redirected frame (bpf_xdp_adjust_meta), so userspace can take the
 // class and port slot from it instead of recomputing them (AfXdp::rx_meta reads it).
@@ -141,6 +151,293 @@ static __always_inline __u32 classify(void *data, void *end, __u64 len)
 	return CLASS_MCAST_DATA;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The in-kernel fast path. Userspace (dataplane/src/fastpath) computes every map below from the
+// snooping engine's ForwardingTable and the port VLAN map, and changes only what differs.
+
+#define MAX_VLANS 4096
+// Outer keys (VLAN, kind, group, source): groups, (S,G) entries, one flood and one unregistered
+// entry per VLAN.
+#define FP_MAX_KEYS 16384
+// Per-(VLAN, S, G) counters: an LRU, so at most this many flows are counted at a time.
+#define FP_MAX_FLOWS 16384
+
+// fp_ports[slot].mode
+#define FP_PORT_NONE 0
+#define FP_PORT_ACCESS 1
+#define FP_PORT_TRUNK 2
+
+// fp_vlans[vid].flags
+#define FP_ON 1       // the fast path forwards this VLAN's multicast data
+#define FP_SNOOPING 2 // snooping on; off = all multicast flooded (RFC 4541 §2 is optional)
+#define FP_TAGGED 4   // some egress entry pushes a tag: ingress puts the VLAN in front as metadata
+
+// fp_key.kind
+#define FP_KIND_SOURCE 1 // (VLAN, G, S): a source some port names in an INCLUDE/EXCLUDE list
+#define FP_KIND_ANY 2    // (VLAN, G): every other source of a registered group
+#define FP_KIND_FLOOD 3  // (VLAN): every port of the VLAN (snooping off, 224.0.0.0/24, overflow)
+#define FP_KIND_UNREG 4  // (VLAN): mrouter + flood_unregistered ports (RFC 4541 §2.1.2 (3))
+
+// Metadata in front of a fast-path frame whose VLAN has tagged egress ports; the devmap egress
+// programs consume and remove it, so it never reaches a wire or a receiver.
+#define XSNOOP_FP_META_MAGIC 0x58534650 // "XSFP"
+
+struct fp_port {
+	__u16 pvid; // VLAN of untagged frames (access VLAN, trunk native VLAN), 0 = none
+	__u8 mode;  // FP_PORT_*
+	__u8 pad;
+};
+
+struct fp_vlan {
+	__u32 flags;      // FP_*
+	__u32 pad;
+	__u64 members[2]; // slots that carry the VLAN (bit i = slot i): tagged ingress admission
+};
+
+struct fp_key {
+	__u16 vlan;
+	__u16 kind;    // FP_KIND_*
+	__be32 group;  // network order, 0 for FLOOD/UNREG
+	__be32 source; // network order, 0 unless FP_KIND_SOURCE
+};
+
+struct fp_count {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct fp_meta {
+	__u32 magic;
+	__u16 tci; // VID of the frame's VLAN, with the PCP/DEI bits of its ingress tag (0 if none)
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SLOTS);
+	__type(key, __u32); // slot
+	__type(value, struct fp_port);
+} fp_ports SEC(".maps");
+
+// An ARRAY never misses: an unset VLAN reads as flags 0, i.e. the fast path off.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_VLANS);
+	__type(key, __u32); // VID
+	__type(value, struct fp_vlan);
+} fp_vlans SEC(".maps");
+
+// The inner maps hold exactly the egress ports of one key (key = port slot, value = ifindex and
+// an optional egress program), so one broadcast redirect replicates at the devmap ceiling.
+// key_size/value_size spelled out: aya does not widen an inner template, and clang 14 can emit
+// struct bpf_devmap_val as a forward declaration.
+struct fp_devmap {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, MAX_SLOTS);
+	__uint(key_size, 4);
+	__uint(value_size, 8);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, FP_MAX_KEYS);
+	__type(key, struct fp_key);
+	__array(values, struct fp_devmap);
+} fp_groups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, FP_MAX_FLOWS);
+	__type(key, struct fp_key); // kind 0: (VLAN, group, source)
+	__type(value, struct fp_count);
+} fp_flows SEC(".maps");
+
+// RFC 4541 §2.1.2 (6) asks a snooping switch to verify the IPv4 header before acting on it; a
+// header without options is verified here, anything else goes to userspace.
+static __always_inline int ipv4_csum_ok(struct iphdr *ip)
+{
+	__u16 *w = (__u16 *)ip;
+	__u32 sum = 0;
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		sum += w[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
+
+static __always_inline void fp_count_flow(struct fp_key *k, __u64 len)
+{
+	struct fp_key fk = { .vlan = k->vlan, .kind = 0, .group = k->group, .source = k->source };
+	struct fp_count *c = bpf_map_lookup_elem(&fp_flows, &fk);
+	if (c) {
+		c->packets += 1;
+		c->bytes += len;
+		return;
+	}
+	struct fp_count init = { .packets = 1, .bytes = len };
+	bpf_map_update_elem(&fp_flows, &fk, &init, BPF_NOEXIST);
+}
+
+// The fast path for a frame of class `class` on `slot`; `tagged` is a constant after inlining,
+// so every packet offset is a constant. Returns an XDP action, or -1: not handled here, to
+// userspace as before.
+static __always_inline int fast_path(struct xdp_md *ctx, __u32 slot, __u32 class, const int tagged)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	const __u32 l2 = tagged ? sizeof(struct ethhdr) + sizeof(struct vlan_hdr)
+				: sizeof(struct ethhdr);
+	if (data + l2 + sizeof(struct iphdr) > end)
+		return -1;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + l2;
+
+	struct fp_port *port = bpf_map_lookup_elem(&fp_ports, &slot);
+	if (!port || port->mode == FP_PORT_NONE)
+		return -1;
+	__u16 tci = 0;
+	__u32 vid;
+	if (tagged) {
+		struct vlan_hdr *vh = (void *)(eth + 1);
+		if (eth->h_proto != bpf_htons(ETH_P_8021Q))
+			return -1; // 802.1ad (QinQ) is userspace's to refuse
+		tci = bpf_ntohs(vh->tci);
+		vid = tci & 0x0fff;
+		// Priority-tagged frames and tags on access ports: userspace (IEEE 802.1Q §6.9).
+		if (vid == 0 || port->mode != FP_PORT_TRUNK)
+			return -1;
+	} else {
+		vid = port->pvid;
+		if (vid == 0)
+			return -1;
+	}
+	struct fp_vlan *v = bpf_map_lookup_elem(&fp_vlans, &vid);
+	if (!v || !(v->flags & FP_ON))
+		return -1;
+	if (slot >= MAX_SLOTS || !((v->members[(slot >> 6) & 1] >> (slot & 63)) & 1))
+		return -1; // the port does not carry the VLAN: userspace drops and counts it
+
+	// Only what userspace would forward as IPv4 multicast data: a station source MAC, an IANA
+	// IPv4 multicast MAC (RFC 1112 §6.4), a header without options and with a good checksum.
+	__u8 *src = eth->h_source;
+	if ((src[0] & 1) || !(src[0] | src[1] | src[2] | src[3] | src[4] | src[5]))
+		return -1;
+	if (eth->h_dest[0] != 0x01 || eth->h_dest[1] != 0x00 || eth->h_dest[2] != 0x5e)
+		return -1;
+	if (ip->ihl != 5 || !ipv4_csum_ok(ip))
+		return -1;
+
+	struct fp_key key = { .vlan = vid };
+	void *inner = 0;
+	if (class == CLASS_LINK_LOCAL || !(v->flags & FP_SNOOPING)) {
+		// 224.0.0.0/24 is never snooped (RFC 4541 §2.1.2 (2)); snooping off floods.
+		key.kind = FP_KIND_FLOOD;
+		inner = bpf_map_lookup_elem(&fp_groups, &key);
+	} else {
+		// RFC 4541 §2.1.2 (1), (7): the members whose source filter admits the source, plus
+		// the mrouter ports; a source nobody lists uses the group's any-source entry.
+		key.kind = FP_KIND_SOURCE;
+		key.group = ip->daddr;
+		key.source = ip->saddr;
+		inner = bpf_map_lookup_elem(&fp_groups, &key);
+		if (!inner) {
+			key.kind = FP_KIND_ANY;
+			key.source = 0;
+			inner = bpf_map_lookup_elem(&fp_groups, &key);
+		}
+		if (!inner) {
+			// Unregistered (RFC 4541 §2.1.2 (3)).
+			struct fp_key u = { .vlan = vid, .kind = FP_KIND_UNREG };
+			inner = bpf_map_lookup_elem(&fp_groups, &u);
+		}
+	}
+	if (!inner) {
+		count(slot, CTR_FAST_DROP);
+		return XDP_DROP;
+	}
+	struct fp_key flow = { .vlan = vid, .group = ip->daddr, .source = ip->saddr };
+	fp_count_flow(&flow, (__u64)(end - data));
+
+	if (tagged) {
+		// Every frame leaves the ingress program untagged; egress programs push tags.
+		__u8 macs[12];
+		__builtin_memcpy(macs, data, 12);
+		if (bpf_xdp_adjust_head(ctx, (int)sizeof(struct vlan_hdr)))
+			return XDP_DROP;
+		data = (void *)(long)ctx->data;
+		end = (void *)(long)ctx->data_end;
+		if (data + 12 > end)
+			return XDP_DROP;
+		__builtin_memcpy(data, macs, 12);
+	}
+	if (v->flags & FP_TAGGED) {
+		if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct fp_meta)))
+			return XDP_DROP; // no metadata: a tagged egress would not know the VLAN
+		struct fp_meta *m = (void *)(long)ctx->data_meta;
+		if ((void *)(m + 1) > (void *)(long)ctx->data)
+			return XDP_DROP;
+		m->magic = XSNOOP_FP_META_MAGIC;
+		m->tci = (tci & 0xf000) | (__u16)vid;
+		m->pad = 0;
+	}
+	count(slot, CTR_FAST);
+	return bpf_redirect_map(inner, 0, BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
+}
+
+// Takes the fast-path metadata off a clone; returns the TCI it carried, or -1 without it.
+static __always_inline int take_meta(struct xdp_md *ctx)
+{
+	struct fp_meta *m = (void *)(long)ctx->data_meta;
+	void *data = (void *)(long)ctx->data;
+	if ((void *)(m + 1) > data)
+		return -1;
+	int tci = -1;
+	if (m->magic == XSNOOP_FP_META_MAGIC)
+		tci = m->tci;
+	bpf_xdp_adjust_meta(ctx, (int)sizeof(struct fp_meta));
+	return tci;
+}
+
+// Devmap egress program on entries of ports that send the VLAN tagged (IEEE 802.1Q §8.8.2):
+// pushes the tag named by the metadata, keeping the ingress PCP/DEI (a pushed tag on an untagged
+// frame carries PCP 0).
+SEC("xdp/devmap")
+int xsnoop_egress_tag(struct xdp_md *ctx)
+{
+	int tci = take_meta(ctx);
+	if (tci < 0)
+		return XDP_DROP; // never send a frame untagged out of a tagged port
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	if (data + 14 > end)
+		return XDP_DROP;
+	__u8 macs[12];
+	__builtin_memcpy(macs, data, 12);
+	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct vlan_hdr)))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct vlan_hdr *vh = (void *)(eth + 1);
+	if ((void *)(vh + 1) > end)
+		return XDP_DROP;
+	__builtin_memcpy(data, macs, 12);
+	eth->h_proto = bpf_htons(ETH_P_8021Q);
+	vh->tci = bpf_htons((__u16)tci);
+	// vh->inner_proto already holds the original EtherType (the untagged frame's h_proto).
+	return XDP_PASS;
+}
+
+// Devmap egress program on the untagged entries of a VLAN that also has tagged ones: only takes
+// the metadata off, so no receiver ever sees it.
+SEC("xdp/devmap")
+int xsnoop_egress_untagged(struct xdp_md *ctx)
+{
+	take_meta(ctx);
+	return XDP_PASS;
+}
+
 SEC("xdp")
 int xsnoop_port(struct xdp_md *ctx)
 {
@@ -155,6 +452,18 @@ int xsnoop_port(struct xdp_md *ctx)
 	__u32 class = classify((void *)(long)ctx->data, (void *)(long)ctx->data_end,
 			       bpf_xdp_get_buff_len(ctx));
 	count(slot, class);
+
+	if (class == CLASS_MCAST_DATA || class == CLASS_LINK_LOCAL) {
+		void *data = (void *)(long)ctx->data;
+		void *end = (void *)(long)ctx->data_end;
+		struct ethhdr *eth = data;
+		if ((void *)(eth + 1) <= end) {
+			int act = eth->h_proto == bpf_htons(ETH_P_IP) ? fast_path(ctx, slot, class, 0)
+								       : fast_path(ctx, slot, class, 1);
+			if (act >= 0)
+				return act;
+		}
+	}
 
 	__u32 queue = ctx->rx_queue_index;
 	if (queue >= MAX_QUEUES) {

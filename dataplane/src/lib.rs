@@ -7,6 +7,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod afxdp;
+pub mod fastpath;
 pub mod fasthash;
 pub mod forward;
 pub mod packet_socket;

@@ -70,10 +70,140 @@ pub const NUM_CLASSES: usize = FrameClass::ALL.len();
 pub const CTR_REDIRECTED: usize = NUM_CLASSES;
 /// Counter index: frames with no socket for their (slot, queue), or whose redirect was refused.
 pub const CTR_REDIRECT_FAIL: usize = NUM_CLASSES + 1;
+/// Counter index: frames replicated in the kernel by the fast path.
+pub const CTR_FAST: usize = NUM_CLASSES + 2;
+/// Counter index: fast-path frames dropped because no egress map existed for them (a VLAN
+/// switched on without its flood/unregistered maps: a programming error, counted).
+pub const CTR_FAST_DROP: usize = NUM_CLASSES + 3;
 /// Counters per slot.
-pub const SLOT_STRIDE: usize = NUM_CLASSES + 2;
+pub const SLOT_STRIDE: usize = NUM_CLASSES + 4;
 
 /// The XSKMAP key of (slot, queue).
 pub const fn xsk_key(slot: u32, queue: u32) -> u32 {
     slot * MAX_QUEUES + queue
+}
+
+// ---- The in-kernel fast path (see `crate::fastpath`). ----
+
+/// Devmap egress program that pushes the 802.1Q tag named by the fast-path metadata.
+pub const PROG_EGRESS_TAG: &str = "xsnoop_egress_tag";
+/// Devmap egress program that only removes the fast-path metadata (untagged egress in a VLAN
+/// that also has tagged egress ports).
+pub const PROG_EGRESS_UNTAGGED: &str = "xsnoop_egress_untagged";
+/// ARRAY slot → [`FpPort`]: how a port classifies untagged and tagged frames into VLANs.
+pub const MAP_FP_PORTS: &str = "fp_ports";
+/// ARRAY VID → [`FpVlan`]: the per-VLAN fast-path switch and member bitmap.
+pub const MAP_FP_VLANS: &str = "fp_vlans";
+/// HASH_OF_MAPS [`FpKey`] → DEVMAP_HASH of exactly the egress ports.
+pub const MAP_FP_GROUPS: &str = "fp_groups";
+/// LRU_PERCPU_HASH [`FpKey`] (kind 0) → [`FpCount`]: per-(VLAN, S, G) packets and bytes.
+pub const MAP_FP_FLOWS: &str = "fp_flows";
+/// VLAN ids the `fp_vlans` array covers (0..4096).
+pub const FP_MAX_VLANS: u32 = 4096;
+/// Outer keys `fp_groups` holds.
+pub const FP_MAX_KEYS: u32 = 16_384;
+/// Flows `fp_flows` counts at a time (an LRU: the least recently seen flow is evicted).
+pub const FP_MAX_FLOWS: u32 = 16_384;
+/// Entries of every inner devmap (its keys are port slots).
+pub const FP_INNER_MAX_ENTRIES: u32 = MAX_SLOTS;
+/// Octets of an inner devmap value (`struct bpf_devmap_val`: ifindex, program fd/id).
+pub const FP_INNER_VALUE_SIZE: u32 = 8;
+/// Metadata magic of a fast-path frame whose VLAN has tagged egress ports.
+pub const FP_META_MAGIC: u32 = 0x5853_4650;
+
+/// `FpPort::mode`: not a fast-path port (everything goes to userspace).
+pub const FP_PORT_NONE: u8 = 0;
+/// `FpPort::mode`: an access port; tagged frames go to userspace (which drops them).
+pub const FP_PORT_ACCESS: u8 = 1;
+/// `FpPort::mode`: a trunk; tagged frames of VLANs whose member bitmap holds the port are
+/// forwarded in the kernel.
+pub const FP_PORT_TRUNK: u8 = 2;
+
+/// `FpVlan::flags`: the fast path forwards this VLAN's IPv4 multicast data.
+pub const FP_ON: u32 = 1;
+/// `FpVlan::flags`: snooping is on (off: all multicast data is flooded).
+pub const FP_SNOOPING: u32 = 2;
+/// `FpVlan::flags`: some egress entry of the VLAN pushes a tag, so ingress adds metadata.
+pub const FP_TAGGED: u32 = 4;
+
+/// `FpKey::kind`: a counter key (flows map only).
+pub const FP_KIND_FLOW: u16 = 0;
+/// `FpKey::kind`: (VLAN, G, S) for a source some port lists in an INCLUDE/EXCLUDE filter.
+pub const FP_KIND_SOURCE: u16 = 1;
+/// `FpKey::kind`: (VLAN, G) for every other source of a registered group.
+pub const FP_KIND_ANY: u16 = 2;
+/// `FpKey::kind`: (VLAN): all the VLAN's ports (snooping off, 224.0.0.0/24).
+pub const FP_KIND_FLOOD: u16 = 3;
+/// `FpKey::kind`: (VLAN): where unregistered groups go (mrouters + flood_unregistered).
+pub const FP_KIND_UNREG: u16 = 4;
+
+/// `struct fp_port`: a port's VLAN classification as the kernel reads it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FpPort {
+    /// VLAN of untagged frames (access VLAN or native VLAN); 0 = untagged frames to userspace.
+    pub pvid: u16,
+    /// `FP_PORT_*`.
+    pub mode: u8,
+    /// Zero.
+    pub pad: u8,
+}
+
+/// `struct fp_vlan`: one VLAN's fast-path state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FpVlan {
+    /// `FP_ON | FP_SNOOPING | FP_TAGGED`.
+    pub flags: u32,
+    /// Zero.
+    pub pad: u32,
+    /// Port slots carrying the VLAN, as a little 128-bit bitmap in two words (slot i = bit i).
+    pub members: [u64; 2],
+}
+
+/// `struct fp_key`: the key of `fp_groups` and `fp_flows`. Addresses are in network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FpKey {
+    /// VLAN id.
+    pub vlan: u16,
+    /// `FP_KIND_*`.
+    pub kind: u16,
+    /// Group address octets (zero for FLOOD/UNREG).
+    pub group: [u8; 4],
+    /// Source address octets (zero unless SOURCE or a flow key).
+    pub source: [u8; 4],
+}
+
+/// `struct fp_count`: one CPU's share of a flow's counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FpCount {
+    /// Packets replicated.
+    pub packets: u64,
+    /// Octets of those packets as received (tag included).
+    pub bytes: u64,
+}
+
+// SAFETY: plain `repr(C)` structs of integers with no padding (sizes 4, 24, 12, 16), matching
+// the C structs in ebpf/xsnoop.bpf.c; every bit pattern is a valid value.
+unsafe impl aya::Pod for FpPort {}
+// SAFETY: as above.
+unsafe impl aya::Pod for FpVlan {}
+// SAFETY: as above.
+unsafe impl aya::Pod for FpKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for FpCount {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_path_structs_have_the_c_layout() {
+        assert_eq!(std::mem::size_of::<FpPort>(), 4);
+        assert_eq!(std::mem::size_of::<FpVlan>(), 24);
+        assert_eq!(std::mem::size_of::<FpKey>(), 12);
+        assert_eq!(std::mem::size_of::<FpCount>(), 16);
+    }
 }

@@ -15,12 +15,18 @@ pub mod abi;
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 
-use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, XskMap};
-use aya::programs::{ProgramError, Xdp, XdpMode};
+use aya::maps::xdp::DevMapHash;
+use aya::maps::{
+    Array, HashMap as BpfHashMap, HashOfMaps, MapData, MapError, PerCpuArray, PerCpuHashMap, XskMap,
+};
+use aya::programs::{ProgramError, ProgramFd, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError};
 
 pub use abi::FrameClass;
-use abi::{CTR_REDIRECTED, CTR_REDIRECT_FAIL, MAX_QUEUES, MAX_SLOTS, NUM_CLASSES, SLOT_STRIDE};
+use abi::{
+    FpCount, FpKey, FpPort, FpVlan, CTR_FAST, CTR_FAST_DROP, CTR_REDIRECTED, CTR_REDIRECT_FAIL,
+    MAX_QUEUES, MAX_SLOTS, NUM_CLASSES, SLOT_STRIDE,
+};
 
 /// The compiled classifier (clang -target bpf, built by `dataplane/build.rs`), embedded so the
 /// binary runs the exact program it was built and tested with.
@@ -101,6 +107,35 @@ pub struct PortCounters {
     /// Frames with no socket for their (slot, queue), or whose redirect was refused; they went to
     /// the kernel stack instead.
     pub redirect_failed: u64,
+    /// Frames the in-kernel fast path replicated itself (never seen by userspace).
+    pub fast_path: u64,
+    /// Fast-path frames dropped because their VLAN had no egress map (should stay 0).
+    pub fast_path_dropped: u64,
+}
+
+/// The fast path's maps and egress programs, taken out of a loaded [`Classifier`] by
+/// [`Classifier::take_fast_path_maps`] so that `crate::fastpath::FastPath` can own them while
+/// the classifier keeps the program and its links. The kernel keeps every map alive as long as
+/// the program or this struct refers to it.
+pub struct FastPathMaps {
+    /// `fp_ports`: slot → VLAN classification.
+    pub ports: Array<MapData, FpPort>,
+    /// `fp_vlans`: VID → fast-path flags and member bitmap.
+    pub vlans: Array<MapData, FpVlan>,
+    /// `fp_groups`: (VLAN, kind, group, source) → inner devmap of the egress ports.
+    pub groups: HashOfMaps<MapData, FpKey, DevMapHash<MapData>>,
+    /// `fp_flows`: per-CPU (VLAN, S, G) packet and byte counters (LRU-bounded).
+    pub flows: PerCpuHashMap<MapData, FpKey, FpCount>,
+    /// The loaded `xsnoop_egress_tag` devmap program (pushes the VLAN tag).
+    pub egress_tag: ProgramFd,
+    /// The loaded `xsnoop_egress_untagged` devmap program (only strips the metadata).
+    pub egress_untagged: ProgramFd,
+}
+
+impl std::fmt::Debug for FastPathMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastPathMaps").finish_non_exhaustive()
+    }
 }
 
 impl PortCounters {
@@ -150,6 +185,16 @@ impl Classifier {
             .try_into()
             .map_err(|e| XdpError::Program(Box::new(e)))?;
         prog.load().map_err(|e| XdpError::Program(Box::new(e)))?;
+        // The fast path's devmap egress programs (SEC("xdp/devmap"): aya loads them with the
+        // BPF_XDP_DEVMAP attach type). Loaded always, so the object is verified as a whole.
+        for name in [abi::PROG_EGRESS_TAG, abi::PROG_EGRESS_UNTAGGED] {
+            let p: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or(XdpError::Missing("a devmap egress program"))?
+                .try_into()
+                .map_err(|e| XdpError::Program(Box::new(e)))?;
+            p.load().map_err(|e| XdpError::Program(Box::new(e)))?;
+        }
         let take = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name).ok_or(XdpError::Missing(name))
         };
@@ -166,6 +211,46 @@ impl Classifier {
             links: HashMap::new(),
             ebpf,
         })
+    }
+
+    /// Takes the fast path's maps and egress programs out of the loaded object (once; a second
+    /// call fails with [`XdpError::Missing`]). Until something writes `fp_vlans`, every VLAN's
+    /// fast path is off and the program behaves exactly as without them.
+    pub fn take_fast_path_maps(&mut self) -> Result<FastPathMaps, XdpError> {
+        let take = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name).ok_or(XdpError::Missing(name))
+        };
+        let ports = Array::try_from(take(&mut self.ebpf, abi::MAP_FP_PORTS)?)
+            .map_err(map_err(abi::MAP_FP_PORTS))?;
+        let vlans = Array::try_from(take(&mut self.ebpf, abi::MAP_FP_VLANS)?)
+            .map_err(map_err(abi::MAP_FP_VLANS))?;
+        let groups = HashOfMaps::try_from(take(&mut self.ebpf, abi::MAP_FP_GROUPS)?)
+            .map_err(map_err(abi::MAP_FP_GROUPS))?;
+        let flows = PerCpuHashMap::try_from(take(&mut self.ebpf, abi::MAP_FP_FLOWS)?)
+            .map_err(map_err(abi::MAP_FP_FLOWS))?;
+        let egress_tag = self.program_fd(abi::PROG_EGRESS_TAG)?;
+        let egress_untagged = self.program_fd(abi::PROG_EGRESS_UNTAGGED)?;
+        Ok(FastPathMaps {
+            ports,
+            vlans,
+            groups,
+            flows,
+            egress_tag,
+            egress_untagged,
+        })
+    }
+
+    fn program_fd(&mut self, name: &'static str) -> Result<ProgramFd, XdpError> {
+        let p: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(XdpError::Missing("a devmap egress program"))?
+            .try_into()
+            .map_err(|e| XdpError::Program(Box::new(e)))?;
+        p.fd()
+            .map_err(|e| XdpError::Program(Box::new(e)))?
+            .try_clone()
+            .map_err(|e| XdpError::Program(Box::new(ProgramError::IOError(e))))
     }
 
     fn program(&mut self) -> Result<&mut Xdp, XdpError> {
@@ -271,6 +356,8 @@ impl Classifier {
             match i {
                 CTR_REDIRECTED => out.redirected = sum,
                 CTR_REDIRECT_FAIL => out.redirect_failed = sum,
+                CTR_FAST => out.fast_path = sum,
+                CTR_FAST_DROP => out.fast_path_dropped = sum,
                 _ => {
                     if let Some(slot) = out.by_class.get_mut(i) {
                         *slot = sum;

@@ -1,0 +1,150 @@
+//! From the maps as applied to the maps as desired: the list of map operations, in an order that
+//! keeps every frame correct while they are applied one by one.
+//!
+//! The order (each step only after the previous one):
+//! 1. new or changed port classifications (a port's frames may start to use the fast path only
+//!    once their VLAN is on, step 4);
+//! 2. VLANs already on that gain tagged egress ports get `FP_TAGGED` first, so the metadata is
+//!    there before any egress program of step 3 reads it;
+//! 3. every new or changed egress set is built as a fresh inner devmap, filled completely, then
+//!    inserted or swapped into the outer map in one update: a frame sees the old set or the new
+//!    one, never a half-built one;
+//! 4. the final VLAN states (a VLAN turns on only now that all its maps exist; one turning off
+//!    stops using them now);
+//! 5. stale keys are deleted (their VLAN is off, or lookups fall back to the key that step 3
+//!    already updated: a dropped (S,G) key falls back to (G), a dropped (G) to unregistered);
+//! 6. removed ports are cleared.
+//!
+//! So when `sync` returns, no new frame can reach a port that left; a frame already in flight
+//! during the update may still use the previous set: "never to a port that left more than one
+//! update ago".
+
+use crate::xdp::abi::{FpKey, FpPort, FpVlan, FP_ON, FP_TAGGED};
+
+use super::plan::{Desired, DevEntry};
+use crate::table::VlanId;
+
+/// One change to the kernel maps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapOp {
+    /// Write `fp_ports[slot]` (zeroes = not a fast-path port).
+    SetPort {
+        /// Port slot.
+        slot: u32,
+        /// New value.
+        port: FpPort,
+    },
+    /// Write `fp_vlans[vlan]` (zeroes = off).
+    SetVlan {
+        /// VLAN id.
+        vlan: VlanId,
+        /// New value.
+        state: FpVlan,
+    },
+    /// Build a new inner devmap holding exactly `entries` and insert or swap it in at `key`.
+    PutMap {
+        /// Outer key.
+        key: FpKey,
+        /// The egress ports.
+        entries: Vec<DevEntry>,
+    },
+    /// Delete `key` from the outer map.
+    DeleteMap {
+        /// Outer key.
+        key: FpKey,
+    },
+}
+
+/// The operations that turn `old` (what the kernel holds) into `new`, in the safe order above.
+/// Empty when the two agree.
+pub fn diff(old: &Desired, new: &Desired) -> Vec<MapOp> {
+    let mut ops = Vec::new();
+    // 1. ports added or changed
+    for (slot, p) in &new.ports {
+        if old.ports.get(slot) != Some(p) {
+            ops.push(MapOp::SetPort {
+                slot: *slot,
+                port: *p,
+            });
+        }
+    }
+    // 2. metadata before the egress programs that read it
+    for (vid, v) in &new.vlans {
+        if let Some(o) = old.vlans.get(vid) {
+            if o.flags & FP_ON != 0 && v.flags & FP_TAGGED != 0 && o.flags & FP_TAGGED == 0 {
+                let mut state = *o;
+                state.flags |= FP_TAGGED;
+                ops.push(MapOp::SetVlan { vlan: *vid, state });
+            }
+        }
+    }
+    // 3. new and changed egress sets, each complete before it becomes visible
+    for (key, entries) in &new.maps {
+        if old.maps.get(key) != Some(entries) {
+            ops.push(MapOp::PutMap {
+                key: *key,
+                entries: entries.clone(),
+            });
+        }
+    }
+    // 4. final VLAN states; VLANs no longer present are switched off
+    for (vid, v) in &new.vlans {
+        if old.vlans.get(vid) != Some(v) {
+            ops.push(MapOp::SetVlan {
+                vlan: *vid,
+                state: *v,
+            });
+        }
+    }
+    for vid in old.vlans.keys() {
+        if !new.vlans.contains_key(vid) {
+            ops.push(MapOp::SetVlan {
+                vlan: *vid,
+                state: FpVlan::default(),
+            });
+        }
+    }
+    // 5. stale keys
+    for key in old.maps.keys() {
+        if !new.maps.contains_key(key) {
+            ops.push(MapOp::DeleteMap { key: *key });
+        }
+    }
+    // 6. removed ports
+    for slot in old.ports.keys() {
+        if !new.ports.contains_key(slot) {
+            ops.push(MapOp::SetPort {
+                slot: *slot,
+                port: FpPort::default(),
+            });
+        }
+    }
+    ops
+}
+
+/// Records in `state` that `op` was applied, so that after a failure part-way the next diff
+/// starts from what the kernel really holds.
+pub fn record(state: &mut Desired, op: &MapOp) {
+    match op {
+        MapOp::SetPort { slot, port } => {
+            if *port == FpPort::default() {
+                state.ports.remove(slot);
+            } else {
+                state.ports.insert(*slot, *port);
+            }
+        }
+        MapOp::SetVlan { vlan, state: v } => {
+            if *v == FpVlan::default() {
+                state.vlans.remove(vlan);
+            } else {
+                state.vlans.insert(*vlan, *v);
+            }
+        }
+        MapOp::PutMap { key, entries } => {
+            state.maps.insert(*key, entries.clone());
+        }
+        MapOp::DeleteMap { key } => {
+            state.maps.remove(key);
+        }
+    }
+}

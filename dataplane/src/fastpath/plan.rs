@@ -1,0 +1,253 @@
+//! What the kernel maps should hold: a pure function of the forwarding table, the port VLAN map
+//! and the interface indexes. No kernel here, so it is unit-tested directly.
+//!
+//! Every egress set is the AF_XDP path's answer ([`ForwardingTable::multicast_egress`], RFC 4541
+//! §2.1.2) computed once per key instead of per frame: the ingress port is left in and removed
+//! by the kernel (`BPF_F_EXCLUDE_INGRESS`), and every set is cut to the ports that carry the VLAN
+//! in both the table and the port map, as `forward::decide` does.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use crate::forward::portmap::{PortMap, MAX_VID, MIN_VID};
+use crate::portset::{PortId, PortSet};
+use crate::table::{ForwardingTable, GroupEntry, VlanId, VlanTable};
+use crate::wire::{is_link_local_multicast, is_multicast, VlanTag};
+use crate::xdp::abi::{
+    FpKey, FpPort, FpVlan, FP_KIND_ANY, FP_KIND_FLOOD, FP_KIND_SOURCE, FP_KIND_UNREG, FP_MAX_KEYS,
+    FP_ON, FP_PORT_ACCESS, FP_PORT_TRUNK, FP_SNOOPING, FP_TAGGED, MAX_SLOTS,
+};
+
+/// Which VLANs the fast path forwards; the others stay entirely in userspace (AF_XDP).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// No VLAN: the program behaves exactly as the plain AF_XDP classifier.
+    #[default]
+    Off,
+    /// Every VLAN of the table.
+    All,
+    /// Only these VLANs.
+    Vlans(BTreeSet<VlanId>),
+}
+
+impl Scope {
+    /// Whether VLAN `v` is in scope.
+    pub fn covers(&self, v: VlanId) -> bool {
+        match self {
+            Scope::Off => false,
+            Scope::All => true,
+            Scope::Vlans(s) => s.contains(&v),
+        }
+    }
+}
+
+/// Which devmap egress program runs on one entry (one port of one egress set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EgressProg {
+    /// None: the frame leaves as the ingress program left it (untagged). The VLAN has no tagged
+    /// egress port, so no metadata either (egress programs cost ~7%: only where needed).
+    Plain,
+    /// Push the VLAN's tag (IEEE 802.1Q §8.8.2: a trunk port outside its native VLAN).
+    Tag,
+    /// Untagged, but in a VLAN that carries metadata: strip it.
+    Untagged,
+}
+
+/// One entry of an inner devmap: which port, its interface, and the egress program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DevEntry {
+    /// The switch port (also the key in the inner devmap).
+    pub port: PortId,
+    /// Its interface index, in the switch's namespace.
+    pub ifindex: u32,
+    /// The egress program on this entry.
+    pub prog: EgressProg,
+}
+
+/// The complete desired content of the fast-path maps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// `fp_ports`: slot → classification (absent = zeroes = not a fast-path port).
+    pub ports: BTreeMap<u32, FpPort>,
+    /// `fp_vlans`: VID → state (absent = zeroes = off).
+    pub vlans: BTreeMap<VlanId, FpVlan>,
+    /// `fp_groups`: key → exactly the egress entries, sorted by port.
+    pub maps: BTreeMap<FpKey, Vec<DevEntry>>,
+    /// VLANs in scope that were left in userspace because the outer map would overflow.
+    pub overflowed: Vec<VlanId>,
+}
+
+/// A (VLAN, kind, group, source) key.
+pub fn key(vlan: VlanId, kind: u16, group: Ipv4Addr, source: Ipv4Addr) -> FpKey {
+    FpKey {
+        vlan,
+        kind,
+        group: group.octets(),
+        source: source.octets(),
+    }
+}
+
+fn bitmap(set: PortSet) -> [u64; 2] {
+    let b = set.bits();
+    // Truncation intended: the two 64-bit halves of the 128-bit bitmap.
+    [b as u64, (b >> 64) as u64]
+}
+
+/// How port `p` classifies frames, from the port map (`None` if it is not configured).
+fn port_entry(pm: &PortMap, p: PortId) -> Option<FpPort> {
+    if !pm.is_configured(p) {
+        return None;
+    }
+    let pvid = pm.ingress_vlan_of_tag(p, None).unwrap_or(0);
+    // An access port refuses every tagged frame; a trunk refuses only VLANs it lacks.
+    let access = matches!(
+        pm.ingress_vlan_of_tag(p, Some(VlanTag::new(MIN_VID, 0))),
+        Err(crate::forward::reason::DropReason::TaggedOnAccess)
+    );
+    Some(FpPort {
+        pvid,
+        mode: if access {
+            FP_PORT_ACCESS
+        } else {
+            FP_PORT_TRUNK
+        },
+        pad: 0,
+    })
+}
+
+/// Computes the desired map contents. `ifindex_of_port[p]` is port `p`'s interface index (0 or
+/// missing: the port is left out of every egress set and its frames go to userspace). Port ids
+/// are the classifier's slots.
+pub fn desired(
+    table: &ForwardingTable,
+    pm: &PortMap,
+    ifindex_of_port: &[u32],
+    scope: &Scope,
+) -> Desired {
+    let mut out = Desired::default();
+    if *scope == Scope::Off {
+        return out;
+    }
+    let mut usable = PortSet::EMPTY;
+    for (p, &ifindex) in ifindex_of_port.iter().enumerate().take(MAX_SLOTS as usize) {
+        let Ok(port) = PortId::try_from(p) else {
+            break;
+        };
+        if ifindex == 0 {
+            continue;
+        }
+        if let Some(e) = port_entry(pm, port) {
+            usable.insert(port);
+            out.ports.insert(u32::from(port), e);
+        }
+    }
+    let mut vids: Vec<VlanId> = table.vlans.keys().copied().collect();
+    vids.sort_unstable();
+    let cap = FP_MAX_KEYS as usize;
+    for vid in vids {
+        let Some(vt) = table.vlans.get(&vid) else {
+            continue;
+        };
+        if !scope.covers(vid) || !(MIN_VID..=MAX_VID).contains(&vid) {
+            continue;
+        }
+        let (state, maps) = vlan_plan(vid, vt, pm, usable, ifindex_of_port);
+        if out.maps.len() + maps.len() > cap {
+            out.overflowed.push(vid);
+            continue;
+        }
+        out.vlans.insert(vid, state);
+        out.maps.extend(maps);
+    }
+    out
+}
+
+fn vlan_plan(
+    vid: VlanId,
+    vt: &VlanTable,
+    pm: &PortMap,
+    usable: PortSet,
+    ifindex_of_port: &[u32],
+) -> (FpVlan, Vec<(FpKey, Vec<DevEntry>)>) {
+    let members = pm.members(vid).intersection(usable);
+    let domain = vt.ports.intersection(members);
+    let tagged = domain.difference(pm.untagged(vid));
+    let mut flags = FP_ON;
+    if vt.snooping {
+        flags |= FP_SNOOPING;
+    }
+    if !tagged.is_empty() {
+        flags |= FP_TAGGED;
+    }
+    let entries = |set: PortSet| -> Vec<DevEntry> {
+        set.intersection(domain)
+            .iter()
+            .filter_map(|p| {
+                let ifindex = *ifindex_of_port.get(usize::from(p))?;
+                let prog = if tagged.is_empty() {
+                    EgressProg::Plain
+                } else if tagged.contains(p) {
+                    EgressProg::Tag
+                } else {
+                    EgressProg::Untagged
+                };
+                Some(DevEntry {
+                    port: p,
+                    ifindex,
+                    prog,
+                })
+            })
+            .collect()
+    };
+    let any = Ipv4Addr::UNSPECIFIED;
+    let mut maps = vec![
+        (key(vid, FP_KIND_FLOOD, any, any), entries(domain)),
+        (
+            key(vid, FP_KIND_UNREG, any, any),
+            entries(vt.mrouters.union(vt.flood_unregistered)),
+        ),
+    ];
+    if vt.snooping {
+        for (g, e) in vt.groups.iter() {
+            // 224.0.0.0/24 is flooded before any group lookup (RFC 4541 §2.1.2 (2)).
+            if !is_multicast(*g) || is_link_local_multicast(*g) {
+                continue;
+            }
+            group_plan(vid, *g, e, vt.mrouters, domain, &entries, &mut maps);
+        }
+    }
+    let state = FpVlan {
+        flags,
+        pad: 0,
+        members: bitmap(members),
+    };
+    (state, maps)
+}
+
+fn group_plan(
+    vid: VlanId,
+    g: Ipv4Addr,
+    e: &GroupEntry,
+    mrouters: PortSet,
+    domain: PortSet,
+    entries: &impl Fn(PortSet) -> Vec<DevEntry>,
+    maps: &mut Vec<(FpKey, Vec<DevEntry>)>,
+) {
+    let any = Ipv4Addr::UNSPECIFIED;
+    if e.flood {
+        maps.push((key(vid, FP_KIND_ANY, g, any), entries(domain)));
+        return;
+    }
+    // RFC 4541 §2.1.2 (1), (7): members admitted by the source filter plus mrouter ports.
+    let any_set = e.any_source.union(mrouters).intersection(domain);
+    maps.push((key(vid, FP_KIND_ANY, g, any), entries(any_set)));
+    let mut sources: Vec<_> = e.by_source.iter().collect();
+    sources.sort_unstable_by_key(|(s, _)| **s);
+    for (s, set) in sources {
+        let s_set = set.union(mrouters).intersection(domain);
+        // A source whose egress equals the any-source set needs no key of its own.
+        if s_set != any_set {
+            maps.push((key(vid, FP_KIND_SOURCE, g, *s), entries(s_set)));
+        }
+    }
+}
