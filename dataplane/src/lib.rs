@@ -7,8 +7,8 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod afxdp;
-pub mod fastpath;
 pub mod fasthash;
+pub mod fastpath;
 pub mod forward;
 pub mod packet_socket;
 pub mod portset;
