@@ -6,6 +6,10 @@
 //! take RFC 3376 §8 defaults, derived from the robustness variable and query interval the file
 //! does give (§8.6, §8.7, §8.9).
 
+mod spans;
+
+pub use self::spans::Location;
+use self::spans::Spans;
 use crate::switch::placement::Placement;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -23,41 +27,59 @@ use crate::engine::{
     VlanConfig,
 };
 
-/// Why a configuration file was refused.
+/// Why a configuration file was refused. Displayed the way compilers do, `FILE:LINE:COLUMN:
+/// message`, so editors and operators jump straight to the offending value.
 #[derive(Debug, Error)]
 pub enum ConfigFileError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
     },
-    /// The file is not valid TOML for this schema (the message has line, column and key).
-    #[error("{}{message}", file_prefix(path))]
+    /// The file is not valid TOML for this schema (an unknown key, a value of the wrong type).
+    #[error("{}{message}", prefix(path, at))]
     Parse {
         /// The file.
         path: PathBuf,
-        /// The parser's explanation.
+        /// Where the parser stopped.
+        at: Option<Location>,
+        /// The parser's explanation, after the key it concerns when known.
         message: String,
     },
     /// The file parses but a value is not allowed.
-    #[error("{}{message}", file_prefix(path))]
+    #[error("{}{message}", prefix(path, at))]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// Which key, what is wrong, and the fix.
+        /// Where the offending value is written; `None` when the file does not write it (a
+        /// missing section, a value derived from others).
+        at: Option<Location>,
+        /// Which key, the bad value, what is wrong, and what is allowed.
         message: String,
     },
 }
 
-/// `"FILE: "` before a message, or nothing when the text did not come from a file.
-fn file_prefix(path: &Path) -> String {
-    if path.as_os_str().is_empty() {
-        String::new()
-    } else {
-        format!("{}: ", path.display())
+impl ConfigFileError {
+    /// Where in the file the problem is, when it is one place.
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            ConfigFileError::Io { .. } => None,
+            ConfigFileError::Parse { at, .. } | ConfigFileError::Invalid { at, .. } => *at,
+        }
+    }
+}
+
+/// `"FILE:LINE:COLUMN: "` before a message; `"line L, column C: "` when the text did not come
+/// from a file; `"FILE: "` or nothing without a position.
+fn prefix(path: &Path, at: &Option<Location>) -> String {
+    match (path.as_os_str().is_empty(), at) {
+        (false, Some(at)) => format!("{}:{at}: ", path.display()),
+        (false, None) => format!("{}: ", path.display()),
+        (true, Some(at)) => format!("line {}, column {}: ", at.line, at.column),
+        (true, None) => String::new(),
     }
 }
 
@@ -243,14 +265,15 @@ struct FileSchema {
     static_groups: Vec<StaticGroupSection>,
 }
 
-/// The version of queries a VLAN sends, from `igmp_version` under `key`.
-fn query_version(key: &str, v: u8) -> Result<Version, String> {
+/// The version of queries a VLAN sends, from `igmp_version` under `key` (written at `path`).
+fn query_version(key: &str, path: &str, v: u8) -> Result<Version, Refusal> {
     match v {
         2 => Ok(Version::V2),
         3 => Ok(Version::V3),
-        v => Err(format!(
+        v => Err(Refusal::new(format!(
             "{key}.igmp_version = {v}: xsnoop sends IGMPv2 or IGMPv3 queries; use 2 or 3"
-        )),
+        ))
+        .at(format!("{path}.igmp_version"))),
     }
 }
 
@@ -259,13 +282,19 @@ fn query_version(key: &str, v: u8) -> Result<Version, String> {
 fn vlan_timers(
     key: &str,
     s: &SnoopingSection,
-    v: Option<&VlanSection>,
-) -> Result<TimerConfig, String> {
+    section: Option<(usize, &VlanSection)>,
+) -> Result<TimerConfig, Refusal> {
+    let v = section.map(|(_, v)| v);
     let robustness = v.and_then(|v| v.robustness).unwrap_or(s.robustness);
     if robustness == 0 {
-        return Err(format!(
+        let refusal = Refusal::new(format!(
             "{key}.robustness = 0: the robustness variable must not be 0 (RFC 3376 §8.1); use 2, or more on lossy links"
         ));
+        return Err(match section {
+            Some((i, _)) => refusal.at(format!("vlan.{i}.robustness")),
+            None => refusal,
+        }
+        .at("snooping.robustness"));
     }
     let qi = v
         .and_then(|v| v.query_interval)
@@ -345,221 +374,356 @@ impl SwitchConfig {
             source,
         })?;
         Self::parse(&text).map_err(|e| match e {
-            ConfigFileError::Parse { message, .. } => ConfigFileError::Parse {
+            ConfigFileError::Parse { at, message, .. } => ConfigFileError::Parse {
                 path: path.to_path_buf(),
+                at,
                 message,
             },
-            ConfigFileError::Invalid { message, .. } => ConfigFileError::Invalid {
+            ConfigFileError::Invalid { at, message, .. } => ConfigFileError::Invalid {
                 path: path.to_path_buf(),
+                at,
                 message,
             },
             other => other,
         })
     }
 
-    /// Parses and validates configuration text (errors carry an empty path).
+    /// Parses and validates configuration text (errors carry an empty path, and the line and
+    /// column of the offending value when the text writes it).
     pub fn parse(text: &str) -> Result<SwitchConfig, ConfigFileError> {
-        let schema: FileSchema = toml::from_str(text).map_err(|e| ConfigFileError::Parse {
-            path: PathBuf::new(),
-            message: e.to_string(),
+        let schema: FileSchema = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|s| s.start);
+            let key = offset.and_then(|o| Spans::parse(text).key_at(o));
+            ConfigFileError::Parse {
+                path: PathBuf::new(),
+                at: offset.map(|o| Location::of_offset(text, o)),
+                message: match key {
+                    Some(key) => format!("{key}: {}", e.message().trim_end()),
+                    None => e.message().trim_end().to_string(),
+                },
+            }
         })?;
-        let invalid = |message: String| ConfigFileError::Invalid {
+        build(&schema).map_err(|r| ConfigFileError::Invalid {
             path: PathBuf::new(),
-            message,
-        };
-        let workers = schema.workers.unwrap_or(1);
-        if workers == 0 || workers > MAX_WORKERS {
-            return Err(invalid(format!(
-                "workers = {workers}: the number of forwarding threads must be 1 to {MAX_WORKERS}; 1 (the default) suits most boxes, more needs as many receive queues on every port"
-            )));
-        }
-        // SAFETY: sysconf has no preconditions.
-        let online = usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) })
-            .unwrap_or(usize::MAX);
-        if let Some(cpu) = schema.worker_cpus.iter().find(|&&c| c >= online) {
-            return Err(invalid(format!(
-                "worker_cpus: CPU {cpu} does not exist on this machine (CPUs 0..{online}); list CPUs from `lscpu`"
-            )));
-        }
-        let placement = Placement {
-            cpus: schema.worker_cpus.clone(),
-            realtime: schema.worker_realtime,
-        };
-        let s = &schema.snooping;
-        let global_version = query_version("snooping", s.igmp_version).map_err(invalid)?;
-        // Validate [snooping]'s own timers even when every VLAN overrides them.
-        vlan_timers("snooping", s, None).map_err(invalid)?;
-        let mut ports = Vec::new();
-        let mut native_vlans = Vec::new();
-        let mut punt_limits = Vec::new();
-        let mut vlan_ids = std::collections::BTreeSet::new();
-        for (i, p) in schema.ports.iter().enumerate() {
-            let at = format!("port[{i}] ({:?})", p.name);
-            let bad_id = |key: &str, id: VlanId| {
-                invalid(format!(
-                    "{at}.{key} = {id}: not a usable VLAN id (0 and 4095 are reserved, 12 bits at most); use 1..=4094"
-                ))
-            };
-            let usable = |id: VlanId| (1..=4094).contains(&id);
-            if let Some(id) = p.vlan.filter(|&id| !usable(id)) {
-                return Err(bad_id("vlan", id));
-            }
-            if let Some(id) = p.native_vlan.filter(|&id| !usable(id)) {
-                return Err(bad_id("native_vlan", id));
-            }
-            if let Some(id) = p.trunk.iter().flatten().copied().find(|&id| !usable(id)) {
-                return Err(bad_id("trunk", id));
-            }
-            let vlans = match (p.vlan, &p.trunk) {
-                (Some(v), None) => {
-                    if p.native_vlan.is_some() {
-                        return Err(invalid(format!(
-                            "{at}.native_vlan: only trunk ports have a native VLAN; remove it or use trunk = [...]"
-                        )));
-                    }
-                    PortVlans::Access(v)
-                }
-                (None, Some(list)) => {
-                    if let Some(n) = p.native_vlan.filter(|n| !list.contains(n)) {
-                        return Err(invalid(format!(
-                            "{at}.native_vlan = {n}: the native VLAN must be one of the trunk's VLANs {list:?}"
-                        )));
-                    }
-                    PortVlans::Trunk(list.clone())
-                }
-                (None, None) => PortVlans::Access(1),
-                (Some(_), Some(_)) => {
-                    return Err(invalid(format!(
-                        "{at}: has both vlan (access port) and trunk; keep one"
-                    )))
-                }
-            };
-            vlan_ids.extend(vlans.as_slice().iter().copied());
-            ports.push(PortConfig {
-                name: p.name.clone(),
-                vlans,
-                fast_leave: p.fast_leave,
-                mrouter: match p.mrouter {
-                    MrouterKey::Auto => MrouterMode::Auto,
-                    MrouterKey::Always => MrouterMode::Always,
-                    MrouterKey::Never => MrouterMode::Never,
-                },
-                flood_reports: p.flood_reports,
-                flood_unregistered: p.flood_unregistered,
-                max_groups: p.max_groups,
-            });
-            native_vlans.push(p.native_vlan);
-            let limit = PuntLimit {
-                rate: p.igmp_rate.unwrap_or(s.igmp_rate),
-                burst: p.igmp_burst.unwrap_or(s.igmp_burst),
-            };
-            if limit.rate > 0 && limit.burst == 0 {
-                return Err(invalid(format!(
-                    "{at}.igmp_burst = 0: a policed port must be allowed at least one frame at once; use 1 or more (or igmp_rate = 0 for no limit)"
-                )));
-            }
-            punt_limits.push(limit);
-        }
-        if ports.is_empty() {
-            return Err(invalid(
-                "no [[port]] sections: add one per switch interface, e.g. [[port]] name = \"swp1\""
-                    .into(),
-            ));
-        }
-        let mut sections = std::collections::BTreeMap::new();
-        for (i, v) in schema.vlans.iter().enumerate() {
-            let key = format!("vlan[{i}] (id {})", v.id);
-            if !vlan_ids.contains(&v.id) {
-                return Err(invalid(format!(
-                    "{key}: no port carries VLAN {}; add it to a port (vlan = or trunk =) or remove the section",
-                    v.id
-                )));
-            }
-            if sections.insert(v.id, (key, v)).is_some() {
-                return Err(invalid(format!(
-                    "vlan[{i}]: VLAN {} has two [[vlan]] sections; merge them",
-                    v.id
-                )));
-            }
-        }
-        let mut vlans = Vec::new();
-        for &id in &vlan_ids {
-            let (key, v) = match sections.get(&id) {
-                Some((key, v)) => (key.clone(), Some(*v)),
-                None => ("snooping".to_string(), None),
-            };
-            let igmp_version = match v.and_then(|v| v.igmp_version) {
-                Some(n) => query_version(&key, n).map_err(invalid)?,
-                None => global_version,
-            };
-            vlans.push(VlanConfig {
-                id,
-                snooping: v.and_then(|v| v.snooping).unwrap_or(true),
-                querier: v.and_then(|v| v.querier).unwrap_or(s.querier),
-                querier_address: v
-                    .and_then(|v| v.querier_address)
-                    .unwrap_or(s.querier_address),
-                igmp_version,
-                timers: vlan_timers(&key, s, v).map_err(invalid)?,
-                table_full: match v.map(|v| &v.table_full) {
-                    Some(TableFullKey::Flood) => TableFullPolicy::Flood,
-                    _ => TableFullPolicy::Deny,
-                },
-                max_groups: v.map_or(0, |v| v.max_groups),
-                flood_unregistered: v
-                    .and_then(|v| v.flood_unregistered)
-                    .unwrap_or(s.flood_unregistered),
-            });
-        }
-        let mut static_groups = Vec::new();
-        for (i, g) in schema.static_groups.iter().enumerate() {
-            let key = format!("static_group[{i}] ({})", g.group);
-            let vlan = match (g.vlan, vlan_ids.len()) {
-                (Some(v), _) => v,
-                (None, 1) => vlan_ids.iter().next().copied().unwrap_or(1),
-                (None, _) => {
-                    return Err(invalid(format!(
-                        "{key}.vlan: missing; the switch has several VLANs, say which one"
-                    )))
-                }
-            };
-            if g.ports.is_empty() {
-                return Err(invalid(format!(
-                    "{key}.ports: empty; list the ports that receive the group"
-                )));
-            }
-            for name in &g.ports {
-                let port = ports.iter().position(|p| &p.name == name).ok_or_else(|| {
-                    invalid(format!(
-                        "{key}.ports: {name:?} is not a [[port]] of this file; use one of the port names"
-                    ))
-                })?;
-                static_groups.push(StaticGroup {
-                    vlan,
-                    port: PortId::try_from(port).unwrap_or(PortId::MAX),
-                    group: g.group,
-                    sources: g.sources.clone(),
-                });
-            }
-        }
-        let engine = EngineConfig {
-            ports,
-            vlans,
-            max_groups: s.max_groups,
-            max_sources: s.max_sources,
-            static_groups,
-        };
-        engine
-            .validate()
-            .map_err(|e| invalid(file_terms(&e, &engine)))?;
-        Ok(SwitchConfig {
-            engine,
-            native_vlans,
-            metrics_listen: schema.metrics_listen,
-            workers,
-            punt_limits,
-            placement,
+            at: Spans::parse(text).first(&r.keys),
+            message: r.message,
         })
+    }
+}
+
+/// A value the schema accepts but the switch does not: what is wrong and how to fix it, and the
+/// key paths (`port.0.vlan`, see [`Spans::at`]) where it may be written, most specific first.
+#[derive(Debug)]
+struct Refusal {
+    keys: Vec<String>,
+    message: String,
+}
+
+impl Refusal {
+    fn new(message: String) -> Refusal {
+        Refusal {
+            keys: Vec::new(),
+            message,
+        }
+    }
+
+    /// Also look for the offending value at `key` (after the keys given before).
+    fn at(mut self, key: impl Into<String>) -> Refusal {
+        self.keys.push(key.into());
+        self
+    }
+}
+
+/// Turns the file's schema into the switch configuration, refusing what the switch cannot run.
+fn build(schema: &FileSchema) -> Result<SwitchConfig, Refusal> {
+    let workers = schema.workers.unwrap_or(1);
+    if workers == 0 || workers > MAX_WORKERS {
+        return Err(Refusal::new(format!(
+            "workers = {workers}: the number of forwarding threads must be 1 to {MAX_WORKERS}; 1 (the default) suits most boxes, more needs as many receive queues on every port"
+        ))
+        .at("workers"));
+    }
+    // SAFETY: sysconf has no preconditions.
+    let online =
+        usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }).unwrap_or(usize::MAX);
+    if let Some((k, cpu)) = schema
+        .worker_cpus
+        .iter()
+        .enumerate()
+        .find(|(_, &c)| c >= online)
+    {
+        return Err(Refusal::new(format!(
+            "worker_cpus: CPU {cpu} does not exist on this machine (CPUs 0..{online}); list CPUs from `lscpu`"
+        ))
+        .at(format!("worker_cpus.{k}")));
+    }
+    let placement = Placement {
+        cpus: schema.worker_cpus.clone(),
+        realtime: schema.worker_realtime,
+    };
+    let s = &schema.snooping;
+    let global_version = query_version("snooping", "snooping", s.igmp_version)?;
+    // Validate [snooping]'s own timers even when every VLAN overrides them.
+    vlan_timers("snooping", s, None)?;
+    let mut ports = Vec::new();
+    let mut native_vlans = Vec::new();
+    let mut punt_limits = Vec::new();
+    let mut vlan_ids = std::collections::BTreeSet::new();
+    for (i, p) in schema.ports.iter().enumerate() {
+        let at = format!("port[{i}] ({:?})", p.name);
+        let here = |key: &str| format!("port.{i}.{key}");
+        let bad_id = |key: &str, id: VlanId| {
+            Refusal::new(format!(
+                "{at}.{key} = {id}: not a usable VLAN id (0 and 4095 are reserved, 12 bits at most); use 1..=4094"
+            ))
+        };
+        let usable = |id: VlanId| (1..=4094).contains(&id);
+        if let Some(id) = p.vlan.filter(|&id| !usable(id)) {
+            return Err(bad_id("vlan", id).at(here("vlan")));
+        }
+        if let Some(id) = p.native_vlan.filter(|&id| !usable(id)) {
+            return Err(bad_id("native_vlan", id).at(here("native_vlan")));
+        }
+        if let Some((k, id)) = p
+            .trunk
+            .iter()
+            .flatten()
+            .copied()
+            .enumerate()
+            .find(|&(_, id)| !usable(id))
+        {
+            return Err(bad_id("trunk", id).at(here(&format!("trunk.{k}"))));
+        }
+        let vlans = match (p.vlan, &p.trunk) {
+            (Some(v), None) => {
+                if p.native_vlan.is_some() {
+                    return Err(Refusal::new(format!(
+                        "{at}.native_vlan: only trunk ports have a native VLAN; remove it or use trunk = [...]"
+                    ))
+                    .at(here("native_vlan")));
+                }
+                PortVlans::Access(v)
+            }
+            (None, Some(list)) => {
+                if let Some(n) = p.native_vlan.filter(|n| !list.contains(n)) {
+                    return Err(Refusal::new(format!(
+                        "{at}.native_vlan = {n}: the native VLAN must be one of the trunk's VLANs {list:?}"
+                    ))
+                    .at(here("native_vlan")));
+                }
+                PortVlans::Trunk(list.clone())
+            }
+            (None, None) => PortVlans::Access(1),
+            (Some(_), Some(_)) => {
+                return Err(Refusal::new(format!(
+                    "{at}: has both vlan (access port) and trunk; keep one"
+                ))
+                .at(here("trunk")))
+            }
+        };
+        vlan_ids.extend(vlans.as_slice().iter().copied());
+        ports.push(PortConfig {
+            name: p.name.clone(),
+            vlans,
+            fast_leave: p.fast_leave,
+            mrouter: match p.mrouter {
+                MrouterKey::Auto => MrouterMode::Auto,
+                MrouterKey::Always => MrouterMode::Always,
+                MrouterKey::Never => MrouterMode::Never,
+            },
+            flood_reports: p.flood_reports,
+            flood_unregistered: p.flood_unregistered,
+            max_groups: p.max_groups,
+        });
+        native_vlans.push(p.native_vlan);
+        let limit = PuntLimit {
+            rate: p.igmp_rate.unwrap_or(s.igmp_rate),
+            burst: p.igmp_burst.unwrap_or(s.igmp_burst),
+        };
+        if limit.rate > 0 && limit.burst == 0 {
+            return Err(Refusal::new(format!(
+                "{at}.igmp_burst = 0: a policed port must be allowed at least one frame at once; use 1 or more (or igmp_rate = 0 for no limit)"
+            ))
+            .at(here("igmp_burst"))
+            .at("snooping.igmp_burst"));
+        }
+        punt_limits.push(limit);
+    }
+    if ports.is_empty() {
+        return Err(Refusal::new(
+            "no [[port]] sections: add one per switch interface, e.g. [[port]] name = \"swp1\""
+                .into(),
+        ));
+    }
+    let mut sections = std::collections::BTreeMap::new();
+    for (i, v) in schema.vlans.iter().enumerate() {
+        let key = format!("vlan[{i}] (id {})", v.id);
+        if !vlan_ids.contains(&v.id) {
+            return Err(Refusal::new(format!(
+                "{key}: no port carries VLAN {}; add it to a port (vlan = or trunk =) or remove the section",
+                v.id
+            ))
+            .at(format!("vlan.{i}.id")));
+        }
+        if sections.insert(v.id, (i, v)).is_some() {
+            return Err(Refusal::new(format!(
+                "vlan[{i}]: VLAN {} has two [[vlan]] sections; merge them",
+                v.id
+            ))
+            .at(format!("vlan.{i}.id")));
+        }
+    }
+    let mut vlans = Vec::new();
+    for &id in &vlan_ids {
+        let section = sections.get(&id).copied();
+        let (key, path) = match section {
+            Some((i, v)) => (format!("vlan[{i}] (id {})", v.id), format!("vlan.{i}")),
+            None => ("snooping".to_string(), "snooping".to_string()),
+        };
+        let v = section.map(|(_, v)| v);
+        let igmp_version = match v.and_then(|v| v.igmp_version) {
+            Some(n) => query_version(&key, &path, n)?,
+            None => global_version,
+        };
+        vlans.push(VlanConfig {
+            id,
+            snooping: v.and_then(|v| v.snooping).unwrap_or(true),
+            querier: v.and_then(|v| v.querier).unwrap_or(s.querier),
+            querier_address: v
+                .and_then(|v| v.querier_address)
+                .unwrap_or(s.querier_address),
+            igmp_version,
+            timers: vlan_timers(&key, s, section)?,
+            table_full: match v.map(|v| &v.table_full) {
+                Some(TableFullKey::Flood) => TableFullPolicy::Flood,
+                _ => TableFullPolicy::Deny,
+            },
+            max_groups: v.map_or(0, |v| v.max_groups),
+            flood_unregistered: v
+                .and_then(|v| v.flood_unregistered)
+                .unwrap_or(s.flood_unregistered),
+        });
+    }
+    let mut static_groups = Vec::new();
+    // Per engine static group: its [[static_group]] section and the index in that section's
+    // `ports`, so the engine's own refusals can be pointed at the file.
+    let mut static_origin = Vec::new();
+    for (i, g) in schema.static_groups.iter().enumerate() {
+        let key = format!("static_group[{i}] ({})", g.group);
+        let vlan = match (g.vlan, vlan_ids.len()) {
+            (Some(v), _) => v,
+            (None, 1) => vlan_ids.iter().next().copied().unwrap_or(1),
+            (None, _) => {
+                return Err(Refusal::new(format!(
+                    "{key}.vlan: missing; the switch has several VLANs, say which one"
+                ))
+                .at(format!("static_group.{i}.group")))
+            }
+        };
+        if g.ports.is_empty() {
+            return Err(Refusal::new(format!(
+                "{key}.ports: empty; list the ports that receive the group"
+            ))
+            .at(format!("static_group.{i}.ports")));
+        }
+        for (k, name) in g.ports.iter().enumerate() {
+            let port = ports.iter().position(|p| &p.name == name).ok_or_else(|| {
+                Refusal::new(format!(
+                    "{key}.ports: {name:?} is not a [[port]] of this file; use one of the port names"
+                ))
+                .at(format!("static_group.{i}.ports.{k}"))
+            })?;
+            static_groups.push(StaticGroup {
+                vlan,
+                port: PortId::try_from(port).unwrap_or(PortId::MAX),
+                group: g.group,
+                sources: g.sources.clone(),
+            });
+            static_origin.push((i, k));
+        }
+    }
+    let engine = EngineConfig {
+        ports,
+        vlans,
+        max_groups: s.max_groups,
+        max_sources: s.max_sources,
+        static_groups,
+    };
+    engine.validate().map_err(|e| Refusal {
+        keys: engine_error_keys(&e, &engine, schema, &static_origin),
+        message: file_terms(&e, &engine),
+    })?;
+    Ok(SwitchConfig {
+        engine,
+        native_vlans,
+        metrics_listen: schema.metrics_listen,
+        workers,
+        punt_limits,
+        placement,
+    })
+}
+
+/// Where in the file the value behind one of the engine's own refusals is written: the key in
+/// the VLAN's `[[vlan]]` section, else in `[snooping]`, else the section itself.
+fn engine_error_keys(
+    e: &ConfigError,
+    cfg: &EngineConfig,
+    schema: &FileSchema,
+    static_origin: &[(usize, usize)],
+) -> Vec<String> {
+    let vlan_keys = |index: &usize, knob: &str| {
+        let section = cfg
+            .vlans
+            .get(*index)
+            .and_then(|v| schema.vlans.iter().position(|s| s.id == v.id));
+        let mut keys = Vec::new();
+        if let Some(j) = section {
+            keys.push(format!("vlan.{j}.{knob}"));
+        }
+        keys.push(format!("snooping.{knob}"));
+        if let Some(j) = section {
+            keys.push(format!("vlan.{j}.id"));
+        }
+        keys
+    };
+    match e {
+        ConfigError::BadTimer { index, knob, .. } => vlan_keys(index, knob),
+        ConfigError::BadQuerierAddress { index, .. } => vlan_keys(index, "querier_address"),
+        ConfigError::BadIgmpVersion { index } => vlan_keys(index, "igmp_version"),
+        ConfigError::BadStaticGroup { index, .. } => {
+            let Some(&(i, k)) = static_origin.get(*index) else {
+                return Vec::new();
+            };
+            let Some(g) = schema.static_groups.get(i) else {
+                return Vec::new();
+            };
+            let at = |key: String| format!("static_group.{i}.{key}");
+            let carried = cfg.static_groups.get(*index).is_some_and(|sg| {
+                cfg.ports
+                    .get(usize::from(sg.port))
+                    .is_some_and(|p| p.vlans.as_slice().contains(&sg.vlan))
+            });
+            // The same checks, in the same order, as EngineConfig::validate.
+            if !carried {
+                vec![at(format!("ports.{k}")), at("vlan".into())]
+            } else if !crate::engine::addr::is_snoopable_group(g.group) {
+                vec![at("group".into())]
+            } else if let Some(m) = g
+                .sources
+                .iter()
+                .position(|a| a.is_multicast() || a.is_unspecified() || a.is_broadcast())
+            {
+                vec![at(format!("sources.{m}"))]
+            } else {
+                vec![at(format!("ports.{k}"))]
+            }
+        }
+        ConfigError::EmptyPortName { index } | ConfigError::DuplicatePortName { index, .. } => {
+            vec![format!("port.{index}.name")]
+        }
+        ConfigError::BadTrunk { index, .. } => vec![format!("port.{index}.trunk")],
+        ConfigError::TooManyPorts { max, .. } => vec![format!("port.{max}.name")],
+        _ => Vec::new(),
     }
 }
 
@@ -812,6 +976,79 @@ mod tests {
         );
         assert!(
             e.contains("static_group for 224.0.0.5 on a") && e.contains("always flooded"),
+            "{e}"
+        );
+    }
+
+    /// `(line, column)` of the refusal of `text`, and its message.
+    fn located(text: &str) -> (Option<(usize, usize)>, String) {
+        let e = SwitchConfig::parse(text).unwrap_err();
+        (e.location().map(|l| (l.line, l.column)), e.to_string())
+    }
+
+    #[test]
+    fn semantic_errors_carry_the_line_and_column_of_the_value() {
+        let cases: &[(&str, (usize, usize), &str)] = &[
+            ("# c\nworkers = 0\n[[port]]\nname = \"a\"\n", (2, 11), "workers = 0"),
+            ("worker_cpus = [0, 100000]\n[[port]]\nname = \"a\"\n", (1, 19), "CPU 100000"),
+            ("[snooping]\nigmp_version = 1\n[[port]]\nname = \"a\"\n", (2, 16), "snooping.igmp_version = 1"),
+            ("[snooping]\n\nrobustness = 0\n[[port]]\nname = \"a\"\n", (3, 14), "snooping.robustness = 0"),
+            ("[[port]]\nname = \"a\"\n[[port]]\nname = \"swp1\"\nvlan = 4095\n", (5, 8), "port[1] (\"swp1\").vlan = 4095"),
+            ("[[port]]\nname = \"a\"\ntrunk = [10, 0]\n", (3, 14), ".trunk = 0"),
+            ("[[port]]\nname = \"a\"\nnative_vlan = 0\n", (3, 15), ".native_vlan = 0"),
+            ("[[port]]\nname = \"a\"\ntrunk = [10]\nnative_vlan = 20\n", (4, 15), "native_vlan = 20"),
+            ("[[port]]\nname = \"a\"\nvlan = 3\nnative_vlan = 3\n", (4, 15), "only trunk ports"),
+            ("[[port]]\nname = \"a\"\nvlan = 3\ntrunk = [3]\n", (4, 9), "both vlan"),
+            ("[[port]]\nname = \"a\"\nigmp_burst = 0\n", (3, 14), "igmp_burst = 0"),
+            ("[snooping]\nigmp_burst = 0\n[[port]]\nname = \"a\"\n", (2, 14), "igmp_burst = 0"),
+            ("[[port]]\nname = \"a\"\n[[port]]\n  name = \"a\"\n", (4, 10), "already used"),
+            ("[[port]]\nname = \"\"\n", (2, 8), "is empty"),
+            ("[[port]]\nname = \"a\"\ntrunk = [5, 5]\n", (3, 9), "listed twice"),
+            ("[[port]]\nname = \"a\"\n[[vlan]]\nid = 7\n", (4, 6), "no port carries VLAN 7"),
+            ("[[port]]\nname = \"a\"\n[[vlan]]\nid = 1\n[[vlan]]\nid = 1\n", (6, 6), "two [[vlan]] sections"),
+            ("[[port]]\nname = \"a\"\n[[vlan]]\nid = 1\nigmp_version = 4\n", (5, 16), "vlan[0] (id 1).igmp_version = 4"),
+            ("[[port]]\nname = \"a\"\n[[vlan]]\nid = 1\nrobustness = 0\n", (5, 14), "vlan[0] (id 1).robustness = 0"),
+            ("[[port]]\nname = \"a\"\n[[vlan]]\nid = 1\nquery_response_interval = \"200s\"\n", (5, 27), "query_response_interval"),
+            ("[snooping]\nquery_response_interval = \"200s\"\n[[port]]\nname = \"a\"\n", (2, 27), "query_response_interval"),
+            ("[snooping]\nquerier_address = \"224.0.0.1\"\n[[port]]\nname = \"a\"\n", (2, 19), "224.0.0.1"),
+            ("[[port]]\nname = \"a\"\n[[static_group]]\ngroup = \"239.1.1.1\"\nports = [\"a\", \"b\"]\n", (5, 15), "\"b\" is not a [[port]]"),
+            ("[[port]]\nname = \"a\"\n[[static_group]]\ngroup = \"239.1.1.1\"\nports = []\n", (5, 9), "ports: empty"),
+            ("[[port]]\nname = \"a\"\n[[port]]\nname = \"b\"\nvlan = 2\n[[static_group]]\ngroup = \"239.1.1.1\"\nports = [\"a\"]\n", (7, 9), "vlan: missing"),
+            ("[[port]]\nname = \"a\"\n[[static_group]]\ngroup = \"224.0.0.5\"\nports = [\"a\"]\n", (4, 9), "always flooded"),
+            ("[[port]]\nname = \"a\"\n[[static_group]]\ngroup = \"232.1.1.1\"\nports = [\"a\"]\nsources = [\"10.0.0.1\", \"0.0.0.0\"]\n", (6, 24), "source 0.0.0.0"),
+            ("[[port]]\nname = \"a\"\n[[port]]\nname = \"b\"\nvlan = 2\n[[static_group]]\nvlan = 2\ngroup = \"239.1.1.1\"\nports = [\"b\", \"a\"]\n", (9, 15), "does not carry VLAN 2"),
+            // toml's own refusals get the same prefix, and the key when a value is refused.
+            ("[[port]]\nname = \"a\"\nmrouter = \"sometimes\"\n", (3, 11), "port[0].mrouter: unknown variant"),
+            ("[snooping]\nquerier = true\nquerrier_address = \"1.2.3.4\"\n", (3, 1), "querrier_address"),
+            ("[[port]]\nname = \"a\n", (2, 10), "invalid basic string"),
+        ];
+        for (text, want, fragment) in cases {
+            let (at, msg) = located(text);
+            assert_eq!(at, Some(*want), "{text:?}: {msg}");
+            assert!(
+                msg.starts_with(&format!("line {}, column {}: ", want.0, want.1)),
+                "{msg}"
+            );
+            assert!(msg.contains(fragment), "{text:?}: {msg}");
+        }
+        // Nothing to point at: no line rather than a wrong one.
+        assert_eq!(located("").0, None);
+    }
+
+    #[test]
+    fn a_file_error_reads_file_line_column() {
+        let dir = std::env::temp_dir().join(format!("xsnoop-h14-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("f.toml");
+        let text = "# ports\n\n\n\n\n\n\n\n\n\n[[port]]\nname = \"swp1\"\nvlan = 4095\n";
+        std::fs::write(&f, text).unwrap();
+        let e = SwitchConfig::load(&f).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            e.starts_with(&format!(
+                "{}:13:8: port[0] (\"swp1\").vlan = 4095: ",
+                f.display()
+            )) && e.ends_with("use 1..=4094"),
             "{e}"
         );
     }

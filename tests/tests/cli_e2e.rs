@@ -201,3 +201,41 @@ fn daemon_serves_mdb_contract_and_stops_cleanly_on_sigterm() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is xsnoop running"));
 }
+
+/// `xsnoop check-config` names the file, line and column of the bad value, the key, the value
+/// and what is allowed, compiler style, and exits non-zero; a good file prints "ok".
+#[test]
+fn check_config_points_at_the_offending_line() {
+    let dir = std::env::temp_dir().join(format!("xsnoop-check-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "# two ports\n[[port]]\nname = \"swp1\"\n\n[[port]]\nname = \"swp2\"\nvlan = 4095\n",
+    )
+    .unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[[port]]\nname = \"swp1\"\nvlan = 10\n").unwrap();
+    let typo = dir.join("typo.toml");
+    std::fs::write(
+        &typo,
+        "[[port]]\nname = \"swp1\"\nmrouter = \"sometimes\"\n",
+    )
+    .unwrap();
+    let out_bad = cli(&["check-config", bad.to_str().unwrap()]);
+    let out_good = cli(&["check-config", good.to_str().unwrap()]);
+    let out_typo = cli(&["check-config", typo.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    assert!(!out_bad.status.success());
+    let err = String::from_utf8_lossy(&out_bad.stderr);
+    let want = format!("{}:7:8: port[1] (\"swp2\").vlan = 4095: ", bad.display());
+    assert!(err.contains(&want) && err.contains("use 1..=4094"), "{err}");
+    assert!(!out_typo.status.success());
+    let err = String::from_utf8_lossy(&out_typo.stderr);
+    let want = format!("{}:3:11: port[0].mrouter: ", typo.display());
+    assert!(err.contains(&want) && err.contains("`always`"), "{err}");
+    assert!(out_good.status.success());
+    let ok = String::from_utf8_lossy(&out_good.stdout);
+    assert!(ok.starts_with(&format!("{}: ok", good.display())), "{ok}");
+}
