@@ -11,6 +11,7 @@ pub mod engine;
 pub mod inject;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod plane;
 pub mod punt;
 pub mod show;

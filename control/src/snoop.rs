@@ -23,6 +23,7 @@ use crate::engine::config::PortVlans;
 use crate::engine::model::Time;
 use crate::engine::{Engine, EngineConfig, Input, Output};
 use crate::inject::{build_query, MAX_QUERY_FRAME};
+use crate::notify::Notifier;
 use crate::plane::ControlPlane;
 
 /// Whether `frame` carries an 802.1Q or 802.1ad tag (its first EtherType is a TPID).
@@ -44,6 +45,11 @@ pub struct SnoopSwitch {
     plane: ControlPlane,
     ports: Vec<SnoopPort>,
     rx_buf: Vec<u8>,
+    /// systemd's `$NOTIFY_SOCKET` (a no-op outside systemd).
+    notify: Notifier,
+    /// `READY=1` was sent: the first [`SnoopSwitch::step`] sends it, once the caller has set up
+    /// every listener.
+    ready: bool,
 }
 
 impl SnoopSwitch {
@@ -79,6 +85,8 @@ impl SnoopSwitch {
             plane: ControlPlane::new(config)?,
             ports,
             rx_buf: vec![0u8; 65_536],
+            notify: Notifier::from_env(),
+            ready: false,
         })
     }
 
@@ -94,11 +102,19 @@ impl SnoopSwitch {
 
     /// Replaces the configuration (SIGHUP), keeping learned state; see
     /// [`crate::plane::ControlPlane::reconfigure`].
+    /// systemd is told `RELOADING=1` before and `READY=1` after, whatever the outcome.
     pub fn reconfigure(&mut self, config: EngineConfig) -> Result<()> {
-        let out = self.plane.reconfigure(config)?;
+        self.notify.reloading();
+        let result = self.plane.reconfigure(config);
+        self.notify.ready(&self.status());
         // A querier turned on by the new file starts querying at once.
-        self.send_queries(&out);
+        self.send_queries(&result?);
         Ok(())
+    }
+
+    /// The one-line status systemd shows for snoop mode.
+    fn status(&self) -> String {
+        format!("snooping on {} port(s)", self.ports.len())
     }
 
     /// The answer to one show command, from the engine's state now.
@@ -128,7 +144,12 @@ impl SnoopSwitch {
 
     /// Waits at most `max_wait` for frames or the engine's next deadline, handles everything that
     /// is ready, and returns the engine's outputs (already acted on) for display.
+    /// The first call tells systemd the switch is ready (`Type=notify`).
     pub fn step(&mut self, max_wait: Duration) -> Result<Vec<Output>> {
+        if !self.ready {
+            self.ready = true;
+            self.notify.ready(&self.status());
+        }
         let mut outputs = Vec::new();
         let wait = self.plane.wait_budget(max_wait);
         let mut fds: Vec<libc::pollfd> = self
@@ -218,6 +239,15 @@ impl SnoopSwitch {
                     Err(e) => warn!(port = %p.name, error = %e, "building query failed"),
                 }
             }
+        }
+    }
+}
+
+impl Drop for SnoopSwitch {
+    /// `STOPPING=1` for systemd: snooping ends (after a signal, or on an error).
+    fn drop(&mut self) {
+        if self.ready {
+            self.notify.stopping();
         }
     }
 }

@@ -72,6 +72,41 @@ impl Daemon {
         Self::spawn_in(ns, dir, &[], wrapper, &["run", "--config", &cfg])
     }
 
+    /// Like [`Daemon::run`], with extra environment variables for the daemon (e.g.
+    /// `NOTIFY_SOCKET`, a test's socket standing in for systemd), set by `env(1)` after the
+    /// namespace switch.
+    pub fn run_with_env(
+        ns: &Netns,
+        tag: &str,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Daemon> {
+        let dir = Self::workdir(tag)?;
+        let cfg = dir.join("xsnoop.toml");
+        std::fs::write(&cfg, config).map_err(|e| TestbedError::io("writing the config", e))?;
+        let cfg = cfg.to_string_lossy().into_owned();
+        let assignments: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let wrapper: Vec<&str> = std::iter::once("env")
+            .chain(assignments.iter().map(String::as_str))
+            .collect();
+        Self::spawn_in(ns, dir, &[], &wrapper, &["run", "--config", &cfg])
+    }
+
+    /// Like [`Daemon::spawn`], with extra environment variables (see [`Daemon::run_with_env`]).
+    pub fn spawn_with_env(
+        ns: &Netns,
+        tag: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Daemon> {
+        let dir = Self::workdir(tag)?;
+        let assignments: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let wrapper: Vec<&str> = std::iter::once("env")
+            .chain(assignments.iter().map(String::as_str))
+            .collect();
+        Self::spawn_in(ns, dir, &[], &wrapper, args)
+    }
+
     /// Starts `xsnoop <args>` (e.g. `snoop --port ...`) in `ns`; `--control-socket` is added.
     pub fn spawn(ns: &Netns, tag: &str, args: &[&str]) -> Result<Daemon> {
         let dir = Self::workdir(tag)?;

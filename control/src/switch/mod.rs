@@ -420,6 +420,8 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         );
     }
     drop((punt_tx, inboxes_tx));
+    let status = format!("switching {} port(s) with {workers} worker(s)", names.len());
+    crate::notify::ready(&status); // systemd Type=notify: the workers forward from here on
 
     let mut cpu = Cpu {
         plane,
@@ -458,11 +460,16 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         }
         if signals.reload.swap(false, Ordering::Relaxed) {
             match &opts.config_path {
-                Some(path) => cpu.reload(path, &port_maps),
+                Some(path) => {
+                    crate::notify::reloading();
+                    cpu.reload(path, &port_maps);
+                    crate::notify::ready(&status);
+                }
                 None => warn!("SIGHUP: started without --config, nothing to reload"),
             }
         }
     }
+    crate::notify::stopping();
     // Detach first so the interfaces fall back to the kernel, then stop and drain the worker.
     drop(classifier);
     shared.stop.store(true, Ordering::Relaxed);
