@@ -1,18 +1,19 @@
 //! The engine fuzzer: arbitrary bytes become a small configuration and a bounded sequence of
 //! inputs (control frames on ports, ticks with time advancing at several scales, jumps to the
-//! next deadline, link changes, reconfigurations); the engine's promises are checked after every
-//! step and, at the end, that silence empties every learned entry.
+//! next deadline, link changes, reconfigurations, operator commands); the engine's promises are
+//! checked after every step and, at the end, that silence empties every learned entry.
 
 use std::time::Duration;
 
 use arbitrary::{Result, Unstructured};
-use xsnoop_control::engine::{Engine, EngineConfig, Input};
+use xsnoop_control::engine::runtime::{Flush, PortSettings, StaticAdd, StaticDel};
+use xsnoop_control::engine::{Command, Engine, EngineConfig, Input, MrouterMode, Output};
 use xsnoop_control::punt::deliver;
 use xsnoop_dataplane::PortId;
 
 use crate::checks;
 use crate::frames;
-use crate::setup::{self, PORTS, VLAN_A, VLAN_B, VLAN_UNKNOWN};
+use crate::setup::{self, GROUPS, PORTS, SOURCES, VLAN_A, VLAN_B, VLAN_UNKNOWN};
 
 /// Most inputs per run: long enough for joins, queries, leaves and expiries to interleave, short
 /// enough to keep thousands of runs per second.
@@ -40,6 +41,68 @@ pub enum Op {
     Down(PortId),
     /// A new configuration (a SIGHUP reload).
     Reconfigure(EngineConfig),
+    /// An operator change over the control socket (`xsnoop static|port|flush`); names and
+    /// VLANs may be wrong, which the engine must refuse without changing anything.
+    Command(Command),
+}
+
+/// A port name: one of the switch's, or one it does not have.
+fn port_name(u: &mut Unstructured<'_>) -> Result<String> {
+    Ok(format!("p{}", u.int_in_range(0..=PORTS)?))
+}
+
+fn port_names(u: &mut Unstructured<'_>) -> Result<Vec<String>> {
+    let n = u.int_in_range(0..=2)?;
+    (0..n).map(|_| port_name(u)).collect()
+}
+
+fn any_vlan(u: &mut Unstructured<'_>) -> Result<u16> {
+    u.choose(&[VLAN_A, VLAN_B, VLAN_UNKNOWN]).copied()
+}
+
+/// Decodes an operator command from the same small sets of ports, VLANs, groups and sources.
+pub fn command(u: &mut Unstructured<'_>) -> Result<Command> {
+    let group = *u.choose(&GROUPS)?;
+    Ok(match u.int_in_range(0u8..=3)? {
+        0 => {
+            let n = u.int_in_range(0..=2)?;
+            let sources = (0..n)
+                .map(|_| u.choose(&SOURCES).copied())
+                .collect::<Result<_>>()?;
+            Command::StaticAdd(StaticAdd {
+                vlan: any_vlan(u)?,
+                group,
+                sources,
+                ports: port_names(u)?,
+            })
+        }
+        1 => Command::StaticDel(StaticDel {
+            vlan: any_vlan(u)?,
+            group,
+            ports: port_names(u)?,
+        }),
+        2 => Command::PortSet(PortSettings {
+            port: port_name(u)?,
+            fast_leave: u.arbitrary()?,
+            mrouter: if u.arbitrary()? {
+                Some(*u.choose(&[MrouterMode::Auto, MrouterMode::Always, MrouterMode::Never])?)
+            } else {
+                None
+            },
+        }),
+        _ => Command::Flush(Flush {
+            port: if u.arbitrary()? {
+                Some(port_name(u)?)
+            } else {
+                None
+            },
+            vlan: if u.arbitrary()? {
+                Some(any_vlan(u)?)
+            } else {
+                None
+            },
+        }),
+    })
 }
 
 fn tick(u: &mut Unstructured<'_>) -> Result<Duration> {
@@ -68,7 +131,7 @@ fn vlan(u: &mut Unstructured<'_>, config: &EngineConfig, port: PortId) -> Result
 
 /// Decodes the next input.
 pub fn op(u: &mut Unstructured<'_>, config: &EngineConfig) -> Result<Op> {
-    Ok(match u.int_in_range(0u8..=19)? {
+    Ok(match u.int_in_range(0u8..=21)? {
         0..=10 => {
             let port = u.int_in_range(0..=PORTS - 1)?;
             let vlan = vlan(u, config, port)?;
@@ -82,7 +145,8 @@ pub fn op(u: &mut Unstructured<'_>, config: &EngineConfig) -> Result<Op> {
         15 | 16 => Op::TickToDeadline,
         17 => Op::Up(u.int_in_range(0..=PORTS)?),
         18 => Op::Down(u.int_in_range(0..=PORTS)?),
-        _ => Op::Reconfigure(setup::config(u)?),
+        19 => Op::Reconfigure(setup::config(u)?),
+        _ => Op::Command(command(u)?),
     })
 }
 
@@ -116,6 +180,25 @@ impl Switch {
             Op::Up(p) => (None, self.engine.handle(self.now, Input::PortUp(p))),
             Op::Down(p) => (None, self.engine.handle(self.now, Input::PortDown(p))),
             Op::Reconfigure(c) => (None, self.engine.handle(self.now, Input::Reconfigure(c))),
+            Op::Command(c) => {
+                let before = (
+                    self.engine.table().clone(),
+                    self.engine.mdb(self.now),
+                    self.engine.config().clone(),
+                );
+                match self.engine.command(self.now, &c) {
+                    Ok(out) => (None, out),
+                    Err(e) => {
+                        let after = (
+                            self.engine.table().clone(),
+                            self.engine.mdb(self.now),
+                            self.engine.config().clone(),
+                        );
+                        assert!(before == after, "refused command {c:?} ({e}) changed state");
+                        (None, Output::default())
+                    }
+                }
+            }
         };
         checks::step(&self.engine, ingress, &out);
     }
