@@ -321,6 +321,7 @@ fn the_snooping_table_decides_every_frame_in_the_kernel() {
     bed.fp.set_scope(Scope::All);
     let r = bed.sync(&table(&[1], true));
     assert!(r.maps_put >= 5 && r.maps_deleted == 0, "{r:?}");
+    assert_eq!(r.outer_syscalls, 1, "all new keys in one batch: {r:?}");
     assert_eq!(
         bed.sync(&table(&[1], true)).ops,
         0,
@@ -459,7 +460,11 @@ fn the_snooping_table_decides_every_frame_in_the_kernel() {
     );
     // Everybody leaves: G1 is unregistered again.
     let r = bed.sync(&table(&[], true).tap_remove_group(G1));
-    assert_eq!(r.maps_deleted, 2, "{r:?}");
+    assert_eq!(
+        (r.maps_deleted, r.outer_syscalls),
+        (2, 1),
+        "one batch delete: {r:?}"
+    );
     bed.expect(
         "G1 unregistered again",
         1,

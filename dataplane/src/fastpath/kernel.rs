@@ -1,12 +1,13 @@
-//! The one system call aya 0.14 has no wrapper for: creating a standalone inner DEVMAP_HASH
-//! (aya has no `DevMapHash::create`, and `aya-obj`, which `MapData::create` needs, is not a
-//! dependency of this crate). The parameters match the `fp_devmap` template in
-//! `ebpf/xsnoop.bpf.c` exactly, as the kernel demands of an inner map.
+//! The system calls aya 0.14 has no wrapper for: creating a standalone inner DEVMAP_HASH (aya
+//! has no `DevMapHash::create`, and `aya-obj`, which `MapData::create` needs, is not a
+//! dependency of this crate; the parameters match the `fp_devmap` template in
+//! `ebpf/xsnoop.bpf.c` exactly, as the kernel demands of an inner map), and batched updates and
+//! deletes of the outer map.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use crate::xdp::abi::{FP_INNER_MAX_ENTRIES, FP_INNER_VALUE_SIZE};
+use crate::xdp::abi::{FpKey, FP_INNER_MAX_ENTRIES, FP_INNER_VALUE_SIZE};
 
 /// `BPF_MAP_CREATE` (include/uapi/linux/bpf.h `enum bpf_cmd`).
 const BPF_MAP_CREATE: libc::c_long = 0;
@@ -59,4 +60,82 @@ pub(crate) fn create_inner_devmap() -> io::Result<OwnedFd> {
     let fd = libc::c_int::try_from(rc).map_err(|_| io::Error::other("fd out of range"))?;
     // SAFETY: the kernel just returned this new descriptor; nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `BPF_MAP_UPDATE_BATCH` / `BPF_MAP_DELETE_BATCH` (`enum bpf_cmd`).
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+
+/// `union bpf_attr` for the `BPF_MAP_*_BATCH` commands.
+#[repr(C)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+fn batch(
+    cmd: libc::c_long,
+    map: BorrowedFd<'_>,
+    keys: &[FpKey],
+    values: Option<&[u32]>,
+) -> (usize, io::Result<()>) {
+    let Ok(count) = u32::try_from(keys.len()) else {
+        return (0, Err(io::Error::from_raw_os_error(libc::E2BIG)));
+    };
+    let Ok(map_fd) = u32::try_from(map.as_raw_fd()) else {
+        return (0, Err(io::Error::from_raw_os_error(libc::EBADF)));
+    };
+    let mut attr = BatchAttr {
+        in_batch: 0,
+        out_batch: 0,
+        keys: keys.as_ptr() as u64,
+        values: values.map_or(0, |v| v.as_ptr() as u64),
+        count,
+        map_fd,
+        elem_flags: 0,
+        flags: 0,
+    };
+    // SAFETY: `attr` points at `keys` (and `values`, as long as `keys`), both alive across the
+    // call; the kernel reads them and writes only `attr.count`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            &mut attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>(),
+        )
+    };
+    let done = usize::try_from(attr.count).unwrap_or(0);
+    if rc < 0 {
+        (done, Err(io::Error::last_os_error()))
+    } else {
+        (keys.len(), Ok(()))
+    }
+}
+
+/// Inserts or replaces `keys[i]` → inner map `fds[i]` in the outer map with one system call:
+/// the kernel waits for one RCU grace period per outer-map syscall (`maybe_wait_bpf_programs`),
+/// ~10 ms measured here, so one call for all instead of one per key. Returns how many were
+/// applied (in order) and the error that stopped it, if any.
+pub(crate) fn outer_update_batch(
+    map: BorrowedFd<'_>,
+    keys: &[FpKey],
+    fds: &[u32],
+) -> (usize, io::Result<()>) {
+    if fds.len() != keys.len() {
+        return (0, Err(io::Error::from_raw_os_error(libc::EINVAL)));
+    }
+    batch(BPF_MAP_UPDATE_BATCH, map, keys, Some(fds))
+}
+
+/// Deletes `keys` from the outer map with one system call (see [`outer_update_batch`]). A key
+/// that is missing stops the batch with ENOENT; the caller retries the rest one by one.
+pub(crate) fn outer_delete_batch(map: BorrowedFd<'_>, keys: &[FpKey]) -> (usize, io::Result<()>) {
+    batch(BPF_MAP_DELETE_BATCH, map, keys, None)
 }

@@ -22,8 +22,9 @@ pub mod diff;
 mod kernel;
 pub mod plan;
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use aya::maps::xdp::{DevMapHash, XdpMapError};
 use aya::maps::{Map, MapData, MapError};
@@ -85,6 +86,9 @@ pub struct SyncReport {
     pub maps_put: usize,
     /// Outer keys deleted.
     pub maps_deleted: usize,
+    /// System calls that changed the outer map; each waits for an RCU grace period (~10 ms
+    /// here). Joins and leaves of existing groups need none; new or stale keys one batch each.
+    pub outer_syscalls: usize,
     /// In-scope VLANs left to userspace because the outer map (`FP_MAX_KEYS` keys) is full.
     pub overflowed: Vec<VlanId>,
 }
@@ -110,6 +114,15 @@ pub struct FastPath {
     maps: FastPathMaps,
     applied: Desired,
     scope: Scope,
+    /// The inner map of every key, kept open for in-place edits (re-opening by id would need
+    /// CAP_SYS_ADMIN). One descriptor per key: `new` raises RLIMIT_NOFILE to cover them.
+    inner: BTreeMap<FpKey, Inner>,
+}
+
+/// One inner devmap this process created, and its descriptor number (owned by `dev`).
+struct Inner {
+    dev: DevMapHash<MapData>,
+    raw_fd: u32,
 }
 
 impl std::fmt::Debug for FastPath {
@@ -126,10 +139,12 @@ impl FastPath {
     /// Takes the fast-path maps out of a loaded classifier. The scope starts [`Scope::Off`]: the
     /// program still sends every frame to AF_XDP until [`FastPath::set_scope`] and a sync.
     pub fn new(classifier: &mut Classifier) -> Result<FastPath, FastPathError> {
+        raise_nofile(u64::from(abi::FP_MAX_KEYS) + 1024);
         Ok(FastPath {
             maps: classifier.take_fast_path_maps()?,
             applied: Desired::default(),
             scope: Scope::Off,
+            inner: BTreeMap::new(),
         })
     }
 
@@ -151,6 +166,12 @@ impl FastPath {
     /// Makes the kernel maps match `table` and `ports` (port `p` is interface
     /// `ifindex_of_port[p]` and classifier slot `p`), changing only what differs from the last
     /// sync. Call it from inside the switch's network namespace after each publication.
+    ///
+    /// Cost: a changed egress set of an existing key is edited in place (new ports first, then
+    /// leavers removed: no frame ever sees a set outside old ∪ new, and none sees a leaver after
+    /// this returns), which takes microseconds. New keys and deleted keys change the outer map,
+    /// for which the kernel waits one RCU grace period per system call (~10 ms here), so all
+    /// new keys of one sync go in one batch, and all stale keys in another.
     pub fn sync(
         &mut self,
         table: &ForwardingTable,
@@ -159,20 +180,8 @@ impl FastPath {
     ) -> Result<SyncReport, FastPathError> {
         let want = plan::desired(table, ports, ifindex_of_port, &self.scope);
         let ops = diff::diff(&self.applied, &want);
-        let mut report = SyncReport {
-            overflowed: want.overflowed.clone(),
-            ..SyncReport::default()
-        };
-        for op in &ops {
-            self.apply(op)?;
-            diff::record(&mut self.applied, op);
-            report.ops += 1;
-            match op {
-                MapOp::PutMap { .. } => report.maps_put += 1,
-                MapOp::DeleteMap { .. } => report.maps_deleted += 1,
-                _ => {}
-            }
-        }
+        let mut report = self.apply_all(&ops)?;
+        report.overflowed = want.overflowed.clone();
         self.applied.overflowed = want.overflowed;
         Ok(report)
     }
@@ -182,16 +191,47 @@ impl FastPath {
     pub fn disable(&mut self) -> Result<SyncReport, FastPathError> {
         self.scope = Scope::Off;
         let ops = diff::diff(&self.applied, &Desired::default());
+        self.apply_all(&ops)
+    }
+
+    /// Applies `ops` in order, batching runs of outer-map changes; `applied` follows every
+    /// operation that took, so a failure part-way leaves an exact record.
+    fn apply_all(&mut self, ops: &[MapOp]) -> Result<SyncReport, FastPathError> {
         let mut report = SyncReport::default();
-        for op in &ops {
-            self.apply(op)?;
-            diff::record(&mut self.applied, op);
-            report.ops += 1;
+        let mut i = 0;
+        while let Some(op) = ops.get(i) {
+            let run = ops
+                .get(i..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|o| std::mem::discriminant(*o) == std::mem::discriminant(op))
+                .count()
+                .max(1);
+            let chunk = ops.get(i..i + run).unwrap_or_default();
+            match op {
+                MapOp::PutMap { .. } => report.outer_syscalls += self.put_maps(chunk)?,
+                MapOp::DeleteMap { .. } => report.outer_syscalls += self.delete_maps(chunk)?,
+                _ => {
+                    for o in chunk {
+                        self.apply_one(o)?;
+                        diff::record(&mut self.applied, o);
+                    }
+                }
+            }
+            for o in chunk {
+                report.ops += 1;
+                match o {
+                    MapOp::PutMap { .. } => report.maps_put += 1,
+                    MapOp::DeleteMap { .. } => report.maps_deleted += 1,
+                    _ => {}
+                }
+            }
+            i += run;
         }
         Ok(report)
     }
 
-    fn apply(&mut self, op: &MapOp) -> Result<(), FastPathError> {
+    fn apply_one(&mut self, op: &MapOp) -> Result<(), FastPathError> {
         match op {
             MapOp::SetPort { slot, port } => self
                 .maps
@@ -203,29 +243,140 @@ impl FastPath {
                 .vlans
                 .set(u32::from(*vlan), state, 0)
                 .map_err(map_err(abi::MAP_FP_VLANS)),
-            MapOp::PutMap { key, entries } => {
-                let inner = self.build_inner(entries)?;
-                self.maps
-                    .groups
-                    .insert(key, &inner, 0)
-                    .map_err(map_err(abi::MAP_FP_GROUPS))
-                // `inner`'s descriptor closes here; the outer map keeps the map alive.
-            }
-            MapOp::DeleteMap { key } => match self.maps.groups.remove(key) {
-                Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-                Err(MapError::SyscallError(e))
-                    if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
-                {
-                    Ok(())
-                }
-                Err(e) => Err(map_err(abi::MAP_FP_GROUPS)(e)),
-            },
+            MapOp::PutMap { .. } => self.put_maps(std::slice::from_ref(op)).map(drop),
+            MapOp::DeleteMap { .. } => self.delete_maps(std::slice::from_ref(op)).map(drop),
         }
     }
 
+    /// Existing keys: edited in place. New keys: a complete new inner map each, then all
+    /// inserted with one batch (one at a time if the kernel refuses batches).
+    fn put_maps(&mut self, chunk: &[MapOp]) -> Result<usize, FastPathError> {
+        let mut fresh: Vec<(FpKey, Inner)> = Vec::new();
+        for op in chunk {
+            let MapOp::PutMap { key, entries } = op else {
+                continue;
+            };
+            if self.inner.contains_key(key) {
+                self.edit_in_place(key, entries)?;
+                diff::record(&mut self.applied, op);
+            } else {
+                fresh.push((*key, self.build_inner(entries)?));
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let mut syscalls = 1;
+        let keys: Vec<FpKey> = fresh.iter().map(|(k, _)| *k).collect();
+        let fds: Vec<u32> = fresh.iter().map(|(_, d)| d.raw_fd).collect();
+        let (done, res) = kernel::outer_update_batch(self.maps.groups_fd.as_fd(), &keys, &fds);
+        let mut rest = fresh.split_off(done.min(fresh.len()));
+        for (k, d) in fresh {
+            self.adopt(k, d, chunk);
+        }
+        if res.is_err() {
+            // Fallback: one key at a time (each waits for its own grace period).
+            for (k, d) in rest.drain(..) {
+                self.maps
+                    .groups
+                    .insert(k, &d.dev, 0)
+                    .map_err(map_err(abi::MAP_FP_GROUPS))?;
+                syscalls += 1;
+                self.adopt(k, d, chunk);
+            }
+        }
+        Ok(syscalls)
+    }
+
+    /// Records a new inner map as applied and keeps its descriptor for later in-place edits.
+    fn adopt(&mut self, key: FpKey, dev: Inner, chunk: &[MapOp]) {
+        if let Some(op) = chunk
+            .iter()
+            .find(|o| matches!(o, MapOp::PutMap { key: k, .. } if *k == key))
+        {
+            diff::record(&mut self.applied, op);
+        }
+        self.inner.insert(key, dev);
+    }
+
+    /// Changes the inner map of `key` from what was applied to `entries`: additions and
+    /// program changes first, then removals.
+    fn edit_in_place(&mut self, key: &FpKey, entries: &[DevEntry]) -> Result<(), FastPathError> {
+        let old: Vec<DevEntry> = self.applied.maps.get(key).cloned().unwrap_or_default();
+        let (tag, untagged) = (&self.maps.egress_tag, &self.maps.egress_untagged);
+        let Some(Inner { dev, .. }) = self.inner.get_mut(key) else {
+            return Ok(());
+        };
+        for e in entries {
+            if old.contains(e) {
+                continue;
+            }
+            let prog = match e.prog {
+                EgressProg::Plain => None,
+                EgressProg::Tag => Some(tag),
+                EgressProg::Untagged => Some(untagged),
+            };
+            dev.insert(u32::from(e.port), e.ifindex, prog, 0)
+                .map_err(|source| FastPathError::DevMap {
+                    port: e.port,
+                    ifindex: e.ifindex,
+                    source: Box::new(source),
+                })?;
+        }
+        for e in &old {
+            if entries.iter().any(|n| n.port == e.port) {
+                continue;
+            }
+            remove_dev(dev, e.port)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes stale keys with one batch (one at a time if the kernel refuses batches), then
+    /// closes their inner maps.
+    fn delete_maps(&mut self, chunk: &[MapOp]) -> Result<usize, FastPathError> {
+        let keys: Vec<FpKey> = chunk
+            .iter()
+            .filter_map(|o| match o {
+                MapOp::DeleteMap { key } => Some(*key),
+                _ => None,
+            })
+            .collect();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut syscalls = 1;
+        let (done, res) = kernel::outer_delete_batch(self.maps.groups_fd.as_fd(), &keys);
+        let done = done.min(keys.len());
+        let (gone, rest) = keys.split_at(done);
+        for k in gone {
+            self.forget(k);
+        }
+        if res.is_err() {
+            for k in rest {
+                match self.maps.groups.remove(k) {
+                    Ok(()) => {}
+                    Err(e) if is_enoent(&e) => {}
+                    Err(e) => return Err(map_err(abi::MAP_FP_GROUPS)(e)),
+                }
+                syscalls += 1;
+                self.forget(k);
+            }
+        }
+        Ok(syscalls)
+    }
+
+    fn forget(&mut self, key: &FpKey) {
+        diff::record(&mut self.applied, &MapOp::DeleteMap { key: *key });
+        self.inner.remove(key);
+    }
+
     /// A new inner devmap holding exactly `entries`, complete before anyone can see it.
-    fn build_inner(&self, entries: &[DevEntry]) -> Result<DevMapHash<MapData>, FastPathError> {
+    fn build_inner(&self, entries: &[DevEntry]) -> Result<Inner, FastPathError> {
         let fd: OwnedFd = kernel::create_inner_devmap().map_err(FastPathError::CreateInner)?;
+        let raw_fd = u32::try_from(fd.as_raw_fd()).map_err(|_| {
+            FastPathError::CreateInner(std::io::Error::from_raw_os_error(libc::EBADF))
+        })?;
         let data = MapData::from_fd(fd).map_err(map_err("inner devmap"))?;
         let map = Map::from_map_data(data).map_err(map_err("inner devmap"))?;
         let mut dev = DevMapHash::try_from(map).map_err(map_err("inner devmap"))?;
@@ -242,7 +393,7 @@ impl FastPath {
                     source: Box::new(source),
                 })?;
         }
-        Ok(dev)
+        Ok(Inner { dev, raw_fd })
     }
 
     /// The packets and bytes of every flow the fast path replicated (and the LRU still holds),
@@ -273,6 +424,39 @@ impl FastPath {
             }
             Err(e) => Err(map_err(abi::MAP_FP_FLOWS)(e)),
         }
+    }
+}
+
+/// Raises the soft RLIMIT_NOFILE towards `want` (never above the hard limit; best effort: the
+/// fallback is an error from `sync` naming the descriptor shortage).
+fn raise_nofile(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read or write the one struct passed, which lives on the stack.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn is_enoent(e: &MapError) -> bool {
+    match e {
+        MapError::KeyNotFound => true,
+        MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
+}
+
+/// Removes `port` from an inner devmap (already absent is fine).
+fn remove_dev(dev: &mut DevMapHash<MapData>, port: u16) -> Result<(), FastPathError> {
+    match dev.remove(u32::from(port)) {
+        Ok(()) => Ok(()),
+        Err(e) if is_enoent(&e) => Ok(()),
+        Err(e) => Err(map_err("inner devmap")(e)),
     }
 }
 

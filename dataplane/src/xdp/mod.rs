@@ -13,11 +13,12 @@
 pub mod abi;
 
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use aya::maps::xdp::DevMapHash;
 use aya::maps::{
-    Array, HashMap as BpfHashMap, HashOfMaps, MapData, MapError, PerCpuArray, PerCpuHashMap, XskMap,
+    Array, HashMap as BpfHashMap, HashOfMaps, Map, MapData, MapError, PerCpuArray, PerCpuHashMap,
+    XskMap,
 };
 use aya::programs::{ProgramError, ProgramFd, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError};
@@ -124,6 +125,8 @@ pub struct FastPathMaps {
     pub vlans: Array<MapData, FpVlan>,
     /// `fp_groups`: (VLAN, kind, group, source) → inner devmap of the egress ports.
     pub groups: HashOfMaps<MapData, FpKey, DevMapHash<MapData>>,
+    /// A second descriptor of `fp_groups`, for the batch system calls aya does not wrap.
+    pub groups_fd: OwnedFd,
     /// `fp_flows`: per-CPU (VLAN, S, G) packet and byte counters (LRU-bounded).
     pub flows: PerCpuHashMap<MapData, FpKey, FpCount>,
     /// The loaded `xsnoop_egress_tag` devmap program (pushes the VLAN tag).
@@ -224,8 +227,16 @@ impl Classifier {
             .map_err(map_err(abi::MAP_FP_PORTS))?;
         let vlans = Array::try_from(take(&mut self.ebpf, abi::MAP_FP_VLANS)?)
             .map_err(map_err(abi::MAP_FP_VLANS))?;
-        let groups = HashOfMaps::try_from(take(&mut self.ebpf, abi::MAP_FP_GROUPS)?)
-            .map_err(map_err(abi::MAP_FP_GROUPS))?;
+        let groups_map = take(&mut self.ebpf, abi::MAP_FP_GROUPS)?;
+        let groups_fd = match &groups_map {
+            Map::HashOfMaps(md) => md
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| map_err(abi::MAP_FP_GROUPS)(MapError::IoError(e)))?,
+            _ => return Err(XdpError::Missing(abi::MAP_FP_GROUPS)),
+        };
+        let groups = HashOfMaps::try_from(groups_map).map_err(map_err(abi::MAP_FP_GROUPS))?;
         let flows = PerCpuHashMap::try_from(take(&mut self.ebpf, abi::MAP_FP_FLOWS)?)
             .map_err(map_err(abi::MAP_FP_FLOWS))?;
         let egress_tag = self.program_fd(abi::PROG_EGRESS_TAG)?;
@@ -234,6 +245,7 @@ impl Classifier {
             ports,
             vlans,
             groups,
+            groups_fd,
             flows,
             egress_tag,
             egress_untagged,
