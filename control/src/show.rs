@@ -64,13 +64,14 @@ pub fn mdb(rows: &[MdbRow]) -> String {
                     .map_or_else(|| "*".to_string(), |s| format!("  {s}")),
                 if r.source.is_none() { mode } else { "" }.to_string(),
                 flags.join(","),
+                r.origin.as_str().to_string(),
                 expires(r.expires_ms),
             ]
         })
         .collect();
     table(
         &[
-            "VLAN", "GROUP", "PORT", "SOURCE", "MODE", "FLAGS", "EXPIRES",
+            "VLAN", "GROUP", "PORT", "SOURCE", "MODE", "FLAGS", "ORIGIN", "EXPIRES",
         ],
         &cells,
     )

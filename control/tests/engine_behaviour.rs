@@ -733,6 +733,7 @@ fn mdb_rows_follow_the_json_contract() {
         "filter_mode",
         "blocked",
         "static",
+        "origin",
         "expires_ms",
     ];
     want.sort();
@@ -768,6 +769,8 @@ fn mdb_rows_follow_the_json_contract() {
         (Some("p3"), Some("239.2.2.2"))
     );
     assert!(st["expires_ms"].is_null());
+    assert_eq!(st["origin"], "file");
+    assert_eq!(p1["origin"], "learned");
     assert_eq!(sw.members(VLAN, g2()), Some(ps(&[3])));
 }
 

@@ -90,6 +90,7 @@ fn daemon_serves_mdb_contract_and_stops_cleanly_on_sigterm() {
                 "filter_mode",
                 "blocked",
                 "static",
+                "origin",
                 "expires_ms"
             ]
         );
@@ -102,6 +103,7 @@ fn daemon_serves_mdb_contract_and_stops_cleanly_on_sigterm() {
             (row["blocked"].as_bool(), row["static"].as_bool()),
             (Some(false), Some(false))
         );
+        assert_eq!(row["origin"], "learned");
         let ms = row["expires_ms"].as_u64().unwrap();
         assert!(ms > 250_000 && ms <= 260_000, "GMI is 260 s: {ms}");
     }
@@ -193,6 +195,43 @@ fn daemon_serves_mdb_contract_and_stops_cleanly_on_sigterm() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no port named \"nosuchport\""));
     assert!(events.as_array().unwrap().len() >= 2, "{events}");
+
+    // A static entry added at runtime is told apart from learned rows: origin "runtime", in
+    // JSON and in the human table's ORIGIN column.
+    let add = cli(&[
+        "static",
+        "add",
+        "--group",
+        "239.8.8.8",
+        "--port",
+        &ports[0],
+        "--control-socket",
+        sock.to_str().unwrap(),
+    ]);
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let mdb = daemon.show("mdb").unwrap();
+    let origins: Vec<(&str, &str)> = mdb
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["group"].as_str().unwrap(), r["origin"].as_str().unwrap()))
+        .collect();
+    assert!(origins.contains(&("239.8.8.8", "runtime")), "{mdb:#}");
+    assert!(
+        origins.contains(&(GROUP.to_string().as_str(), "learned")),
+        "{mdb:#}"
+    );
+    let text = daemon.show_text("mdb").unwrap();
+    assert!(text.lines().next().unwrap().contains("ORIGIN"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("239.8.8.8") && l.contains("static") && l.contains("runtime")),
+        "{text}"
+    );
 
     // SIGTERM: exit 0 promptly, control socket removed (both checked by stop()).
     daemon.stop().unwrap_or_else(|e| panic!("{e}"));

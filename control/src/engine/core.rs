@@ -16,12 +16,12 @@ use super::deadlines::{Deadlines, TimerKey};
 use super::events::{Event, EventKind};
 use super::igmp_forward::{classify, egress, VlanPorts};
 use super::io::{Input, Output, QuerySpec, Transmit};
-use super::mdb::{group_rows, MdbRow};
+use super::mdb::{group_rows, MdbOrigin, MdbRow};
 use super::membership::{Context, Outcome, PortGroup};
 use super::model::{GroupRecord, Message, QuerierRole, Time, Version};
 use super::mrouter::MrouterRow;
 use super::querier::{general_query, Election, Querier, QuerierStatus};
-use super::runtime::Overrides;
+use super::runtime::{find_static, Overrides};
 use super::state::VlanState;
 use super::stats::Stats;
 use super::table_builder::{group_entry, mrouters, vlan_table};
@@ -211,7 +211,13 @@ impl Engine {
         let name = |p: PortId| self.port_name(p);
         for (&vlan, vs) in &self.vlans {
             for (&group, gs) in &vs.groups {
-                group_rows(vlan, group, gs, now, &name, &mut rows);
+                // Static entries not added at runtime are the configuration file's.
+                let origin =
+                    |port: PortId| match find_static(&self.overrides.statics, vlan, group, port) {
+                        Some(_) => MdbOrigin::Runtime,
+                        None => MdbOrigin::File,
+                    };
+                group_rows(vlan, group, gs, now, &name, &origin, &mut rows);
             }
         }
         rows

@@ -28,6 +28,30 @@ impl From<FilterMode> for MdbFilterMode {
     }
 }
 
+/// Where a row's membership comes from, which says how an operator removes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MdbOrigin {
+    /// Learned from the port's IGMP reports: ages out, `xsnoop flush` forgets it.
+    Learned,
+    /// A `[[static_group]]` of the configuration file: edit the file and reload to remove it.
+    File,
+    /// Added by `xsnoop static add`: `xsnoop static del` removes it; it survives reloads, not
+    /// restarts.
+    Runtime,
+}
+
+impl MdbOrigin {
+    /// The name used in JSON and in the human table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MdbOrigin::Learned => "learned",
+            MdbOrigin::File => "file",
+            MdbOrigin::Runtime => "runtime",
+        }
+    }
+}
+
 /// One row: a port-group (`source` null) or one of its sources.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MdbRow {
@@ -46,18 +70,22 @@ pub struct MdbRow {
     /// Configured by management.
     #[serde(rename = "static")]
     pub is_static: bool,
+    /// Where the membership comes from: learned, or which kind of static entry.
+    pub origin: MdbOrigin,
     /// Milliseconds left on the group timer (port-group row) or source timer; `null` when none
     /// runs.
     pub expires_ms: Option<u64>,
 }
 
-/// The rows of one group, ports in ascending order, static ports after dynamic ones.
+/// The rows of one group, ports in ascending order, static ports after dynamic ones;
+/// `static_origin` says whether a port's static entry is the file's or the operator's.
 pub fn group_rows(
     vlan: VlanId,
     group: Ipv4Addr,
     g: &GroupState,
     now: Time,
     port_name: &dyn Fn(u16) -> String,
+    static_origin: &dyn Fn(u16) -> MdbOrigin,
     out: &mut Vec<MdbRow>,
 ) {
     for (&port, pg) in &g.ports {
@@ -70,6 +98,7 @@ pub fn group_rows(
             filter_mode: mode,
             blocked: false,
             is_static: false,
+            origin: MdbOrigin::Learned,
             expires_ms: pg.group_timer_remaining(now).map(ms),
         });
         for s in pg.sources(now) {
@@ -81,6 +110,7 @@ pub fn group_rows(
                 filter_mode: mode,
                 blocked: !s.forwarded,
                 is_static: false,
+                origin: MdbOrigin::Learned,
                 expires_ms: s.remaining.map(ms),
             });
         }
@@ -94,6 +124,7 @@ pub fn group_rows(
             filter_mode: MdbFilterMode::Exclude,
             blocked: false,
             is_static: true,
+            origin: static_origin(port),
             expires_ms: None,
         });
     }
@@ -106,6 +137,7 @@ pub fn group_rows(
             filter_mode: MdbFilterMode::Include,
             blocked: false,
             is_static: true,
+            origin: static_origin(port),
             expires_ms: None,
         };
         out.push(row(None));

@@ -40,7 +40,7 @@ pub use self::core::views::{PortView, VlanView};
 pub use self::core::Engine;
 pub use self::events::{Event, EventKind};
 pub use self::io::{Input, Output, QuerySpec, Transmit};
-pub use self::mdb::{MdbFilterMode, MdbRow};
+pub use self::mdb::{MdbFilterMode, MdbOrigin, MdbRow};
 pub use self::mrouter::MrouterRow;
 pub use self::querier::QuerierStatus;
 pub use self::runtime::{Command, CommandError};
