@@ -357,7 +357,7 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u32 slot, __u32 class
 		return XDP_DROP;
 	}
 	struct fp_key flow = { .vlan = vid, .group = ip->daddr, .source = ip->saddr };
-	fp_count_flow(&flow, (__u64)(end - data));
+	fp_count_flow(&flow, bpf_xdp_get_buff_len(ctx));
 
 	if (tagged) {
 		// Every frame leaves the ingress program untagged; egress programs push tags.
