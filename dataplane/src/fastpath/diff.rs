@@ -6,9 +6,13 @@
 //!    once their VLAN is on, step 4);
 //! 2. VLANs already on that gain tagged egress ports get `FP_TAGGED` first, so the metadata is
 //!    there before any egress program of step 3 reads it;
-//! 3. every new or changed egress set is built as a fresh inner devmap, filled completely, then
-//!    inserted or swapped into the outer map in one update: a frame sees the old set or the new
-//!    one, never a half-built one;
+//! 3. every new egress set is built as a fresh inner devmap, filled completely, and only then
+//!    inserted into the outer map (all new keys of a sync in one batch): nobody ever sees a
+//!    half-built set. A changed set of an existing key is edited in place by the applier, new
+//!    ports first and leavers last, so a frame sees a set between old ∩ new and old ∪ new, and
+//!    none sees a leaver once the edit returns. (Swapping a new inner map in instead would
+//!    cost a synchronize_rcu per outer-map update, ~10 ms measured here, against ~µs for an
+//!    in-place edit: a join would no longer forward within a millisecond.)
 //! 4. the final VLAN states (a VLAN turns on only now that all its maps exist; one turning off
 //!    stops using them now);
 //! 5. stale keys are deleted (their VLAN is off, or lookups fall back to the key that step 3
