@@ -676,11 +676,20 @@ fn engine_error_keys(
             .vlans
             .get(*index)
             .and_then(|v| schema.vlans.iter().position(|s| s.id == v.id));
+        // A knob left out takes a value derived from these (RFC 3376 §8.6, §8.7, §8.9), or
+        // is refused by comparison with them (§8.3): point there when the knob is not written.
+        let from: &[&str] = match knob {
+            "query_response_interval" | "startup_query_interval" => &["query_interval"],
+            "last_member_query_count" | "startup_query_count" => &["robustness"],
+            _ => &[],
+        };
         let mut keys = Vec::new();
-        if let Some(j) = section {
-            keys.push(format!("vlan.{j}.{knob}"));
+        for k in std::iter::once(&knob).chain(from) {
+            if let Some(j) = section {
+                keys.push(format!("vlan.{j}.{k}"));
+            }
+            keys.push(format!("snooping.{k}"));
         }
-        keys.push(format!("snooping.{knob}"));
         if let Some(j) = section {
             keys.push(format!("vlan.{j}.id"));
         }
@@ -1010,6 +1019,8 @@ mod tests {
             ("[[port]]\nname = \"a\"\n[[vlan]]\nid = 1\nrobustness = 0\n", (5, 14), "vlan[0] (id 1).robustness = 0"),
             ("[[port]]\nname = \"a\"\n[[vlan]]\nid = 1\nquery_response_interval = \"200s\"\n", (5, 27), "query_response_interval"),
             ("[snooping]\nquery_response_interval = \"200s\"\n[[port]]\nname = \"a\"\n", (2, 27), "query_response_interval"),
+            ("[snooping]\n\nquery_interval = \"5s\"\n[[port]]\nname = \"a\"\n", (3, 18), "query_response_interval"),
+            ("[[port]]\nname = \"a\"\n[[vlan]]\nid = 1\nquery_interval = \"5s\"\n", (5, 18), "query_response_interval"),
             ("[snooping]\nquerier_address = \"224.0.0.1\"\n[[port]]\nname = \"a\"\n", (2, 19), "224.0.0.1"),
             ("[[port]]\nname = \"a\"\n[[static_group]]\ngroup = \"239.1.1.1\"\nports = [\"a\", \"b\"]\n", (5, 15), "\"b\" is not a [[port]]"),
             ("[[port]]\nname = \"a\"\n[[static_group]]\ngroup = \"239.1.1.1\"\nports = []\n", (5, 9), "ports: empty"),
