@@ -171,6 +171,13 @@ static __always_inline __u32 classify(void *data, void *end, __u64 len)
 #define FP_ON 1       // the fast path forwards this VLAN's multicast data
 #define FP_SNOOPING 2 // snooping on; off = all multicast flooded (RFC 4541 §2 is optional)
 #define FP_TAGGED 4   // some egress entry pushes a tag: ingress puts the VLAN in front as metadata
+#define FP_UNICAST 8  // known unicast and broadcast in the kernel too; every fast-path frame then
+		      // needs a source MAC learned on its ingress port (else: to userspace, which
+		      // learns it), so learning and ageing keep one owner
+
+// Learned stations (written by userspace from its FDB) and unicast egress entries.
+#define FP_MAX_FDB 16384
+#define FP_MAX_UNICAST 8192
 
 // fp_key.kind
 #define FP_KIND_SOURCE 1 // (VLAN, G, S): a source some port names in an INCLUDE/EXCLUDE list
@@ -204,6 +211,17 @@ struct fp_key {
 struct fp_count {
 	__u64 packets;
 	__u64 bytes;
+};
+
+struct fp_fdb_key {
+	__u16 vlan;
+	__u8 mac[6];
+};
+
+struct fp_fdb_val {
+	__u32 slot;    // the port the station was learned on
+	__u32 pad;
+	__u64 seen_ns; // bpf_ktime_get_ns of the last frame from it (refreshed at most once a second)
 };
 
 struct fp_meta {
@@ -244,6 +262,22 @@ struct {
 	__type(key, struct fp_key);
 	__array(values, struct fp_devmap);
 } fp_groups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FP_MAX_FDB);
+	__type(key, struct fp_fdb_key);
+	__type(value, struct fp_fdb_val);
+} fp_fdb SEC(".maps");
+
+// Unicast egress: key VLAN * MAX_SLOTS + slot, one entry per port of each unicast VLAN, with the
+// egress program its tagging in that VLAN needs.
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, FP_MAX_UNICAST);
+	__uint(key_size, 4);
+	__uint(value_size, 8);
+} fp_unicast SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
@@ -288,22 +322,23 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u32 slot, __u32 class
 	void *end = (void *)(long)ctx->data_end;
 	const __u32 l2 = tagged ? sizeof(struct ethhdr) + sizeof(struct vlan_hdr)
 				: sizeof(struct ethhdr);
-	if (data + l2 + sizeof(struct iphdr) > end)
+	if (data + l2 > end)
 		return -1;
 	struct ethhdr *eth = data;
-	struct iphdr *ip = data + l2;
+	struct vlan_hdr *vh = (void *)(eth + 1);
 
 	struct fp_port *port = bpf_map_lookup_elem(&fp_ports, &slot);
 	if (!port || port->mode == FP_PORT_NONE)
 		return -1;
 	__u16 tci = 0;
 	__u32 vid;
+	__u16 proto = eth->h_proto;
 	if (tagged) {
-		struct vlan_hdr *vh = (void *)(eth + 1);
 		if (eth->h_proto != bpf_htons(ETH_P_8021Q))
 			return -1; // 802.1ad (QinQ) is userspace's to refuse
 		tci = bpf_ntohs(vh->tci);
 		vid = tci & 0x0fff;
+		proto = vh->inner_proto;
 		// Priority-tagged frames and tags on access ports: userspace (IEEE 802.1Q §6.9).
 		if (vid == 0 || port->mode != FP_PORT_TRUNK)
 			return -1;
@@ -312,52 +347,105 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u32 slot, __u32 class
 		if (vid == 0)
 			return -1;
 	}
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+		return -1; // a second tag: userspace refuses QinQ
 	struct fp_vlan *v = bpf_map_lookup_elem(&fp_vlans, &vid);
 	if (!v || !(v->flags & FP_ON))
 		return -1;
 	if (slot >= MAX_SLOTS || !((v->members[(slot >> 6) & 1] >> (slot & 63)) & 1))
 		return -1; // the port does not carry the VLAN: userspace drops and counts it
 
-	// Only what userspace would forward as IPv4 multicast data: a station source MAC, an IANA
-	// IPv4 multicast MAC (RFC 1112 §6.4), a header without options and with a good checksum.
+	// A station source MAC only (never learned nor forwarded otherwise).
 	__u8 *src = eth->h_source;
 	if ((src[0] & 1) || !(src[0] | src[1] | src[2] | src[3] | src[4] | src[5]))
 		return -1;
-	if (eth->h_dest[0] != 0x01 || eth->h_dest[1] != 0x00 || eth->h_dest[2] != 0x5e)
+	// IPv4 in any class: a header without options, with a good checksum and a total length
+	// inside the frame (RFC 4541 §2.1.2 (6); userspace drops broken headers even in unicast).
+	struct iphdr *ip = data + l2;
+	int is_ip = proto == bpf_htons(ETH_P_IP);
+	if (is_ip) {
+		if ((void *)(ip + 1) > end)
+			return -1;
+		__u32 tot = bpf_ntohs(ip->tot_len);
+		if (ip->version != 4 || ip->ihl != 5 || tot < sizeof(*ip) ||
+		    l2 + tot > bpf_xdp_get_buff_len(ctx) || !ipv4_csum_ok(ip))
+			return -1;
+	}
+	int mcast = class == CLASS_MCAST_DATA || class == CLASS_LINK_LOCAL;
+	if (mcast && !is_ip)
 		return -1;
-	if (ip->ihl != 5 || !ipv4_csum_ok(ip))
-		return -1;
+
+	if (v->flags & FP_UNICAST) {
+		// Learning stays in userspace: a source it has not learned on this port goes there.
+		struct fp_fdb_key sk = { .vlan = vid };
+		__builtin_memcpy(sk.mac, eth->h_source, 6);
+		struct fp_fdb_val *sv = bpf_map_lookup_elem(&fp_fdb, &sk);
+		if (!sv || sv->slot != slot)
+			return -1;
+		__u64 now = bpf_ktime_get_ns();
+		if (now - sv->seen_ns > 1000000000ULL)
+			sv->seen_ns = now;
+	}
 
 	struct fp_key key = { .vlan = vid };
 	void *inner = 0;
-	if (class == CLASS_LINK_LOCAL || !(v->flags & FP_SNOOPING)) {
-		// 224.0.0.0/24 is never snooped (RFC 4541 §2.1.2 (2)); snooping off floods.
-		key.kind = FP_KIND_FLOOD;
-		inner = bpf_map_lookup_elem(&fp_groups, &key);
-	} else {
-		// RFC 4541 §2.1.2 (1), (7): the members whose source filter admits the source, plus
-		// the mrouter ports; a source nobody lists uses the group's any-source entry.
-		key.kind = FP_KIND_SOURCE;
-		key.group = ip->daddr;
-		key.source = ip->saddr;
-		inner = bpf_map_lookup_elem(&fp_groups, &key);
-		if (!inner) {
-			key.kind = FP_KIND_ANY;
-			key.source = 0;
+	__u32 ukey = 0;
+	int unicast = 0;
+	if (class == CLASS_UNICAST || class == CLASS_BROADCAST) {
+		if (!(v->flags & FP_UNICAST))
+			return -1;
+		if (class == CLASS_BROADCAST) {
+			key.kind = FP_KIND_FLOOD;
 			inner = bpf_map_lookup_elem(&fp_groups, &key);
+		} else {
+			// Known unicast: the learned port, if it carries the VLAN; unknown → userspace,
+			// which floods it; back out of the ingress port → userspace, which drops it.
+			struct fp_fdb_key dk = { .vlan = vid };
+			__builtin_memcpy(dk.mac, eth->h_dest, 6);
+			struct fp_fdb_val *dv = bpf_map_lookup_elem(&fp_fdb, &dk);
+			if (!dv || dv->slot == slot || dv->slot >= MAX_SLOTS)
+				return -1;
+			ukey = vid * MAX_SLOTS + dv->slot;
+			if (!bpf_map_lookup_elem(&fp_unicast, &ukey))
+				return -1;
+			unicast = 1;
 		}
-		if (!inner) {
-			// Unregistered (RFC 4541 §2.1.2 (3)).
-			struct fp_key u = { .vlan = vid, .kind = FP_KIND_UNREG };
-			inner = bpf_map_lookup_elem(&fp_groups, &u);
+	} else if (!mcast) {
+		return -1;
+	} else {
+		// An IANA IPv4 multicast MAC (RFC 1112 §6.4).
+		if (eth->h_dest[0] != 0x01 || eth->h_dest[1] != 0x00 || eth->h_dest[2] != 0x5e)
+			return -1;
+		if (class == CLASS_LINK_LOCAL || !(v->flags & FP_SNOOPING)) {
+			// 224.0.0.0/24 is never snooped (RFC 4541 §2.1.2 (2)); snooping off floods.
+			key.kind = FP_KIND_FLOOD;
+			inner = bpf_map_lookup_elem(&fp_groups, &key);
+		} else {
+			// RFC 4541 §2.1.2 (1), (7): the members whose source filter admits the source,
+			// plus the mrouter ports; a source nobody lists uses the any-source entry.
+			key.kind = FP_KIND_SOURCE;
+			key.group = ip->daddr;
+			key.source = ip->saddr;
+			inner = bpf_map_lookup_elem(&fp_groups, &key);
+			if (!inner) {
+				key.kind = FP_KIND_ANY;
+				key.source = 0;
+				inner = bpf_map_lookup_elem(&fp_groups, &key);
+			}
+			if (!inner) {
+				// Unregistered (RFC 4541 §2.1.2 (3)).
+				struct fp_key u = { .vlan = vid, .kind = FP_KIND_UNREG };
+				inner = bpf_map_lookup_elem(&fp_groups, &u);
+			}
 		}
+		struct fp_key flow = { .vlan = vid, .group = ip->daddr, .source = ip->saddr };
+		if (inner)
+			fp_count_flow(&flow, bpf_xdp_get_buff_len(ctx));
 	}
-	if (!inner) {
+	if (!unicast && !inner) {
 		count(slot, CTR_FAST_DROP);
 		return XDP_DROP;
 	}
-	struct fp_key flow = { .vlan = vid, .group = ip->daddr, .source = ip->saddr };
-	fp_count_flow(&flow, bpf_xdp_get_buff_len(ctx));
 
 	if (tagged) {
 		// Every frame leaves the ingress program untagged; egress programs push tags.
@@ -382,6 +470,8 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u32 slot, __u32 class
 		m->pad = 0;
 	}
 	count(slot, CTR_FAST);
+	if (unicast)
+		return bpf_redirect_map(&fp_unicast, ukey, 0);
 	return bpf_redirect_map(inner, 0, BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
 }
 
@@ -453,13 +543,16 @@ int xsnoop_port(struct xdp_md *ctx)
 			       bpf_xdp_get_buff_len(ctx));
 	count(slot, class);
 
-	if (class == CLASS_MCAST_DATA || class == CLASS_LINK_LOCAL) {
+	if (class == CLASS_MCAST_DATA || class == CLASS_LINK_LOCAL || class == CLASS_UNICAST ||
+	    class == CLASS_BROADCAST) {
 		void *data = (void *)(long)ctx->data;
 		void *end = (void *)(long)ctx->data_end;
 		struct ethhdr *eth = data;
 		if ((void *)(eth + 1) <= end) {
-			int act = eth->h_proto == bpf_htons(ETH_P_IP) ? fast_path(ctx, slot, class, 0)
-								       : fast_path(ctx, slot, class, 1);
+			int tagged = eth->h_proto == bpf_htons(ETH_P_8021Q) ||
+				     eth->h_proto == bpf_htons(ETH_P_8021AD);
+			int act = tagged ? fast_path(ctx, slot, class, 1)
+					 : fast_path(ctx, slot, class, 0);
 			if (act >= 0)
 				return act;
 		}

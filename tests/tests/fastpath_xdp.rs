@@ -109,6 +109,47 @@ struct Bed {
     seq: u32,
 }
 
+/// Keeps only the capabilities `xsnoop run` documents (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW,
+/// CAP_IPC_LOCK) in the calling thread's effective set, so the verifier checks the program as
+/// it will for the real switch (no CAP_PERFMON, no CAP_SYS_ADMIN: stricter rules).
+fn drop_to_switch_caps() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut hdr = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget/capset read and write the header and the two-element data array passed.
+    unsafe {
+        assert_eq!(
+            libc::syscall(libc::SYS_capget, &mut hdr as *mut Header, data.as_mut_ptr()),
+            0
+        );
+        let want: [u32; 4] = [12, 13, 14, 39]; // NET_ADMIN, NET_RAW, IPC_LOCK, BPF
+        let mut eff = [0u32; 2];
+        for c in want {
+            eff[(c / 32) as usize] |= 1 << (c % 32);
+        }
+        data[0].effective = eff[0] & data[0].permitted;
+        data[1].effective = eff[1] & data[1].permitted;
+        assert_eq!(
+            libc::syscall(libc::SYS_capset, &mut hdr as *mut Header, data.as_ptr()),
+            0
+        );
+    }
+}
+
 impl Bed {
     fn new(net: u8) -> Bed {
         let star = Star::new(net, &[2; HOSTS]).unwrap();
@@ -131,6 +172,7 @@ impl Bed {
         let sw = star.switch().unwrap();
         let (cls, xs, fp, ifx) = sw
             .run(|| {
+                drop_to_switch_caps();
                 let mut cls = Classifier::load().unwrap();
                 let mut specs = Vec::new();
                 for (slot, name) in names.iter().enumerate() {
@@ -315,8 +357,17 @@ fn the_snooping_table_decides_every_frame_in_the_kernel() {
     let r = bed.sync(&table(&[1], true));
     assert_eq!(r.ops, 0, "scope Off programs nothing");
     let f = bed.expect("fast path off", 1, S1, G1, None, &[]);
+    let uni = unicast_frame(&mut bed, 1, mac(2), None);
+    expect_frame(&mut bed, "fast path off, unicast", 1, &uni, &[]);
+    let mut bcast = unicast_frame(&mut bed, 1, mac(2), None);
+    bcast[..6].copy_from_slice(&[0xff; 6]);
+    expect_frame(&mut bed, "fast path off, broadcast", 1, &bcast, &[]);
     let at_xsk = bed.xsk_frames(0, Duration::from_millis(200));
-    assert_eq!(at_xsk, vec![f], "data reaches userspace unchanged");
+    assert_eq!(
+        at_xsk,
+        vec![f, uni, bcast],
+        "frames reach userspace unchanged"
+    );
 
     bed.fp.set_scope(Scope::All);
     let r = bed.sync(&table(&[1], true));
@@ -516,6 +567,190 @@ fn the_snooping_table_decides_every_frame_in_the_kernel() {
     assert!(bed.fp.applied().maps.is_empty());
     let f = bed.expect("fast path disabled", 1, S1, G1, None, &[]);
     assert_eq!(bed.xsk_frames(0, Duration::from_millis(200)), vec![f]);
+}
+
+/// A raw frame from `host` to `dst` with ethertype 0x88b5 (or IPv4 UDP when `ip` is set),
+/// carrying a unique marker.
+fn unicast_frame(bed: &mut Bed, host: usize, dst: MacAddr, tag: Option<u16>) -> Vec<u8> {
+    bed.seq += 1;
+    let mut f = dst.0.to_vec();
+    f.extend_from_slice(&mac(host).0);
+    if let Some(v) = tag {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&v.to_be_bytes());
+    }
+    f.extend_from_slice(&[0x88, 0xb5]);
+    f.extend_from_slice(MARK);
+    f.extend_from_slice(&bed.seq.to_be_bytes());
+    f.extend_from_slice(&[0xa5; 40]);
+    f
+}
+
+/// Injects `frame` at `host` and asserts exactly which hosts got it, in which form.
+fn expect_frame(
+    bed: &mut Bed,
+    what: &str,
+    host: usize,
+    frame: &[u8],
+    want: &[(usize, Option<u16>)],
+) {
+    let got = bed.deliver(host, frame);
+    let untagged = retag(frame, None);
+    for h in 1..=HOSTS {
+        let copies = &got[h - 1];
+        match want.iter().find(|(w, _)| *w == h) {
+            Some((_, form)) => {
+                assert_eq!(copies.len(), 1, "{what}: copies at host {h}: {copies:02x?}");
+                assert_eq!(
+                    copies[0],
+                    retag(&untagged, *form),
+                    "{what}: bytes at host {h}"
+                );
+            }
+            None => assert!(copies.is_empty(), "{what}: leaked to host {h}"),
+        }
+    }
+}
+
+#[test]
+fn known_unicast_and_broadcast_in_the_kernel_unknown_sources_to_userspace() {
+    netns_or_skip!("known_unicast_and_broadcast_in_the_kernel_unknown_sources_to_userspace");
+    let mut bed = Bed::new(71);
+    bed.fp.set_scope(Scope::All);
+    bed.fp.set_unicast(true);
+    let r = bed.sync(&table(&[1], true));
+    assert!(r.ops > 0);
+    // Learned: host 1 on port 0 and host 2 on port 1 (VLAN 10), host 6 on the trunk (VLAN 10
+    // and 20), host 5 on port 4 (VLAN 20). Host 3 and 4 are unknown.
+    let stations = [
+        (10, mac(1), 0),
+        (10, mac(2), 1),
+        (10, mac(6), 5),
+        (20, mac(6), 5),
+        (20, mac(5), 4),
+    ];
+    let fr = bed.fp.sync_fdb(stations).unwrap();
+    assert_eq!((fr.written, fr.removed), (5, 0));
+    assert_eq!(bed.fp.sync_fdb(stations).unwrap().written, 0, "unchanged");
+
+    let f = unicast_frame(&mut bed, 1, mac(2), None);
+    expect_frame(&mut bed, "known unicast 1 → 2", 1, &f, &[(2, None)]);
+    let f = unicast_frame(&mut bed, 1, mac(6), None);
+    expect_frame(
+        &mut bed,
+        "known unicast 1 → trunk, tag pushed",
+        1,
+        &f,
+        &[(6, Some(10))],
+    );
+    let f = unicast_frame(&mut bed, 6, mac(1), Some(10));
+    expect_frame(
+        &mut bed,
+        "known unicast trunk → 1, tag popped",
+        6,
+        &f,
+        &[(1, None)],
+    );
+    let f = unicast_frame(&mut bed, 6, mac(5), Some(20));
+    expect_frame(&mut bed, "VLAN 20 trunk → 5", 6, &f, &[(5, None)]);
+    let f = unicast_frame(&mut bed, 5, mac(1), None);
+    expect_frame(
+        &mut bed,
+        "to a station of another VLAN → userspace",
+        5,
+        &f,
+        &[],
+    );
+    let f = unicast_frame(&mut bed, 1, mac(6), None);
+    let mut bcast = f.clone();
+    bcast[..6].copy_from_slice(&[0xff; 6]);
+    expect_frame(
+        &mut bed,
+        "broadcast floods VLAN 10",
+        1,
+        &bcast,
+        &[(2, None), (3, None), (4, None), (6, Some(10))],
+    );
+    assert!(
+        bed.xsk_frames(4, Duration::from_millis(100)).len() == 1,
+        "5 → 1 went to userspace"
+    );
+    assert!(
+        bed.xsk_frames(0, Duration::from_millis(50)).is_empty(),
+        "nothing of host 1's"
+    );
+
+    // To userspace (which learns, floods or drops): unknown destination, unknown source, a
+    // source that moved, and a broken IPv4 header even in unicast.
+    let unknown_dst = unicast_frame(&mut bed, 1, mac(3), None);
+    expect_frame(&mut bed, "unknown destination", 1, &unknown_dst, &[]);
+    let unknown_src = unicast_frame(&mut bed, 3, mac(1), None);
+    expect_frame(&mut bed, "unknown source", 3, &unknown_src, &[]);
+    let moved = {
+        let mut f = unicast_frame(&mut bed, 1, mac(1), None);
+        f[6..12].copy_from_slice(&mac(2).0); // host 2's MAC sent from port 0
+        f
+    };
+    expect_frame(&mut bed, "source learned on another port", 1, &moved, &[]);
+    let mut bad_ip = bed.data(1, S1, G1, None);
+    bad_ip[..6].copy_from_slice(&mac(2).0);
+    bad_ip[24] ^= 0xff; // IPv4 header checksum
+    let got = bed.deliver(1, &bad_ip);
+    assert!(got.iter().all(Vec::is_empty), "bad IPv4 checksum forwarded");
+    let mcast_unknown_src = bed.data(3, S1, G1, None);
+    let got = bed.deliver(3, &mcast_unknown_src);
+    assert!(
+        got.iter().all(Vec::is_empty),
+        "multicast from an unlearned source"
+    );
+    let at0 = bed.xsk_frames(0, Duration::from_millis(200));
+    assert_eq!(
+        at0,
+        vec![unknown_dst, moved, bad_ip],
+        "port 0's frames to userspace"
+    );
+    let at2 = bed.xsk_frames(2, Duration::from_millis(100));
+    assert_eq!(
+        at2,
+        vec![unknown_src, mcast_unknown_src],
+        "port 2's frames to userspace"
+    );
+
+    // Multicast from a learned source still replicates in the kernel.
+    bed.expect(
+        "multicast from host 1",
+        1,
+        S1,
+        G1,
+        None,
+        &[(2, None), (6, Some(10))],
+    );
+    // The kernel refreshed the sender's station for ageing; host 3 was never seen.
+    assert!(bed.fp.station_seen(10, mac(1)).unwrap().is_some());
+    assert_eq!(bed.fp.station_seen(10, mac(3)).unwrap(), None);
+
+    // Host 2 ages out: unicast to it goes to userspace again.
+    let fr = bed
+        .fp
+        .sync_fdb(stations.into_iter().filter(|s| s.1 != mac(2)))
+        .unwrap();
+    assert_eq!((fr.written, fr.removed), (0, 1));
+    let f = unicast_frame(&mut bed, 1, mac(2), None);
+    expect_frame(&mut bed, "after host 2 aged out", 1, &f, &[]);
+    assert_eq!(bed.xsk_frames(0, Duration::from_millis(200)), vec![f]);
+    // Unicast off again: known unicast back in userspace, multicast still in the kernel.
+    bed.fp.set_unicast(false);
+    bed.sync(&table(&[1], true));
+    let f = unicast_frame(&mut bed, 1, mac(6), None);
+    expect_frame(&mut bed, "unicast off", 1, &f, &[]);
+    bed.expect(
+        "multicast, unicast off",
+        3,
+        S1,
+        G1,
+        None,
+        &[(2, None), (6, Some(10))],
+    );
 }
 
 trait TapRemove {

@@ -15,7 +15,8 @@
 //!    in-place edit: a join would no longer forward within a millisecond.)
 //! 4. the final VLAN states (a VLAN turns on only now that all its maps exist; one turning off
 //!    stops using them now);
-//! 5. stale keys are deleted (their VLAN is off, or lookups fall back to the key that step 3
+//!    Unicast egress entries (`fp_unicast`) are written here too;
+//! 5. stale keys (and unicast entries) are deleted (their VLAN is off, or lookups fall back to the key that step 3
 //!    already updated: a dropped (S,G) key falls back to (G), a dropped (G) to unregistered);
 //! 6. removed ports are cleared.
 //!
@@ -57,6 +58,18 @@ pub enum MapOp {
         /// Outer key.
         key: FpKey,
     },
+    /// Write `fp_unicast[key]` (before the VLAN's `FP_UNICAST` turns on).
+    SetUnicast {
+        /// VLAN × MAX_SLOTS + port.
+        key: u32,
+        /// The port.
+        entry: DevEntry,
+    },
+    /// Delete `fp_unicast[key]` (after the VLAN stopped using it).
+    DeleteUnicast {
+        /// VLAN × MAX_SLOTS + port.
+        key: u32,
+    },
 }
 
 /// The operations that turn `old` (what the kernel holds) into `new`, in the safe order above.
@@ -91,6 +104,14 @@ pub fn diff(old: &Desired, new: &Desired) -> Vec<MapOp> {
             });
         }
     }
+    for (key, entry) in &new.unicast {
+        if old.unicast.get(key) != Some(entry) {
+            ops.push(MapOp::SetUnicast {
+                key: *key,
+                entry: *entry,
+            });
+        }
+    }
     // 4. final VLAN states; VLANs no longer present are switched off
     for (vid, v) in &new.vlans {
         if old.vlans.get(vid) != Some(v) {
@@ -112,6 +133,11 @@ pub fn diff(old: &Desired, new: &Desired) -> Vec<MapOp> {
     for key in old.maps.keys() {
         if !new.maps.contains_key(key) {
             ops.push(MapOp::DeleteMap { key: *key });
+        }
+    }
+    for key in old.unicast.keys() {
+        if !new.unicast.contains_key(key) {
+            ops.push(MapOp::DeleteUnicast { key: *key });
         }
     }
     // 6. removed ports
@@ -149,6 +175,12 @@ pub fn record(state: &mut Desired, op: &MapOp) {
         }
         MapOp::DeleteMap { key } => {
             state.maps.remove(key);
+        }
+        MapOp::SetUnicast { key, entry } => {
+            state.unicast.insert(*key, *entry);
+        }
+        MapOp::DeleteUnicast { key } => {
+            state.unicast.remove(key);
         }
     }
 }

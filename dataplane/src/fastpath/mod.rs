@@ -30,8 +30,10 @@ use aya::maps::xdp::{DevMapHash, XdpMapError};
 use aya::maps::{Map, MapData, MapError};
 
 use crate::forward::portmap::PortMap;
+use crate::portset::PortId;
 use crate::table::{ForwardingTable, VlanId};
-use crate::xdp::abi::{self, FpKey, FP_KIND_FLOW};
+use crate::wire::MacAddr;
+use crate::xdp::abi::{self, FpFdbKey, FpFdbVal, FpKey, FP_KIND_FLOW};
 use crate::xdp::{Classifier, FastPathMaps, XdpError};
 
 pub use diff::MapOp;
@@ -93,6 +95,15 @@ pub struct SyncReport {
     pub overflowed: Vec<VlanId>,
 }
 
+/// What one [`FastPath::sync_fdb`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdbSyncReport {
+    /// Stations written (new, or moved to another port).
+    pub written: usize,
+    /// Stations removed.
+    pub removed: usize,
+}
+
 /// Packets and bytes of one (VLAN, source, group) flow replicated by the fast path, summed
 /// over CPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +128,10 @@ pub struct FastPath {
     /// The inner map of every key, kept open for in-place edits (re-opening by id would need
     /// CAP_SYS_ADMIN). One descriptor per key: `new` raises RLIMIT_NOFILE to cover them.
     inner: BTreeMap<FpKey, Inner>,
+    /// Known unicast and broadcast in the kernel too (see [`FastPath::set_unicast`]).
+    unicast: bool,
+    /// `fp_fdb` as written: station → port slot.
+    fdb: BTreeMap<FpFdbKey, u32>,
 }
 
 /// One inner devmap this process created, and its descriptor number (owned by `dev`).
@@ -145,12 +160,79 @@ impl FastPath {
             applied: Desired::default(),
             scope: Scope::Off,
             inner: BTreeMap::new(),
+            unicast: false,
+            fdb: BTreeMap::new(),
         })
     }
 
     /// Chooses the VLANs the fast path forwards; takes effect at the next [`FastPath::sync`].
     pub fn set_scope(&mut self, scope: Scope) {
         self.scope = scope;
+    }
+
+    /// Also forward known unicast and broadcast in the kernel (takes effect at the next
+    /// [`FastPath::sync`]). Then every fast-path frame, multicast too, needs a source MAC that
+    /// [`FastPath::sync_fdb`] wrote for its ingress port; any other frame goes to userspace,
+    /// which learns it, so learning and ageing keep one owner. Off by default.
+    pub fn set_unicast(&mut self, on: bool) {
+        self.unicast = on;
+    }
+
+    /// Writes the learned stations (VLAN, MAC, port) into `fp_fdb`, changing only what
+    /// differs from the last call. Entries for ports beyond `MAX_SLOTS` are ignored.
+    pub fn sync_fdb(
+        &mut self,
+        stations: impl IntoIterator<Item = (VlanId, MacAddr, PortId)>,
+    ) -> Result<FdbSyncReport, FastPathError> {
+        let want: BTreeMap<FpFdbKey, u32> = stations
+            .into_iter()
+            .filter(|(_, _, p)| u32::from(*p) < abi::MAX_SLOTS)
+            .map(|(vlan, mac, p)| (FpFdbKey { vlan, mac: mac.0 }, u32::from(p)))
+            .collect();
+        let mut report = FdbSyncReport::default();
+        for (k, slot) in &want {
+            if self.fdb.get(k) != Some(slot) {
+                let v = FpFdbVal {
+                    slot: *slot,
+                    pad: 0,
+                    seen_ns: 0,
+                };
+                self.maps
+                    .fdb
+                    .insert(k, v, 0)
+                    .map_err(map_err(abi::MAP_FP_FDB))?;
+                self.fdb.insert(*k, *slot);
+                report.written += 1;
+            }
+        }
+        let stale: Vec<FpFdbKey> = self
+            .fdb
+            .keys()
+            .filter(|k| !want.contains_key(k))
+            .copied()
+            .collect();
+        for k in stale {
+            match self.maps.fdb.remove(&k) {
+                Ok(()) => {}
+                Err(e) if is_enoent(&e) => {}
+                Err(e) => return Err(map_err(abi::MAP_FP_FDB)(e)),
+            }
+            self.fdb.remove(&k);
+            report.removed += 1;
+        }
+        Ok(report)
+    }
+
+    /// When the kernel last forwarded a frame from `mac` in `vlan` (CLOCK_MONOTONIC ns,
+    /// refreshed at most once a second), so ageing can count kernel-forwarded traffic;
+    /// `None` if not in `fp_fdb` or not seen since it was written.
+    pub fn station_seen(&self, vlan: VlanId, mac: MacAddr) -> Result<Option<u64>, FastPathError> {
+        match self.maps.fdb.get(&FpFdbKey { vlan, mac: mac.0 }, 0) {
+            Ok(v) if v.seen_ns == 0 => Ok(None),
+            Ok(v) => Ok(Some(v.seen_ns)),
+            Err(e) if is_enoent(&e) => Ok(None),
+            Err(e) => Err(map_err(abi::MAP_FP_FDB)(e)),
+        }
     }
 
     /// The current scope.
@@ -178,7 +260,7 @@ impl FastPath {
         ports: &PortMap,
         ifindex_of_port: &[u32],
     ) -> Result<SyncReport, FastPathError> {
-        let want = plan::desired(table, ports, ifindex_of_port, &self.scope);
+        let want = plan::desired_with(table, ports, ifindex_of_port, &self.scope, self.unicast);
         let ops = diff::diff(&self.applied, &want);
         let mut report = self.apply_all(&ops)?;
         report.overflowed = want.overflowed.clone();
@@ -243,6 +325,26 @@ impl FastPath {
                 .vlans
                 .set(u32::from(*vlan), state, 0)
                 .map_err(map_err(abi::MAP_FP_VLANS)),
+            MapOp::SetUnicast { key, entry } => {
+                let prog = match entry.prog {
+                    EgressProg::Plain => None,
+                    EgressProg::Tag => Some(&self.maps.egress_tag),
+                    EgressProg::Untagged => Some(&self.maps.egress_untagged),
+                };
+                self.maps
+                    .unicast
+                    .insert(*key, entry.ifindex, prog, 0)
+                    .map_err(|source| FastPathError::DevMap {
+                        port: entry.port,
+                        ifindex: entry.ifindex,
+                        source: Box::new(source),
+                    })
+            }
+            MapOp::DeleteUnicast { key } => match self.maps.unicast.remove(*key) {
+                Ok(()) => Ok(()),
+                Err(e) if is_enoent(&e) => Ok(()),
+                Err(e) => Err(map_err(abi::MAP_FP_UNICAST)(e)),
+            },
             MapOp::PutMap { .. } => self.put_maps(std::slice::from_ref(op)).map(drop),
             MapOp::DeleteMap { .. } => self.delete_maps(std::slice::from_ref(op)).map(drop),
         }

@@ -14,8 +14,9 @@ use crate::portset::{PortId, PortSet};
 use crate::table::{ForwardingTable, GroupEntry, VlanId, VlanTable};
 use crate::wire::{is_link_local_multicast, is_multicast, VlanTag};
 use crate::xdp::abi::{
-    FpKey, FpPort, FpVlan, FP_KIND_ANY, FP_KIND_FLOOD, FP_KIND_SOURCE, FP_KIND_UNREG, FP_MAX_KEYS,
-    FP_ON, FP_PORT_ACCESS, FP_PORT_TRUNK, FP_SNOOPING, FP_TAGGED, MAX_SLOTS,
+    unicast_key, FpKey, FpPort, FpVlan, FP_KIND_ANY, FP_KIND_FLOOD, FP_KIND_SOURCE, FP_KIND_UNREG,
+    FP_MAX_KEYS, FP_MAX_UNICAST, FP_ON, FP_PORT_ACCESS, FP_PORT_TRUNK, FP_SNOOPING, FP_TAGGED,
+    FP_UNICAST, MAX_SLOTS,
 };
 
 /// Which VLANs the fast path forwards; the others stay entirely in userspace (AF_XDP).
@@ -73,6 +74,8 @@ pub struct Desired {
     pub vlans: BTreeMap<VlanId, FpVlan>,
     /// `fp_groups`: key → exactly the egress entries, sorted by port.
     pub maps: BTreeMap<FpKey, Vec<DevEntry>>,
+    /// `fp_unicast`: (VLAN × MAX_SLOTS + port) → the port (only with unicast on).
+    pub unicast: BTreeMap<u32, DevEntry>,
     /// VLANs in scope that were left in userspace because the outer map would overflow.
     pub overflowed: Vec<VlanId>,
 }
@@ -115,14 +118,29 @@ fn port_entry(pm: &PortMap, p: PortId) -> Option<FpPort> {
     })
 }
 
-/// Computes the desired map contents. `ifindex_of_port[p]` is port `p`'s interface index (0 or
-/// missing: the port is left out of every egress set and its frames go to userspace). Port ids
-/// are the classifier's slots.
+/// [`desired_with`] with known unicast and broadcast left to userspace (multicast only).
 pub fn desired(
     table: &ForwardingTable,
     pm: &PortMap,
     ifindex_of_port: &[u32],
     scope: &Scope,
+) -> Desired {
+    desired_with(table, pm, ifindex_of_port, scope, false)
+}
+
+/// Computes the desired map contents. `ifindex_of_port[p]` is port `p`'s interface index (0 or
+/// missing: the port is left out of every egress set and its frames go to userspace). Port ids
+/// are the classifier's slots.
+///
+/// With `unicast`, every in-scope VLAN also forwards known unicast (to the port `fp_fdb` names)
+/// and broadcast (to the flood set) in the kernel, and requires a learned source for every
+/// fast-path frame.
+pub fn desired_with(
+    table: &ForwardingTable,
+    pm: &PortMap,
+    ifindex_of_port: &[u32],
+    scope: &Scope,
+    unicast: bool,
 ) -> Desired {
     let mut out = Desired::default();
     if *scope == Scope::Off {
@@ -151,10 +169,16 @@ pub fn desired(
         if !scope.covers(vid) || !(MIN_VID..=MAX_VID).contains(&vid) {
             continue;
         }
-        let (state, maps) = vlan_plan(vid, vt, pm, usable, ifindex_of_port);
-        if out.maps.len() + maps.len() > cap {
+        let (mut state, maps, uni) = vlan_plan(vid, vt, pm, usable, ifindex_of_port);
+        if out.maps.len() + maps.len() > cap
+            || (unicast && out.unicast.len() + uni.len() > FP_MAX_UNICAST as usize)
+        {
             out.overflowed.push(vid);
             continue;
+        }
+        if unicast {
+            state.flags |= FP_UNICAST;
+            out.unicast.extend(uni);
         }
         out.vlans.insert(vid, state);
         out.maps.extend(maps);
@@ -162,13 +186,16 @@ pub fn desired(
     out
 }
 
+/// One VLAN's state, its outer-map keys and its unicast entries.
+type VlanPlan = (FpVlan, Vec<(FpKey, Vec<DevEntry>)>, Vec<(u32, DevEntry)>);
+
 fn vlan_plan(
     vid: VlanId,
     vt: &VlanTable,
     pm: &PortMap,
     usable: PortSet,
     ifindex_of_port: &[u32],
-) -> (FpVlan, Vec<(FpKey, Vec<DevEntry>)>) {
+) -> VlanPlan {
     let members = pm.members(vid).intersection(usable);
     let domain = vt.ports.intersection(members);
     let tagged = domain.difference(pm.untagged(vid));
@@ -221,7 +248,11 @@ fn vlan_plan(
         pad: 0,
         members: bitmap(members),
     };
-    (state, maps)
+    let uni = entries(domain)
+        .into_iter()
+        .map(|e| (unicast_key(vid, e.port), e))
+        .collect();
+    (state, maps, uni)
 }
 
 fn group_plan(

@@ -389,3 +389,51 @@ fn a_table_too_big_for_the_outer_map_leaves_whole_vlans_to_userspace() {
     assert_eq!(d.overflowed, vec![10]);
     assert!(d.vlans.is_empty() && d.maps.is_empty());
 }
+
+#[test]
+fn unicast_entries_exist_before_the_vlan_flag_and_go_after_it() {
+    use super::plan::desired_with;
+    use crate::xdp::abi::{unicast_key, FP_UNICAST};
+    let (pm, ifx) = access_ports();
+    let t = vlan10(FastMap::default());
+    let multicast_only = desired(&t, &pm, &ifx, &Scope::All);
+    assert!(multicast_only.unicast.is_empty());
+    let on = desired_with(&t, &pm, &ifx, &Scope::All, true);
+    assert_eq!(
+        on.vlans.get(&10).unwrap().flags,
+        FP_ON | FP_SNOOPING | FP_UNICAST
+    );
+    assert_eq!(on.unicast.len(), 5);
+    assert_eq!(
+        on.unicast.get(&unicast_key(10, 3)),
+        Some(&DevEntry {
+            port: 3,
+            ifindex: 103,
+            prog: EgressProg::Plain
+        })
+    );
+    let ops = diff(&multicast_only, &on);
+    let flag = ops
+        .iter()
+        .position(|o| matches!(o, MapOp::SetVlan { state, .. } if state.flags & FP_UNICAST != 0))
+        .unwrap();
+    assert!(
+        ops[..flag]
+            .iter()
+            .filter(|o| matches!(o, MapOp::SetUnicast { .. }))
+            .count()
+            == 5
+    );
+    let ops = diff(&on, &multicast_only);
+    let unflag = ops
+        .iter()
+        .position(|o| matches!(o, MapOp::SetVlan { .. }))
+        .unwrap();
+    assert!(
+        ops[unflag..]
+            .iter()
+            .filter(|o| matches!(o, MapOp::DeleteUnicast { .. }))
+            .count()
+            == 5
+    );
+}

@@ -98,6 +98,15 @@ pub const MAP_FP_VLANS: &str = "fp_vlans";
 pub const MAP_FP_GROUPS: &str = "fp_groups";
 /// LRU_PERCPU_HASH [`FpKey`] (kind 0) → [`FpCount`]: per-(VLAN, S, G) packets and bytes.
 pub const MAP_FP_FLOWS: &str = "fp_flows";
+/// HASH [`FpFdbKey`] → [`FpFdbVal`]: stations userspace learned (known unicast destinations, and
+/// the sources the kernel may forward from when `FP_UNICAST` is on).
+pub const MAP_FP_FDB: &str = "fp_fdb";
+/// DEVMAP_HASH (VLAN × `MAX_SLOTS` + slot) → the port, for known unicast.
+pub const MAP_FP_UNICAST: &str = "fp_unicast";
+/// Stations `fp_fdb` holds.
+pub const FP_MAX_FDB: u32 = 16_384;
+/// (VLAN, port) entries `fp_unicast` holds.
+pub const FP_MAX_UNICAST: u32 = 8192;
 /// VLAN ids the `fp_vlans` array covers (0..4096).
 pub const FP_MAX_VLANS: u32 = 4096;
 /// Outer keys `fp_groups` holds.
@@ -125,6 +134,14 @@ pub const FP_ON: u32 = 1;
 pub const FP_SNOOPING: u32 = 2;
 /// `FpVlan::flags`: some egress entry of the VLAN pushes a tag, so ingress adds metadata.
 pub const FP_TAGGED: u32 = 4;
+/// `FpVlan::flags`: known unicast and broadcast are forwarded in the kernel too, and every
+/// fast-path frame needs a source MAC learned on its ingress port (`fp_fdb`).
+pub const FP_UNICAST: u32 = 8;
+
+/// The `fp_unicast` key of (VLAN, slot).
+pub const fn unicast_key(vlan: u16, slot: u16) -> u32 {
+    vlan as u32 * MAX_SLOTS + slot as u32
+}
 
 /// `FpKey::kind`: a counter key (flows map only).
 pub const FP_KIND_FLOW: u16 = 0;
@@ -185,6 +202,34 @@ pub struct FpCount {
     pub bytes: u64,
 }
 
+/// `struct fp_fdb_key`: a station in a VLAN.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FpFdbKey {
+    /// VLAN id.
+    pub vlan: u16,
+    /// MAC address.
+    pub mac: [u8; 6],
+}
+
+/// `struct fp_fdb_val`: where a station was learned, and when the kernel last saw it send.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FpFdbVal {
+    /// Port slot.
+    pub slot: u32,
+    /// Zero.
+    pub pad: u32,
+    /// CLOCK_MONOTONIC ns of the last frame from the station forwarded by the kernel
+    /// (refreshed at most once a second; 0 = not since userspace wrote the entry).
+    pub seen_ns: u64,
+}
+
+// SAFETY: as below (sizes 8 and 16, no padding).
+unsafe impl aya::Pod for FpFdbKey {}
+// SAFETY: as below.
+unsafe impl aya::Pod for FpFdbVal {}
+
 // SAFETY: plain `repr(C)` structs of integers with no padding (sizes 4, 24, 12, 16), matching
 // the C structs in ebpf/xsnoop.bpf.c; every bit pattern is a valid value.
 unsafe impl aya::Pod for FpPort {}
@@ -205,5 +250,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<FpVlan>(), 24);
         assert_eq!(std::mem::size_of::<FpKey>(), 12);
         assert_eq!(std::mem::size_of::<FpCount>(), 16);
+        assert_eq!(std::mem::size_of::<FpFdbKey>(), 8);
+        assert_eq!(std::mem::size_of::<FpFdbVal>(), 16);
     }
 }

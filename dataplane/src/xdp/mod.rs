@@ -25,8 +25,8 @@ use aya::{Ebpf, EbpfError};
 
 pub use abi::FrameClass;
 use abi::{
-    FpCount, FpKey, FpPort, FpVlan, CTR_FAST, CTR_FAST_DROP, CTR_REDIRECTED, CTR_REDIRECT_FAIL,
-    MAX_QUEUES, MAX_SLOTS, NUM_CLASSES, SLOT_STRIDE,
+    FpCount, FpFdbKey, FpFdbVal, FpKey, FpPort, FpVlan, CTR_FAST, CTR_FAST_DROP, CTR_REDIRECTED,
+    CTR_REDIRECT_FAIL, MAX_QUEUES, MAX_SLOTS, NUM_CLASSES, SLOT_STRIDE,
 };
 
 /// The compiled classifier (clang -target bpf, built by `dataplane/build.rs`), embedded so the
@@ -127,6 +127,10 @@ pub struct FastPathMaps {
     pub groups: HashOfMaps<MapData, FpKey, DevMapHash<MapData>>,
     /// A second descriptor of `fp_groups`, for the batch system calls aya does not wrap.
     pub groups_fd: OwnedFd,
+    /// `fp_fdb`: learned stations, written by userspace, `seen_ns` refreshed by the kernel.
+    pub fdb: BpfHashMap<MapData, FpFdbKey, FpFdbVal>,
+    /// `fp_unicast`: (VLAN, port) → the port, with its egress program.
+    pub unicast: DevMapHash<MapData>,
     /// `fp_flows`: per-CPU (VLAN, S, G) packet and byte counters (LRU-bounded).
     pub flows: PerCpuHashMap<MapData, FpKey, FpCount>,
     /// The loaded `xsnoop_egress_tag` devmap program (pushes the VLAN tag).
@@ -237,6 +241,10 @@ impl Classifier {
             _ => return Err(XdpError::Missing(abi::MAP_FP_GROUPS)),
         };
         let groups = HashOfMaps::try_from(groups_map).map_err(map_err(abi::MAP_FP_GROUPS))?;
+        let fdb = BpfHashMap::try_from(take(&mut self.ebpf, abi::MAP_FP_FDB)?)
+            .map_err(map_err(abi::MAP_FP_FDB))?;
+        let unicast = DevMapHash::try_from(take(&mut self.ebpf, abi::MAP_FP_UNICAST)?)
+            .map_err(map_err(abi::MAP_FP_UNICAST))?;
         let flows = PerCpuHashMap::try_from(take(&mut self.ebpf, abi::MAP_FP_FLOWS)?)
             .map_err(map_err(abi::MAP_FP_FLOWS))?;
         let egress_tag = self.program_fd(abi::PROG_EGRESS_TAG)?;
@@ -246,6 +254,8 @@ impl Classifier {
             vlans,
             groups,
             groups_fd,
+            fdb,
+            unicast,
             flows,
             egress_tag,
             egress_untagged,
