@@ -51,8 +51,10 @@ fuzz:
 demo: build
 	./target/release/xsnoop-demo
 
-## bench: control-plane rates, then packet rates of xsnoop run vs the Linux bridge vs the XDP
-## ceiling on a veth testbed (root; ~4 min); tables also in bench/results/latest.{md,csv}
+## bench: control-plane rates, packet rates of xsnoop run vs the Linux bridge vs the XDP ceiling,
+## join/fast-leave/per-frame latency vs the bridge, and xsnoop's memory per group, on a veth
+## testbed (root; ~6 min); tables in bench/results/latest.md (+ latest.csv, latency.csv,
+## memory.csv). Profile of the worker: add --perf-record FILE (see bench/results/profile.md).
 bench: build
 	./target/release/xsnoop-bench
 

@@ -376,6 +376,7 @@ pub fn markdown(all: &[LatencySeries], plan: StreamPlan) -> String {
         s.push_str("|---|---|---|---|---|---|\n");
         let ratio = |a: Option<Summary>, b: Option<Summary>| match (a, b) {
             (Some(a), Some(b)) if b.median > 0.0 => format!("{:.2}", a.median / b.median),
+            (Some(_), Some(_)) => "– (bridge 0)".to_owned(),
             _ => "–".to_owned(),
         };
         let _ = writeln!(
