@@ -141,12 +141,21 @@ impl Daemon {
             cmd.arg("ip");
         }
         // Every program in the chain execs the next, so the child's pid is the daemon's.
+        // XSNOOP_TEST_DATAPLANE=xdp runs every `xsnoop run` of the suite in that mode (CI runs
+        // the end-to-end suite once per mode).
+        let mode: Vec<String> = match std::env::var("XSNOOP_TEST_DATAPLANE") {
+            Ok(m) if args.first() == Some(&"run") && !args.contains(&"--dataplane") => {
+                vec!["--dataplane".into(), m]
+            }
+            _ => Vec::new(),
+        };
         let child = cmd
             .args(["netns", "exec", ns.name()])
             .args(wrapper)
             .arg(&bin)
             .args(["--log-level", "info"])
             .args(args)
+            .args(&mode)
             .arg("--control-socket")
             .arg(&sock)
             .stdout(Stdio::null())

@@ -73,6 +73,10 @@ impl Star {
                     &self.host_if(i)?,
                     "tx",
                     "off",
+                    // A veth end takes frames redirected by XDP (the switch's in-kernel fast
+                    // path) only with NAPI: GRO on, as a real NIC always has a receive path.
+                    "gro",
+                    "on",
                 ],
             )?;
         }

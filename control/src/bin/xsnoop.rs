@@ -439,6 +439,13 @@ struct RunArgs {
     /// queues (`ethtool -L IF combined N`).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// Where registered multicast is replicated: `afxdp` (everything through the AF_XDP
+    /// workers, the default) or `xdp` (in the kernel, through per-group devmaps; IGMP and the
+    /// rest still go through AF_XDP; several times faster wherever AF_XDP copies, e.g. veth).
+    /// With xdp on veth ports, each port's peer needs GRO on (`ethtool -K PEER gro on`) or an
+    /// XDP program, or the kernel drops what it redirects there.
+    #[arg(long, value_name = "MODE", default_value = "afxdp")]
+    dataplane: switch::kernel_path::DataplaneMode,
 }
 
 static SIGNALS: Signals = Signals::new();
@@ -486,6 +493,7 @@ fn run(a: &RunArgs) -> Result<()> {
     let opts = RunOptions {
         config,
         xdp_mode,
+        dataplane: a.dataplane,
         control_socket: Some(a.switch.control_socket.clone()),
         afxdp: AfXdpConfig::default(),
         duration: a.switch.duration(),

@@ -159,3 +159,17 @@ mod tests {
         ));
     }
 }
+
+/// Frames `name` has transmitted (`/sys/class/net/NAME/statistics/tx_packets`): everything the
+/// port sent, whether the AF_XDP workers or the kernel's XDP redirect sent it. `None` when
+/// sysfs does not say (not mounted for this namespace).
+pub fn tx_packets(name: &str) -> Option<u64> {
+    if name.contains('/') || name.contains("..") {
+        return None;
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{name}/statistics/tx_packets"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}

@@ -13,6 +13,7 @@
 //! link-down set and counters ([`msg::Shared`]), and the two bounded channels.
 
 pub mod iface;
+pub mod kernel_path;
 pub mod link;
 pub mod msg;
 pub mod placement;
@@ -39,6 +40,7 @@ use crate::config_file::SwitchConfig;
 use crate::engine::{Input, Output, PortVlans};
 use crate::inject::{build_query, MAX_QUERY_FRAME};
 use crate::plane::ControlPlane;
+use kernel_path::{DataplaneMode, KernelPath};
 use link::LinkWatch;
 use msg::{Punt, Shared, TxRequest, PUNT_QUEUE, TX_QUEUE};
 use worker::{Links, Worker, NOTICE_QUEUE};
@@ -57,6 +59,8 @@ pub struct RunOptions {
     pub config: SwitchConfig,
     /// How the XDP classifier is attached.
     pub xdp_mode: AttachMode,
+    /// Where registered multicast is replicated: in the kernel (XDP) or by the AF_XDP workers.
+    pub dataplane: DataplaneMode,
     /// Where show commands reach the daemon (none: no control socket).
     pub control_socket: Option<PathBuf>,
     /// UMEM and ring sizes.
@@ -125,6 +129,8 @@ struct Fabric {
     classifier: Classifier,
     sets: Vec<AfXdp>,
     mac: MacAddr,
+    /// Interface index of each port (index = port id = classifier slot).
+    ifindexes: Vec<u32>,
 }
 
 /// The receive queues xsnoop serves on `name`: all of them (up to the classifier's
@@ -228,6 +234,7 @@ fn open_fabric(
         classifier,
         sets,
         mac: iface::mac_address(first)?,
+        ifindexes: ports.iter().map(|&(ifindex, _)| ifindex).collect(),
     })
 }
 
@@ -237,12 +244,21 @@ struct Cpu {
     shared: Arc<Shared>,
     tx: SyncSender<TxRequest>,
     mac: MacAddr,
+    /// The in-kernel fast path (`dataplane = "xdp"`), programmed after every publication.
+    kernel: Option<KernelPath>,
+    /// The published port map, for the fast path's VLAN tagging.
+    ports: PortMapHandle,
+    /// The XDP classifier (its per-port counters say what the kernel path forwarded); taken
+    /// out and dropped first at shutdown, which detaches XDP.
+    classifier: Option<Classifier>,
+    /// Port names, for interface statistics.
+    names: Vec<String>,
 }
 
 impl Cpu {
     /// Sends the frames of `out`: the punted frame to `out.forward` (RFC 4541 §2.1.1: reports
     /// to router ports only, queries to all ports), and the engine's queries.
-    fn act(&self, out: &Output, punted: Option<Punt>) {
+    fn act(&mut self, out: &Output, punted: Option<Punt>) {
         if let Some(p) = punted {
             if !out.forward.is_empty() {
                 self.send(TxRequest {
@@ -269,6 +285,14 @@ impl Cpu {
                 groups = self.plane.engine().mdb(self.plane.now()).len(),
                 "table published"
             );
+            self.sync_kernel();
+        }
+    }
+
+    /// Compiles the published table and port map into the kernel fast path, if there is one.
+    fn sync_kernel(&mut self) {
+        if let Some(k) = &mut self.kernel {
+            k.sync(&self.plane.table().load(), &self.ports.load());
         }
     }
 
@@ -296,6 +320,7 @@ impl Cpu {
                 let map = port_map(&cfg)?;
                 let out = self.plane.reconfigure(cfg.engine)?;
                 ports.publish(map);
+                self.sync_kernel();
                 Ok(out)
             });
         match applied {
@@ -309,7 +334,27 @@ impl Cpu {
         }
     }
 
+    /// Publishes what only the kernel knows per port: frames the fast path took from it
+    /// (the classifier's counter) and frames the interface sent, whichever path sent them.
+    fn port_counters(&self) {
+        let counts = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(slot, name)| {
+                let kernel_rx = self
+                    .classifier
+                    .as_ref()
+                    .and_then(|c| c.counters(u32::try_from(slot).ok()?).ok())
+                    .map_or(0, |c| c.fast_path);
+                (kernel_rx, iface::tx_packets(name))
+            })
+            .collect();
+        self.shared.set_port_kernel_counts(counts);
+    }
+
     fn links(&mut self, watch: &mut LinkWatch) {
+        self.port_counters();
         let changes = watch.poll();
         if changes.is_empty() {
             return;
@@ -354,10 +399,17 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         plane.listen_metrics(addr)?;
     }
     let Fabric {
-        classifier,
+        mut classifier,
         sets,
         mac,
+        ifindexes,
     } = fabric;
+    let kernel = match opts.dataplane {
+        DataplaneMode::Xdp => Some(KernelPath::new(&mut classifier, ifindexes).context(
+            "setting up the in-kernel fast path (dataplane = \"afxdp\" runs without it)",
+        )?),
+        DataplaneMode::Afxdp => None,
+    };
     // Zero-copy where every port's driver takes it, copy otherwise (veth): said in the log
     // and in `xsnoop stats`, because it decides what rates to expect.
     let bind_mode = match sets.first().map(AfXdp::mode) {
@@ -366,15 +418,29 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
     };
     let shared = Arc::new(Shared::new(names.clone(), workers, bind_mode));
     let s2 = shared.clone();
-    plane.set_extra_stats(Box::new(move || s2.to_json()));
+    let k2 = kernel.clone();
+    let mode = opts.dataplane;
+    plane.set_extra_stats(Box::new(move || {
+        let mut v = s2.to_json();
+        v["mode"] = mode.to_string().into();
+        if let Some(k) = &k2 {
+            v["kernel_path"] = k.stats_json();
+        }
+        v
+    }));
     let s3 = shared.clone();
     plane.set_fdb_source(Box::new(move || s3.fdb_json()));
     let s4 = shared.clone();
-    plane.set_streams_source(Box::new(move || s4.streams_json()));
+    let k4 = kernel.clone();
+    let t4 = plane.table().clone();
+    plane.set_streams_source(Box::new(move || match &k4 {
+        Some(k) => kernel_path::merge_streams(s4.streams_json(), k.flows_json(&t4.load())),
+        None => s4.streams_json(),
+    }));
     let (punt_tx, punt_rx) = sync_channel::<Punt>(PUNT_QUEUE);
     let (tx_tx, tx_rx) = sync_channel::<TxRequest>(TX_QUEUE);
     let sockets: usize = sets.iter().map(AfXdp::socket_count).sum();
-    info!(ports = ?names, afxdp = bind_mode, workers, sockets, "switching");
+    info!(ports = ?names, dataplane = %opts.dataplane, afxdp = bind_mode, workers, sockets, "switching");
     // Learning notices: one inbox per worker, a sender to every other worker's inbox.
     let (inboxes_tx, inboxes_rx): (Vec<_>, Vec<_>) = (0..workers)
         .map(|_| sync_channel::<FdbNotice>(if workers > 1 { NOTICE_QUEUE } else { 0 }))
@@ -428,7 +494,12 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         shared: shared.clone(),
         tx: tx_tx,
         mac,
+        kernel,
+        ports: port_maps.clone(),
+        classifier: Some(classifier),
+        names: names.clone(),
     };
+    cpu.sync_kernel();
     let mut watch = LinkWatch::new(names);
     cpu.links(&mut watch);
     let mut next_link = Instant::now() + LINK_POLL;
@@ -454,6 +525,9 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         if let Some(out) = cpu.plane.tick() {
             cpu.act(&out, None);
         }
+        if cpu.kernel.as_ref().is_some_and(|k| k.dirty) {
+            cpu.sync_kernel();
+        }
         if Instant::now() >= next_link {
             cpu.links(&mut watch);
             next_link = Instant::now() + LINK_POLL;
@@ -471,7 +545,7 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
     }
     crate::notify::stopping();
     // Detach first so the interfaces fall back to the kernel, then stop and drain the worker.
-    drop(classifier);
+    drop(cpu.classifier.take());
     shared.stop.store(true, Ordering::Relaxed);
     let mut sets = Vec::with_capacity(threads.len());
     for t in threads {

@@ -42,9 +42,11 @@ pub struct TxRequest {
 pub struct PortIo {
     /// The interface.
     pub port: String,
-    /// Frames read from the RX ring.
+    /// Frames received: read from the AF_XDP RX rings, plus `kernel_rx`.
     pub rx: u64,
-    /// Frames placed on the TX ring.
+    /// Frames sent: placed on the TX rings by the workers, or — when larger — what the
+    /// interface counts as transmitted since start (which includes the kernel fast path's
+    /// copies).
     pub tx: u64,
     /// Frames dropped because the TX ring was full.
     pub tx_ring_full: u64,
@@ -56,6 +58,9 @@ pub struct PortIo {
     pub kernel_fill_ring_empty: u64,
     /// IGMP/PIM/MRD frames dropped by the port's control-plane policer (`igmp_rate`).
     pub igmp_policed: u64,
+    /// Frames from this port the in-kernel fast path forwarded (never seen by a worker);
+    /// included in `rx`.
+    pub kernel_rx: u64,
 }
 
 impl PortIo {
@@ -206,6 +211,17 @@ pub struct Shared {
     pub fdb_request: AtomicU64,
     /// Each worker's latest snapshot (index = worker).
     fdb_answers: Vec<Mutex<Snapshot>>,
+    /// Per port, from the CPU: frames the kernel fast path took, and the interface's
+    /// transmitted frames (the first reading is the baseline).
+    kernel_counts: Mutex<KernelCounts>,
+}
+
+/// Per-port counts only the kernel has (see [`Shared::set_port_kernel_counts`]).
+#[derive(Debug, Default)]
+struct KernelCounts {
+    kernel_rx: Vec<u64>,
+    if_tx_base: Vec<Option<u64>>,
+    if_tx: Vec<Option<u64>>,
 }
 
 impl Shared {
@@ -223,6 +239,21 @@ impl Shared {
     /// The names of the ports (index = port).
     pub fn port_names(&self) -> &[String] {
         &self.port_names
+    }
+
+    /// Records, per port, the frames the kernel fast path took from it and the interface's
+    /// transmitted-frames counter. With those, a port's `rx` counts both paths, and its `tx`
+    /// is what the interface sent since start (AF_XDP and XDP redirect alike).
+    pub fn set_port_kernel_counts(&self, counts: Vec<(u64, Option<u64>)>) {
+        let mut k = self
+            .kernel_counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if k.if_tx_base.len() != counts.len() {
+            k.if_tx_base = counts.iter().map(|c| c.1).collect();
+        }
+        k.kernel_rx = counts.iter().map(|c| c.0).collect();
+        k.if_tx = counts.iter().map(|c| c.1).collect();
     }
 
     /// Worker `worker` answers a snapshot request.
@@ -352,14 +383,31 @@ impl Shared {
             dropped += w.fdb_notices_dropped;
         }
         queues.sort_by(|a, b| (&a.port, a.queue).cmp(&(&b.port, b.queue)));
+        let mut kernel_rx_total = 0;
+        {
+            let k = self
+                .kernel_counts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (i, io) in ports.iter_mut().enumerate() {
+                let krx = k.kernel_rx.get(i).copied().unwrap_or(0);
+                io.kernel_rx = krx;
+                io.rx += krx;
+                kernel_rx_total += krx;
+                if let (Some(Some(now)), Some(Some(base))) = (k.if_tx.get(i), k.if_tx_base.get(i)) {
+                    io.tx = io.tx.max(now.saturating_sub(*base));
+                }
+            }
+        }
         let reasons: serde_json::Map<String, serde_json::Value> =
             reasons.into_iter().map(|(k, v)| (k, v.into())).collect();
         let ports = serde_json::to_value(&ports).unwrap_or_default();
         let queues = serde_json::to_value(&queues).unwrap_or_default();
         serde_json::json!({
-            "rx": get(&self.rx),
+            "rx": get(&self.rx) + kernel_rx_total,
             "tx": get(&self.tx),
             "punted": get(&self.punted),
+            "kernel_rx": kernel_rx_total,
             "punt_queue_full": get(&self.punt_queue_full),
             "punt_policed": get(&self.punt_policed),
             "tx_queue_full": get(&self.tx_queue_full),
