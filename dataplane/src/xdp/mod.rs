@@ -11,6 +11,7 @@
 //! the [`Classifier`] and attach from inside the switch's namespace.
 
 pub mod abi;
+pub mod probe;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -33,6 +34,12 @@ use abi::{
 /// binary runs the exact program it was built and tested with.
 pub static PROGRAM_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xsnoop.bpf.o"));
+
+/// Helper XDP programs for rate probes (`ebpf/xsnoop_probe.bpf.c`): `probe_tx` (XDP_TX, for a
+/// BPF_PROG_RUN live-frames generator), `probe_count` (count in `probe_counts`, drop) and
+/// `probe_pass`. Never attached to switch ports; tests and benchmarks load it with aya.
+pub static PROBE_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xsnoop_probe.bpf.o"));
 
 /// Why loading, attaching or programming the classifier failed. Every variant says what to do.
 #[derive(Debug, thiserror::Error)]
