@@ -18,7 +18,9 @@ fn main() {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_else(|| "x86_64-linux-gnu".to_owned());
-    for name in ["xdp_drop"] {
+    // One program so far; the list is where more go.
+    const PROGRAMS: &[&str] = &["xdp_drop"];
+    for name in PROGRAMS {
         let src = manifest.join(format!("bpf/{name}.bpf.c"));
         println!("cargo:rerun-if-changed={}", src.display());
         let status = Command::new(&clang)
