@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use xsnoop_dataplane::fastpath::{FastPath, FastPathError, Scope};
 use xsnoop_dataplane::forward::{ForwardReason, PortMap};
 use xsnoop_dataplane::xdp::Classifier;
-use xsnoop_dataplane::{ForwardingTable, PortId};
+use xsnoop_dataplane::{ForwardingTable, PortId, PortSet};
 
 /// Where multicast is replicated.
 ///
@@ -104,15 +104,26 @@ impl KernelPath {
         })
     }
 
-    /// Makes the kernel maps match `table` and `ports`; logs and counts a failure (then the
-    /// next call retries).
-    pub fn sync(&mut self, table: &ForwardingTable, ports: &PortMap) {
+    /// Makes the kernel maps match `table` and `ports`, leaving the ports in `down` out of
+    /// every egress set (as the workers do); logs and counts a failure (then the next call
+    /// retries).
+    pub fn sync(&mut self, table: &ForwardingTable, ports: &PortMap, down: PortSet) {
         let started = Instant::now();
-        let result = self.fp.lock().unwrap_or_else(PoisonError::into_inner).sync(
-            table,
-            ports,
-            &self.ifindexes,
-        );
+        // Interface 0 takes a port out of the kernel's egress sets.
+        let ifindexes: Vec<u32> = self
+            .ifindexes
+            .iter()
+            .enumerate()
+            .map(|(p, &ifx)| match PortId::try_from(p) {
+                Ok(id) if down.contains(id) => 0,
+                _ => ifx,
+            })
+            .collect();
+        let result = self
+            .fp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sync(table, ports, &ifindexes);
         let mut st = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
         match result {
             Ok(report) => {

@@ -292,7 +292,11 @@ impl Cpu {
     /// Compiles the published table and port map into the kernel fast path, if there is one.
     fn sync_kernel(&mut self) {
         if let Some(k) = &mut self.kernel {
-            k.sync(&self.plane.table().load(), &self.ports.load());
+            k.sync(
+                &self.plane.table().load(),
+                &self.ports.load(),
+                self.shared.down(),
+            );
         }
     }
 
@@ -360,6 +364,8 @@ impl Cpu {
             return;
         }
         self.shared.set_down(watch.down());
+        // A port that went down leaves the kernel's egress sets too (and comes back when up).
+        self.sync_kernel();
         for (port, up) in changes {
             let input = if up {
                 Input::PortUp(port)
