@@ -86,7 +86,10 @@ fn millions_of_replicated_frames_lose_no_umem_frame() {
                 sent += 1;
             }
         }
-        stats = d.show("stats").unwrap();
+        // The control socket may time out while the switch CPU is flooded: ask again later.
+        if let Some(v) = d.show("stats") {
+            stats = v;
+        }
     }
     // Quiet: every TX completes, every frame returns.
     let v = d

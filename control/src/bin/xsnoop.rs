@@ -522,7 +522,11 @@ fn snoop(a: &SnoopArgs) -> Result<()> {
                 {
                     Ok(()) => tracing::info!(file = %path.display(), "configuration reloaded"),
                     Err(e) => {
-                        tracing::warn!(error = %format!("{e:#}"), "reload refused; the running configuration stays")
+                        // A refused file never reached reconfigure(), which brackets itself:
+                        // tell systemd the reload happened (and changed nothing).
+                        xsnoop_control::notify::reloading();
+                        tracing::warn!(error = %format!("{e:#}"), "reload refused; the running configuration stays");
+                        xsnoop_control::notify::ready("snooping (reload refused)");
                     }
                 },
                 None => tracing::warn!("SIGHUP: started without --config, nothing to reload"),
