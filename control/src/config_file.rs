@@ -10,11 +10,13 @@ mod spans;
 
 pub use self::spans::Location;
 use self::spans::Spans;
+use crate::switch::kernel_path::DataplaneMode;
 use crate::switch::placement::Placement;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use xsnoop_dataplane::forward::PuntLimit;
+use xsnoop_dataplane::xdp::AttachMode;
 
 use serde::{Deserialize, Deserializer};
 use thiserror::Error;
@@ -255,6 +257,10 @@ struct FileSchema {
     /// Workers run SCHED_FIFO.
     #[serde(default)]
     worker_realtime: bool,
+    /// Where multicast is replicated: "afxdp" | "xdp".
+    dataplane: Option<String>,
+    /// How XDP is attached: "auto" | "native" | "skb".
+    xdp_mode: Option<String>,
     #[serde(default)]
     snooping: SnoopingSection,
     #[serde(default, rename = "port")]
@@ -348,6 +354,10 @@ pub struct SwitchConfig {
     pub punt_limits: Vec<PuntLimit>,
     /// Where the workers run (`worker_cpus`, `worker_realtime`).
     pub placement: Placement,
+    /// Where registered multicast is replicated (`dataplane`, default "afxdp").
+    pub dataplane: DataplaneMode,
+    /// How the classifier is attached (`xdp_mode`); `None`: the command line's choice.
+    pub xdp_mode: Option<AttachMode>,
 }
 
 /// IGMP, PIM and MRD frames per second a port may send to the switch CPU by default: far above
@@ -460,6 +470,24 @@ fn build(schema: &FileSchema) -> Result<SwitchConfig, Refusal> {
     let placement = Placement {
         cpus: schema.worker_cpus.clone(),
         realtime: schema.worker_realtime,
+    };
+    let dataplane = match &schema.dataplane {
+        None => DataplaneMode::default(),
+        Some(m) => m
+            .parse()
+            .map_err(|e: String| Refusal::new(e).at("dataplane"))?,
+    };
+    let xdp_mode = match schema.xdp_mode.as_deref() {
+        None => None,
+        Some("auto") => Some(AttachMode::NativeOrSkb),
+        Some("native") => Some(AttachMode::Native),
+        Some("skb") => Some(AttachMode::Skb),
+        Some(other) => {
+            return Err(Refusal::new(format!(
+                "xdp_mode = {other:?}: use \"auto\" (driver XDP, generic where the driver lacks it; the default), \"native\" or \"skb\""
+            ))
+            .at("xdp_mode"))
+        }
     };
     let s = &schema.snooping;
     let global_version = query_version("snooping", "snooping", s.igmp_version)?;
@@ -660,6 +688,8 @@ fn build(schema: &FileSchema) -> Result<SwitchConfig, Refusal> {
         workers,
         punt_limits,
         placement,
+        dataplane,
+        xdp_mode,
     })
 }
 
@@ -919,6 +949,21 @@ mod tests {
                 cpus: vec![0],
                 realtime: true
             }
+        );
+        let ok = SwitchConfig::parse(
+            "dataplane = \"xdp\"\nxdp_mode = \"skb\"\n[[port]]\nname = \"a\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.dataplane, DataplaneMode::Xdp);
+        assert_eq!(ok.xdp_mode, Some(AttachMode::Skb));
+        let ok = SwitchConfig::parse("[[port]]\nname = \"a\"\n").unwrap();
+        assert_eq!((ok.dataplane, ok.xdp_mode), (DataplaneMode::Afxdp, None));
+        let e = err("dataplane = \"dpdk\"\n[[port]]\nname = \"a\"\n");
+        assert!(e.contains("\"dpdk\"") && e.contains("afxdp"), "{e}");
+        let e = err("xdp_mode = \"fast\"\n[[port]]\nname = \"a\"\n");
+        assert!(
+            e.contains("xdp_mode = \"fast\"") && e.contains("skb"),
+            "{e}"
         );
         let e = err("workers = 65\n[[port]]\nname = \"a\"\n");
         assert!(e.contains("workers = 65"), "{e}");

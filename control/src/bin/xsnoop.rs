@@ -399,6 +399,8 @@ impl SwitchArgs {
             workers: 1,
             punt_limits: vec![xsnoop_control::config_file::DEFAULT_PUNT_LIMIT; n],
             placement: Default::default(),
+            dataplane: Default::default(),
+            xdp_mode: None,
         })
     }
 
@@ -431,9 +433,9 @@ enum XdpModeArg {
 struct RunArgs {
     #[command(flatten)]
     switch: SwitchArgs,
-    /// How to attach the XDP classifier.
-    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
-    xdp_mode: XdpModeArg,
+    /// How to attach the XDP classifier (overrides `xdp_mode` in the file; default auto).
+    #[arg(long, value_enum)]
+    xdp_mode: Option<XdpModeArg>,
     /// Forwarding threads (overrides `workers` in the config file; default 1). Worker w
     /// serves receive queue q of every port when q % N == w, so every port needs at least N
     /// queues (`ethtool -L IF combined N`).
@@ -443,9 +445,10 @@ struct RunArgs {
     /// workers, the default) or `xdp` (in the kernel, through per-group devmaps; IGMP and the
     /// rest still go through AF_XDP; several times faster wherever AF_XDP copies, e.g. veth).
     /// With xdp on veth ports, each port's peer needs GRO on (`ethtool -K PEER gro on`) or an
-    /// XDP program, or the kernel drops what it redirects there.
-    #[arg(long, value_name = "MODE", default_value = "afxdp")]
-    dataplane: switch::kernel_path::DataplaneMode,
+    /// XDP program, or the kernel drops what it redirects there. Overrides `dataplane` in the
+    /// file.
+    #[arg(long, value_name = "MODE")]
+    dataplane: Option<switch::kernel_path::DataplaneMode>,
 }
 
 static SIGNALS: Signals = Signals::new();
@@ -484,16 +487,19 @@ fn run(a: &RunArgs) -> Result<()> {
         }
         config.workers = n;
     }
+    // The command line overrides the file, which overrides the defaults.
     let xdp_mode = match a.xdp_mode {
-        XdpModeArg::Auto => AttachMode::NativeOrSkb,
-        XdpModeArg::Native => AttachMode::Native,
-        XdpModeArg::Skb => AttachMode::Skb,
+        Some(XdpModeArg::Auto) => AttachMode::NativeOrSkb,
+        Some(XdpModeArg::Native) => AttachMode::Native,
+        Some(XdpModeArg::Skb) => AttachMode::Skb,
+        None => config.xdp_mode.unwrap_or(AttachMode::NativeOrSkb),
     };
+    let dataplane = a.dataplane.unwrap_or(config.dataplane);
     install_signal_handlers();
     let opts = RunOptions {
         config,
         xdp_mode,
-        dataplane: a.dataplane,
+        dataplane,
         control_socket: Some(a.switch.control_socket.clone()),
         afxdp: AfXdpConfig::default(),
         duration: a.switch.duration(),
