@@ -141,6 +141,20 @@ pub fn link_up(name: &str) -> Result<bool, IfaceError> {
     Ok(flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0)
 }
 
+/// Frames `name` has transmitted (`/sys/class/net/NAME/statistics/tx_packets`): everything the
+/// port sent, whether the AF_XDP workers or the kernel's XDP redirect sent it. `None` when
+/// sysfs does not say (not mounted for this namespace).
+pub fn tx_packets(name: &str) -> Option<u64> {
+    if name.contains('/') || name.contains("..") {
+        return None;
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{name}/statistics/tx_packets"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,18 +172,4 @@ mod tests {
             Err(IfaceError::BadName(_))
         ));
     }
-}
-
-/// Frames `name` has transmitted (`/sys/class/net/NAME/statistics/tx_packets`): everything the
-/// port sent, whether the AF_XDP workers or the kernel's XDP redirect sent it. `None` when
-/// sysfs does not say (not mounted for this namespace).
-pub fn tx_packets(name: &str) -> Option<u64> {
-    if name.contains('/') || name.contains("..") {
-        return None;
-    }
-    std::fs::read_to_string(format!("/sys/class/net/{name}/statistics/tx_packets"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
