@@ -76,6 +76,27 @@ fn counters(f: &mut Families, prefix: &[&str], v: &Value) {
         return;
     };
     for (k, v) in obj {
+        // Per-port and per-VLAN message counts: the port or VLAN is a label, not a name part.
+        let label = match k.as_str() {
+            "received_by_port" => Some(("port", "xsnoop_port_received_total")),
+            "received_by_vlan" => Some(("vlan", "xsnoop_vlan_received_total")),
+            _ => None,
+        };
+        if let (Some((label, name)), Some(by)) = (label, v.as_object()) {
+            for (who, kinds) in by {
+                for (kind, n) in kinds.as_object().into_iter().flatten() {
+                    if let Some(n) = n.as_u64() {
+                        f.add(
+                            name.to_string(),
+                            "counter",
+                            &[(label, who), ("kind", kind)],
+                            n,
+                        );
+                    }
+                }
+            }
+            continue;
+        }
         let mut path = prefix.to_vec();
         path.push(k);
         match v {
@@ -205,6 +226,8 @@ mod tests {
     fn stats_become_labelled_counters_and_the_mdb_gauges() {
         let stats = json!({
             "received": {"reports_v2": 3, "leaves": 1},
+            "received_by_port": {"swp1": {"reports_v2": 3}},
+            "received_by_vlan": {"10": {"leaves": 1}},
             "ignored": {"report for a link-local group": 2},
             "querier": {"lost": 1},
             "dataplane": {"rx": 10, "reasons": {"drop_malformed_igmp": 4},
@@ -227,6 +250,8 @@ mod tests {
             "# TYPE xsnoop_port_groups gauge",
             "xsnoop_port_groups{vlan=\"1\",port=\"swp1\"} 2",
             "xsnoop_mrouter_ports{vlan=\"1\"} 1",
+            "xsnoop_port_received_total{port=\"swp1\",kind=\"reports_v2\"} 3",
+            "xsnoop_vlan_received_total{vlan=\"10\",kind=\"leaves\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -219,6 +219,23 @@ impl ControlPlane {
             Show::Querier => serde_json::to_value(e.querier_status(now))?,
             Show::Stats => {
                 let mut v = serde_json::to_value(e.stats())?;
+                // The engine counts per port id; operators know ports by name.
+                if let Some(by_port) = v
+                    .get_mut("received_by_port")
+                    .and_then(serde_json::Value::as_object_mut)
+                {
+                    let named: serde_json::Map<String, serde_json::Value> =
+                        std::mem::take(by_port)
+                            .into_iter()
+                            .map(|(id, c)| {
+                                let name = id
+                                    .parse::<PortId>()
+                                    .map_or(id.clone(), |p| self.port_name(p).to_string());
+                                (name, c)
+                            })
+                            .collect();
+                    *by_port = named;
+                }
                 if let (Some(f), Some(obj)) = (&self.extra_stats, v.as_object_mut()) {
                     obj.insert("dataplane".into(), f());
                 }
@@ -432,6 +449,12 @@ mod tests {
         assert_eq!(mdb[0]["port"], "b");
         assert_eq!(p.port_name(1), "b");
         assert_eq!(p.port_name(7), "?");
+        // Counted in total, for its port (by name) and for its VLAN.
+        let stats = p.show(Show::Stats).unwrap();
+        assert_eq!(stats["received"]["reports_v2"], 1);
+        assert_eq!(stats["received_by_port"]["b"]["reports_v2"], 1, "{stats}");
+        assert!(stats["received_by_port"].get("a").is_none(), "{stats}");
+        assert_eq!(stats["received_by_vlan"]["1"]["reports_v2"], 1, "{stats}");
         // Multicast data is not for the engine; a truncated frame is counted as malformed.
         let data = to_vec(&UdpDataBuilder {
             src_mac: MacAddr([2, 0, 0, 0, 0, 1]),

@@ -402,7 +402,7 @@ impl Engine {
             self.stats.ignore("message on a port outside its VLAN");
             return;
         }
-        self.stats.count_message(msg);
+        self.stats.count_message(msg, port, vlan);
         if self.down.contains(port) {
             self.stats.ignore("message on a port that is down");
             return;

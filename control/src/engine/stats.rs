@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::events::{Event, EventKind};
+use xsnoop_dataplane::{PortId, VlanId};
+
 use super::model::{Message, Version};
 
 /// Messages received, by type and version.
@@ -61,6 +63,10 @@ pub struct LimitHits {
 pub struct Stats {
     /// Messages received.
     pub received: Received,
+    /// Messages received, per ingress port (the control plane shows port names).
+    pub received_by_port: BTreeMap<PortId, Received>,
+    /// Messages received, per VLAN.
+    pub received_by_vlan: BTreeMap<VlanId, Received>,
     /// Reports, records, leaves and queries ignored, by reason.
     pub ignored: BTreeMap<&'static str, u64>,
     /// Malformed frames, by reason.
@@ -87,9 +93,18 @@ pub struct QuerierCounters {
 }
 
 impl Stats {
-    /// Counts a received message.
-    pub(crate) fn count_message<A>(&mut self, msg: &Message<A>) {
-        let r = &mut self.received;
+    /// Counts a received message, in total and for its port and VLAN.
+    pub(crate) fn count_message<A>(&mut self, msg: &Message<A>, port: PortId, vlan: VlanId) {
+        self.received.count(msg);
+        self.received_by_port.entry(port).or_default().count(msg);
+        self.received_by_vlan.entry(vlan).or_default().count(msg);
+    }
+}
+
+impl Received {
+    /// Counts `msg` by its type and version.
+    fn count<A>(&mut self, msg: &Message<A>) {
+        let r = self;
         let c = match msg {
             Message::Query { version, .. } => match version {
                 Version::V1 => &mut r.queries_v1,
@@ -108,7 +123,9 @@ impl Stats {
         };
         *c = c.saturating_add(1);
     }
+}
 
+impl Stats {
     /// Counts something ignored for `reason`.
     pub(crate) fn ignore(&mut self, reason: &'static str) {
         let c = self.ignored.entry(reason).or_default();
