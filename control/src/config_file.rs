@@ -16,6 +16,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use xsnoop_dataplane::forward::PuntLimit;
+use xsnoop_dataplane::wire::MacAddr;
 use xsnoop_dataplane::xdp::AttachMode;
 
 use serde::{Deserialize, Deserializer};
@@ -233,6 +234,15 @@ enum TableFullKey {
     Flood,
 }
 
+/// One `[[static_fdb]]`: a station pinned to a port by management.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaticFdbSection {
+    vlan: Option<VlanId>,
+    mac: String,
+    port: String,
+}
+
 /// One `[[static_group]]`: a group joined on ports by management.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -269,6 +279,8 @@ struct FileSchema {
     vlans: Vec<VlanSection>,
     #[serde(default, rename = "static_group")]
     static_groups: Vec<StaticGroupSection>,
+    #[serde(default, rename = "static_fdb")]
+    static_fdb: Vec<StaticFdbSection>,
 }
 
 /// The version of queries a VLAN sends, from `igmp_version` under `key` (written at `path`).
@@ -358,6 +370,25 @@ pub struct SwitchConfig {
     pub dataplane: DataplaneMode,
     /// How the classifier is attached (`xdp_mode`); `None`: the command line's choice.
     pub xdp_mode: Option<AttachMode>,
+    /// Stations pinned to a port (`[[static_fdb]]`): never learned elsewhere, never aged.
+    pub static_fdb: Vec<(VlanId, MacAddr, PortId)>,
+}
+
+/// `aa:bb:cc:dd:ee:ff` (or with `-`), the unicast MAC of a station.
+fn parse_station_mac(text: &str) -> Option<MacAddr> {
+    let parts: Vec<&str> = text.split([':', '-']).collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (o, p) in mac.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return None;
+        }
+        *o = u8::from_str_radix(p, 16).ok()?;
+    }
+    let mac = MacAddr(mac);
+    (mac.is_unicast() && mac != MacAddr::ZERO).then_some(mac)
 }
 
 /// IGMP, PIM and MRD frames per second a port may send to the switch CPU by default: far above
@@ -670,6 +701,47 @@ fn build(schema: &FileSchema) -> Result<SwitchConfig, Refusal> {
             static_origin.push((i, k));
         }
     }
+    let mut static_fdb = Vec::new();
+    for (i, e) in schema.static_fdb.iter().enumerate() {
+        let key = format!("static_fdb[{i}]");
+        let mac = parse_station_mac(&e.mac).ok_or_else(|| {
+            Refusal::new(format!(
+                "{key}.mac = {:?}: not a station's MAC; write six hex pairs like \"02:00:5e:10:00:01\" (not a group, broadcast or all-zero address)",
+                e.mac
+            ))
+            .at(format!("static_fdb.{i}.mac"))
+        })?;
+        let idx = ports.iter().position(|p| p.name == e.port).ok_or_else(|| {
+            Refusal::new(format!(
+                "{key}.port = {:?}: not a [[port]] of this file; use one of the port names",
+                e.port
+            ))
+            .at(format!("static_fdb.{i}.port"))
+        })?;
+        let carried = ports
+            .get(idx)
+            .map(|p| p.vlans.as_slice().to_vec())
+            .unwrap_or_default();
+        let vlan = match e.vlan {
+            Some(v) => v,
+            None if carried.len() == 1 => carried.first().copied().unwrap_or(1),
+            None => {
+                return Err(Refusal::new(format!(
+                "{key}.vlan: missing; port {:?} carries several VLANs {carried:?}, say which one",
+                e.port
+            ))
+                .at(format!("static_fdb.{i}.port")))
+            }
+        };
+        if !carried.contains(&vlan) {
+            return Err(Refusal::new(format!(
+                "{key}.vlan = {vlan}: port {:?} does not carry VLAN {vlan} (it carries {carried:?})",
+                e.port
+            ))
+            .at(format!("static_fdb.{i}.vlan")));
+        }
+        static_fdb.push((vlan, mac, PortId::try_from(idx).unwrap_or(PortId::MAX)));
+    }
     let engine = EngineConfig {
         ports,
         vlans,
@@ -690,6 +762,7 @@ fn build(schema: &FileSchema) -> Result<SwitchConfig, Refusal> {
         placement,
         dataplane,
         xdp_mode,
+        static_fdb,
     })
 }
 
@@ -965,6 +1038,31 @@ mod tests {
             e.contains("xdp_mode = \"fast\"") && e.contains("skb"),
             "{e}"
         );
+        let ok = SwitchConfig::parse(
+            "[[port]]\nname = \"a\"\nvlan = 10\n[[static_fdb]]\nmac = \"02:00:5E:10:00:01\"\nport = \"a\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.static_fdb, [(10, MacAddr([2, 0, 0x5e, 0x10, 0, 1]), 0)]);
+        for (bad, want) in [
+            (
+                "mac = \"01:00:5e:00:00:01\"\nport = \"a\"",
+                "static_fdb[0].mac",
+            ),
+            ("mac = \"02:00:5e:10:00\"\nport = \"a\"", "six hex pairs"),
+            (
+                "mac = \"02:00:5e:10:00:01\"\nport = \"b\"",
+                "static_fdb[0].port = \"b\"",
+            ),
+            (
+                "mac = \"02:00:5e:10:00:01\"\nport = \"a\"\nvlan = 20",
+                "does not carry VLAN 20",
+            ),
+        ] {
+            let e = err(&format!(
+                "[[port]]\nname = \"a\"\nvlan = 10\n[[static_fdb]]\n{bad}\n"
+            ));
+            assert!(e.contains(want), "{e}");
+        }
         let e = err("workers = 65\n[[port]]\nname = \"a\"\n");
         assert!(e.contains("workers = 65"), "{e}");
         let ok = SwitchConfig::parse("workers = 2\n[[port]]\nname = \"a\"\n").unwrap();

@@ -129,11 +129,16 @@ pub fn fdb(rows: &[serde_json::Value]) -> String {
         .iter()
         .map(|r| {
             let age = r["age_ms"].as_u64().unwrap_or(0);
+            let age = if r["static"] == true {
+                "static".to_string()
+            } else {
+                format!("{}.{:01}s", age / 1000, (age % 1000) / 100)
+            };
             vec![
                 r["vlan"].to_string(),
                 r["mac"].as_str().unwrap_or("?").to_string(),
                 r["port"].as_str().unwrap_or("?").to_string(),
-                format!("{}.{:01}s", age / 1000, (age % 1000) / 100),
+                age,
             ]
         })
         .collect();

@@ -1259,3 +1259,52 @@ fn workers_are_pinned_and_run_real_time_when_configured() {
     assert!(round_trip(&star, net, 1, 2).is_none());
     d.stop();
 }
+
+#[test]
+fn a_static_fdb_entry_pins_a_station_to_its_port() {
+    netns_or_skip!();
+    let net = 48;
+    let star = star(net, &[2, 2, 2]);
+    // 02:00:00:00:7a:63 is pinned behind p3; nobody is ever heard sending from it there.
+    let pinned = [0x02, 0, 0, 0, 0x7a, 0x63];
+    let cfg = format!(
+        "{}[[static_fdb]]\nmac = \"02:00:00:00:7a:63\"\nport = \"{}\"\n",
+        config(net, &access_ports(&star, &[]), &[]),
+        star.port(3).unwrap()
+    );
+    let d = Daemon::start(&star, &cfg);
+    let fdb = d.show("fdb").unwrap();
+    assert!(
+        fdb.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["mac"] == "02:00:00:00:7a:63"
+                && r["static"] == true
+                && r["port"] == star.port(3).unwrap().as_str()),
+        "{fdb}"
+    );
+    let (c2, c3) = (capture(&star, 2), capture(&star, 3));
+    let inject = capture(&star, 1);
+    // A frame to the pinned MAC goes to p3 only: known unicast, not flooded.
+    inject
+        .inject(&raw(pinned, 1, None, b"to-pinned-1"))
+        .unwrap();
+    assert_eq!(c3.count(WINDOW, |f| carries(f, b"to-pinned-1")).unwrap(), 1);
+    assert_eq!(c2.count(WINDOW, |f| carries(f, b"to-pinned-1")).unwrap(), 0);
+    // A frame *from* the pinned MAC on p2 does not move it (a static entry never moves).
+    let mut spoof = raw([0x02, 0, 0, 0, 0x7a, 1], 0x63, None, b"spoof");
+    spoof[6..12].copy_from_slice(&pinned);
+    capture(&star, 2).inject(&spoof).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    inject
+        .inject(&raw(pinned, 1, None, b"to-pinned-2"))
+        .unwrap();
+    assert_eq!(c3.count(WINDOW, |f| carries(f, b"to-pinned-2")).unwrap(), 1);
+    assert_eq!(c2.count(WINDOW, |f| carries(f, b"to-pinned-2")).unwrap(), 0);
+    let text = d.show_text("fdb").unwrap();
+    assert!(
+        text.contains("02:00:00:00:7a:63") && text.contains("static"),
+        "{text}"
+    );
+    d.stop();
+}

@@ -401,6 +401,7 @@ impl SwitchArgs {
             placement: Default::default(),
             dataplane: Default::default(),
             xdp_mode: None,
+            static_fdb: Vec::new(),
         })
     }
 

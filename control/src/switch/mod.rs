@@ -111,6 +111,7 @@ pub fn port_map(config: &SwitchConfig) -> Result<PortMap> {
         };
         map.set_port(id, &cfg)
             .with_context(|| format!("port {}", p.name))?;
+        map.set_static_fdb(config.static_fdb.clone());
         map.set_punt_limit(
             id,
             config

@@ -135,8 +135,11 @@ pub struct FdbRow {
     pub mac: String,
     /// The port it sits behind.
     pub port: String,
-    /// Time since a frame from it was last seen, in milliseconds.
+    /// Time since a frame from it was last seen, in milliseconds (0 for a static entry).
     pub age_ms: u64,
+    /// Configured (`[[static_fdb]]`), not learned.
+    #[serde(rename = "static")]
+    pub is_static: bool,
 }
 
 /// One multicast stream, as `xsnoop streams` shows it.
@@ -436,6 +439,7 @@ mod tests {
             mac: mac.into(),
             port: port.into(),
             age_ms,
+            is_static: false,
         };
         // Workers answer whatever request is pending, as their loops would.
         std::thread::scope(|sc| {

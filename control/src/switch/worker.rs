@@ -121,6 +121,9 @@ pub struct Worker {
     notices_lost: u64,
     /// The last snapshot request (`xsnoop fdb`, `xsnoop streams`) this worker answered.
     fdb_answered: u64,
+    /// The port map whose static FDB entries are installed (its address; a reload publishes
+    /// a new map).
+    statics_from: usize,
     /// Per-(VLAN, source, group) counts of the multicast data it forwarded.
     streams: StreamCounters,
     epoch: Instant,
@@ -158,6 +161,7 @@ impl Worker {
             policer: PuntPolicer::new(),
             notices_lost: 0,
             fdb_answered: 0,
+            statics_from: 0,
             streams: StreamCounters::default(),
             epoch,
             scratch,
@@ -177,6 +181,12 @@ impl Worker {
             self.take_notices(now);
             let table = self.table.load();
             let pm = self.ports.load();
+            let pm_addr = std::ptr::from_ref::<xsnoop_dataplane::forward::PortMap>(&pm) as usize;
+            if pm_addr != self.statics_from {
+                // A new port map (start-up or reload): its static stations replace the old.
+                self.fdb.set_statics(pm.static_fdb());
+                self.statics_from = pm_addr;
+            }
             let down = self.shared.down();
             if down != self.down {
                 // Stations behind a port that went down are forgotten (IEEE 802.1Q §8.7.6).
@@ -250,6 +260,7 @@ impl Worker {
                     .cloned()
                     .unwrap_or_else(|| e.port.to_string()),
                 age_ms: u64::try_from(e.age.as_millis()).unwrap_or(u64::MAX),
+                is_static: e.is_static,
             })
             .collect();
         let streams = self

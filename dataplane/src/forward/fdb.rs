@@ -73,6 +73,9 @@ pub enum Learn {
     InvalidMac,
     /// The table is full: the new MAC was not learned.
     TableFull,
+    /// The MAC has a static entry: it is never learned nor moved (a frame from it on another
+    /// port is counted in [`FdbStats::static_conflicts`]).
+    Static,
 }
 
 /// Learning and ageing totals since creation.
@@ -94,6 +97,8 @@ pub struct FdbStats {
     pub installed: u64,
     /// Notices not recorded because [`NOTICE_CAPACITY`] were pending.
     pub notices_dropped: u64,
+    /// Frames from a statically configured MAC on a port other than its static one.
+    pub static_conflicts: u64,
 }
 
 /// Notices one table holds between two [`Fdb::take_notices`].
@@ -119,8 +124,10 @@ pub struct FdbEntry {
     pub mac: MacAddr,
     /// Port it was last seen on.
     pub port: PortId,
-    /// Time since it was last seen.
+    /// Time since it was last seen (zero for a static entry).
     pub age: Duration,
+    /// Configured, not learned: never ages, never moves, survives flushes.
+    pub is_static: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -129,6 +136,8 @@ struct Slot {
     last_seen: Duration,
     /// When a notice about this entry was last recorded (or received).
     announced: Duration,
+    /// A static entry (configuration): never ages, moves or flushes.
+    fixed: bool,
 }
 
 fn key(vlan: VlanId, mac: MacAddr) -> u64 {
@@ -192,7 +201,33 @@ impl Fdb {
     }
 
     fn expired(&self, s: &Slot, now: Duration) -> bool {
-        now.saturating_sub(s.last_seen) >= self.cfg.ageing
+        !s.fixed && now.saturating_sub(s.last_seen) >= self.cfg.ageing
+    }
+
+    /// Makes `entries` the table's static entries (IEEE 802.1Q §8.8.1 static filtering
+    /// entries): each is installed (replacing a learned entry for the same station), and static
+    /// entries not listed any more are removed. Group or zero MACs are skipped. Returns how many
+    /// are installed. Allocates: for configuration changes, not per packet.
+    pub fn set_statics(&mut self, entries: &[(VlanId, MacAddr, PortId)]) -> usize {
+        let want: std::collections::HashSet<u64> =
+            entries.iter().map(|&(v, m, _)| key(v, m)).collect();
+        self.map.retain(|k, s| !s.fixed || want.contains(k));
+        let mut n = 0;
+        for &(vlan, mac, port) in entries {
+            if !mac.is_unicast() || mac == MacAddr::ZERO {
+                continue;
+            }
+            let slot = Slot {
+                port,
+                last_seen: Duration::ZERO,
+                announced: Duration::ZERO,
+                fixed: true,
+            };
+            // A static entry takes precedence over the capacity limit: it is configuration.
+            self.map.insert(key(vlan, mac), slot);
+            n += 1;
+        }
+        n
     }
 
     /// Records that `mac` was seen as a source on `port` in `vlan` at `now`.
@@ -213,6 +248,12 @@ impl Fdb {
         let k = key(vlan, mac);
         let ageing = self.cfg.ageing;
         if let Some(s) = self.map.get_mut(&k) {
+            if s.fixed {
+                if s.port != port {
+                    self.stats.static_conflicts += 1;
+                }
+                return Learn::Static;
+            }
             let was_expired = now.saturating_sub(s.last_seen) >= ageing;
             let from = s.port;
             s.port = port;
@@ -237,6 +278,7 @@ impl Fdb {
                 port,
                 last_seen: now,
                 announced: now,
+                fixed: false,
             },
         );
         self.stats.learned += 1;
@@ -253,7 +295,7 @@ impl Fdb {
                 .map
                 .get(&key(vlan, mac))
                 .is_some_and(|s| now.saturating_sub(s.announced) >= quarter),
-            Learn::InvalidMac | Learn::TableFull => false,
+            Learn::InvalidMac | Learn::TableFull | Learn::Static => false,
         };
         if !due {
             return;
@@ -302,7 +344,7 @@ impl Fdb {
         let ageing = self.cfg.ageing;
         let before = self.map.len();
         self.map
-            .retain(|_, s| now.saturating_sub(s.last_seen) < ageing);
+            .retain(|_, s| s.fixed || now.saturating_sub(s.last_seen) < ageing);
         let n = before - self.map.len();
         self.stats.aged += n as u64;
         n
@@ -310,7 +352,8 @@ impl Fdb {
 
     fn flush_where(&mut self, mut pred: impl FnMut(u64, &Slot) -> bool) -> usize {
         let before = self.map.len();
-        self.map.retain(|k, s| !pred(*k, s));
+        // Static entries are configuration: flushes leave them.
+        self.map.retain(|k, s| s.fixed || !pred(*k, s));
         let n = before - self.map.len();
         self.stats.flushed += n as u64;
         n
@@ -343,7 +386,12 @@ impl Fdb {
                     vlan,
                     mac,
                     port: s.port,
-                    age: now.saturating_sub(s.last_seen),
+                    age: if s.fixed {
+                        Duration::ZERO
+                    } else {
+                        now.saturating_sub(s.last_seen)
+                    },
+                    is_static: s.fixed,
                 }
             })
             .collect();
@@ -507,13 +555,15 @@ mod tests {
                     vlan: 1,
                     mac: mac(3),
                     port: 3,
-                    age: s(50)
+                    age: s(50),
+                    is_static: false,
                 },
                 FdbEntry {
                     vlan: 1,
                     mac: mac(9),
                     port: 2,
-                    age: s(100)
+                    age: s(100),
+                    is_static: false,
                 },
             ]
         );
@@ -606,6 +656,48 @@ mod tests {
         assert_eq!(a.stats().notices_dropped, 10);
         assert_eq!(a.take_notices().count(), NOTICE_CAPACITY);
         assert!(a.notices.capacity() == NOTICE_CAPACITY);
+    }
+
+    #[test]
+    fn static_entries_never_age_move_or_flush_and_can_be_replaced() {
+        let mut f = announcing();
+        f.learn(1, mac(1), 4, s(0));
+        assert_eq!(
+            f.set_statics(&[(1, mac(1), 2), (1, mac(2), 3), (1, MacAddr::BROADCAST, 3)]),
+            2
+        );
+        assert_eq!(
+            f.lookup(1, mac(1), s(0)),
+            Some(2),
+            "the static entry replaced the learned one"
+        );
+        assert_eq!(f.learn(1, mac(1), 4, s(10)), Learn::Static);
+        assert_eq!(f.stats().static_conflicts, 1);
+        assert_eq!(
+            f.lookup(1, mac(1), s(10)),
+            Some(2),
+            "a static station never moves"
+        );
+        assert_eq!(f.learn(1, mac(2), 3, s(10)), Learn::Static);
+        assert_eq!(f.stats().static_conflicts, 1, "its own port is no conflict");
+        f.flush_port(3);
+        f.flush_all();
+        f.age(s(100_000));
+        assert_eq!(f.lookup(1, mac(2), s(100_000)), Some(3));
+        let e = f.entries(s(100_000));
+        assert!(
+            e.iter().all(|e| e.is_static && e.age == Duration::ZERO),
+            "{e:?}"
+        );
+        // Replacing the set removes what is no longer listed.
+        f.set_statics(&[(1, mac(2), 1)]);
+        assert_eq!(f.lookup(1, mac(1), s(0)), None);
+        assert_eq!(f.lookup(1, mac(2), s(0)), Some(1));
+        assert_eq!(
+            f.take_notices().count(),
+            1,
+            "only the first learning was announced"
+        );
     }
 
     #[test]

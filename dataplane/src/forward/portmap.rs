@@ -6,6 +6,7 @@
 //! questions are answered from precomputed per-VLAN bitmaps, so they cost one or two array reads.
 
 use super::policer::PuntLimit;
+use crate::wire::MacAddr;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
@@ -83,6 +84,8 @@ pub struct PortMap {
     untagged: Box<[PortSet]>,
     /// Per port, how fast it may punt frames to the CPU (the worker polices).
     punt: [PuntLimit; MAX_PORTS],
+    /// Stations pinned to a port by configuration (static FDB entries).
+    static_fdb: Vec<(VlanId, MacAddr, PortId)>,
 }
 
 impl Default for PortMap {
@@ -107,7 +110,18 @@ impl PortMap {
             members: vec![PortSet::EMPTY; VID_SPACE].into_boxed_slice(),
             untagged: vec![PortSet::EMPTY; VID_SPACE].into_boxed_slice(),
             punt: [PuntLimit::UNLIMITED; MAX_PORTS],
+            static_fdb: Vec::new(),
         }
+    }
+
+    /// Sets the static FDB entries the workers install (and keep) in their MAC tables.
+    pub fn set_static_fdb(&mut self, entries: Vec<(VlanId, MacAddr, PortId)>) {
+        self.static_fdb = entries;
+    }
+
+    /// The static FDB entries.
+    pub fn static_fdb(&self) -> &[(VlanId, MacAddr, PortId)] {
+        &self.static_fdb
     }
 
     /// Sets how fast `port` may punt frames (IGMP, PIM, MRD) to the CPU.
