@@ -1308,3 +1308,67 @@ fn a_static_fdb_entry_pins_a_station_to_its_port() {
     );
     d.stop();
 }
+
+#[test]
+fn a_report_flood_far_above_100k_per_second_is_policed_and_forwarding_goes_on() {
+    netns_or_skip!();
+    let net = 47;
+    // h3 floods reports with the BPF_PROG_RUN generator (hundreds of thousands per second,
+    // far beyond a packet socket's reach); h1 streams data to h2 meanwhile.
+    let star = star(net, &[2, 2, 2]);
+    let d = Daemon::start(&star, &config(net, &access_ports(&star, &[]), &[]));
+    let m2 = join(&star, 2, GROUP);
+    d.wait_for("mdb", Duration::from_secs(3), |v| {
+        has_row(v, 1, GROUP, &star.port(2).unwrap())
+    });
+    let report = to_vec(&ReportV2Builder {
+        src_mac: MacAddr([0x02, 0, 0, 0, net, 3]),
+        src_ip: host_ip(net, 3),
+        group: Ipv4Addr::new(239, 47, 0, 1),
+        vlan: None,
+    })
+    .unwrap();
+    let h3 = star.host(3).unwrap();
+    let h3if = star.host_if(3).unwrap();
+    let tx = sender(&star, 1);
+    const FLOOD: u32 = 2_000_000;
+    let (flood_time, got) = std::thread::scope(|s| {
+        let flood = s.spawn(|| {
+            h3.run(|| {
+                let mut g = xsnoop_dataplane::xdp::probe::Generator::new().unwrap();
+                let ifindex = xsnoop_tests::sock::ifindex(&h3if).unwrap();
+                let t = Instant::now();
+                g.send(ifindex, &report, FLOOD).unwrap();
+                t.elapsed()
+            })
+            .unwrap()
+        });
+        let rx = s.spawn(|| m2.count(QUIET, Duration::from_secs(20)).unwrap());
+        send(&tx, GROUP, 200);
+        (flood.join().unwrap(), rx.join().unwrap())
+    });
+    let n = |v: &Value, k: &str| v["dataplane"][k].as_u64().unwrap_or(0);
+    let v = d.wait_for("stats", Duration::from_secs(3), |v| {
+        n(v, "punt_policed") > 0
+    });
+    let (policed, up, full) = (
+        n(&v, "punt_policed"),
+        n(&v, "punted"),
+        n(&v, "punt_queue_full"),
+    );
+    let rate = f64::from(FLOOD) / flood_time.as_secs_f64();
+    eprintln!(
+        "run_e2e: {FLOOD} reports offered in {flood_time:?} (~{rate:.0}/s); the switch policed {policed}, \
+         punted {up} to the CPU, punt queue full {full}; {got}/200 data datagrams delivered"
+    );
+    assert!(rate > 100_000.0, "the generator offered only {rate:.0}/s");
+    assert!(got >= 190, "forwarding stalled during the flood: {got}/200");
+    assert!(policed > 0);
+    // The default policer (1000/s, burst 1000) let through at most its budget.
+    let budget = 1000 + (1000.0 * (flood_time.as_secs_f64() + 4.0)) as u64 + 50;
+    assert!(
+        up <= budget,
+        "{up} punts passed a 1000/s policer in {flood_time:?}"
+    );
+    d.stop();
+}
