@@ -80,6 +80,7 @@ fn counters(f: &mut Families, prefix: &[&str], v: &Value) {
         let label = match k.as_str() {
             "received_by_port" => Some(("port", "xsnoop_port_received_total")),
             "received_by_vlan" => Some(("vlan", "xsnoop_vlan_received_total")),
+            "sent_by_vlan" => Some(("vlan", "xsnoop_vlan_sent_total")),
             _ => None,
         };
         if let (Some((label, name)), Some(by)) = (label, v.as_object()) {

@@ -455,6 +455,7 @@ mod tests {
         assert_eq!(stats["received_by_port"]["b"]["reports_v2"], 1, "{stats}");
         assert!(stats["received_by_port"].get("a").is_none(), "{stats}");
         assert_eq!(stats["received_by_vlan"]["1"]["reports_v2"], 1, "{stats}");
+        assert!(stats["sent_by_vlan"].is_object(), "{stats}");
         // Multicast data is not for the engine; a truncated frame is counted as malformed.
         let data = to_vec(&UdpDataBuilder {
             src_mac: MacAddr([2, 0, 0, 0, 0, 1]),

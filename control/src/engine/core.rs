@@ -975,13 +975,13 @@ impl Engine {
                 if dup {
                     continue;
                 }
-                let sent = &mut self.stats.sent;
-                let c = if sources.is_empty() {
-                    &mut sent.group_queries
-                } else {
-                    &mut sent.group_source_queries
-                };
-                *c = c.saturating_add(1);
+                self.stats.count_sent(vlan, |sent| {
+                    if sources.is_empty() {
+                        &mut sent.group_queries
+                    } else {
+                        &mut sent.group_source_queries
+                    }
+                });
                 out.transmit.push(Transmit {
                     vlan,
                     ports: PortSet::single(port),
@@ -1200,8 +1200,8 @@ impl Engine {
         if ports.is_empty() {
             return;
         }
-        let c = &mut self.stats.sent.general_queries;
-        *c = c.saturating_add(1);
+        self.stats
+            .count_sent(vlan, |sent| &mut sent.general_queries);
         out.transmit.push(Transmit { vlan, ports, query });
     }
 

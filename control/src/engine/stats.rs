@@ -73,6 +73,8 @@ pub struct Stats {
     pub malformed: BTreeMap<&'static str, u64>,
     /// Queries sent.
     pub sent: Sent,
+    /// Queries sent, per VLAN.
+    pub sent_by_vlan: BTreeMap<VlanId, Sent>,
     /// Limit hits.
     pub limits: LimitHits,
     /// Querier health: elections, changes, losses, and version/timer mismatches.
@@ -93,6 +95,14 @@ pub struct QuerierCounters {
 }
 
 impl Stats {
+    /// Counts one query sent in `vlan`, in total and for the VLAN (`which` picks the counter).
+    pub(crate) fn count_sent(&mut self, vlan: VlanId, which: impl Fn(&mut Sent) -> &mut u64) {
+        let c = which(&mut self.sent);
+        *c = c.saturating_add(1);
+        let c = which(self.sent_by_vlan.entry(vlan).or_default());
+        *c = c.saturating_add(1);
+    }
+
     /// Counts a received message, in total and for its port and VLAN.
     pub(crate) fn count_message<A>(&mut self, msg: &Message<A>, port: PortId, vlan: VlanId) {
         self.received.count(msg);
@@ -150,5 +160,25 @@ impl Stats {
     pub(crate) fn malformed(&mut self, reason: &'static str) {
         let c = self.malformed.entry(reason).or_default();
         *c = c.saturating_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sent_queries_are_counted_in_total_and_per_vlan() {
+        let mut s = Stats::default();
+        s.count_sent(10, |x| &mut x.general_queries);
+        s.count_sent(10, |x| &mut x.group_queries);
+        s.count_sent(20, |x| &mut x.general_queries);
+        assert_eq!(s.sent.general_queries, 2);
+        assert_eq!(s.sent.group_queries, 1);
+        assert_eq!(s.sent_by_vlan[&10].general_queries, 1);
+        assert_eq!(s.sent_by_vlan[&10].group_queries, 1);
+        assert_eq!(s.sent_by_vlan[&20].general_queries, 1);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["sent_by_vlan"]["20"]["general_queries"], 1);
     }
 }
