@@ -596,6 +596,18 @@ fn multicast_burst_rate_through_the_switch_is_measured() {
         stats["dataplane"]
     );
     assert!(rx > 0 && received > 0, "nothing crossed the switch");
+    // Octets too: each member port sent at least the frames its host received.
+    let stats = d.wait_for("stats", Duration::from_secs(3), |v| {
+        v["dataplane"]["ports"].as_array().is_some_and(|ports| {
+            ports
+                .iter()
+                .filter(|p| p["port"] != star.port(1).unwrap().as_str())
+                .map(|p| p["tx_bytes"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+                >= 40 * received as u64
+        })
+    });
+    eprintln!("run_e2e: per-port octets {}", stats["dataplane"]["ports"]);
     d.stop();
 }
 

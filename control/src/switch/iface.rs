@@ -141,18 +141,21 @@ pub fn link_up(name: &str) -> Result<bool, IfaceError> {
     Ok(flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0)
 }
 
-/// Frames `name` has transmitted (`/sys/class/net/NAME/statistics/tx_packets`): everything the
-/// port sent, whether the AF_XDP workers or the kernel's XDP redirect sent it. `None` when
-/// sysfs does not say (not mounted for this namespace).
-pub fn tx_packets(name: &str) -> Option<u64> {
+/// Frames and octets `name` has transmitted (`/sys/class/net/NAME/statistics/tx_packets`
+/// and `tx_bytes`): everything the port sent, whether the AF_XDP workers or the kernel's XDP
+/// redirect sent it. `None` when sysfs does not say (not mounted for this namespace).
+pub fn tx_counters(name: &str) -> Option<(u64, u64)> {
     if name.contains('/') || name.contains("..") {
         return None;
     }
-    std::fs::read_to_string(format!("/sys/class/net/{name}/statistics/tx_packets"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    let read = |what: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/sys/class/net/{name}/statistics/{what}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((read("tx_packets")?, read("tx_bytes")?))
 }
 
 #[cfg(test)]

@@ -352,7 +352,7 @@ impl Cpu {
                     .as_ref()
                     .and_then(|c| c.counters(u32::try_from(slot).ok()?).ok())
                     .map_or(0, |c| c.fast_path);
-                (kernel_rx, iface::tx_packets(name))
+                (kernel_rx, iface::tx_counters(name))
             })
             .collect();
         self.shared.set_port_kernel_counts(counts);

@@ -48,6 +48,11 @@ pub struct PortIo {
     /// interface counts as transmitted since start (which includes the kernel fast path's
     /// copies).
     pub tx: u64,
+    /// Octets received by the workers (frames the kernel fast path forwarded not included).
+    pub rx_bytes: u64,
+    /// Octets sent: the workers' TX, or — when larger — the interface's transmitted octets
+    /// since start (which include the kernel fast path's copies).
+    pub tx_bytes: u64,
     /// Frames dropped because the TX ring was full.
     pub tx_ring_full: u64,
     /// Frames the kernel dropped before the RX ring (e.g. no fill frame).
@@ -68,6 +73,8 @@ impl PortIo {
     fn add(&mut self, o: &PortIo) {
         self.rx += o.rx;
         self.tx += o.tx;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_bytes += o.tx_bytes;
         self.tx_ring_full += o.tx_ring_full;
         self.kernel_rx_dropped += o.kernel_rx_dropped;
         self.kernel_rx_ring_full += o.kernel_rx_ring_full;
@@ -223,8 +230,8 @@ pub struct Shared {
 #[derive(Debug, Default)]
 struct KernelCounts {
     kernel_rx: Vec<u64>,
-    if_tx_base: Vec<Option<u64>>,
-    if_tx: Vec<Option<u64>>,
+    if_tx_base: Vec<Option<(u64, u64)>>,
+    if_tx: Vec<Option<(u64, u64)>>,
 }
 
 impl Shared {
@@ -247,7 +254,7 @@ impl Shared {
     /// Records, per port, the frames the kernel fast path took from it and the interface's
     /// transmitted-frames counter. With those, a port's `rx` counts both paths, and its `tx`
     /// is what the interface sent since start (AF_XDP and XDP redirect alike).
-    pub fn set_port_kernel_counts(&self, counts: Vec<(u64, Option<u64>)>) {
+    pub fn set_port_kernel_counts(&self, counts: Vec<(u64, Option<(u64, u64)>)>) {
         let mut k = self
             .kernel_counts
             .lock()
@@ -398,7 +405,8 @@ impl Shared {
                 io.rx += krx;
                 kernel_rx_total += krx;
                 if let (Some(Some(now)), Some(Some(base))) = (k.if_tx.get(i), k.if_tx_base.get(i)) {
-                    io.tx = io.tx.max(now.saturating_sub(*base));
+                    io.tx = io.tx.max(now.0.saturating_sub(base.0));
+                    io.tx_bytes = io.tx_bytes.max(now.1.saturating_sub(base.1));
                 }
             }
         }

@@ -330,6 +330,8 @@ impl Worker {
                 if let Some(s) = self.xs.stats(i) {
                     io.rx = s.rx;
                     io.tx = s.tx;
+                    io.rx_bytes = s.rx_bytes;
+                    io.tx_bytes = s.tx_bytes;
                     io.tx_ring_full = s.tx_ring_full;
                 }
                 if let Ok(p) = xsnoop_dataplane::PortId::try_from(i) {

@@ -207,10 +207,14 @@ pub enum TxError {
 pub struct PortStats {
     /// Frames read from the RX ring.
     pub rx: u64,
+    /// Octets of the frames read from the RX ring.
+    pub rx_bytes: u64,
     /// RX descriptors that did not match a frame in a fill ring (dropped; a kernel/ring bug).
     pub rx_bad: u64,
     /// Frames placed on the TX ring.
     pub tx: u64,
+    /// Octets of the frames placed on the TX ring.
+    pub tx_bytes: u64,
     /// Frames dropped because the TX ring was full.
     pub tx_ring_full: u64,
     /// TX completions reaped.
@@ -232,8 +236,10 @@ impl PortStats {
     /// Adds `o`'s counts (the last errno: `o`'s if it has one).
     fn add(&mut self, o: &PortStats) {
         self.rx += o.rx;
+        self.rx_bytes += o.rx_bytes;
         self.rx_bad += o.rx_bad;
         self.tx += o.tx;
+        self.tx_bytes += o.tx_bytes;
         self.tx_ring_full += o.tx_ring_full;
         self.completions += o.completions;
         self.completions_bad += o.completions_bad;
@@ -640,6 +646,7 @@ impl AfXdp {
                             len: d.len,
                         };
                         n += 1;
+                        p.stats.rx_bytes += u64::from(d.len);
                     }
                 }
                 Err(_) => p.stats.rx_bad += 1,
@@ -762,6 +769,12 @@ impl AfXdp {
                 p.stats.tx_ring_full += 1;
             }
             p.stats.tx += sent as u64;
+            p.stats.tx_bytes += p
+                .staged
+                .iter()
+                .take(sent)
+                .map(|d| u64::from(d.len))
+                .sum::<u64>();
             p.staged.clear();
         }
         self.kick(port);
