@@ -81,6 +81,8 @@ fn counters(f: &mut Families, prefix: &[&str], v: &Value) {
             "received_by_port" => Some(("port", "xsnoop_port_received_total")),
             "received_by_vlan" => Some(("vlan", "xsnoop_vlan_received_total")),
             "sent_by_vlan" => Some(("vlan", "xsnoop_vlan_sent_total")),
+            "sent_by_port" => Some(("port", "xsnoop_port_sent_total")),
+            "malformed_by_port" => Some(("port", "xsnoop_port_malformed_total")),
             _ => None,
         };
         if let (Some((label, name)), Some(by)) = (label, v.as_object()) {

@@ -220,10 +220,11 @@ impl ControlPlane {
             Show::Stats => {
                 let mut v = serde_json::to_value(e.stats())?;
                 // The engine counts per port id; operators know ports by name.
-                if let Some(by_port) = v
-                    .get_mut("received_by_port")
-                    .and_then(serde_json::Value::as_object_mut)
-                {
+                for key in ["received_by_port", "sent_by_port", "malformed_by_port"] {
+                    let Some(by_port) = v.get_mut(key).and_then(serde_json::Value::as_object_mut)
+                    else {
+                        continue;
+                    };
                     let named: serde_json::Map<String, serde_json::Value> =
                         std::mem::take(by_port)
                             .into_iter()

@@ -233,6 +233,25 @@ fn damaged_and_hostile_igmp_is_counted_never_learned_and_forwarding_goes_on() {
         "{:#}",
         after["dataplane"]
     );
+    // Per port too: every damaged frame is charged to the attacker's port, none elsewhere.
+    let malformed_on = |v: &serde_json::Value, i: usize| {
+        v["dataplane"]["ports"]
+            .as_array()
+            .and_then(|ports| {
+                ports
+                    .iter()
+                    .find(|p| p["port"] == star.port(i).unwrap().as_str())
+            })
+            .and_then(|p| p["malformed"].as_u64())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        malformed_on(&after, 1) - malformed_on(&before, 1),
+        (damaged.len() * ROUNDS) as u64,
+        "{:#}",
+        after["dataplane"]["ports"]
+    );
+    assert_eq!(malformed_on(&after, 2) + malformed_on(&after, 3), 0);
     let n = ROUNDS as u64;
     for ((what, _), reason) in damaged.iter().zip(DAMAGE_REASONS) {
         let key = format!("malformed_{reason}");

@@ -160,7 +160,7 @@ impl Engine {
                 dst_ip: _,
                 msg,
             } => self.on_message(now, port, vlan, src_ip, msg, out),
-            Input::Malformed { reason, .. } => self.stats.malformed(reason),
+            Input::Malformed { port, reason, .. } => self.stats.malformed(port, reason),
             Input::Tick => {}
             Input::PortUp(port) => self.on_port_up(port, out),
             Input::PortDown(port) => self.on_port_down(now, port, out),
@@ -975,7 +975,7 @@ impl Engine {
                 if dup {
                     continue;
                 }
-                self.stats.count_sent(vlan, |sent| {
+                self.stats.count_sent(vlan, PortSet::single(port), |sent| {
                     if sources.is_empty() {
                         &mut sent.group_queries
                     } else {
@@ -1201,7 +1201,7 @@ impl Engine {
             return;
         }
         self.stats
-            .count_sent(vlan, |sent| &mut sent.general_queries);
+            .count_sent(vlan, ports, |sent| &mut sent.general_queries);
         out.transmit.push(Transmit { vlan, ports, query });
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::events::{Event, EventKind};
-use xsnoop_dataplane::{PortId, VlanId};
+use xsnoop_dataplane::{PortId, PortSet, VlanId};
 
 use super::model::{Message, Version};
 
@@ -75,6 +75,10 @@ pub struct Stats {
     pub sent: Sent,
     /// Queries sent, per VLAN.
     pub sent_by_vlan: BTreeMap<VlanId, Sent>,
+    /// Queries sent, per egress port (a general query to five ports counts once on each).
+    pub sent_by_port: BTreeMap<PortId, Sent>,
+    /// Malformed frames, per ingress port and reason.
+    pub malformed_by_port: BTreeMap<PortId, BTreeMap<&'static str, u64>>,
     /// Limit hits.
     pub limits: LimitHits,
     /// Querier health: elections, changes, losses, and version/timer mismatches.
@@ -95,12 +99,22 @@ pub struct QuerierCounters {
 }
 
 impl Stats {
-    /// Counts one query sent in `vlan`, in total and for the VLAN (`which` picks the counter).
-    pub(crate) fn count_sent(&mut self, vlan: VlanId, which: impl Fn(&mut Sent) -> &mut u64) {
+    /// Counts one query sent in `vlan` on `ports`, in total, for the VLAN and for each port
+    /// (`which` picks the counter).
+    pub(crate) fn count_sent(
+        &mut self,
+        vlan: VlanId,
+        ports: PortSet,
+        which: impl Fn(&mut Sent) -> &mut u64,
+    ) {
         let c = which(&mut self.sent);
         *c = c.saturating_add(1);
         let c = which(self.sent_by_vlan.entry(vlan).or_default());
         *c = c.saturating_add(1);
+        for p in ports.iter() {
+            let c = which(self.sent_by_port.entry(p).or_default());
+            *c = c.saturating_add(1);
+        }
     }
 
     /// Counts a received message, in total and for its port and VLAN.
@@ -156,9 +170,16 @@ impl Stats {
         }
     }
 
-    /// Counts a malformed frame for `reason`.
-    pub(crate) fn malformed(&mut self, reason: &'static str) {
+    /// Counts a malformed frame from `port` for `reason`.
+    pub(crate) fn malformed(&mut self, port: PortId, reason: &'static str) {
         let c = self.malformed.entry(reason).or_default();
+        *c = c.saturating_add(1);
+        let c = self
+            .malformed_by_port
+            .entry(port)
+            .or_default()
+            .entry(reason)
+            .or_default();
         *c = c.saturating_add(1);
     }
 }
@@ -170,9 +191,17 @@ mod tests {
     #[test]
     fn sent_queries_are_counted_in_total_and_per_vlan() {
         let mut s = Stats::default();
-        s.count_sent(10, |x| &mut x.general_queries);
-        s.count_sent(10, |x| &mut x.group_queries);
-        s.count_sent(20, |x| &mut x.general_queries);
+        let two: PortSet = [1u16, 2].into_iter().collect();
+        s.count_sent(10, two, |x| &mut x.general_queries);
+        s.count_sent(10, PortSet::single(2), |x| &mut x.group_queries);
+        s.count_sent(20, PortSet::single(3), |x| &mut x.general_queries);
+        assert_eq!(s.sent_by_port[&1].general_queries, 1);
+        assert_eq!(s.sent_by_port[&2].general_queries, 1);
+        assert_eq!(s.sent_by_port[&2].group_queries, 1);
+        assert_eq!(s.sent_by_port[&3].general_queries, 1);
+        s.malformed(4, "bad checksum");
+        assert_eq!(s.malformed_by_port[&4]["bad checksum"], 1);
+        assert_eq!(s.malformed["bad checksum"], 1);
         assert_eq!(s.sent.general_queries, 2);
         assert_eq!(s.sent.group_queries, 1);
         assert_eq!(s.sent_by_vlan[&10].general_queries, 1);

@@ -63,6 +63,9 @@ pub struct PortIo {
     pub kernel_fill_ring_empty: u64,
     /// IGMP/PIM/MRD frames dropped by the port's control-plane policer (`igmp_rate`).
     pub igmp_policed: u64,
+    /// Damaged frames (bad checksums, lengths, truncation...) dropped, by their reason in
+    /// `reasons`; here per ingress port, to find the sender.
+    pub malformed: u64,
     /// Frames from this port the in-kernel fast path forwarded (never seen by a worker);
     /// included in `rx`.
     pub kernel_rx: u64,
@@ -80,6 +83,7 @@ impl PortIo {
         self.kernel_rx_ring_full += o.kernel_rx_ring_full;
         self.kernel_fill_ring_empty += o.kernel_fill_ring_empty;
         self.igmp_policed += o.igmp_policed;
+        self.malformed += o.malformed;
     }
 }
 

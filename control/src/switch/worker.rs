@@ -118,6 +118,8 @@ pub struct Worker {
     links: Links,
     /// Per-port control-plane policing of punts (each worker polices its own queues).
     policer: PuntPolicer,
+    /// Per port, damaged frames dropped (sized once: one slot per possible port).
+    damaged: Vec<u64>,
     notices_lost: u64,
     /// The last snapshot request (`xsnoop fdb`, `xsnoop streams`) this worker answered.
     fdb_answered: u64,
@@ -159,6 +161,7 @@ impl Worker {
             shared,
             links,
             policer: PuntPolicer::new(),
+            damaged: vec![0; xsnoop_dataplane::MAX_PORTS],
             notices_lost: 0,
             fdb_answered: 0,
             statics_from: 0,
@@ -337,6 +340,7 @@ impl Worker {
                 if let Ok(p) = xsnoop_dataplane::PortId::try_from(i) {
                     io.igmp_policed = self.policer.dropped(p);
                 }
+                io.malformed = self.damaged.get(i).copied().unwrap_or(0);
                 if let Some(Ok(k)) = self.xs.kernel_stats(i) {
                     io.kernel_rx_dropped = k.rx_dropped;
                     io.kernel_rx_ring_full = k.rx_ring_full;
@@ -516,6 +520,9 @@ impl Worker {
                 Decision::Drop(reason) => {
                     // Damaged frames only (rare): parse again to count the codec's reason.
                     if reason.is_damage() {
+                        if let Some(c) = self.damaged.get_mut(usize::from(ingress)) {
+                            *c += 1;
+                        }
                         if let Err(e) = parse_frame(bytes) {
                             self.parse_errors.record(e);
                         }
