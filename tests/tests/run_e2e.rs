@@ -1263,7 +1263,14 @@ fn workers_are_pinned_and_run_real_time_when_configured() {
     let pid = d.pid().unwrap();
     let (cpus, policy) = thread_placement(pid, "xsnoop-asic").expect("no xsnoop-asic thread");
     assert_eq!(cpus, "1");
-    assert_eq!(policy, 1, "SCHED_FIFO is policy 1");
+    if std::env::var("XSNOOP_TEST_CAPS_ONLY").as_deref() == Ok("1") {
+        // Without CAP_SYS_NICE the class is refused with a warning naming the fix; the switch
+        // runs on at normal priority.
+        assert_eq!(policy, 0);
+        assert!(d.log().contains("CAP_SYS_NICE"), "{}", d.log());
+    } else {
+        assert_eq!(policy, 1, "SCHED_FIFO is policy 1");
+    }
     // The CPU thread is left where it was.
     let (main_cpus, main_policy) = thread_placement(pid, "xsnoop").unwrap();
     assert_ne!(main_cpus, "1");
