@@ -28,8 +28,9 @@ unit:
 
 # The end-to-end suite again with every `xsnoop run` in dataplane = "xdp" (multicast replicated
 # in the kernel): both modes must pass the same tests.
+# (--workspace, not -p xsnoop-tests: the same feature set as `unit`, so nothing is rebuilt.)
 e2e-xdp:
-	XSNOOP_REQUIRE_NETNS=1 XSNOOP_TEST_DATAPLANE=xdp $(CARGO) test -p xsnoop-tests \
+	XSNOOP_REQUIRE_NETNS=1 XSNOOP_TEST_DATAPLANE=xdp $(CARGO) test --workspace \
 	  --test run_e2e --test runtime_e2e --test differential --test demo_e2e --test fault_e2e \
 	  --test hostile_e2e --test privilege_e2e --test cli_e2e --test notify_e2e
 
