@@ -1391,3 +1391,21 @@ fn a_report_flood_far_above_100k_per_second_is_policed_and_forwarding_goes_on() 
     );
     d.stop();
 }
+
+#[test]
+fn xdp_mode_warns_about_veth_ports_and_how_to_fix_their_peers() {
+    netns_or_skip!();
+    let net = 46;
+    let star = star(net, &[2, 2]);
+    let cfg = format!(
+        "dataplane = \"xdp\"\n{}",
+        config(net, &access_ports(&star, &[]), &[])
+    );
+    let d = Daemon::start(&star, &cfg);
+    let log = d.stop();
+    let p1 = star.port(1).unwrap();
+    assert!(
+        log.contains(&format!("port {p1} is a veth")) && log.contains("gro on"),
+        "{log}"
+    );
+}

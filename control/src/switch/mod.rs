@@ -411,6 +411,19 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         mac,
         ifindexes,
     } = fabric;
+    if opts.dataplane == DataplaneMode::Xdp {
+        for name in names
+            .iter()
+            .filter(|n| iface::driver(n).as_deref() == Some("veth"))
+        {
+            // The kernel drops what it redirects into a veth whose peer has no receive path
+            // (no XDP program, GRO off), and nothing counts it: say so where it can be fixed.
+            warn!(
+                port = %name,
+                "port {name} is a veth: in dataplane xdp, its peer needs GRO on (`ethtool -K PEER gro on`) or an XDP program, or the multicast the kernel replicates to it is lost"
+            );
+        }
+    }
     let kernel = match opts.dataplane {
         DataplaneMode::Xdp => Some(KernelPath::new(&mut classifier, ifindexes).context(
             "setting up the in-kernel fast path (dataplane = \"afxdp\" runs without it)",
