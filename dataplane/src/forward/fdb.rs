@@ -236,15 +236,17 @@ impl Fdb {
             self.stats.refused_invalid += 1;
             return Learn::InvalidMac;
         }
-        let learn = self.update(vlan, mac, port, now);
-        if self.cfg.announce {
-            self.note(learn, vlan, mac, port, now);
+        let (learn, due) = self.update(vlan, mac, port, now);
+        if self.cfg.announce && due {
+            self.note(vlan, mac, port, now);
         }
         learn
     }
 
-    /// Sets `mac`'s port and last-seen time; the learning rules without the notices.
-    fn update(&mut self, vlan: VlanId, mac: MacAddr, port: PortId, now: Duration) -> Learn {
+    /// Sets `mac`'s port and last-seen time (the learning rules), in one map lookup; also says
+    /// whether the other workers should hear of it: a new or moved station at once, a
+    /// refreshed one every quarter of the ageing time since its last notice.
+    fn update(&mut self, vlan: VlanId, mac: MacAddr, port: PortId, now: Duration) -> (Learn, bool) {
         let k = key(vlan, mac);
         let ageing = self.cfg.ageing;
         if let Some(s) = self.map.get_mut(&k) {
@@ -252,7 +254,7 @@ impl Fdb {
                 if s.port != port {
                     self.stats.static_conflicts += 1;
                 }
-                return Learn::Static;
+                return (Learn::Static, false);
             }
             let was_expired = now.saturating_sub(s.last_seen) >= ageing;
             let from = s.port;
@@ -260,17 +262,18 @@ impl Fdb {
             s.last_seen = now;
             return if was_expired {
                 self.stats.learned += 1;
-                Learn::New
+                (Learn::New, true)
             } else if from != port {
                 self.stats.moved += 1;
-                Learn::Moved { from }
+                (Learn::Moved { from }, true)
             } else {
-                Learn::Refreshed
+                let due = now.saturating_sub(s.announced) >= ageing / 4;
+                (Learn::Refreshed, due)
             };
         }
         if self.map.len() >= self.cfg.capacity {
             self.stats.refused_full += 1;
-            return Learn::TableFull;
+            return (Learn::TableFull, false);
         }
         self.map.insert(
             k,
@@ -282,24 +285,12 @@ impl Fdb {
             },
         );
         self.stats.learned += 1;
-        Learn::New
+        (Learn::New, true)
     }
 
-    /// Records a notice for the other workers when `learn` changed what they should know:
-    /// a new or moved station at once, a refreshed one every quarter of the ageing time.
-    fn note(&mut self, learn: Learn, vlan: VlanId, mac: MacAddr, port: PortId, now: Duration) {
-        let quarter = self.cfg.ageing / 4;
-        let due = match learn {
-            Learn::New | Learn::Moved { .. } => true,
-            Learn::Refreshed => self
-                .map
-                .get(&key(vlan, mac))
-                .is_some_and(|s| now.saturating_sub(s.announced) >= quarter),
-            Learn::InvalidMac | Learn::TableFull | Learn::Static => false,
-        };
-        if !due {
-            return;
-        }
+    /// Records a notice for the other workers (only when [`Fdb::update`] said one is due, so
+    /// the extra lookup that marks it sent is off the common path).
+    fn note(&mut self, vlan: VlanId, mac: MacAddr, port: PortId, now: Duration) {
         if self.notices.len() >= NOTICE_CAPACITY {
             self.stats.notices_dropped += 1;
             return;
@@ -322,7 +313,7 @@ impl Fdb {
         if !n.mac.is_unicast() || n.mac == MacAddr::ZERO {
             return Learn::InvalidMac;
         }
-        let learn = self.update(n.vlan, n.mac, n.port, now);
+        let (learn, _) = self.update(n.vlan, n.mac, n.port, now);
         if let Some(s) = self.map.get_mut(&key(n.vlan, n.mac)) {
             s.announced = now;
             self.stats.installed += 1;
