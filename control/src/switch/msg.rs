@@ -177,7 +177,7 @@ pub struct StreamRow {
 /// its stream counters then.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// The request ([`Shared::fdb_request`]) this answers.
+    /// The request ([`Shared::snapshot_request`]) this answers.
     pub request: u64,
     /// Its live FDB entries.
     pub fdb: Vec<FdbRow>,
@@ -187,8 +187,9 @@ pub struct Snapshot {
     pub streams_untracked: u64,
 }
 
-/// How long `xsnoop fdb` waits for the workers' tables (they answer within a loop turn).
-const FDB_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long `xsnoop fdb` and `xsnoop streams` wait for the workers' snapshots (they answer
+/// within a loop turn).
+const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// State both threads share: the stop flag, the link-down set, and the workers' counters.
 #[derive(Debug, Default)]
@@ -222,9 +223,9 @@ pub struct Shared {
     /// Bumped by the CPU to ask every worker for a [`Snapshot`] (`xsnoop fdb`, `xsnoop
     /// streams`); a worker compares it with the last request it answered once per loop turn
     /// (one relaxed load).
-    pub fdb_request: AtomicU64,
+    pub snapshot_request: AtomicU64,
     /// Each worker's latest snapshot (index = worker).
-    fdb_answers: Vec<Mutex<Snapshot>>,
+    snapshots: Vec<Mutex<Snapshot>>,
     /// Per port, from the CPU: frames the kernel fast path took, and the interface's
     /// transmitted frames (the first reading is the baseline).
     kernel_counts: Mutex<KernelCounts>,
@@ -245,7 +246,7 @@ impl Shared {
             port_names,
             bind_mode,
             workers: (0..workers).map(|_| Mutex::default()).collect(),
-            fdb_answers: (0..workers).map(|_| Mutex::default()).collect(),
+            snapshots: (0..workers).map(|_| Mutex::default()).collect(),
             ..Shared::default()
         }
     }
@@ -272,7 +273,7 @@ impl Shared {
 
     /// Worker `worker` answers a snapshot request.
     pub fn answer_snapshot(&self, worker: usize, snapshot: Snapshot) {
-        if let Some(m) = self.fdb_answers.get(worker) {
+        if let Some(m) = self.snapshots.get(worker) {
             *m.lock().unwrap_or_else(PoisonError::into_inner) = snapshot;
         }
     }
@@ -280,11 +281,11 @@ impl Shared {
     /// Asks every worker for a snapshot and waits (briefly) for all answers; a worker that
     /// did not answer in time contributes its previous one.
     fn request_snapshots(&self) {
-        let request = self.fdb_request.fetch_add(1, Ordering::Relaxed) + 1;
-        let deadline = std::time::Instant::now() + FDB_WAIT;
+        let request = self.snapshot_request.fetch_add(1, Ordering::Relaxed) + 1;
+        let deadline = std::time::Instant::now() + SNAPSHOT_WAIT;
         while std::time::Instant::now() < deadline
             && !self
-                .fdb_answers
+                .snapshots
                 .iter()
                 .all(|m| m.lock().unwrap_or_else(PoisonError::into_inner).request >= request)
         {
@@ -299,7 +300,7 @@ impl Shared {
         type Key = (u16, std::net::Ipv4Addr, std::net::Ipv4Addr);
         let mut merged: std::collections::BTreeMap<Key, StreamRow> = Default::default();
         let mut untracked = 0;
-        for m in &self.fdb_answers {
+        for m in &self.snapshots {
             let snap = m.lock().unwrap_or_else(PoisonError::into_inner);
             untracked += snap.streams_untracked;
             for r in &snap.streams {
@@ -330,7 +331,7 @@ impl Shared {
     pub fn fdb_json(&self) -> serde_json::Value {
         self.request_snapshots();
         let mut merged: std::collections::BTreeMap<(u16, String), FdbRow> = Default::default();
-        for m in &self.fdb_answers {
+        for m in &self.snapshots {
             for r in &m.lock().unwrap_or_else(PoisonError::into_inner).fdb {
                 let key = (r.vlan, r.mac.clone());
                 match merged.get(&key) {
@@ -456,10 +457,10 @@ mod tests {
         // Workers answer whatever request is pending, as their loops would.
         std::thread::scope(|sc| {
             sc.spawn(|| {
-                while s.fdb_request.load(Ordering::Relaxed) == 0 {
+                while s.snapshot_request.load(Ordering::Relaxed) == 0 {
                     std::thread::yield_now();
                 }
-                let request = s.fdb_request.load(Ordering::Relaxed);
+                let request = s.snapshot_request.load(Ordering::Relaxed);
                 s.answer_snapshot(
                     0,
                     Snapshot {
@@ -482,7 +483,7 @@ mod tests {
             });
             let t = std::time::Instant::now();
             let v = s.fdb_json();
-            assert!(t.elapsed() < FDB_WAIT, "did not wait for the timeout");
+            assert!(t.elapsed() < SNAPSHOT_WAIT, "did not wait for the timeout");
             assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
             assert_eq!(v[0]["port"], "b", "the freshest sighting wins: {v}");
             assert_eq!(v[0]["age_ms"], 20);

@@ -122,7 +122,7 @@ pub struct Worker {
     damaged: Vec<u64>,
     notices_lost: u64,
     /// The last snapshot request (`xsnoop fdb`, `xsnoop streams`) this worker answered.
-    fdb_answered: u64,
+    snapshot_answered: u64,
     /// The port map whose static FDB entries are installed (its address; a reload publishes
     /// a new map).
     statics_from: usize,
@@ -163,7 +163,7 @@ impl Worker {
             policer: PuntPolicer::new(),
             damaged: vec![0; xsnoop_dataplane::MAX_PORTS],
             notices_lost: 0,
-            fdb_answered: 0,
+            snapshot_answered: 0,
             statics_from: 0,
             streams: StreamCounters::default(),
             epoch,
@@ -220,7 +220,7 @@ impl Worker {
             self.xs.flush();
             self.send_notices();
             self.publish(&b);
-            self.answer_fdb(now);
+            self.answer_snapshot_request(now);
             if Instant::now() >= next_housekeeping {
                 self.fdb.age(now);
                 self.streams.sweep(now);
@@ -244,12 +244,12 @@ impl Worker {
 
     /// Answers a pending `xsnoop fdb`/`xsnoop streams` request with this worker's FDB entries
     /// and stream counts (allocates, but only when an operator asks).
-    fn answer_fdb(&mut self, now: Duration) {
-        let request = self.shared.fdb_request.load(Ordering::Relaxed);
-        if request == self.fdb_answered {
+    fn answer_snapshot_request(&mut self, now: Duration) {
+        let request = self.shared.snapshot_request.load(Ordering::Relaxed);
+        if request == self.snapshot_answered {
             return;
         }
-        self.fdb_answered = request;
+        self.snapshot_answered = request;
         let names = self.shared.port_names();
         let rows = self
             .fdb
