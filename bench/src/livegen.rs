@@ -17,10 +17,6 @@ use xsnoop_dataplane::wire::{to_vec, MacAddr, UdpDataBuilder};
 
 use crate::bpf::BENCH_UDP_PORT;
 
-/// `enum bpf_cmd`: BPF_PROG_TEST_RUN (alias BPF_PROG_RUN).
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
-/// `BPF_F_TEST_XDP_LIVE_FRAMES` (Linux 5.18+): transmit/redirect for real instead of reporting.
-const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 /// Program runs per syscall (the kernel's loop reschedules between batches).
 pub const REPEAT: u32 = 65_536;
 /// Frames the kernel prepares and flushes together.
@@ -32,40 +28,6 @@ const HEADERS_LEN: usize = 14 + 20 + 8;
 /// Largest frame the live-frames page (4 KiB minus headroom and skb_shared_info) carries here;
 /// bigger than any Ethernet frame the bench sends.
 const MAX_FRAME: usize = 3_000;
-
-/// The `test` member of `union bpf_attr` (include/uapi/linux/bpf.h), zero-padded to 8 bytes.
-#[repr(C)]
-#[derive(Default)]
-struct TestRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    pad: u32,
-}
-
-/// `struct xdp_md`: the context a live run starts from.
-#[repr(C)]
-#[derive(Default)]
-struct XdpMd {
-    data: u32,
-    data_end: u32,
-    data_meta: u32,
-    ingress_ifindex: u32,
-    rx_queue_index: u32,
-    egress_ifindex: u32,
-}
 
 /// Why the generator could not run.
 #[derive(Debug, thiserror::Error)]
@@ -163,44 +125,11 @@ pub fn unicast_frame(
 
 /// One `BPF_PROG_RUN` of `repeat` live frames; returns the program's last verdict.
 fn prog_run(prog_fd: RawFd, ifindex: u32, frame: &[u8], repeat: u32) -> Result<u32, GenError> {
-    let len = u32::try_from(frame.len()).map_err(|_| GenError::FrameSize(frame.len()))?;
-    let fd = u32::try_from(prog_fd).map_err(|_| GenError::TestRun {
-        ifindex,
-        source: io::Error::from_raw_os_error(libc::EBADF),
-    })?;
-    let ctx = XdpMd {
-        data_end: len,
-        ingress_ifindex: ifindex,
-        ..XdpMd::default()
-    };
-    let mut attr = TestRunAttr {
-        prog_fd: fd,
-        data_size_in: len,
-        data_in: frame.as_ptr() as u64,
-        repeat,
-        ctx_size_in: std::mem::size_of::<XdpMd>() as u32,
-        ctx_in: (&ctx as *const XdpMd) as u64,
-        flags: BPF_F_TEST_XDP_LIVE_FRAMES,
-        batch_size: BATCH,
-        ..TestRunAttr::default()
-    };
-    // SAFETY: `attr` is a valid, zero-padded `bpf_attr.test` whose pointers (frame, ctx) outlive
-    // the call; live mode writes no output buffers (data_out and ctx_out stay null).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
-            std::mem::size_of::<TestRunAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(GenError::TestRun {
-            ifindex,
-            source: io::Error::last_os_error(),
-        });
+    if u32::try_from(frame.len()).is_err() {
+        return Err(GenError::FrameSize(frame.len()));
     }
-    Ok(attr.retval)
+    xsnoop_dataplane::xdp::probe::live_frames(prog_fd, ifindex, frame, repeat, BATCH)
+        .map_err(|source| GenError::TestRun { ifindex, source })
 }
 
 /// Sends `frame` out of `ifindex` (in the calling thread's namespace) as fast as the program

@@ -9,7 +9,7 @@
 //!
 //! Both resolve interface names in the calling thread's network namespace.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use aya::maps::PerCpuArray;
 use aya::programs::{Xdp, XdpMode};
@@ -156,48 +156,62 @@ impl Generator {
             .map_err(std::io::Error::other)?
             .as_fd()
             .as_raw_fd();
-        let len =
-            u32::try_from(frame.len()).map_err(|_| std::io::Error::other("frame too long"))?;
-        let ctx = XdpMd {
-            data: 0,
-            data_end: len,
-            data_meta: 0,
-            ingress_ifindex: ifindex,
-            rx_queue_index: 0,
-            egress_ifindex: 0,
-        };
-        let mut attr = TestRunAttr {
-            prog_fd: u32::try_from(fd).map_err(|_| std::io::Error::other("bad fd"))?,
-            retval: 0,
-            data_size_in: len,
-            data_size_out: 0,
-            data_in: frame.as_ptr() as u64,
-            data_out: 0,
-            repeat,
-            duration: 0,
-            ctx_size_in: std::mem::size_of::<XdpMd>() as u32,
-            ctx_size_out: 0,
-            ctx_in: &ctx as *const XdpMd as u64,
-            ctx_out: 0,
-            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
-            cpu: 0,
-            batch_size: 64,
-            pad: 0,
-        };
-        // SAFETY: `attr` and what it points at (`frame`, `ctx`) live across the call; the
-        // kernel reads them and writes only into `attr`.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                &mut attr as *mut TestRunAttr,
-                std::mem::size_of::<TestRunAttr>(),
-            )
-        };
-        if rc < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        live_frames(fd, ifindex, frame, repeat, 64).map(drop)
+    }
+}
+
+/// One `BPF_PROG_RUN` of XDP program `prog_fd` with `BPF_F_TEST_XDP_LIVE_FRAMES`: `frame` goes
+/// through it `repeat` times, `batch` at a time, as if received on `ifindex` (XDP_TX sends it
+/// out of that interface). Returns the program's last verdict. Shared by [`Generator`] and the
+/// bench's generator.
+pub fn live_frames(
+    prog_fd: RawFd,
+    ifindex: u32,
+    frame: &[u8],
+    repeat: u32,
+    batch: u32,
+) -> std::io::Result<u32> {
+    let fd = u32::try_from(prog_fd).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))?;
+    let len = u32::try_from(frame.len()).map_err(|_| std::io::Error::other("frame too long"))?;
+    let ctx = XdpMd {
+        data: 0,
+        data_end: len,
+        data_meta: 0,
+        ingress_ifindex: ifindex,
+        rx_queue_index: 0,
+        egress_ifindex: 0,
+    };
+    let mut attr = TestRunAttr {
+        prog_fd: fd,
+        retval: 0,
+        data_size_in: len,
+        data_size_out: 0,
+        data_in: frame.as_ptr() as u64,
+        data_out: 0,
+        repeat,
+        duration: 0,
+        ctx_size_in: std::mem::size_of::<XdpMd>() as u32,
+        ctx_size_out: 0,
+        ctx_in: &ctx as *const XdpMd as u64,
+        ctx_out: 0,
+        flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+        cpu: 0,
+        batch_size: batch,
+        pad: 0,
+    };
+    // SAFETY: `attr` and what it points at (`frame`, `ctx`) live across the call; the
+    // kernel reads them and writes only into `attr`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut TestRunAttr,
+            std::mem::size_of::<TestRunAttr>(),
+        )
+    };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(attr.retval)
     }
 }
