@@ -1,54 +1,10 @@
-//! Compiles the benchmark's XDP programs (`bpf/*.bpf.c`: generator, counter, ceiling) with clang
-//! into OUT_DIR, so the bench binary embeds the exact programs it measures with and needs no
-//! files at run time (the same way `dataplane/build.rs` builds the switch's classifier).
-
-use std::env;
-use std::path::PathBuf;
-use std::process::Command;
-
-const PROGRAMS: [&str; 3] = ["gen", "count", "ceiling"];
+//! Compiles the benchmark's XDP programs (`bpf/*.bpf.c`: generator, counter, ceiling) into
+//! OUT_DIR, so the bench binary embeds the exact programs it measures with and needs no files at
+//! run time. The clang invocation (shared with the switch's classifier) lives in
+//! `xsnoop-bpf-build`.
 
 fn main() {
-    let manifest =
-        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    println!("cargo:rerun-if-env-changed=CLANG");
-    let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_owned());
-    // clang -target bpf finds <asm/types.h> only in the multiarch include dir (or via gcc-multilib).
-    let multiarch = Command::new("gcc")
-        .arg("-dumpmachine")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| {
-            format!(
-                "{}-linux-gnu",
-                env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default()
-            )
-        });
-    for name in PROGRAMS {
-        let src = manifest.join(format!("bpf/{name}.bpf.c"));
-        let out = out_dir.join(format!("{name}.bpf.o"));
-        println!("cargo:rerun-if-changed={}", src.display());
-        let result = Command::new(&clang)
-            .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
-            .arg(format!("-I/usr/include/{multiarch}"))
-            .arg("-c")
-            .arg(&src)
-            .arg("-o")
-            .arg(&out)
-            .status();
-        match result {
-            Ok(status) if status.success() => {}
-            Ok(status) => panic!(
-                "compiling {} with {clang} failed ({status}); missing headers? run `make deps` (installs clang, libbpf-dev, gcc-multilib)",
-                src.display()
-            ),
-            Err(e) => panic!(
-                "cannot run {clang} to build {}: {e}; run `make deps` (installs clang and libbpf-dev)",
-                src.display()
-            ),
-        }
+    if let Err(e) = xsnoop_bpf_build::compile_programs("bpf", &["gen", "count", "ceiling"]) {
+        panic!("{e}");
     }
 }
