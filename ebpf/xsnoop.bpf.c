@@ -159,6 +159,9 @@ static __always_inline __u32 classify(void *data, void *end, __u64 len)
 // Outer keys (VLAN, kind, group, source): groups, (S,G) entries, one flood and one unregistered
 // entry per VLAN.
 #define FP_MAX_KEYS 16384
+// Replication lists (inner devmaps): at most one live list per key, plus lists that no key uses
+// any more but a frame in flight may still hold (quarantined until a grace period passed).
+#define FP_MAX_LISTS 32768
 // Per-(VLAN, S, G) counters: an LRU, so at most this many flows are counted at a time.
 #define FP_MAX_FLOWS 16384
 
@@ -256,12 +259,26 @@ struct fp_devmap {
 	__uint(value_size, 8);
 };
 
+// Keys → replication lists, like an ASIC's multicast-group index: `fp_groups` maps each key to
+// the id of a list in `fp_lists`, and keys with the same egress entries share one list. Why two
+// levels: every update or delete of a map-in-map makes the kernel wait for an RCU grace period
+// (~10 ms here), while a plain hash update does not and is atomic for a reader. So userspace
+// creates lists ahead of need (a pool inserted into `fp_lists` in batches, one grace period per
+// batch), fills a free one in place when a new set appears, and then only re-points keys: a new
+// group forwards after a few microsecond-scale syscalls (dataplane/src/fastpath/lists.rs).
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, FP_MAX_KEYS);
 	__type(key, struct fp_key);
-	__array(values, struct fp_devmap);
+	__type(value, __u32); // list id: index into fp_lists
 } fp_groups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, FP_MAX_LISTS);
+	__type(key, __u32);
+	__array(values, struct fp_devmap);
+} fp_lists SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -298,6 +315,18 @@ static __always_inline int ipv4_csum_ok(struct iphdr *ip)
 	sum = (sum & 0xffff) + (sum >> 16);
 	sum = (sum & 0xffff) + (sum >> 16);
 	return sum == 0xffff;
+}
+
+// The replication list (inner devmap) of `key`, or NULL if the key is absent. The id is read
+// once; a list id a reader holds is never given another egress set before an RCU grace period
+// has passed (userspace quarantines it), so the frame goes to the key's old or new set.
+static __always_inline void *fp_list(struct fp_key *key)
+{
+	__u32 *id = bpf_map_lookup_elem(&fp_groups, key);
+	if (!id)
+		return 0;
+	__u32 list = *(volatile __u32 *)id;
+	return bpf_map_lookup_elem(&fp_lists, &list);
 }
 
 static __always_inline void fp_count_flow(struct fp_key *k, __u64 len)
@@ -396,7 +425,7 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u32 slot, __u32 class
 			return -1;
 		if (class == CLASS_BROADCAST) {
 			key.kind = FP_KIND_FLOOD;
-			inner = bpf_map_lookup_elem(&fp_groups, &key);
+			inner = fp_list(&key);
 		} else {
 			// Known unicast: the learned port, if it carries the VLAN; unknown → userspace,
 			// which floods it; back out of the ingress port → userspace, which drops it.
@@ -419,23 +448,23 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u32 slot, __u32 class
 		if (class == CLASS_LINK_LOCAL || !(v->flags & FP_SNOOPING)) {
 			// 224.0.0.0/24 is never snooped (RFC 4541 §2.1.2 (2)); snooping off floods.
 			key.kind = FP_KIND_FLOOD;
-			inner = bpf_map_lookup_elem(&fp_groups, &key);
+			inner = fp_list(&key);
 		} else {
 			// RFC 4541 §2.1.2 (1), (7): the members whose source filter admits the source,
 			// plus the mrouter ports; a source nobody lists uses the any-source entry.
 			key.kind = FP_KIND_SOURCE;
 			key.group = ip->daddr;
 			key.source = ip->saddr;
-			inner = bpf_map_lookup_elem(&fp_groups, &key);
+			inner = fp_list(&key);
 			if (!inner) {
 				key.kind = FP_KIND_ANY;
 				key.source = 0;
-				inner = bpf_map_lookup_elem(&fp_groups, &key);
+				inner = fp_list(&key);
 			}
 			if (!inner) {
 				// Unregistered (RFC 4541 §2.1.2 (3)).
 				struct fp_key u = { .vlan = vid, .kind = FP_KIND_UNREG };
-				inner = bpf_map_lookup_elem(&fp_groups, &u);
+				inner = fp_list(&u);
 			}
 		}
 		struct fp_key flow = { .vlan = vid, .group = ip->daddr, .source = ip->saddr };

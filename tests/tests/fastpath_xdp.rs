@@ -373,7 +373,15 @@ fn the_snooping_table_decides_every_frame_in_the_kernel() {
     bed.fp.set_scope(Scope::All);
     let r = bed.sync(&table(&[1], true));
     assert!(r.maps_put >= 5 && r.maps_deleted == 0, "{r:?}");
-    assert_eq!(r.outer_syscalls, 1, "all new keys in one batch: {r:?}");
+    assert_eq!(
+        r.outer_syscalls, 0,
+        "new keys take pooled lists, no map-in-map update: {r:?}"
+    );
+    assert_eq!(
+        r.lists_created + r.lists_shared,
+        r.maps_put,
+        "every new key got a list: {r:?}"
+    );
     assert_eq!(
         bed.sync(&table(&[1], true)).ops,
         0,
@@ -514,8 +522,8 @@ fn the_snooping_table_decides_every_frame_in_the_kernel() {
     let r = bed.sync(&table(&[], true).tap_remove_group(G1));
     assert_eq!(
         (r.maps_deleted, r.outer_syscalls),
-        (2, 1),
-        "one batch delete: {r:?}"
+        (2, 0),
+        "deleting keys waits for no grace period: {r:?}"
     );
     bed.expect(
         "G1 unregistered again",

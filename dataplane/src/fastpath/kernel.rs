@@ -1,13 +1,13 @@
 //! The system calls aya 0.14 has no wrapper for: creating a standalone inner DEVMAP_HASH (aya
 //! has no `DevMapHash::create`, and `aya-obj`, which `MapData::create` needs, is not a
 //! dependency of this crate; the parameters match the `fp_devmap` template in
-//! `ebpf/xsnoop.bpf.c` exactly, as the kernel demands of an inner map), and batched updates and
-//! deletes of the outer map.
+//! `ebpf/xsnoop.bpf.c` exactly, as the kernel demands of an inner map), and batched inserts
+//! into the list map `fp_lists`.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use crate::xdp::abi::{FpKey, FP_INNER_MAX_ENTRIES, FP_INNER_VALUE_SIZE};
+use crate::xdp::abi::{FP_INNER_MAX_ENTRIES, FP_INNER_VALUE_SIZE};
 
 /// `BPF_MAP_CREATE` (include/uapi/linux/bpf.h `enum bpf_cmd`).
 const BPF_MAP_CREATE: libc::c_long = 0;
@@ -27,7 +27,7 @@ struct MapCreateAttr {
     map_name: [u8; 16],
 }
 
-/// Creates an empty inner devmap for `fp_groups`, named `xsnoop_fp_dev` (as `bpftool map`
+/// Creates an empty inner devmap (a replication list) for `fp_lists`, named `xsnoop_fp_dev` (as `bpftool map`
 /// shows it).
 pub(crate) fn create_inner_devmap() -> io::Result<OwnedFd> {
     let mut map_name = [0u8; 16];
@@ -62,9 +62,8 @@ pub(crate) fn create_inner_devmap() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `BPF_MAP_UPDATE_BATCH` / `BPF_MAP_DELETE_BATCH` (`enum bpf_cmd`).
+/// `BPF_MAP_UPDATE_BATCH` (`enum bpf_cmd`).
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 
 /// `union bpf_attr` for the `BPF_MAP_*_BATCH` commands.
 #[repr(C)]
@@ -79,10 +78,10 @@ struct BatchAttr {
     flags: u64,
 }
 
-fn batch(
+fn batch<K: Copy>(
     cmd: libc::c_long,
     map: BorrowedFd<'_>,
-    keys: &[FpKey],
+    keys: &[K],
     values: Option<&[u32]>,
 ) -> (usize, io::Result<()>) {
     let Ok(count) = u32::try_from(keys.len()) else {
@@ -119,23 +118,18 @@ fn batch(
     }
 }
 
-/// Inserts or replaces `keys[i]` → inner map `fds[i]` in the outer map with one system call:
-/// the kernel waits for one RCU grace period per outer-map syscall (`maybe_wait_bpf_programs`),
-/// ~10 ms measured here, so one call for all instead of one per key. Returns how many were
-/// applied (in order) and the error that stopped it, if any.
-pub(crate) fn outer_update_batch(
+/// Inserts `ids[i]` → inner map `fds[i]` into `fp_lists` (an ARRAY_OF_MAPS) with one system
+/// call: the kernel waits for one RCU grace period per map-in-map syscall
+/// (`maybe_wait_bpf_programs`, once per batch since Linux 6.8), ~10 ms measured here, so the
+/// whole pool batch costs one. Returns how many were applied (in order) and the error that
+/// stopped it, if any.
+pub(crate) fn lists_update_batch(
     map: BorrowedFd<'_>,
-    keys: &[FpKey],
+    ids: &[u32],
     fds: &[u32],
 ) -> (usize, io::Result<()>) {
-    if fds.len() != keys.len() {
+    if fds.len() != ids.len() {
         return (0, Err(io::Error::from_raw_os_error(libc::EINVAL)));
     }
-    batch(BPF_MAP_UPDATE_BATCH, map, keys, Some(fds))
-}
-
-/// Deletes `keys` from the outer map with one system call (see [`outer_update_batch`]). A key
-/// that is missing stops the batch with ENOENT; the caller retries the rest one by one.
-pub(crate) fn outer_delete_batch(map: BorrowedFd<'_>, keys: &[FpKey]) -> (usize, io::Result<()>) {
-    batch(BPF_MAP_DELETE_BATCH, map, keys, None)
+    batch(BPF_MAP_UPDATE_BATCH, map, ids, Some(fds))
 }

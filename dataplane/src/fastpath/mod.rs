@@ -20,11 +20,13 @@
 
 pub mod diff;
 mod kernel;
+pub mod lists;
 pub mod plan;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use aya::maps::xdp::{DevMapHash, XdpMapError};
 use aya::maps::{Map, MapData, MapError};
@@ -37,6 +39,7 @@ use crate::xdp::abi::{self, FpFdbKey, FpFdbVal, FpKey, FP_KIND_FLOW};
 use crate::xdp::{Classifier, FastPathMaps, XdpError};
 
 pub use diff::MapOp;
+pub use lists::{ListBook, ListId, Placement};
 pub use plan::{Desired, DevEntry, EgressProg, Scope};
 
 /// Why programming the fast path failed. After an error the maps hold a consistent prefix of
@@ -67,6 +70,13 @@ pub enum FastPathError {
         #[source]
         source: Box<XdpMapError>,
     },
+    /// No free replication list even after a pool batch (`FP_MAX_LISTS` lists in use, or a
+    /// list id this process never created).
+    #[error(
+        "no free fast-path replication list (all {} in use)",
+        abi::FP_MAX_LISTS
+    )]
+    PoolExhausted,
     /// The kernel refused to create an inner devmap (memory limits, missing privilege).
     #[error("creating a fast-path devmap failed: {0}; needs CAP_BPF and kernel ≥ 5.4")]
     CreateInner(#[source] std::io::Error),
@@ -84,15 +94,41 @@ fn map_err(map: &'static str) -> impl FnOnce(MapError) -> FastPathError {
 pub struct SyncReport {
     /// Map operations applied (0: the maps already matched).
     pub ops: usize,
-    /// Inner devmaps built and inserted or swapped in.
+    /// Keys given a new egress set (new keys and changed ones).
     pub maps_put: usize,
-    /// Outer keys deleted.
+    /// Keys deleted.
     pub maps_deleted: usize,
-    /// System calls that changed the outer map; each waits for an RCU grace period (~10 ms
-    /// here). Joins and leaves of existing groups need none; new or stale keys one batch each.
+    /// Map-in-map system calls made before the last map operation of this sync was applied,
+    /// i.e. on the join/leave path; each waits for an RCU grace period (~10 ms here). 0 once
+    /// the list pool is warm: new keys take a pooled list and only plain maps change.
     pub outer_syscalls: usize,
+    /// Replication lists taken from the pool and filled for a set no list held yet.
+    pub lists_created: usize,
+    /// Keys pointed at a list another key already used (identical egress entries).
+    pub lists_shared: usize,
+    /// Lists edited in place (the only key using it changed its set).
+    pub lists_edited: usize,
+    /// Pool batches (growth, or a grace period to free quarantined lists), on the join path
+    /// (counted in `outer_syscalls` too) or after it.
+    pub pool_batches: usize,
+    /// Time from the start of the sync until its last map operation was applied (the pool
+    /// batch after it, if any, not included).
+    pub applied_in: Duration,
     /// In-scope VLANs left to userspace because the outer map (`FP_MAX_KEYS` keys) is full.
     pub overflowed: Vec<VlanId>,
+}
+
+/// The replication-list pool, for statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListStats {
+    /// Lists inserted into `fp_lists` so far.
+    pub pool: u32,
+    /// Lists some key points at.
+    pub live: usize,
+    /// Lists free to take.
+    pub free: usize,
+    /// Lists waiting for an RCU grace period before they can be reused.
+    pub quarantined: usize,
 }
 
 /// What one [`FastPath::sync_fdb`] did.
@@ -120,14 +156,19 @@ pub struct FlowCounters {
     pub bytes: u64,
 }
 
+/// Lists created when the fast path starts, and the least a growth batch adds.
+const POOL_BATCH: u32 = 64;
+
 /// The fast path's maps, what they hold, and which VLANs it covers.
 pub struct FastPath {
     maps: FastPathMaps,
     applied: Desired,
     scope: Scope,
-    /// The inner map of every key, kept open for in-place edits (re-opening by id would need
-    /// CAP_SYS_ADMIN). One descriptor per key: `new` raises RLIMIT_NOFILE to cover them.
-    inner: BTreeMap<FpKey, Inner>,
+    /// Every replication list (index = list id in `fp_lists`), kept open for in-place writes
+    /// (re-opening by id would need CAP_SYS_ADMIN). `new` raises RLIMIT_NOFILE to cover them.
+    lists: Vec<Inner>,
+    /// Which key uses which list, which lists are free or quarantined.
+    book: ListBook,
     /// Known unicast and broadcast in the kernel too (see [`FastPath::set_unicast`]).
     unicast: bool,
     /// `fp_fdb` as written: station → port slot.
@@ -146,23 +187,29 @@ impl std::fmt::Debug for FastPath {
             .field("scope", &self.scope)
             .field("keys", &self.applied.maps.len())
             .field("vlans", &self.applied.vlans.keys().collect::<Vec<_>>())
+            .field("lists", &self.list_stats())
             .finish_non_exhaustive()
     }
 }
 
 impl FastPath {
-    /// Takes the fast-path maps out of a loaded classifier. The scope starts [`Scope::Off`]: the
-    /// program still sends every frame to AF_XDP until [`FastPath::set_scope`] and a sync.
+    /// Takes the fast-path maps out of a loaded classifier and fills the first pool of
+    /// replication lists (one batch: one RCU grace period, ~10 ms). The scope starts
+    /// [`Scope::Off`]: the program still sends every frame to AF_XDP until
+    /// [`FastPath::set_scope`] and a sync.
     pub fn new(classifier: &mut Classifier) -> Result<FastPath, FastPathError> {
-        raise_nofile(u64::from(abi::FP_MAX_KEYS) + 1024);
-        Ok(FastPath {
+        raise_nofile(u64::from(abi::FP_MAX_LISTS) + 1024);
+        let mut fp = FastPath {
             maps: classifier.take_fast_path_maps()?,
             applied: Desired::default(),
             scope: Scope::Off,
-            inner: BTreeMap::new(),
+            lists: Vec::new(),
+            book: ListBook::default(),
             unicast: false,
             fdb: BTreeMap::new(),
-        })
+        };
+        fp.grow(POOL_BATCH)?;
+        Ok(fp)
     }
 
     /// Chooses the VLANs the fast path forwards; takes effect at the next [`FastPath::sync`].
@@ -249,20 +296,22 @@ impl FastPath {
     /// `ifindex_of_port[p]` and classifier slot `p`), changing only what differs from the last
     /// sync. Call it from inside the switch's network namespace after each publication.
     ///
-    /// Cost: a changed egress set of an existing key is edited in place (new ports first, then
-    /// leavers removed: no frame ever sees a set outside old ∪ new, and none sees a leaver after
-    /// this returns), which takes microseconds. New keys and deleted keys change the outer map,
-    /// for which the kernel waits one RCU grace period per system call (~10 ms here), so all
-    /// new keys of one sync go in one batch, and all stale keys in another.
+    /// Cost: a key's new egress set is either a list that already holds it (shared: one hash
+    /// update), the key's own list edited in place (new ports first, leavers last: no frame
+    /// ever sees a set outside old ∪ new, none sees a leaver after this returns), or a pooled
+    /// list filled and then pointed at; all are plain-map writes of microseconds. Only when the
+    /// pool runs short does a batch of new lists go into `fp_lists` (one RCU grace period),
+    /// after this sync's changes are in place unless it needs them itself.
     pub fn sync(
         &mut self,
         table: &ForwardingTable,
         ports: &PortMap,
         ifindex_of_port: &[u32],
     ) -> Result<SyncReport, FastPathError> {
+        let started = Instant::now();
         let want = plan::desired_with(table, ports, ifindex_of_port, &self.scope, self.unicast);
         let ops = diff::diff(&self.applied, &want);
-        let mut report = self.apply_all(&ops)?;
+        let mut report = self.apply_all(&ops, started)?;
         report.overflowed = want.overflowed.clone();
         self.applied.overflowed = want.overflowed;
         Ok(report)
@@ -273,47 +322,71 @@ impl FastPath {
     pub fn disable(&mut self) -> Result<SyncReport, FastPathError> {
         self.scope = Scope::Off;
         let ops = diff::diff(&self.applied, &Desired::default());
-        self.apply_all(&ops)
+        self.apply_all(&ops, Instant::now())
     }
 
-    /// Applies `ops` in order, batching runs of outer-map changes; `applied` follows every
-    /// operation that took, so a failure part-way leaves an exact record.
-    fn apply_all(&mut self, ops: &[MapOp]) -> Result<SyncReport, FastPathError> {
-        let mut report = SyncReport::default();
-        let mut i = 0;
-        while let Some(op) = ops.get(i) {
-            let run = ops
-                .get(i..)
-                .unwrap_or_default()
-                .iter()
-                .take_while(|o| std::mem::discriminant(*o) == std::mem::discriminant(op))
-                .count()
-                .max(1);
-            let chunk = ops.get(i..i + run).unwrap_or_default();
-            match op {
-                MapOp::PutMap { .. } => report.outer_syscalls += self.put_maps(chunk)?,
-                MapOp::DeleteMap { .. } => report.outer_syscalls += self.delete_maps(chunk)?,
-                _ => {
-                    for o in chunk {
-                        self.apply_one(o)?;
-                        diff::record(&mut self.applied, o);
-                    }
-                }
-            }
-            for o in chunk {
-                report.ops += 1;
-                match o {
-                    MapOp::PutMap { .. } => report.maps_put += 1,
-                    MapOp::DeleteMap { .. } => report.maps_deleted += 1,
-                    _ => {}
-                }
-            }
-            i += run;
+    /// Refills the list pool if fewer than a quarter of it is free (one batch, one grace
+    /// period, which also frees the quarantined lists); returns the batches run (0 or 1).
+    /// `sync` does this itself after its changes; a caller with idle time may call it earlier.
+    pub fn maintain(&mut self) -> Result<usize, FastPathError> {
+        if !self.book.needs_growth() {
+            return Ok(0);
         }
+        let n = POOL_BATCH.max(self.book.pool_size() / 2);
+        self.grow(n)
+    }
+
+    /// The replication-list pool now.
+    pub fn list_stats(&self) -> ListStats {
+        ListStats {
+            pool: self.book.pool_size(),
+            live: self.book.live_count(),
+            free: self.book.free_count(),
+            quarantined: self.book.quarantined(),
+        }
+    }
+
+    /// The list id `key` points at in `fp_lists` (as this process applied it).
+    pub fn list_of(&self, key: &FpKey) -> Option<ListId> {
+        self.book.list_of(key)
+    }
+
+    /// Applies `ops` in order; `applied` follows every operation that took, so a failure
+    /// part-way leaves an exact record.
+    fn apply_all(&mut self, ops: &[MapOp], started: Instant) -> Result<SyncReport, FastPathError> {
+        let mut report = SyncReport::default();
+        // Lists this sync may need, in one batch before anything changes (rare: only a sync
+        // bringing more new egress sets than the pool has free).
+        let need = self.book.fresh_needed(ops.iter().filter_map(|o| match o {
+            MapOp::PutMap { entries, .. } => Some(entries.as_slice()),
+            _ => None,
+        }));
+        if need > self.book.free_count() {
+            let short = need.saturating_sub(self.book.free_count() + self.book.quarantined());
+            let n = u32::try_from(short)
+                .unwrap_or(u32::MAX)
+                .max(POOL_BATCH)
+                .max(self.book.pool_size() / 2);
+            let b = self.grow(n)?;
+            report.pool_batches += b;
+            report.outer_syscalls += b;
+        }
+        for op in ops {
+            self.apply_one(op, &mut report)?;
+            diff::record(&mut self.applied, op);
+            report.ops += 1;
+            match op {
+                MapOp::PutMap { .. } => report.maps_put += 1,
+                MapOp::DeleteMap { .. } => report.maps_deleted += 1,
+                _ => {}
+            }
+        }
+        report.applied_in = started.elapsed();
+        report.pool_batches += self.maintain()?;
         Ok(report)
     }
 
-    fn apply_one(&mut self, op: &MapOp) -> Result<(), FastPathError> {
+    fn apply_one(&mut self, op: &MapOp, report: &mut SyncReport) -> Result<(), FastPathError> {
         match op {
             MapOp::SetPort { slot, port } => self
                 .maps
@@ -345,72 +418,102 @@ impl FastPath {
                 Err(e) if is_enoent(&e) => Ok(()),
                 Err(e) => Err(map_err(abi::MAP_FP_UNICAST)(e)),
             },
-            MapOp::PutMap { .. } => self.put_maps(std::slice::from_ref(op)).map(drop),
-            MapOp::DeleteMap { .. } => self.delete_maps(std::slice::from_ref(op)).map(drop),
+            MapOp::PutMap { key, entries } => self.put_map(key, entries, report),
+            MapOp::DeleteMap { key } => {
+                match self.maps.groups.remove(key) {
+                    Ok(()) => {}
+                    Err(e) if is_enoent(&e) => {}
+                    Err(e) => return Err(map_err(abi::MAP_FP_GROUPS)(e)),
+                }
+                self.book.remove_key(key);
+                Ok(())
+            }
         }
     }
 
-    /// Existing keys: edited in place. New keys: a complete new inner map each, then all
-    /// inserted with one batch (one at a time if the kernel refuses batches).
-    fn put_maps(&mut self, chunk: &[MapOp]) -> Result<usize, FastPathError> {
-        let mut fresh: Vec<(FpKey, Inner)> = Vec::new();
-        for op in chunk {
-            let MapOp::PutMap { key, entries } = op else {
-                continue;
-            };
-            if self.inner.contains_key(key) {
-                self.edit_in_place(key, entries)?;
-                diff::record(&mut self.applied, op);
-            } else {
-                fresh.push((*key, self.build_inner(entries)?));
+    /// Gives `key` the egress set `entries` as [`ListBook::place`] decides.
+    fn put_map(
+        &mut self,
+        key: &FpKey,
+        entries: &[DevEntry],
+        report: &mut SyncReport,
+    ) -> Result<(), FastPathError> {
+        // At most: a placement, a pool batch, a placement again.
+        for _ in 0..2 {
+            match self.book.place(key, entries) {
+                Placement::Unchanged(_) => return Ok(()),
+                Placement::Share(id) => {
+                    self.point(key, id)?;
+                    self.book.commit(*key, id, entries);
+                    report.lists_shared += 1;
+                    return Ok(());
+                }
+                Placement::EditInPlace { id, old, exact } => {
+                    self.write_list(id, &old, exact, entries)?;
+                    self.book.commit(*key, id, entries);
+                    report.lists_edited += 1;
+                    return Ok(());
+                }
+                Placement::Fresh { id, old, exact } => {
+                    self.write_list(id, &old, exact, entries)?;
+                    if let Err(e) = self.point(key, id) {
+                        self.book.write_failed(id, entries);
+                        return Err(e);
+                    }
+                    self.book.commit(*key, id, entries);
+                    report.lists_created += 1;
+                    return Ok(());
+                }
+                Placement::NeedPool => {
+                    let n = POOL_BATCH.max(self.book.pool_size() / 2);
+                    let b = self.grow(n)?;
+                    report.pool_batches += b;
+                    report.outer_syscalls += b;
+                }
             }
         }
-        if fresh.is_empty() {
-            return Ok(0);
-        }
-        let mut syscalls = 1;
-        let keys: Vec<FpKey> = fresh.iter().map(|(k, _)| *k).collect();
-        let fds: Vec<u32> = fresh.iter().map(|(_, d)| d.raw_fd).collect();
-        let (done, res) = kernel::outer_update_batch(self.maps.groups_fd.as_fd(), &keys, &fds);
-        let mut rest = fresh.split_off(done.min(fresh.len()));
-        for (k, d) in fresh {
-            self.adopt(k, d, chunk);
-        }
+        Err(FastPathError::PoolExhausted)
+    }
+
+    /// Points `key` at list `id`: one plain hash update, atomic for a reader.
+    fn point(&mut self, key: &FpKey, id: ListId) -> Result<(), FastPathError> {
+        self.maps
+            .groups
+            .insert(key, id, 0)
+            .map_err(map_err(abi::MAP_FP_GROUPS))
+    }
+
+    /// Changes list `id` from `old` to `entries`: additions and program changes first, then
+    /// removals (the order an in-place edit of a reachable list needs; harmless otherwise).
+    /// A failure part-way is recorded in the book.
+    fn write_list(
+        &mut self,
+        id: ListId,
+        old: &[DevEntry],
+        exact: bool,
+        entries: &[DevEntry],
+    ) -> Result<(), FastPathError> {
+        let res = self.write_list_inner(id, old, exact, entries);
         if res.is_err() {
-            // Fallback: one key at a time (each waits for its own grace period).
-            for (k, d) in rest.drain(..) {
-                self.maps
-                    .groups
-                    .insert(k, &d.dev, 0)
-                    .map_err(map_err(abi::MAP_FP_GROUPS))?;
-                syscalls += 1;
-                self.adopt(k, d, chunk);
-            }
+            self.book.write_failed(id, entries);
         }
-        Ok(syscalls)
+        res
     }
 
-    /// Records a new inner map as applied and keeps its descriptor for later in-place edits.
-    fn adopt(&mut self, key: FpKey, dev: Inner, chunk: &[MapOp]) {
-        if let Some(op) = chunk
-            .iter()
-            .find(|o| matches!(o, MapOp::PutMap { key: k, .. } if *k == key))
-        {
-            diff::record(&mut self.applied, op);
-        }
-        self.inner.insert(key, dev);
-    }
-
-    /// Changes the inner map of `key` from what was applied to `entries`: additions and
-    /// program changes first, then removals.
-    fn edit_in_place(&mut self, key: &FpKey, entries: &[DevEntry]) -> Result<(), FastPathError> {
-        let old: Vec<DevEntry> = self.applied.maps.get(key).cloned().unwrap_or_default();
+    fn write_list_inner(
+        &mut self,
+        id: ListId,
+        old: &[DevEntry],
+        exact: bool,
+        entries: &[DevEntry],
+    ) -> Result<(), FastPathError> {
         let (tag, untagged) = (&self.maps.egress_tag, &self.maps.egress_untagged);
-        let Some(Inner { dev, .. }) = self.inner.get_mut(key) else {
-            return Ok(());
+        let Some(Inner { dev, .. }) = usize::try_from(id).ok().and_then(|i| self.lists.get_mut(i))
+        else {
+            return Err(FastPathError::PoolExhausted);
         };
         for e in entries {
-            if old.contains(e) {
+            if exact && old.contains(e) {
                 continue;
             }
             let prog = match e.prog {
@@ -425,7 +528,7 @@ impl FastPath {
                     source: Box::new(source),
                 })?;
         }
-        for e in &old {
+        for e in old {
             if entries.iter().any(|n| n.port == e.port) {
                 continue;
             }
@@ -434,68 +537,73 @@ impl FastPath {
         Ok(())
     }
 
-    /// Deletes stale keys with one batch (one at a time if the kernel refuses batches), then
-    /// closes their inner maps.
-    fn delete_maps(&mut self, chunk: &[MapOp]) -> Result<usize, FastPathError> {
-        let keys: Vec<FpKey> = chunk
-            .iter()
-            .filter_map(|o| match o {
-                MapOp::DeleteMap { key } => Some(*key),
-                _ => None,
-            })
-            .collect();
-        if keys.is_empty() {
-            return Ok(0);
+    /// Adds up to `n` empty lists to `fp_lists` with one batch (one at a time if the kernel
+    /// refuses batches); at the `FP_MAX_LISTS` cap, rewrites list 0 with itself instead. Either
+    /// waits for an RCU grace period, after which the lists quarantined before the call are
+    /// free (see [`lists`]). Returns the map-in-map system calls made.
+    fn grow(&mut self, n: u32) -> Result<usize, FastPathError> {
+        let start = self.book.pool_size();
+        let n = n.min(abi::FP_MAX_LISTS.saturating_sub(start));
+        if n == 0 {
+            return self.reclaim();
         }
+        let mut fresh = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            fresh.push(new_inner()?);
+        }
+        let ids: Vec<u32> = (start..start + n).collect();
+        let fds: Vec<u32> = fresh.iter().map(|d| d.raw_fd).collect();
+        let grace = self.book.grace_begin();
+        let (done, res) = kernel::lists_update_batch(self.maps.lists_fd.as_fd(), &ids, &fds);
+        let done = if res.is_ok() {
+            fresh.len()
+        } else {
+            done.min(fresh.len())
+        };
+        let mut rest = fresh.split_off(done);
         let mut syscalls = 1;
-        let (done, res) = kernel::outer_delete_batch(self.maps.groups_fd.as_fd(), &keys);
-        let done = done.min(keys.len());
-        let (gone, rest) = keys.split_at(done);
-        for k in gone {
-            self.forget(k);
-        }
+        let mut waited = res.is_ok();
+        self.adopt(fresh);
         if res.is_err() {
-            for k in rest {
-                match self.maps.groups.remove(k) {
-                    Ok(()) => {}
-                    Err(e) if is_enoent(&e) => {}
-                    Err(e) => return Err(map_err(abi::MAP_FP_GROUPS)(e)),
-                }
+            for d in rest.drain(..) {
+                let id = self.book.pool_size();
+                self.maps
+                    .lists
+                    .set(id, &d.dev, 0)
+                    .map_err(map_err(abi::MAP_FP_LISTS))?;
                 syscalls += 1;
-                self.forget(k);
+                waited = true;
+                self.adopt(vec![d]);
             }
+        }
+        if waited {
+            self.book.grace_done(grace);
         }
         Ok(syscalls)
     }
 
-    fn forget(&mut self, key: &FpKey) {
-        diff::record(&mut self.applied, &MapOp::DeleteMap { key: *key });
-        self.inner.remove(key);
+    fn adopt(&mut self, lists: Vec<Inner>) {
+        let n = u32::try_from(lists.len()).unwrap_or(0);
+        self.lists.extend(lists);
+        self.book.add_pool(n);
     }
 
-    /// A new inner devmap holding exactly `entries`, complete before anyone can see it.
-    fn build_inner(&self, entries: &[DevEntry]) -> Result<Inner, FastPathError> {
-        let fd: OwnedFd = kernel::create_inner_devmap().map_err(FastPathError::CreateInner)?;
-        let raw_fd = u32::try_from(fd.as_raw_fd()).map_err(|_| {
-            FastPathError::CreateInner(std::io::Error::from_raw_os_error(libc::EBADF))
-        })?;
-        let data = MapData::from_fd(fd).map_err(map_err("inner devmap"))?;
-        let map = Map::from_map_data(data).map_err(map_err("inner devmap"))?;
-        let mut dev = DevMapHash::try_from(map).map_err(map_err("inner devmap"))?;
-        for e in entries {
-            let prog = match e.prog {
-                EgressProg::Plain => None,
-                EgressProg::Tag => Some(&self.maps.egress_tag),
-                EgressProg::Untagged => Some(&self.maps.egress_untagged),
-            };
-            dev.insert(u32::from(e.port), e.ifindex, prog, 0)
-                .map_err(|source| FastPathError::DevMap {
-                    port: e.port,
-                    ifindex: e.ifindex,
-                    source: Box::new(source),
-                })?;
+    /// A grace period without growth: list 0 written over with itself (readers see the same
+    /// list throughout). Only when something waits for it.
+    fn reclaim(&mut self) -> Result<usize, FastPathError> {
+        let g = self.book.grace_begin();
+        if self.book.quarantined() == 0 {
+            return Ok(0);
         }
-        Ok(Inner { dev, raw_fd })
+        let Some(first) = self.lists.first() else {
+            return Ok(0);
+        };
+        self.maps
+            .lists
+            .set(0, &first.dev, 0)
+            .map_err(map_err(abi::MAP_FP_LISTS))?;
+        self.book.grace_done(g);
+        Ok(1)
     }
 
     /// The packets and bytes of every flow the fast path replicated (and the LRU still holds),
@@ -527,6 +635,17 @@ impl FastPath {
             Err(e) => Err(map_err(abi::MAP_FP_FLOWS)(e)),
         }
     }
+}
+
+/// A new, empty inner devmap for the list pool.
+fn new_inner() -> Result<Inner, FastPathError> {
+    let fd: OwnedFd = kernel::create_inner_devmap().map_err(FastPathError::CreateInner)?;
+    let raw_fd = u32::try_from(fd.as_raw_fd())
+        .map_err(|_| FastPathError::CreateInner(std::io::Error::from_raw_os_error(libc::EBADF)))?;
+    let data = MapData::from_fd(fd).map_err(map_err("inner devmap"))?;
+    let map = Map::from_map_data(data).map_err(map_err("inner devmap"))?;
+    let dev = DevMapHash::try_from(map).map_err(map_err("inner devmap"))?;
+    Ok(Inner { dev, raw_fd })
 }
 
 /// Raises the soft RLIMIT_NOFILE towards `want` (never above the hard limit; best effort: the

@@ -94,8 +94,12 @@ pub const PROG_EGRESS_UNTAGGED: &str = "xsnoop_egress_untagged";
 pub const MAP_FP_PORTS: &str = "fp_ports";
 /// ARRAY VID → [`FpVlan`]: the per-VLAN fast-path switch and member bitmap.
 pub const MAP_FP_VLANS: &str = "fp_vlans";
-/// HASH_OF_MAPS [`FpKey`] → DEVMAP_HASH of exactly the egress ports.
+/// HASH [`FpKey`] → u32 replication-list id (an index into [`MAP_FP_LISTS`]). A plain hash:
+/// updating it does not wait for an RCU grace period, as a map-in-map update does.
 pub const MAP_FP_GROUPS: &str = "fp_groups";
+/// ARRAY_OF_MAPS list id → DEVMAP_HASH of exactly one egress set (shared by every key with that
+/// set). Filled ahead of need in batches, since each update of it waits for a grace period.
+pub const MAP_FP_LISTS: &str = "fp_lists";
 /// LRU_PERCPU_HASH [`FpKey`] (kind 0) → [`FpCount`]: per-(VLAN, S, G) packets and bytes.
 pub const MAP_FP_FLOWS: &str = "fp_flows";
 /// HASH [`FpFdbKey`] → [`FpFdbVal`]: stations userspace learned (known unicast destinations, and
@@ -111,6 +115,8 @@ pub const FP_MAX_UNICAST: u32 = 8192;
 pub const FP_MAX_VLANS: u32 = 4096;
 /// Outer keys `fp_groups` holds.
 pub const FP_MAX_KEYS: u32 = 16_384;
+/// Replication lists `fp_lists` holds: one live list per key at most, plus quarantined ones.
+pub const FP_MAX_LISTS: u32 = 2 * FP_MAX_KEYS;
 /// Flows `fp_flows` counts at a time (an LRU: the least recently seen flow is evicted).
 pub const FP_MAX_FLOWS: u32 = 16_384;
 /// Entries of every inner devmap (its keys are port slots).

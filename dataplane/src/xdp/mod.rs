@@ -18,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use aya::maps::xdp::DevMapHash;
 use aya::maps::{
-    Array, HashMap as BpfHashMap, HashOfMaps, Map, MapData, MapError, PerCpuArray, PerCpuHashMap,
+    Array, ArrayOfMaps, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap,
     XskMap,
 };
 use aya::programs::{ProgramError, ProgramFd, Xdp, XdpMode};
@@ -130,10 +130,12 @@ pub struct FastPathMaps {
     pub ports: Array<MapData, FpPort>,
     /// `fp_vlans`: VID → fast-path flags and member bitmap.
     pub vlans: Array<MapData, FpVlan>,
-    /// `fp_groups`: (VLAN, kind, group, source) → inner devmap of the egress ports.
-    pub groups: HashOfMaps<MapData, FpKey, DevMapHash<MapData>>,
-    /// A second descriptor of `fp_groups`, for the batch system calls aya does not wrap.
-    pub groups_fd: OwnedFd,
+    /// `fp_groups`: (VLAN, kind, group, source) → replication-list id.
+    pub groups: BpfHashMap<MapData, FpKey, u32>,
+    /// `fp_lists`: list id → inner devmap of the egress ports (ARRAY_OF_MAPS).
+    pub lists: ArrayOfMaps<MapData, DevMapHash<MapData>>,
+    /// A second descriptor of `fp_lists`, for the batch system calls aya does not wrap.
+    pub lists_fd: OwnedFd,
     /// `fp_fdb`: learned stations, written by userspace, `seen_ns` refreshed by the kernel.
     pub fdb: BpfHashMap<MapData, FpFdbKey, FpFdbVal>,
     /// `fp_unicast`: (VLAN, port) → the port, with its egress program.
@@ -238,16 +240,18 @@ impl Classifier {
             .map_err(map_err(abi::MAP_FP_PORTS))?;
         let vlans = Array::try_from(take(&mut self.ebpf, abi::MAP_FP_VLANS)?)
             .map_err(map_err(abi::MAP_FP_VLANS))?;
-        let groups_map = take(&mut self.ebpf, abi::MAP_FP_GROUPS)?;
-        let groups_fd = match &groups_map {
-            Map::HashOfMaps(md) => md
+        let groups = BpfHashMap::try_from(take(&mut self.ebpf, abi::MAP_FP_GROUPS)?)
+            .map_err(map_err(abi::MAP_FP_GROUPS))?;
+        let lists_map = take(&mut self.ebpf, abi::MAP_FP_LISTS)?;
+        let lists_fd = match &lists_map {
+            Map::ArrayOfMaps(md) => md
                 .fd()
                 .as_fd()
                 .try_clone_to_owned()
-                .map_err(|e| map_err(abi::MAP_FP_GROUPS)(MapError::IoError(e)))?,
-            _ => return Err(XdpError::Missing(abi::MAP_FP_GROUPS)),
+                .map_err(|e| map_err(abi::MAP_FP_LISTS)(MapError::IoError(e)))?,
+            _ => return Err(XdpError::Missing(abi::MAP_FP_LISTS)),
         };
-        let groups = HashOfMaps::try_from(groups_map).map_err(map_err(abi::MAP_FP_GROUPS))?;
+        let lists = ArrayOfMaps::try_from(lists_map).map_err(map_err(abi::MAP_FP_LISTS))?;
         let fdb = BpfHashMap::try_from(take(&mut self.ebpf, abi::MAP_FP_FDB)?)
             .map_err(map_err(abi::MAP_FP_FDB))?;
         let unicast = DevMapHash::try_from(take(&mut self.ebpf, abi::MAP_FP_UNICAST)?)
@@ -260,7 +264,8 @@ impl Classifier {
             ports,
             vlans,
             groups,
-            groups_fd,
+            lists,
+            lists_fd,
             fdb,
             unicast,
             flows,
