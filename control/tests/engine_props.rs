@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -14,9 +13,9 @@ use proptest::prelude::*;
 use xsnoop_control::engine::model::{GroupRecord, Message, RecordType, Version};
 use xsnoop_control::engine::runtime::{Flush, PortSettings, StaticAdd, StaticDel};
 use xsnoop_control::engine::{
-    Command, EngineConfig, Input, MdbFilterMode, MrouterMode, StaticGroup, TableFullPolicy,
+    Command, EngineConfig, Input, MrouterMode, StaticGroup, TableFullPolicy,
 };
-use xsnoop_dataplane::{PortId, PortSet};
+use xsnoop_dataplane::PortId;
 
 const GROUPS: [Ipv4Addr; 4] = [
     Ipv4Addr::new(239, 1, 1, 1),
@@ -271,141 +270,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Checks what the engine promises about one step's output and its table.
+/// Checks what the engine promises about one step's output and its table (the engine's own
+/// checker, shared with the fuzzer's fuzz/src/checks.rs).
 fn check_step(sw: &Switch, ingress: Option<(PortId, u16)>, out: &xsnoop_control::engine::Output) {
-    let t = sw.engine.table();
-    if let Some((port, vlan)) = ingress {
-        assert!(
-            !out.forward.contains(port),
-            "control frame sent back to its ingress"
-        );
-        let vports = t.vlans.get(&vlan).map(|v| v.ports).unwrap_or_default();
-        assert_eq!(
-            out.forward.difference(vports),
-            PortSet::EMPTY,
-            "forward outside the VLAN"
-        );
-    }
-    for tx in &out.transmit {
-        let v = &t.vlans[&tx.vlan];
-        assert!(!tx.ports.is_empty());
-        assert_eq!(tx.ports.difference(v.ports), PortSet::EMPTY);
-        let cfg = sw
-            .engine
-            .config()
-            .vlans
-            .iter()
-            .find(|c| c.id == tx.vlan)
-            .unwrap();
-        assert!(
-            tx.query.version <= cfg.igmp_version,
-            "query newer than the VLAN speaks"
-        );
-        if tx.query.group.is_some() {
-            assert_eq!(tx.ports.len(), 1, "group queries go out of one port");
-            assert_ne!(tx.query.version, Version::V1);
-        }
-        if tx.query.version != Version::V3 {
-            assert!(tx.query.sources.is_empty());
-        }
-    }
-    // Data frames: never back out of the ingress, never outside the VLAN.
-    for (&vlan, v) in &t.vlans {
-        for ingress in 0..7u16 {
-            for g in GROUPS.iter().chain([Ipv4Addr::new(239, 7, 7, 7)].iter()) {
-                for s in SOURCES.iter().take(2) {
-                    let (egress, _) = t.multicast_egress(vlan, ingress, *s, *g);
-                    assert!(!egress.contains(ingress));
-                    assert_eq!(egress.difference(v.ports), PortSet::EMPTY);
-                }
-            }
-        }
-    }
-    // An expired (deleted) port-group forwards nothing: every member port in the table has a
-    // port-group (or static) row in the mdb; every EXCLUDE port-group has a running timer.
-    let now = sw.engine.now();
-    let mut rows: BTreeMap<(u16, Ipv4Addr), PortSet> = BTreeMap::new();
-    for r in sw.engine.mdb(now) {
-        if r.source.is_none() {
-            let id = sw
-                .engine
-                .config()
-                .ports
-                .iter()
-                .position(|p| p.name == r.port)
-                .unwrap();
-            rows.entry((r.vlan, r.group))
-                .or_default()
-                .insert(id as PortId);
-            if r.filter_mode == MdbFilterMode::Exclude && !r.is_static {
-                assert!(
-                    r.expires_ms.is_some_and(|m| m > 0),
-                    "EXCLUDE without a group timer: {r:?}"
-                );
-            }
-        }
-    }
-    for (&vlan, v) in &t.vlans {
-        for (g, e) in &v.groups {
-            let mut members = e.any_source;
-            for p in e.by_source.values() {
-                members = members.union(*p);
-            }
-            let have = rows.get(&(vlan, *g)).copied().unwrap_or_default();
-            assert_eq!(
-                members.difference(have),
-                PortSet::EMPTY,
-                "{vlan}/{g}: ports without state forward"
-            );
-        }
-    }
-    // The table's per-source answer equals what the mdb says each port admits (RFC 3376 §6.3:
-    // INCLUDE forwards listed unblocked sources, EXCLUDE all but the blocked ones).
-    let mdb = sw.engine.mdb(now);
-    for (&vlan, v) in &t.vlans {
-        for (g, e) in &v.groups {
-            if e.flood {
-                continue;
-            }
-            for s in SOURCES.iter().chain([Ipv4Addr::new(10, 9, 9, 9)].iter()) {
-                let mut want = PortSet::EMPTY;
-                for r in mdb
-                    .iter()
-                    .filter(|r| r.vlan == vlan && r.group == *g && r.source.is_none())
-                {
-                    let id = sw
-                        .engine
-                        .config()
-                        .ports
-                        .iter()
-                        .position(|p| p.name == r.port)
-                        .unwrap() as PortId;
-                    let row = mdb.iter().find(|x| {
-                        x.vlan == vlan
-                            && x.group == *g
-                            && x.port == r.port
-                            && x.is_static == r.is_static
-                            && x.source == Some(*s)
-                    });
-                    let admits = match r.filter_mode {
-                        MdbFilterMode::Include => row.is_some_and(|x| !x.blocked),
-                        MdbFilterMode::Exclude => row.is_none_or(|x| !x.blocked),
-                    };
-                    if admits {
-                        want.insert(id);
-                    }
-                }
-                assert_eq!(
-                    e.members_for(*s),
-                    want,
-                    "{vlan}/{g} source {s}: table vs mdb"
-                );
-            }
-        }
-    }
-    if let Some(d) = sw.engine.next_deadline() {
-        assert!(d > now, "deadline {d:?} left unprocessed at {now:?}");
-    }
+    let bad = sw.engine.step_violations(ingress, out);
+    assert!(
+        bad.is_empty(),
+        "engine promises broken at {:?} (ingress {ingress:?}): {bad:#?}",
+        sw.now
+    );
 }
 
 fn run(initial: Knobs, ops: Vec<Op>) {
@@ -468,33 +341,10 @@ fn run(initial: Knobs, ops: Vec<Op>) {
     check_step(&sw, None, &out);
     sw.now += Duration::from_secs(100_000);
     sw.step(Input::Tick);
-    // Static entries (management's) stay by design; everything learned is gone.
-    let learned: Vec<_> = sw
-        .engine
-        .mdb(sw.now)
-        .into_iter()
-        .filter(|r| !r.is_static)
-        .collect();
-    assert!(learned.is_empty(), "state survived its timers: {learned:?}");
-    let statics = &sw.engine.config().static_groups;
-    for v in sw.engine.table().vlans.values() {
-        for (g, e) in &v.groups {
-            assert!(
-                statics.iter().any(|s| s.group == *g) && !e.flood,
-                "group {g} survived its timers"
-            );
-        }
-        // Only configured router ports (file or runtime) remain.
-        for p in v.mrouters.iter() {
-            let port = &sw.engine.config().ports[usize::from(p)];
-            assert_eq!(
-                port.mrouter,
-                MrouterMode::Always,
-                "{} stayed a router port",
-                port.name
-            );
-        }
-    }
+    // Static entries (management's) and configured router ports (file or runtime) stay by
+    // design; everything learned is gone.
+    let bad = sw.engine.silence_violations();
+    assert!(bad.is_empty(), "state survived the silence: {bad:#?}");
 }
 
 proptest! {

@@ -28,6 +28,7 @@ use super::table_builder::{group_entry, mrouters, vlan_table};
 use super::timers::TimerConfig;
 use super::topology::Topology;
 
+mod invariants;
 mod operator;
 pub mod views;
 
@@ -282,72 +283,6 @@ impl Engine {
     /// The latest time the engine has seen.
     pub fn now(&self) -> Time {
         self.now
-    }
-
-    /// Checks the engine's internal invariants right after a step: the incremental table equals
-    /// the recomputed one; no empty port-group is kept; every EXCLUDE port-group has a running
-    /// group timer; every port-group's deadline is indexed and in the future; group counters
-    /// match the state. Returns one message per violation (empty = healthy).
-    pub fn invariant_violations(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        let now = self.now;
-        if self.table != self.recompute_table() {
-            v.push("table() differs from recompute_table()".to_string());
-        }
-        let mut per_port = vec![0usize; self.config.ports.len()];
-        let mut total = 0;
-        for (&vlan, vs) in &self.vlans {
-            let mut dynamic = 0;
-            for (&group, gs) in &vs.groups {
-                if gs.is_unused() {
-                    v.push(format!("vlan {vlan} group {group}: unused group kept"));
-                }
-                if !gs.ports.is_empty() {
-                    dynamic += 1;
-                }
-                for (&port, pg) in &gs.ports {
-                    if let Some(c) = per_port.get_mut(usize::from(port)) {
-                        *c += 1;
-                    }
-                    let at = format!("vlan {vlan} group {group} port {port}");
-                    if pg.is_empty() {
-                        v.push(format!("{at}: empty port-group kept"));
-                    }
-                    if pg.mode() == super::model::FilterMode::Exclude
-                        && pg.group_timer_remaining(now).is_none_or(|d| d.is_zero())
-                    {
-                        v.push(format!("{at}: EXCLUDE without a running group timer"));
-                    }
-                    let key = TimerKey::PortGroup { vlan, group, port };
-                    if self.deadlines.get(&key) != pg.next_deadline() {
-                        v.push(format!("{at}: deadline index out of step"));
-                    }
-                    if pg.next_deadline().is_some_and(|d| d <= now) {
-                        v.push(format!(
-                            "{at}: deadline {:?} not processed at {now:?}",
-                            pg.next_deadline()
-                        ));
-                    }
-                }
-            }
-            total += dynamic;
-            if dynamic != vs.dynamic_groups {
-                v.push(format!(
-                    "vlan {vlan}: dynamic group count {} != {dynamic}",
-                    vs.dynamic_groups
-                ));
-            }
-        }
-        if total != self.total_groups {
-            v.push(format!(
-                "total group count {} != {total}",
-                self.total_groups
-            ));
-        }
-        if per_port != self.port_groups {
-            v.push("per-port group counts out of step".to_string());
-        }
-        v
     }
 
     fn port_name(&self, port: PortId) -> String {
