@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build deps test lint unit e2e-xdp fuzz-check fuzz demo bench clean
+.PHONY: all build deps test lint unit e2e-auto fuzz-check fuzz demo bench clean
 
 all: build
 
@@ -24,13 +24,14 @@ lint:
 # Namespace tests must run, not skip, here: XSNOOP_REQUIRE_NETNS makes a missing privilege a failure.
 unit:
 	XSNOOP_REQUIRE_NETNS=1 $(CARGO) test --workspace
-	$(MAKE) e2e-xdp
+	$(MAKE) e2e-auto
 
-# The end-to-end suite again with every `xsnoop run` in dataplane = "xdp" (multicast replicated
-# in the kernel): both modes must pass the same tests.
+# The end-to-end suite again with every `xsnoop run` in dataplane = "auto", the daemon's default
+# (the first pass pins "afxdp"): on the testbed every port accepts XDP redirects, so multicast,
+# known unicast and broadcast are forwarded in the kernel. Both modes must pass the same tests.
 # (--workspace, not -p xsnoop-tests: the same feature set as `unit`, so nothing is rebuilt.)
-e2e-xdp:
-	XSNOOP_REQUIRE_NETNS=1 XSNOOP_TEST_DATAPLANE=xdp $(CARGO) test --workspace \
+e2e-auto:
+	XSNOOP_REQUIRE_NETNS=1 XSNOOP_TEST_DATAPLANE=auto $(CARGO) test --workspace \
 	  --test run_e2e --test runtime_e2e --test differential --test demo_e2e --test fault_e2e \
 	  --test hostile_e2e --test privilege_e2e --test cli_e2e --test notify_e2e
 

@@ -267,7 +267,7 @@ struct FileSchema {
     /// Workers run SCHED_FIFO.
     #[serde(default)]
     worker_realtime: bool,
-    /// Where multicast is replicated: "afxdp" | "xdp".
+    /// Where multicast is replicated: "auto" | "xdp" | "afxdp".
     dataplane: Option<String>,
     /// How XDP is attached: "auto" | "native" | "skb".
     xdp_mode: Option<String>,
@@ -366,7 +366,7 @@ pub struct SwitchConfig {
     pub punt_limits: Vec<PuntLimit>,
     /// Where the workers run (`worker_cpus`, `worker_realtime`).
     pub placement: Placement,
-    /// Where registered multicast is replicated (`dataplane`, default "afxdp").
+    /// Where registered multicast is replicated (`dataplane`, default "auto").
     pub dataplane: DataplaneMode,
     /// How the classifier is attached (`xdp_mode`); `None`: the command line's choice.
     pub xdp_mode: Option<AttachMode>,
@@ -1030,7 +1030,7 @@ mod tests {
         assert_eq!(ok.dataplane, DataplaneMode::Xdp);
         assert_eq!(ok.xdp_mode, Some(AttachMode::Skb));
         let ok = SwitchConfig::parse("[[port]]\nname = \"a\"\n").unwrap();
-        assert_eq!((ok.dataplane, ok.xdp_mode), (DataplaneMode::Afxdp, None));
+        assert_eq!((ok.dataplane, ok.xdp_mode), (DataplaneMode::Auto, None));
         let e = err("dataplane = \"dpdk\"\n[[port]]\nname = \"a\"\n");
         assert!(e.contains("\"dpdk\"") && e.contains("afxdp"), "{e}");
         let e = err("xdp_mode = \"fast\"\n[[port]]\nname = \"a\"\n");

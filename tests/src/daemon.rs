@@ -15,6 +15,18 @@ use serde_json::Value;
 use crate::error::{Result, TestbedError};
 use crate::netns::Netns;
 
+/// Whether the `--config FILE` among `args` sets `dataplane` itself.
+fn config_names_dataplane(args: &[&str]) -> bool {
+    args.iter()
+        .position(|a| *a == "--config")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .is_some_and(|text| {
+            text.lines()
+                .any(|l| l.trim_start().starts_with("dataplane"))
+        })
+}
+
 /// The `xsnoop` binary of this build: beside the running executable (a binary such as the
 /// demo) or one directory up (a test in `target/<profile>/deps/`).
 pub fn xsnoop_bin() -> Result<PathBuf> {
@@ -169,13 +181,16 @@ impl Daemon {
             cmd.arg("ip");
         }
         // Every program in the chain execs the next, so the child's pid is the daemon's.
-        // XSNOOP_TEST_DATAPLANE=xdp runs every `xsnoop run` of the suite in that mode (CI runs
-        // the end-to-end suite once per mode).
-        let mode: Vec<String> = match std::env::var("XSNOOP_TEST_DATAPLANE") {
-            Ok(m) if args.first() == Some(&"run") && !args.contains(&"--dataplane") => {
-                vec!["--dataplane".into(), m]
-            }
-            _ => Vec::new(),
+        // XSNOOP_TEST_DATAPLANE=auto|xdp|afxdp runs every `xsnoop run` of the suite in that
+        // mode (CI runs the end-to-end suite once with afxdp, the default here, and once with
+        // auto, the daemon's own default); a test that names its mode (on the command line or
+        // in its config file) keeps it.
+        let pinned = args.contains(&"--dataplane") || config_names_dataplane(args);
+        let mode: Vec<String> = if args.first() == Some(&"run") && !pinned {
+            let m = std::env::var("XSNOOP_TEST_DATAPLANE").unwrap_or_else(|_| "afxdp".into());
+            vec!["--dataplane".into(), m]
+        } else {
+            Vec::new()
         };
         let child = cmd
             .args(["netns", "exec", ns.name()])

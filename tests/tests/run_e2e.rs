@@ -1392,20 +1392,220 @@ fn a_report_flood_far_above_100k_per_second_is_policed_and_forwarding_goes_on() 
     d.stop();
 }
 
+/// Turns GRO on or off on host `n`'s end of its veth: with it off (and no XDP program there),
+/// the switch's end stops accepting XDP redirects.
+fn set_peer_gro(star: &Star, n: usize, on: bool) {
+    xsnoop_tests::cmd::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            star.host(n).unwrap().name(),
+            "ethtool",
+            "-K",
+            &star.host_if(n).unwrap(),
+            "gro",
+            if on { "on" } else { "off" },
+        ],
+    )
+    .unwrap();
+}
+
+/// `dataplane.kernel_path` of `xsnoop stats`.
+fn kernel_path(v: &Value) -> &Value {
+    &v["dataplane"]["kernel_path"]
+}
+
+fn vlans(v: &Value, key: &str) -> Vec<u64> {
+    kernel_path(v)[key]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+/// Frames the kernel fast path took from switch port `port` (the classifier's counter).
+fn kernel_rx(v: &Value, port: &str) -> u64 {
+    v["dataplane"]["ports"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["port"] == port))
+        .and_then(|p| p["kernel_rx"].as_u64())
+        .unwrap_or(0)
+}
+
 #[test]
-fn xdp_mode_warns_about_veth_ports_and_how_to_fix_their_peers() {
+fn auto_mode_leaves_a_vlan_to_the_workers_while_one_of_its_ports_refuses_redirects() {
     netns_or_skip!();
     let net = 46;
+    // VLAN 10: h1 sends, h2 listens. VLAN 20: h3 sends, h4 listens behind a veth whose peer
+    // has GRO off: the kernel would lose every frame it redirected there.
+    let star = star(net, &[2, 2, 2, 2]);
+    set_peer_gro(&star, 4, false);
+    let cfg = format!(
+        "dataplane = \"auto\"\n{}",
+        config(
+            net,
+            &access_ports(&star, &["vlan = 10", "vlan = 10", "vlan = 20", "vlan = 20"]),
+            &[]
+        )
+    );
+    let d = Daemon::start(&star, &cfg);
+    let (p1, p3, p4) = (
+        star.port(1).unwrap(),
+        star.port(3).unwrap(),
+        star.port(4).unwrap(),
+    );
+    let v = d.show("stats").unwrap();
+    assert_eq!(vlans(&v, "kernel_vlans"), vec![10], "{}", kernel_path(&v));
+    assert_eq!(vlans(&v, "afxdp_vlans"), vec![20], "{}", kernel_path(&v));
+    assert_eq!(
+        kernel_path(&v)["ports_refusing_redirects"],
+        serde_json::json!([p4])
+    );
+    let (m2, m4) = (join(&star, 2, GROUP), join(&star, 4, GROUP));
+    d.wait_for("mdb", Duration::from_secs(3), |v| {
+        has_row(v, 10, GROUP, &star.port(2).unwrap()) && has_row(v, 20, GROUP, &p4)
+    });
+    // Both VLANs deliver: VLAN 10 in the kernel, VLAN 20 through the workers.
+    let (s1, s3) = (sender(&star, 1), sender(&star, 3));
+    send(&s1, GROUP, 20);
+    send(&s3, GROUP, 20);
+    assert_eq!(m2.count(QUIET, Duration::from_secs(2)).unwrap(), 20);
+    assert_eq!(m4.count(QUIET, Duration::from_secs(2)).unwrap(), 20);
+    let v = d.wait_for("stats", Duration::from_secs(2), |v| kernel_rx(v, &p1) >= 15);
+    assert_eq!(kernel_rx(&v, &p3), 0, "the kernel took VLAN 20's frames");
+    // The peer turns GRO on: VLAN 20 moves into the kernel while the switch runs.
+    set_peer_gro(&star, 4, true);
+    d.wait_for("stats", Duration::from_secs(3), |v| {
+        vlans(v, "kernel_vlans") == [10, 20] && vlans(v, "afxdp_vlans").is_empty()
+    });
+    send(&s3, GROUP, 20);
+    assert_eq!(m4.count(QUIET, Duration::from_secs(2)).unwrap(), 20);
+    d.wait_for("stats", Duration::from_secs(2), |v| kernel_rx(v, &p3) >= 15);
+    // And back out when it turns GRO off again: nothing is lost on the way.
+    set_peer_gro(&star, 4, false);
+    d.wait_for("stats", Duration::from_secs(3), |v| {
+        vlans(v, "afxdp_vlans") == [20]
+    });
+    send(&s3, GROUP, 20);
+    assert_eq!(m4.count(QUIET, Duration::from_secs(2)).unwrap(), 20);
+    let log = d.stop();
+    assert!(
+        log.contains(&format!("port {p4} does not accept XDP redirects")) && log.contains("gro on"),
+        "{log}"
+    );
+}
+
+#[test]
+fn forced_xdp_mode_names_a_port_that_refuses_redirects_and_the_fix() {
+    netns_or_skip!();
+    let net = 47;
     let star = star(net, &[2, 2]);
+    set_peer_gro(&star, 2, false);
     let cfg = format!(
         "dataplane = \"xdp\"\n{}",
         config(net, &access_ports(&star, &[]), &[])
     );
     let d = Daemon::start(&star, &cfg);
+    let v = d.show("stats").unwrap();
+    assert_eq!(v["dataplane"]["mode"], "xdp");
+    assert_eq!(
+        vlans(&v, "kernel_vlans"),
+        vec![1],
+        "forced: {}",
+        kernel_path(&v)
+    );
     let log = d.stop();
-    let p1 = star.port(1).unwrap();
+    let p2 = star.port(2).unwrap();
     assert!(
-        log.contains(&format!("port {p1} is a veth")) && log.contains("gro on"),
+        log.contains(&format!("port {p2} does not accept XDP redirects")) && log.contains("gro on"),
         "{log}"
     );
+}
+
+#[test]
+fn known_unicast_and_broadcast_leave_in_the_kernel_and_multicast_senders_are_learned() {
+    netns_or_skip!();
+    let net = 48;
+    let star = star(net, &[2, 2, 2]);
+    let cfg = format!(
+        "dataplane = \"auto\"\n{}",
+        config(net, &access_ports(&star, &[]), &[])
+    );
+    let d = Daemon::start(&star, &cfg);
+    let (p1, p2) = (star.port(1).unwrap(), star.port(2).unwrap());
+    // The first frames reach the workers, which learn h1 and h2; the kernel gets the stations.
+    if let Some(e) = round_trip(&star, net, 1, 2) {
+        panic!("h1 → h2: {e}\n{}", d.log());
+    }
+    d.wait_for("stats", Duration::from_secs(2), |v| {
+        kernel_path(v)["stations"].as_u64().unwrap_or(0) >= 2
+    });
+    let before = d.show("stats").unwrap();
+    let c3 = capture(&star, 3);
+    let (a, b) = (udp(&star, 1, 7101), udp(&star, 2, 7102));
+    let mut got = 0;
+    let mut buf = [0u8; 64];
+    for i in 0..200u32 {
+        a.send_to(&i.to_be_bytes(), (host_ip(net, 2), 7102))
+            .unwrap();
+        if i % 20 == 19 {
+            while b.recv_from(&mut buf).is_ok() {
+                got += 1;
+            }
+        }
+    }
+    while b.recv_from(&mut buf).is_ok() {
+        got += 1;
+    }
+    assert_eq!(got, 200, "unicast lost");
+    let after = d.wait_for("stats", Duration::from_secs(2), |v| {
+        kernel_rx(v, &p1) >= kernel_rx(&before, &p1) + 190
+    });
+    let known = |v: &Value| {
+        v["dataplane"]["reasons"]["fwd_known_unicast"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert!(
+        known(&after) < known(&before) + 10,
+        "the workers forwarded the unicast: {} → {}",
+        known(&before),
+        known(&after)
+    );
+    assert_eq!(
+        // Ethernet, IPv4 and UDP headers (42 octets) and the 4-octet counter.
+        c3.count(WINDOW, |f: &[u8]| f.len() == 46).unwrap(),
+        0,
+        "known unicast flooded to h3"
+    );
+    // Broadcast from a known station is flooded by the kernel.
+    let bcast = star
+        .host(2)
+        .unwrap()
+        .run(|| {
+            let s = UdpSocket::bind(("0.0.0.0", 0))?;
+            s.set_broadcast(true)?;
+            for _ in 0..20 {
+                s.send_to(b"bcast", (Ipv4Addr::new(10, net, 0, 255), 7103))?;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .unwrap();
+    bcast.unwrap();
+    d.wait_for("stats", Duration::from_secs(2), |v| {
+        kernel_rx(v, &p2) >= kernel_rx(&after, &p2) + 20
+    });
+    assert_eq!(
+        c3.count(WINDOW, |f: &[u8]| f.ends_with(b"bcast")).unwrap(),
+        20
+    );
+    // A host that only ever sends multicast is learned too (its first frame reaches a
+    // worker), so `xsnoop fdb` knows where it is.
+    let p3 = star.port(3).unwrap();
+    send(&sender(&star, 3), GROUP, 5);
+    d.wait_for("fdb", Duration::from_secs(2), |v| {
+        v.as_array()
+            .is_some_and(|rows| rows.iter().any(|r| r["port"] == p3.as_str()))
+    });
+    d.stop();
 }

@@ -442,12 +442,12 @@ struct RunArgs {
     /// queues (`ethtool -L IF combined N`).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
-    /// Where registered multicast is replicated: `afxdp` (everything through the AF_XDP
-    /// workers, the default) or `xdp` (in the kernel, through per-group devmaps; IGMP and the
-    /// rest still go through AF_XDP; several times faster wherever AF_XDP copies, e.g. veth).
-    /// With xdp on veth ports, each port's peer needs GRO on (`ethtool -K PEER gro on`) or an
-    /// XDP program, or the kernel drops what it redirects there. Overrides `dataplane` in the
-    /// file.
+    /// Where registered multicast, known unicast and broadcast are replicated: `auto` (the
+    /// default: in the kernel in every VLAN whose ports all accept XDP redirects, by the
+    /// AF_XDP workers elsewhere; a veth accepts them while its peer has GRO on or an XDP
+    /// program), `xdp` (in the kernel in every VLAN) or `afxdp` (everything through the AF_XDP
+    /// workers). IGMP and unknown stations always reach the workers. `xsnoop stats` shows the
+    /// choice under dataplane.kernel_path. Overrides `dataplane` in the file.
     #[arg(long, value_name = "MODE")]
     dataplane: Option<switch::kernel_path::DataplaneMode>,
 }

@@ -141,65 +141,6 @@ pub fn link_up(name: &str) -> Result<bool, IfaceError> {
     Ok(flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0)
 }
 
-/// Kernel `struct ethtool_drvinfo` (linux/ethtool.h).
-#[repr(C)]
-struct EthtoolDrvinfo {
-    cmd: u32,
-    driver: [u8; 32],
-    version: [u8; 32],
-    fw_version: [u8; 32],
-    bus_info: [u8; 32],
-    erom_version: [u8; 32],
-    reserved2: [u8; 12],
-    n_priv_flags: u32,
-    n_stats: u32,
-    testinfo_len: u32,
-    eedump_len: u32,
-    regdump_len: u32,
-}
-
-const ETHTOOL_GDRVINFO: u32 = 0x3;
-
-/// The driver behind `name` (`ETHTOOL_GDRVINFO`), e.g. "veth"; `None` when it does not say.
-pub fn driver(name: &str) -> Option<String> {
-    let mut req = ifreq(name).ok()?;
-    let mut info = EthtoolDrvinfo {
-        cmd: ETHTOOL_GDRVINFO,
-        driver: [0; 32],
-        version: [0; 32],
-        fw_version: [0; 32],
-        bus_info: [0; 32],
-        erom_version: [0; 32],
-        reserved2: [0; 12],
-        n_priv_flags: 0,
-        n_stats: 0,
-        testinfo_len: 0,
-        eedump_len: 0,
-        regdump_len: 0,
-    };
-    req.ifr_ifru.ifru_data = (&mut info as *mut EthtoolDrvinfo).cast();
-    // SAFETY: plain socket(2) call; the result is checked before use.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: `fd` is a fresh descriptor owned by nobody else.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: `req` names the interface and points at `info`, an ethtool_drvinfo that lives for
-    // the duration of the call, as SIOCETHTOOL with ETHTOOL_GDRVINFO expects.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req) };
-    if rc != 0 {
-        return None;
-    }
-    let end = info
-        .driver
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(info.driver.len());
-    let name = String::from_utf8_lossy(info.driver.get(..end)?).into_owned();
-    (!name.is_empty()).then_some(name)
-}
-
 /// Frames and octets `name` has transmitted (`/sys/class/net/NAME/statistics/tx_packets`
 /// and `tx_bytes`): everything the port sent, whether the AF_XDP workers or the kernel's XDP
 /// redirect sent it. `None` when sysfs does not say (not mounted for this namespace).

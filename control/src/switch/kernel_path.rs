@@ -10,27 +10,36 @@
 //! the maps always hold a consistent state, at worst the previous one.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use xsnoop_dataplane::fastpath::{FastPath, FastPathError, Scope};
-use xsnoop_dataplane::forward::{ForwardReason, PortMap};
-use xsnoop_dataplane::xdp::Classifier;
-use xsnoop_dataplane::{ForwardingTable, PortId, PortSet};
+use xsnoop_dataplane::forward::fdb::DEFAULT_AGEING;
+use xsnoop_dataplane::forward::{FdbNotice, ForwardReason, PortMap};
+use xsnoop_dataplane::wire::MacAddr;
+use xsnoop_dataplane::xdp::{abi, Classifier};
+use xsnoop_dataplane::{ForwardingTable, PortId, PortSet, VlanId};
+
+use super::kernel_fdb::KernelStations;
 
 /// Where multicast is replicated.
 ///
-/// The default is still `afxdp`: `xdp` is faster wherever AF_XDP transmits by copy (veth,
-/// NICs without zero-copy), but a frame the kernel redirects into a veth is silently lost
-/// unless the veth's peer has GRO on or an XDP program, which xsnoop cannot see from its
-/// namespace. Until that is detected per port, `xdp` is the operator's choice.
+/// The default is `auto`: the kernel replicates in every VLAN whose ports all accept XDP
+/// redirects (the `ndo-xmit` XDP feature the kernel reports per interface; a veth reports it
+/// only while its peer has GRO on or an XDP program), and the AF_XDP workers forward the other
+/// VLANs. In-kernel replication is the faster wherever AF_XDP transmits by copy (veth, NICs
+/// without zero-copy: ~4× the Linux bridge against ~1×, `bench/results`), and where the kernel
+/// cannot deliver a redirect it would lose the frame silently, so the choice is made per VLAN
+/// and followed while the switch runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DataplaneMode {
-    /// In the kernel: the XDP program replicates registered multicast through per-group
-    /// devmaps; the AF_XDP workers handle the rest.
+    /// In the kernel wherever every port of the VLAN accepts redirects; AF_XDP elsewhere.
+    #[default]
+    Auto,
+    /// In the kernel in every VLAN, whatever the ports report (a port that cannot take
+    /// redirects loses what the kernel sends it: warned at start and when it changes).
     Xdp,
     /// Everything through the AF_XDP workers (replication by reference in userspace).
-    #[default]
     Afxdp,
 }
 
@@ -39,10 +48,11 @@ impl std::str::FromStr for DataplaneMode {
 
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "auto" => Ok(DataplaneMode::Auto),
             "xdp" => Ok(DataplaneMode::Xdp),
             "afxdp" => Ok(DataplaneMode::Afxdp),
             other => Err(format!(
-                "dataplane = {other:?}: use \"xdp\" (multicast replicated in the kernel) or \"afxdp\" (everything through AF_XDP, the default)"
+                "dataplane = {other:?}: use \"auto\" (the default: in the kernel wherever every port of a VLAN accepts XDP redirects), \"xdp\" (always in the kernel) or \"afxdp\" (everything through AF_XDP)"
             )),
         }
     }
@@ -51,10 +61,38 @@ impl std::str::FromStr for DataplaneMode {
 impl std::fmt::Display for DataplaneMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            DataplaneMode::Auto => "auto",
             DataplaneMode::Xdp => "xdp",
             DataplaneMode::Afxdp => "afxdp",
         })
     }
+}
+
+/// The VLANs the kernel forwards: all of them when `forced` (`dataplane = "xdp"`), otherwise
+/// those whose every port (in the table and the port map) is in `accepting`, the ports that
+/// accept XDP redirects. Down ports need no exception: they are left out of the egress sets.
+pub fn scope_for(
+    table: &ForwardingTable,
+    ports: &PortMap,
+    accepting: PortSet,
+    forced: bool,
+) -> Scope {
+    if forced {
+        return Scope::All;
+    }
+    Scope::Vlans(
+        table
+            .vlans
+            .iter()
+            .filter(|(vid, vt)| {
+                vt.ports
+                    .union(ports.members(**vid))
+                    .difference(accepting)
+                    .is_empty()
+            })
+            .map(|(vid, _)| *vid)
+            .collect(),
+    )
 }
 
 /// Counters of the map programming, for `xsnoop stats`.
@@ -74,38 +112,182 @@ pub struct KernelPathStats {
     pub overflowed_vlans: Vec<u16>,
     /// How long the last changing sync took, in microseconds.
     pub last_sync_us: u64,
+    /// VLANs the kernel forwards now.
+    pub kernel_vlans: Vec<u16>,
+    /// VLANs the AF_XDP workers forward because one of their ports refuses XDP redirects
+    /// (`dataplane = "auto"`).
+    pub afxdp_vlans: Vec<u16>,
+    /// Ports that do not accept XDP redirects (for a veth: its peer has GRO off and no XDP
+    /// program), by name.
+    pub ports_refusing_redirects: Vec<String>,
+    /// Stations in the kernel's FDB (learned by the workers, plus static entries).
+    pub stations: usize,
+    /// Station entries written or removed in the kernel's FDB.
+    pub station_writes: u64,
+    /// Stations refreshed because the kernel forwarded their frames (the workers never saw
+    /// them).
+    pub stations_refreshed_by_kernel: u64,
+    /// Stations aged out of the kernel's FDB.
+    pub stations_aged: u64,
+    /// Learning notices refused because the kernel's FDB is full.
+    pub stations_refused_full: u64,
 }
 
-/// The fast path as the CPU drives it; cheap to clone (the show commands hold a handle).
+/// What the show commands read of the fast path while the CPU programs it; cheap to clone.
 #[derive(Clone)]
-pub struct KernelPath {
+pub struct KernelPathView {
     fp: Arc<Mutex<FastPath>>,
     stats: Arc<Mutex<KernelPathStats>>,
+}
+
+/// The fast path as the CPU drives it: multicast groups, the VLANs in scope and the stations
+/// for known unicast.
+pub struct KernelPath {
+    view: KernelPathView,
     ifindexes: Vec<u32>,
+    /// `dataplane = "xdp"`: every VLAN, whatever the ports report.
+    forced: bool,
+    /// Ports that accept XDP redirects.
+    accepting: PortSet,
+    stations: KernelStations,
+    /// The static stations last written.
+    statics: Vec<(VlanId, MacAddr, PortId)>,
+    /// The station map must be written (changed, or the last write failed).
+    fdb_due: bool,
     /// The last sync failed: try again.
     pub dirty: bool,
 }
 
+impl std::fmt::Debug for KernelPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelPath")
+            .field("forced", &self.forced)
+            .field("accepting", &self.accepting)
+            .field("stations", &self.stations.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl KernelPath {
     /// Takes the fast-path maps of `classifier` (ports registered with slot = port id, whose
-    /// interfaces are `ifindexes`) and turns the fast path on for every VLAN; nothing is
-    /// replicated in the kernel until the first [`KernelPath::sync`].
+    /// interfaces are `ifindexes`) with known unicast and broadcast in the kernel too; `forced`
+    /// (`dataplane = "xdp"`) puts every VLAN in the kernel, otherwise only those whose ports
+    /// accept redirects ([`KernelPath::set_accepting`]). Nothing is replicated in the kernel
+    /// until the first [`KernelPath::sync`].
     pub fn new(
         classifier: &mut Classifier,
         ifindexes: Vec<u32>,
+        forced: bool,
     ) -> Result<KernelPath, FastPathError> {
         let mut fp = FastPath::new(classifier)?;
-        fp.set_scope(Scope::All);
+        fp.set_unicast(true);
         Ok(KernelPath {
-            fp: Arc::new(Mutex::new(fp)),
-            stats: Arc::default(),
+            view: KernelPathView {
+                fp: Arc::new(Mutex::new(fp)),
+                stats: Arc::default(),
+            },
             ifindexes,
+            forced,
+            accepting: PortSet::EMPTY,
+            stations: KernelStations::new(DEFAULT_AGEING, abi::FP_MAX_FDB as usize),
+            statics: Vec::new(),
+            fdb_due: true,
             dirty: true,
         })
     }
 
+    /// A handle for the show commands.
+    pub fn view(&self) -> KernelPathView {
+        self.view.clone()
+    }
+
+    /// Records which ports accept XDP redirects (`names`: every port's name, for the
+    /// statistics); returns whether that changed (then sync).
+    pub fn set_accepting(&mut self, accepting: PortSet, names: &[String]) -> bool {
+        let refusing = names
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| PortId::try_from(*p).is_ok_and(|p| !accepting.contains(p)))
+            .map(|(_, n)| n.clone())
+            .collect();
+        lock(&self.view.stats).ports_refusing_redirects = refusing;
+        let changed = accepting != self.accepting;
+        self.accepting = accepting;
+        changed
+    }
+
+    /// A worker learned, moved or refreshed a station at `now` (the workers' FDB clock).
+    pub fn learn(&mut self, n: FdbNotice, now: Duration) {
+        self.stations.learn(n, now);
+    }
+
+    /// Ports that went down: their stations leave the kernel's FDB at the next sync.
+    pub fn forget_ports(&mut self, ports: PortSet) {
+        self.stations.forget_ports(ports);
+    }
+
+    /// Ages the stations at `now`: those no worker reported for a while are refreshed from
+    /// the kernel's own stamps (it forwarded their frames), the rest expire. Returns the
+    /// stations the kernel kept alive, for the workers' tables.
+    pub fn age_stations(&mut self, now: Duration) -> Vec<FdbNotice> {
+        let due = self.stations.due(now);
+        let mut alive = Vec::new();
+        if !due.is_empty() {
+            let mono = monotonic_ns();
+            let fp = lock(&self.view.fp);
+            for (vlan, mac, port) in due {
+                if let Ok(Some(seen)) = fp.station_seen(vlan, mac) {
+                    let ago = Duration::from_nanos(mono.saturating_sub(seen));
+                    if self.stations.seen(vlan, mac, now.saturating_sub(ago)) {
+                        alive.push(FdbNotice { vlan, mac, port });
+                    }
+                }
+            }
+        }
+        let aged = self.stations.expire(now);
+        let mut st = lock(&self.view.stats);
+        st.stations_refreshed_by_kernel += alive.len() as u64;
+        st.stations_aged += aged as u64;
+        alive
+    }
+
+    /// Writes the station map if it changed; cheap when nothing did (call every CPU turn).
+    pub fn sync_stations(&mut self, ports: &PortMap) {
+        let statics = ports.static_fdb();
+        self.fdb_due |= self.stations.take_changed() || statics != self.statics.as_slice();
+        if !self.fdb_due {
+            return;
+        }
+        // Static entries last: they win over a learned entry for the same station.
+        let all = self.stations.stations().chain(statics.iter().copied());
+        let result = lock(&self.view.fp).sync_fdb(all);
+        let mut st = lock(&self.view.stats);
+        st.stations = self.stations.len() + statics.len();
+        st.stations_refused_full = self.stations.refused_full();
+        match result {
+            Ok(r) => {
+                self.fdb_due = false;
+                self.statics = statics.to_vec();
+                st.station_writes += (r.written + r.removed) as u64;
+            }
+            Err(e) => {
+                st.sync_errors += 1;
+                let text = e.to_string();
+                if st.last_error.as_deref() != Some(text.as_str()) {
+                    warn!(error = %text, "writing the kernel's station table failed; retrying");
+                }
+                st.last_error = Some(text);
+            }
+        }
+    }
+
     /// Makes the kernel maps match `table` and `ports`, leaving the ports in `down` out of
-    /// every egress set (as the workers do); logs and counts a failure (then the next call
+    /// every egress set (as the workers do) and the VLANs with a port that refuses redirects
+    /// to the workers (unless forced); logs and counts a failure (then the next call
     /// retries).
     pub fn sync(&mut self, table: &ForwardingTable, ports: &PortMap, down: PortSet) {
         let started = Instant::now();
@@ -119,68 +301,73 @@ impl KernelPath {
                 _ => ifx,
             })
             .collect();
-        let result = self
-            .fp
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .sync(table, ports, &ifindexes);
-        let mut st = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
-        match result {
-            Ok(report) => {
-                self.dirty = false;
-                st.last_error = None;
-                if report.ops > 0 {
-                    st.syncs += 1;
-                    st.ops += report.ops as u64;
-                    st.last_sync_us =
-                        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    debug!(
-                        ops = report.ops,
-                        outer = report.outer_syscalls,
-                        us = st.last_sync_us,
-                        "kernel fast path synced"
-                    );
-                }
-                if report.overflowed != st.overflowed_vlans {
-                    if !report.overflowed.is_empty() {
-                        warn!(vlans = ?report.overflowed, "the kernel fast path is full: these VLANs are forwarded by the AF_XDP workers");
-                    }
-                    st.overflowed_vlans = report.overflowed;
-                }
+        let scope = scope_for(table, ports, self.accepting, self.forced);
+        let (result, keys) = {
+            let mut fp = lock(&self.view.fp);
+            fp.set_scope(scope.clone());
+            let r = fp.sync(table, ports, &ifindexes);
+            (r, fp.applied().maps.len())
+        };
+        {
+            let mut st = lock(&self.view.stats);
+            st.keys = keys;
+            let (mut inside, mut outside): (Vec<u16>, Vec<u16>) =
+                table.vlans.keys().partition(|v| scope.covers(**v));
+            inside.sort_unstable();
+            outside.sort_unstable();
+            if outside != st.afxdp_vlans && !outside.is_empty() {
+                info!(vlans = ?outside, refusing = ?st.ports_refusing_redirects, "these VLANs are forwarded by the AF_XDP workers: a port of theirs does not accept XDP redirects");
             }
-            Err(e) => {
-                self.dirty = true;
-                st.sync_errors += 1;
-                let text = e.to_string();
-                if st.last_error.as_deref() != Some(text.as_str()) {
-                    warn!(error = %text, "programming the kernel fast path failed; retrying");
+            st.kernel_vlans = inside;
+            st.afxdp_vlans = outside;
+            match result {
+                Ok(report) => {
+                    self.dirty = false;
+                    st.last_error = None;
+                    if report.ops > 0 {
+                        st.syncs += 1;
+                        st.ops += report.ops as u64;
+                        st.last_sync_us =
+                            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        debug!(
+                            ops = report.ops,
+                            outer = report.outer_syscalls,
+                            us = st.last_sync_us,
+                            "kernel fast path synced"
+                        );
+                    }
+                    if report.overflowed != st.overflowed_vlans {
+                        if !report.overflowed.is_empty() {
+                            warn!(vlans = ?report.overflowed, "the kernel fast path is full: these VLANs are forwarded by the AF_XDP workers");
+                        }
+                        st.overflowed_vlans = report.overflowed;
+                    }
                 }
-                st.last_error = Some(text);
+                Err(e) => {
+                    self.dirty = true;
+                    st.sync_errors += 1;
+                    let text = e.to_string();
+                    if st.last_error.as_deref() != Some(text.as_str()) {
+                        warn!(error = %text, "programming the kernel fast path failed; retrying");
+                    }
+                    st.last_error = Some(text);
+                }
             }
         }
-        st.keys = self
-            .fp
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .applied()
-            .maps
-            .len();
+        self.sync_stations(ports);
     }
+}
 
+impl KernelPathView {
     /// The counters as JSON (`dataplane.kernel_path` in `xsnoop stats`).
     pub fn stats_json(&self) -> serde_json::Value {
-        serde_json::to_value(&*self.stats.lock().unwrap_or_else(PoisonError::into_inner))
-            .unwrap_or_default()
+        serde_json::to_value(&*lock(&self.stats)).unwrap_or_default()
     }
 
     /// Packets and bytes per (VLAN, source, group) the kernel replicated, as `xsnoop streams`
     /// rows; `forwarding` is the rule `table` applies to the stream now.
     pub fn flows_json(&self, table: &ForwardingTable) -> Vec<serde_json::Value> {
-        let flows = self
-            .fp
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .flows();
+        let flows = lock(&self.fp).flows();
         match flows {
             Ok(f) => f
                 .into_iter()
@@ -205,6 +392,20 @@ impl KernelPath {
             }
         }
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`, the kernel's stamps.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
 }
 
 /// Adds the kernel's per-flow counts to the workers' `xsnoop streams` answer: a stream seen by
@@ -272,7 +473,8 @@ mod tests {
         assert_eq!("afxdp".parse::<DataplaneMode>(), Ok(DataplaneMode::Afxdp));
         let e = "dpdk".parse::<DataplaneMode>().unwrap_err();
         assert!(e.contains("\"dpdk\"") && e.contains("afxdp"), "{e}");
-        assert_eq!(DataplaneMode::default().to_string(), "afxdp");
+        assert_eq!("auto".parse::<DataplaneMode>(), Ok(DataplaneMode::Auto));
+        assert_eq!(DataplaneMode::default().to_string(), "auto");
     }
 
     #[test]

@@ -13,16 +13,18 @@
 //! link-down set and counters ([`msg::Shared`]), and the two bounded channels.
 
 pub mod iface;
+pub mod kernel_fdb;
 pub mod kernel_path;
 pub mod link;
 pub mod msg;
 pub mod placement;
 pub mod privilege;
 pub mod worker;
+pub mod xdp_features;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +36,7 @@ use xsnoop_dataplane::forward::{PortMap, PortMapHandle, PortVlanConfig};
 use xsnoop_dataplane::wire::MacAddr;
 use xsnoop_dataplane::xdp::abi::MAX_QUEUES;
 use xsnoop_dataplane::xdp::{AttachMode, Classifier};
-use xsnoop_dataplane::PortId;
+use xsnoop_dataplane::{PortId, PortSet};
 
 use crate::config_file::SwitchConfig;
 use crate::engine::{Input, Output, PortVlans};
@@ -44,9 +46,14 @@ use kernel_path::{DataplaneMode, KernelPath};
 use link::LinkWatch;
 use msg::{Punt, Shared, TxRequest, PUNT_QUEUE, TX_QUEUE};
 use worker::{Links, Worker, NOTICE_QUEUE};
+use xdp_features::NetdevSocket;
 
-/// How often link state is polled.
+/// How often link state (and whether ports accept XDP redirects) is polled.
 const LINK_POLL: Duration = Duration::from_millis(500);
+/// How often the kernel's station stamps are read for ageing.
+const STATION_AGEING: Duration = Duration::from_secs(5);
+/// Learning notices the CPU takes per loop turn.
+const NOTICES_PER_TURN: usize = 4096;
 /// Longest the CPU sleeps waiting for a punt (bounds the latency of show commands and links).
 const CPU_WAIT: Duration = Duration::from_millis(10);
 /// Punts handled per wakeup before timers and the control socket get a turn.
@@ -254,6 +261,16 @@ struct Cpu {
     classifier: Option<Classifier>,
     /// Port names, for interface statistics.
     names: Vec<String>,
+    /// Interface index of each port.
+    ifindexes: Vec<u32>,
+    /// Asks the kernel which ports accept XDP redirects (none: it cannot say).
+    netdev: Option<NetdevSocket>,
+    /// The workers' learning notices, for the kernel's station table (with a kernel path).
+    notices: Option<Receiver<FdbNotice>>,
+    /// Every worker's inbox: stations the kernel kept alive go back to the workers' tables.
+    inboxes: Vec<SyncSender<FdbNotice>>,
+    /// The workers' FDB clock.
+    epoch: Instant,
 }
 
 impl Cpu {
@@ -358,13 +375,59 @@ impl Cpu {
         self.shared.set_port_kernel_counts(counts);
     }
 
+    /// Installs the workers' learning notices in the kernel's station table and writes it
+    /// if it changed.
+    fn take_notices(&mut self) {
+        let (Some(k), Some(rx)) = (&mut self.kernel, &self.notices) else {
+            return;
+        };
+        let now = self.epoch.elapsed();
+        for n in rx.try_iter().take(NOTICES_PER_TURN) {
+            k.learn(n, now);
+        }
+        k.sync_stations(&self.ports.load());
+    }
+
+    /// Ages the kernel's stations; those the kernel kept alive are refreshed in the workers'
+    /// tables too, so they do not flood frames towards a station only the kernel sees.
+    fn age_stations(&mut self) {
+        let Some(k) = &mut self.kernel else {
+            return;
+        };
+        for n in k.age_stations(self.epoch.elapsed()) {
+            for inbox in &self.inboxes {
+                // A full inbox: that worker is behind; the next ageing round tells it again.
+                let _ = inbox.try_send(n);
+            }
+        }
+        k.sync_stations(&self.ports.load());
+    }
+
+    /// Asks the kernel again which ports accept XDP redirects; a change re-scopes the kernel
+    /// path (a VLAN moves between the kernel and the workers).
+    fn probe_redirects(&mut self) {
+        let Some(k) = &mut self.kernel else {
+            return;
+        };
+        let accepting = redirect_targets(&mut self.netdev, &self.ifindexes, &self.names, false);
+        if k.set_accepting(accepting, &self.names) {
+            info!(accepting = ?accepting, "the ports accepting XDP redirects changed");
+            self.sync_kernel();
+        }
+    }
+
     fn links(&mut self, watch: &mut LinkWatch) {
         self.port_counters();
+        self.probe_redirects();
         let changes = watch.poll();
         if changes.is_empty() {
             return;
         }
+        let before = self.shared.down();
         self.shared.set_down(watch.down());
+        if let Some(k) = &mut self.kernel {
+            k.forget_ports(watch.down().difference(before));
+        }
         // A port that went down leaves the kernel's egress sets too (and comes back when up).
         self.sync_kernel();
         for (port, up) in changes {
@@ -377,6 +440,41 @@ impl Cpu {
             self.act(&out, None);
         }
     }
+}
+
+/// The ports whose interfaces accept XDP redirects (the `ndo-xmit` XDP feature; see
+/// [`xdp_features`]); none when the kernel cannot say. With `report`, each refusing port is
+/// logged with the fix.
+fn redirect_targets(
+    sock: &mut Option<NetdevSocket>,
+    ifindexes: &[u32],
+    names: &[String],
+    report: bool,
+) -> PortSet {
+    let mut accepting = PortSet::EMPTY;
+    let Some(s) = sock else {
+        return accepting;
+    };
+    for (p, (&ifindex, name)) in ifindexes.iter().zip(names).enumerate() {
+        let Ok(port) = PortId::try_from(p) else {
+            continue;
+        };
+        match s.features(ifindex) {
+            Ok(f) if f.accepts_redirects() => {
+                accepting.insert(port);
+            }
+            Ok(_) if report => warn!(
+                port = %name,
+                "port {name} does not accept XDP redirects: its driver lacks ndo_xdp_xmit, or, for a veth, its peer has GRO off and no XDP program (`ethtool -K PEER gro on` fixes that); the kernel cannot replicate to it"
+            ),
+            Ok(_) => {}
+            Err(e) if report => {
+                warn!(port = %name, error = %e, "cannot ask the kernel whether port {name} accepts XDP redirects")
+            }
+            Err(_) => {}
+        }
+    }
+    accepting
 }
 
 /// Runs the switch on the configured interfaces (in the calling thread's network namespace)
@@ -411,25 +509,36 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         mac,
         ifindexes,
     } = fabric;
-    if opts.dataplane == DataplaneMode::Xdp {
-        for name in names
-            .iter()
-            .filter(|n| iface::driver(n).as_deref() == Some("veth"))
-        {
-            // The kernel drops what it redirects into a veth whose peer has no receive path
-            // (no XDP program, GRO off), and nothing counts it: say so where it can be fixed.
-            warn!(
-                port = %name,
-                "port {name} is a veth: in dataplane xdp, its peer needs GRO on (`ethtool -K PEER gro on`) or an XDP program, or the multicast the kernel replicates to it is lost"
-            );
-        }
-    }
     let kernel = match opts.dataplane {
-        DataplaneMode::Xdp => Some(KernelPath::new(&mut classifier, ifindexes).context(
-            "setting up the in-kernel fast path (dataplane = \"afxdp\" runs without it)",
-        )?),
         DataplaneMode::Afxdp => None,
+        mode => {
+            let forced = mode == DataplaneMode::Xdp;
+            match KernelPath::new(&mut classifier, ifindexes.clone(), forced) {
+                Ok(k) => Some(k),
+                Err(e) if !forced => {
+                    warn!(error = %e, "no in-kernel fast path: every VLAN is forwarded by the AF_XDP workers");
+                    None
+                }
+                Err(e) => return Err(anyhow::Error::from(e).context(
+                    "setting up the in-kernel fast path (dataplane = \"afxdp\" runs without it)",
+                )),
+            }
+        }
     };
+    let mut netdev = match NetdevSocket::open() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            if kernel.is_some() {
+                warn!(error = %e, "cannot ask the kernel which ports accept XDP redirects; with dataplane = \"auto\" every VLAN stays with the AF_XDP workers");
+            }
+            None
+        }
+    };
+    let mut kernel = kernel;
+    if let Some(k) = &mut kernel {
+        let accepting = redirect_targets(&mut netdev, &ifindexes, &names, true);
+        k.set_accepting(accepting, &names);
+    }
     // Zero-copy where every port's driver takes it, copy otherwise (veth): said in the log
     // and in `xsnoop stats`, because it decides what rates to expect.
     let bind_mode = match sets.first().map(AfXdp::mode) {
@@ -438,7 +547,7 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
     };
     let shared = Arc::new(Shared::new(names.clone(), workers, bind_mode));
     let s2 = shared.clone();
-    let k2 = kernel.clone();
+    let k2 = kernel.as_ref().map(KernelPath::view);
     let mode = opts.dataplane;
     plane.set_extra_stats(Box::new(move || {
         let mut v = s2.to_json();
@@ -451,7 +560,7 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
     let s3 = shared.clone();
     plane.set_fdb_source(Box::new(move || s3.fdb_json()));
     let s4 = shared.clone();
-    let k4 = kernel.clone();
+    let k4 = kernel.as_ref().map(KernelPath::view);
     let t4 = plane.table().clone();
     plane.set_streams_source(Box::new(move || match &k4 {
         Some(k) => kernel_path::merge_streams(s4.streams_json(), k.flows_json(&t4.load())),
@@ -461,10 +570,20 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
     let (tx_tx, tx_rx) = sync_channel::<TxRequest>(TX_QUEUE);
     let sockets: usize = sets.iter().map(AfXdp::socket_count).sum();
     info!(ports = ?names, dataplane = %opts.dataplane, afxdp = bind_mode, workers, sockets, "switching");
-    // Learning notices: one inbox per worker, a sender to every other worker's inbox.
+    // Learning notices: one inbox per worker, a sender to every other worker's inbox; with a
+    // kernel path the CPU hears them too (for the kernel's station table) and sends the
+    // stations the kernel kept alive back to every worker.
+    let mesh = workers > 1 || kernel.is_some();
     let (inboxes_tx, inboxes_rx): (Vec<_>, Vec<_>) = (0..workers)
-        .map(|_| sync_channel::<FdbNotice>(if workers > 1 { NOTICE_QUEUE } else { 0 }))
+        .map(|_| sync_channel::<FdbNotice>(if mesh { NOTICE_QUEUE } else { 0 }))
         .unzip();
+    let (cpu_notice_tx, cpu_notices) = match kernel {
+        Some(_) => {
+            let (t, r) = sync_channel::<FdbNotice>(NOTICE_QUEUE);
+            (Some(t), Some(r))
+        }
+        None => (None, None),
+    };
     let mut tx_rx = Some(tx_rx);
     let mut threads = Vec::with_capacity(workers);
     let epoch = Instant::now();
@@ -477,8 +596,9 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
                 .enumerate()
                 .filter(|&(other, _)| other != id)
                 .map(|(_, s)| s.clone())
+                .chain(cpu_notice_tx.clone())
                 .collect(),
-            inbox: (workers > 1).then_some(inbox),
+            inbox: mesh.then_some(inbox),
         };
         let worker = Worker::new(
             id,
@@ -505,10 +625,11 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
                 .context("starting a worker thread")?,
         );
     }
-    drop((punt_tx, inboxes_tx));
+    drop((punt_tx, cpu_notice_tx));
     let status = format!("switching {} port(s) with {workers} worker(s)", names.len());
     crate::notify::ready(&status); // systemd Type=notify: the workers forward from here on
 
+    let kernel_on = kernel.is_some();
     let mut cpu = Cpu {
         plane,
         shared: shared.clone(),
@@ -518,11 +639,17 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         ports: port_maps.clone(),
         classifier: Some(classifier),
         names: names.clone(),
+        ifindexes,
+        netdev,
+        notices: cpu_notices,
+        inboxes: if kernel_on { inboxes_tx } else { Vec::new() },
+        epoch,
     };
     cpu.sync_kernel();
     let mut watch = LinkWatch::new(names);
     cpu.links(&mut watch);
     let mut next_link = Instant::now() + LINK_POLL;
+    let mut next_ageing = Instant::now() + STATION_AGEING;
     let started = Instant::now();
     while !stop.load(Ordering::Relaxed) && opts.duration.is_none_or(|d| started.elapsed() < d) {
         let wait = cpu.plane.wait_budget(CPU_WAIT);
@@ -547,6 +674,11 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         }
         if cpu.kernel.as_ref().is_some_and(|k| k.dirty) {
             cpu.sync_kernel();
+        }
+        cpu.take_notices();
+        if Instant::now() >= next_ageing {
+            cpu.age_stations();
+            next_ageing = Instant::now() + STATION_AGEING;
         }
         if Instant::now() >= next_link {
             cpu.links(&mut watch);

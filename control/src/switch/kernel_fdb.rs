@@ -1,0 +1,243 @@
+//! The stations the kernel may forward for: the CPU's copy of what the AF_XDP workers learned,
+//! written into the fast path's FDB map so known unicast leaves in the kernel.
+//!
+//! Learning has one owner, the workers: the XDP program forwards a frame in the kernel only if
+//! its source MAC is in the map *for its ingress port*, so an unknown or moved station always
+//! reaches a worker, which learns it and sends a notice here. Ageing needs both sides: the
+//! kernel stamps each entry when it forwards a frame from it (at most once a second), and this
+//! table asks for those stamps before it ages a station out, then tells the workers the station
+//! is still alive so they do not flood frames towards it (IEEE 802.1Q §8.8.3: an entry ages
+//! when no frame from it was seen for the ageing time, whoever forwarded that frame).
+//!
+//! Pure: time is a `Duration` on the workers' FDB clock, the kernel's stamps are converted by
+//! the caller, so every rule is a unit test.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use xsnoop_dataplane::forward::FdbNotice;
+use xsnoop_dataplane::wire::MacAddr;
+use xsnoop_dataplane::{PortId, PortSet, VlanId};
+
+/// One station as the kernel map should hold it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Station {
+    port: PortId,
+    /// When a frame from it was last seen by a worker or the kernel.
+    refreshed: Duration,
+}
+
+/// The learned stations for the kernel's FDB, bounded by the map's capacity.
+#[derive(Debug)]
+pub struct KernelStations {
+    ageing: Duration,
+    capacity: usize,
+    map: BTreeMap<(VlanId, MacAddr), Station>,
+    changed: bool,
+    refused_full: u64,
+}
+
+impl KernelStations {
+    /// Empty, ageing stations after `ageing` without a frame, holding at most `capacity`.
+    pub fn new(ageing: Duration, capacity: usize) -> KernelStations {
+        KernelStations {
+            ageing,
+            capacity,
+            map: BTreeMap::new(),
+            changed: false,
+            refused_full: 0,
+        }
+    }
+
+    /// A worker's notice: the station is behind `n.port` as of `now` (new, moved or refreshed).
+    pub fn learn(&mut self, n: FdbNotice, now: Duration) {
+        if !n.mac.is_unicast() || n.mac == MacAddr::ZERO {
+            return;
+        }
+        let full = self.map.len() >= self.capacity;
+        match self.map.get_mut(&(n.vlan, n.mac)) {
+            Some(s) => {
+                if s.port != n.port {
+                    s.port = n.port;
+                    self.changed = true;
+                }
+                s.refreshed = s.refreshed.max(now);
+            }
+            None if full => self.refused_full += 1,
+            None => {
+                self.map.insert(
+                    (n.vlan, n.mac),
+                    Station {
+                        port: n.port,
+                        refreshed: now,
+                    },
+                );
+                self.changed = true;
+            }
+        }
+    }
+
+    /// Forgets the stations behind `ports` (they went down: IEEE 802.1Q §8.7.6, as the
+    /// workers do).
+    pub fn forget_ports(&mut self, ports: PortSet) {
+        let before = self.map.len();
+        self.map.retain(|_, s| !ports.contains(s.port));
+        self.changed |= self.map.len() != before;
+    }
+
+    /// The stations no worker has reported for a quarter of the ageing time: the caller asks
+    /// the kernel when it last forwarded a frame from each ([`KernelStations::seen`]).
+    pub fn due(&self, now: Duration) -> Vec<(VlanId, MacAddr, PortId)> {
+        self.map
+            .iter()
+            .filter(|(_, s)| now.saturating_sub(s.refreshed) >= self.ageing / 4)
+            .map(|(&(v, m), s)| (v, m, s.port))
+            .collect()
+    }
+
+    /// The kernel forwarded a frame from the station at `at`; returns whether that refreshed
+    /// it (then the workers should hear of it).
+    pub fn seen(&mut self, vlan: VlanId, mac: MacAddr, at: Duration) -> bool {
+        match self.map.get_mut(&(vlan, mac)) {
+            Some(s) if at > s.refreshed => {
+                s.refreshed = at;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes the stations not seen for the ageing time at `now`; returns how many.
+    pub fn expire(&mut self, now: Duration) -> usize {
+        let before = self.map.len();
+        let ageing = self.ageing;
+        self.map
+            .retain(|_, s| now.saturating_sub(s.refreshed) < ageing);
+        let gone = before - self.map.len();
+        self.changed |= gone > 0;
+        gone
+    }
+
+    /// Whether the set of (station, port) changed since the last call (the kernel map needs
+    /// writing).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Every station and its port.
+    pub fn stations(&self) -> impl Iterator<Item = (VlanId, MacAddr, PortId)> + '_ {
+        self.map.iter().map(|(&(v, m), s)| (v, m, s.port))
+    }
+
+    /// How many stations are held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Notices refused because the table was full.
+    pub fn refused_full(&self) -> u64 {
+        self.refused_full
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AGE: Duration = Duration::from_secs(300);
+
+    fn mac(b: u8) -> MacAddr {
+        MacAddr([0x02, 0, 0, 0, 0, b])
+    }
+
+    fn notice(b: u8, port: PortId) -> FdbNotice {
+        FdbNotice {
+            vlan: 1,
+            mac: mac(b),
+            port,
+        }
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn new_and_moved_stations_change_the_map_refreshes_do_not() {
+        let mut t = KernelStations::new(AGE, 16);
+        t.learn(notice(1, 3), secs(0));
+        assert!(t.take_changed());
+        t.learn(notice(1, 3), secs(80));
+        assert!(!t.take_changed(), "a refresh writes nothing to the kernel");
+        t.learn(notice(1, 4), secs(90));
+        assert!(t.take_changed());
+        assert_eq!(t.stations().collect::<Vec<_>>(), vec![(1, mac(1), 4)]);
+        // Group MACs and the zero MAC are never stations.
+        t.learn(
+            FdbNotice {
+                vlan: 1,
+                mac: MacAddr([0x01, 0, 0x5e, 0, 0, 1]),
+                port: 1,
+            },
+            secs(90),
+        );
+        t.learn(
+            FdbNotice {
+                vlan: 1,
+                mac: MacAddr::ZERO,
+                port: 1,
+            },
+            secs(90),
+        );
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_station_the_kernel_keeps_forwarding_does_not_age() {
+        let mut t = KernelStations::new(AGE, 16);
+        t.learn(notice(1, 3), secs(0));
+        t.learn(notice(2, 3), secs(0));
+        assert!(t.due(secs(74)).is_empty());
+        assert_eq!(
+            t.due(secs(75)).len(),
+            2,
+            "due at a quarter of the ageing time"
+        );
+        // The kernel forwarded from station 1 at 250 s; station 2 went quiet.
+        assert!(t.seen(1, mac(1), secs(250)));
+        assert!(
+            !t.seen(1, mac(1), secs(200)),
+            "an older stamp refreshes nothing"
+        );
+        assert!(
+            !t.seen(1, mac(9), secs(250)),
+            "unknown stations are not created"
+        );
+        assert_eq!(t.expire(secs(299)), 0);
+        assert_eq!(t.expire(secs(300)), 1);
+        assert_eq!(t.stations().collect::<Vec<_>>(), vec![(1, mac(1), 3)]);
+        assert!(t.take_changed());
+        assert_eq!(t.expire(secs(549)), 0);
+        assert_eq!(t.expire(secs(550)), 1);
+    }
+
+    #[test]
+    fn a_port_going_down_forgets_its_stations_and_capacity_is_kept() {
+        let mut t = KernelStations::new(AGE, 2);
+        t.learn(notice(1, 3), secs(0));
+        t.learn(notice(2, 4), secs(0));
+        t.learn(notice(3, 4), secs(0));
+        assert_eq!((t.len(), t.refused_full()), (2, 1));
+        t.take_changed();
+        t.forget_ports(PortSet::single(4));
+        assert!(t.take_changed());
+        assert_eq!(t.stations().collect::<Vec<_>>(), vec![(1, mac(1), 3)]);
+        t.forget_ports(PortSet::single(9));
+        assert!(!t.take_changed());
+    }
+}
