@@ -61,28 +61,14 @@ fn flush(port: Option<&str>, vlan: Option<u16>) -> Command {
     })
 }
 
-fn any_source(
-    sw: &Switch,
-    vlan: u16,
-    group: std::net::Ipv4Addr,
-) -> Option<xsnoop_dataplane::PortSet> {
-    sw.engine
-        .table()
-        .vlans
-        .get(&vlan)?
-        .groups
-        .get(&group)
-        .map(|g| g.any_source)
-}
-
 #[test]
 fn static_add_registers_the_group_and_del_removes_it_with_journal_entries() {
     let src = ip(10, 9, 9, 9);
     let mut sw = Switch::new(config());
-    assert_eq!(any_source(&sw, VLAN, g1()), None);
+    assert_eq!(sw.members(VLAN, g1()), None);
     let out = cmd(&mut sw, add(VLAN, g1(), &[], &["p2", "p3"])).unwrap();
     assert!(out.table_changed);
-    assert_eq!(any_source(&sw, VLAN, g1()), Some(ps(&[2, 3])));
+    assert_eq!(sw.members(VLAN, g1()), Some(ps(&[2, 3])));
     let added: Vec<_> = out
         .events
         .iter()
@@ -99,7 +85,7 @@ fn static_add_registers_the_group_and_del_removes_it_with_journal_entries() {
     assert_eq!(entry.members_for(ip(10, 9, 9, 8)), ps(&[]));
     // Runtime entries never expire.
     sw.run_until(s(100_000));
-    assert_eq!(any_source(&sw, VLAN, g1()), Some(ps(&[2, 3])));
+    assert_eq!(sw.members(VLAN, g1()), Some(ps(&[2, 3])));
     assert!(sw
         .engine
         .mdb(sw.now)
@@ -111,9 +97,9 @@ fn static_add_registers_the_group_and_del_removes_it_with_journal_entries() {
         .events
         .iter()
         .any(|e| e.kind == EventKind::StaticRemoved && e.port == Some(3)));
-    assert_eq!(any_source(&sw, VLAN, g1()), Some(ps(&[2])));
+    assert_eq!(sw.members(VLAN, g1()), Some(ps(&[2])));
     cmd(&mut sw, del(VLAN, g1(), &["p2"])).unwrap();
-    assert_eq!(any_source(&sw, VLAN, g1()), None);
+    assert_eq!(sw.members(VLAN, g1()), None);
     assert_eq!(
         cmd(&mut sw, del(VLAN, g1(), &["p2"])).unwrap_err(),
         CommandError::NoSuchStatic {
@@ -131,7 +117,7 @@ fn a_static_entry_keeps_a_learned_group_forwarded_after_its_host_leaves() {
     cmd(&mut sw, add(VLAN, g1(), &[], &["p1"])).unwrap();
     sw.host(1, &Message::Leave { group: g1() });
     sw.run_until(sw.now + s(300));
-    assert_eq!(any_source(&sw, VLAN, g1()), Some(ps(&[1])));
+    assert_eq!(sw.members(VLAN, g1()), Some(ps(&[1])));
 }
 
 #[test]
@@ -199,7 +185,7 @@ fn fast_leave_set_at_runtime_makes_a_leave_act_at_once_and_setting_it_back_resto
     assert!(!sw.engine.base_config().ports[1].fast_leave);
     let out = sw.host(1, &Message::Leave { group: g1() });
     assert!(out.transmit.is_empty(), "fast leave sends no group query");
-    assert_eq!(any_source(&sw, VLAN, g1()), Some(ps(&[2])));
+    assert_eq!(sw.members(VLAN, g1()), Some(ps(&[2])));
     // Back to the file's value: the override goes, a leave is queried again.
     cmd(&mut sw, set("p2", Some(false), None)).unwrap();
     assert!(!sw.engine.overrides().fast_leave.contains_key(&2));
@@ -211,7 +197,7 @@ fn fast_leave_set_at_runtime_makes_a_leave_act_at_once_and_setting_it_back_resto
         1,
         "a group-specific query, not an instant removal"
     );
-    assert_eq!(any_source(&sw, VLAN, g1()), Some(ps(&[2])));
+    assert_eq!(sw.members(VLAN, g1()), Some(ps(&[2])));
 }
 
 #[test]
@@ -251,9 +237,9 @@ fn flushing_a_port_removes_its_learned_groups_only_and_queries_when_we_are_queri
         cmd(&mut sw, add(VLAN, g2(), &[], &["p1"])).unwrap();
         let out = cmd(&mut sw, flush(Some("p1"), None)).unwrap();
         assert!(out.table_changed);
-        assert_eq!(any_source(&sw, VLAN, g1()), Some(ps(&[2])));
+        assert_eq!(sw.members(VLAN, g1()), Some(ps(&[2])));
         assert_eq!(
-            any_source(&sw, VLAN, g2()),
+            sw.members(VLAN, g2()),
             Some(ps(&[1])),
             "the static entry stays"
         );
@@ -277,7 +263,7 @@ fn flushing_a_port_removes_its_learned_groups_only_and_queries_when_we_are_queri
         }
         // The host reports again: learned again.
         sw.host(1, &v2_report(g1()));
-        assert_eq!(any_source(&sw, VLAN, g1()), Some(ps(&[1, 2])));
+        assert_eq!(sw.members(VLAN, g1()), Some(ps(&[1, 2])));
     }
 }
 
@@ -291,13 +277,13 @@ fn flushing_a_vlan_or_a_port_in_one_vlan_leaves_the_other_vlans_alone() {
     sw.msg(5, OTHER_VLAN, ip(10, 0, 1, 5), &v2_report(g1()));
     // The trunk in VLAN 20 only.
     let out = cmd(&mut sw, flush(Some("trunk4"), Some(OTHER_VLAN))).unwrap();
-    assert_eq!(any_source(&sw, OTHER_VLAN, g1()), Some(ps(&[5])));
-    assert_eq!(any_source(&sw, VLAN, g1()), Some(ps(&[0, 4])));
+    assert_eq!(sw.members(OTHER_VLAN, g1()), Some(ps(&[5])));
+    assert_eq!(sw.members(VLAN, g1()), Some(ps(&[0, 4])));
     assert!(out.transmit.is_empty(), "we are not querier in VLAN 20");
     // All of VLAN 10.
     let out = cmd(&mut sw, flush(None, Some(VLAN))).unwrap();
-    assert_eq!(any_source(&sw, VLAN, g1()), None);
-    assert_eq!(any_source(&sw, OTHER_VLAN, g1()), Some(ps(&[5])));
+    assert_eq!(sw.members(VLAN, g1()), None);
+    assert_eq!(sw.members(OTHER_VLAN, g1()), Some(ps(&[5])));
     assert!(out
         .events
         .iter()
@@ -321,7 +307,7 @@ fn runtime_changes_survive_a_reload_unless_the_reloaded_file_no_longer_allows_th
     cmd(&mut sw, set("p1", Some(true), Some(MrouterMode::Always))).unwrap();
     // Reloading the same file keeps everything.
     sw.step(Input::Reconfigure(base.clone()));
-    assert_eq!(any_source(&sw, VLAN, g1()), Some(ps(&[2, 3])));
+    assert_eq!(sw.members(VLAN, g1()), Some(ps(&[2, 3])));
     assert!(sw.engine.config().ports[1].fast_leave);
     assert_eq!(sw.engine.table().vlans[&VLAN].mrouters, ps(&[1]));
     // p3 moves to VLAN 20 and the file takes over p2's entry.
@@ -341,7 +327,7 @@ fn runtime_changes_survive_a_reload_unless_the_reloaded_file_no_longer_allows_th
         .collect();
     assert_eq!(dropped.len(), 1, "{:?}", out.events);
     assert_eq!(dropped[0].port, Some(3));
-    assert_eq!(any_source(&sw, VLAN, g1()), Some(ps(&[2])));
+    assert_eq!(sw.members(VLAN, g1()), Some(ps(&[2])));
     assert!(sw.engine.overrides().statics.is_empty());
     assert!(matches!(
         cmd(&mut sw, del(VLAN, g1(), &["p2"])),
