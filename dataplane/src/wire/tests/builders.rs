@@ -4,6 +4,7 @@ use core::net::Ipv4Addr;
 use core::time::Duration;
 
 use super::super::*;
+use super::query_of;
 
 const MAC: MacAddr = MacAddr([0x02, 0xaa, 0, 0, 0, 1]);
 const ME: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -115,13 +116,7 @@ fn query_time_encodings_round() {
         ..query_b(IgmpVersion::V3, None, &[])
     };
     let v = to_vec(&b).unwrap();
-    let L3::Igmp {
-        msg: IgmpRepr::Query(q),
-        ..
-    } = parse_frame(&v).unwrap().l3
-    else {
-        panic!()
-    };
+    let q = query_of(parse_frame(&v).unwrap().l3);
     assert_eq!(q.max_resp(), Duration::from_millis(28_800));
     assert_eq!(q.qqi(), Some(Duration::from_secs(136)));
     // v2: more than 25.5 s saturates.
@@ -130,13 +125,7 @@ fn query_time_encodings_round() {
         ..query_b(IgmpVersion::V2, None, &[])
     };
     let v = to_vec(&b).unwrap();
-    let L3::Igmp {
-        msg: IgmpRepr::Query(q),
-        ..
-    } = parse_frame(&v).unwrap().l3
-    else {
-        panic!()
-    };
+    let q = query_of(parse_frame(&v).unwrap().l3);
     assert_eq!(q.max_resp(), Duration::from_millis(25_500));
 }
 

@@ -4,7 +4,7 @@ use core::net::Ipv4Addr;
 
 use super::super::ipv4::Ipv4Repr;
 use super::super::*;
-use super::{hex, kernel, refix};
+use super::{hex, kernel, query_of, refix};
 
 const G: Ipv4Addr = Ipv4Addr::new(239, 1, 2, 3);
 
@@ -250,21 +250,9 @@ fn ttl_and_router_alert_are_reported_not_enforced() {
 fn query_lengths_rfc3376_7_1() {
     let base = [0x11u8, 100, 0, 0, 0, 0, 0, 0];
     // 8 octets, code 0 → v1; code ≠ 0 → v2.
-    let L3::Igmp {
-        msg: IgmpRepr::Query(q),
-        ..
-    } = parsed(&[0x11, 0, 0, 0, 0, 0, 0, 0]).l3
-    else {
-        panic!()
-    };
+    let q = query_of(parsed(&[0x11, 0, 0, 0, 0, 0, 0, 0]).l3);
     assert_eq!(q.version, IgmpVersion::V1);
-    let L3::Igmp {
-        msg: IgmpRepr::Query(q),
-        ..
-    } = parsed(&base).l3
-    else {
-        panic!()
-    };
+    let q = query_of(parsed(&base).l3);
     assert_eq!(q.version, IgmpVersion::V2);
     for len in [4usize, 5, 6, 7, 9, 10, 11] {
         let mut m = base.to_vec();
@@ -278,13 +266,7 @@ fn query_lengths_rfc3376_7_1() {
     // ≥ 12 → v3; extra octets after the sources are ignored (RFC 3376 §4.1.10).
     let mut m = base.to_vec();
     m.extend_from_slice(&[0x02, 125, 0, 1, 10, 0, 0, 1, 0xaa, 0xbb]);
-    let L3::Igmp {
-        msg: IgmpRepr::Query(q),
-        ..
-    } = parsed(&m).l3
-    else {
-        panic!()
-    };
+    let q = query_of(parsed(&m).l3);
     assert_eq!((q.version, q.sources.len()), (IgmpVersion::V3, 1));
     // Number of sources past the end.
     m[11] = 3;

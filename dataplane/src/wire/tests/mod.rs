@@ -17,6 +17,17 @@ pub(super) fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// The query a parsed frame carries; panics (failing the test) on anything else.
+pub(super) fn query_of(l3: super::L3<'_>) -> super::IgmpQuery<'_> {
+    match l3 {
+        super::L3::Igmp {
+            msg: super::IgmpRepr::Query(q),
+            ..
+        } => q,
+        other => panic!("not a query: {other:?}"),
+    }
+}
+
 /// Recomputes the IPv4 header checksum and, for IGMP, the IGMP checksum of an untagged frame
 /// whose fields a test edited, so the test reaches the check it targets.
 pub(super) fn refix(frame: &mut [u8]) {
