@@ -140,10 +140,34 @@ fn counters(f: &mut Families, prefix: &[&str], v: &Value) {
     }
 }
 
-/// The exposition text from the daemon's `stats`, `mdb` and `mrouters` answers.
-pub fn render(stats: &Value, mdb: &Value, mrouters: &Value) -> String {
+/// The exposition text from the daemon's `stats`, `mdb`, `mrouters` and `streams` answers.
+pub fn render(stats: &Value, mdb: &Value, mrouters: &Value, streams: &Value) -> String {
     let mut f = Families::default();
     counters(&mut f, &[], stats);
+    // Per-(VLAN, source, group) traffic, whoever forwarded it (the workers, or the kernel's
+    // per-CPU flow counters in dataplane xdp/auto): bounded by the streams table (16k rows).
+    for r in streams["streams"].as_array().into_iter().flatten() {
+        let vlan = r["vlan"].as_u64().unwrap_or(0).to_string();
+        let (source, group) = (
+            r["source"].as_str().unwrap_or("?"),
+            r["group"].as_str().unwrap_or("?"),
+        );
+        let labels = [
+            ("vlan", vlan.as_str()),
+            ("source", source),
+            ("group", group),
+        ];
+        for field in ["packets", "bytes", "kernel_packets"] {
+            if let Some(n) = r[field].as_u64() {
+                f.add(
+                    metric_name(&["stream", field, "total"]),
+                    "counter",
+                    &labels,
+                    n,
+                );
+            }
+        }
+    }
     // Gauges: port-groups per (VLAN, port), and router ports per VLAN.
     let mut port_groups: BTreeMap<(u64, String), u64> = BTreeMap::new();
     for r in mdb.as_array().into_iter().flatten() {
@@ -241,7 +265,16 @@ mod tests {
             {"vlan": 1, "group": "239.1.1.1", "port": "swp1", "source": "10.0.0.9"},
             {"vlan": 1, "group": "239.2.2.2", "port": "swp1", "source": null}
         ]);
-        let text = render(&stats, &mdb, &json!([{"vlan": 1, "port": "swp2"}]));
+        let streams = json!({"streams": [
+            {"vlan": 1, "source": "10.0.0.9", "group": "239.1.1.1", "packets": 5, "bytes": 500,
+             "kernel_packets": 4, "idle_ms": null, "forwarding": "mc_registered"}
+        ]});
+        let text = render(
+            &stats,
+            &mdb,
+            &json!([{"vlan": 1, "port": "swp2"}]),
+            &streams,
+        );
         for line in [
             "# TYPE xsnoop_received_total counter",
             "xsnoop_received_total{kind=\"reports_v2\"} 3",
@@ -255,6 +288,9 @@ mod tests {
             "xsnoop_mrouter_ports{vlan=\"1\"} 1",
             "xsnoop_port_received_total{port=\"swp1\",kind=\"reports_v2\"} 3",
             "xsnoop_vlan_received_total{vlan=\"10\",kind=\"leaves\"} 1",
+            "xsnoop_stream_packets_total{vlan=\"1\",source=\"10.0.0.9\",group=\"239.1.1.1\"} 5",
+            "xsnoop_stream_bytes_total{vlan=\"1\",source=\"10.0.0.9\",group=\"239.1.1.1\"} 500",
+            "xsnoop_stream_kernel_packets_total{vlan=\"1\",source=\"10.0.0.9\",group=\"239.1.1.1\"} 4",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

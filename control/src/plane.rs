@@ -131,7 +131,12 @@ impl ControlPlane {
         if let Some(m) = &self.metrics {
             m.serve(|| {
                 let get = |what| self.show(what).unwrap_or_default();
-                metrics::render(&get(Show::Stats), &get(Show::Mdb), &get(Show::Mrouters))
+                metrics::render(
+                    &get(Show::Stats),
+                    &get(Show::Mdb),
+                    &get(Show::Mrouters),
+                    &get(Show::Streams),
+                )
             });
         }
         made

@@ -1016,9 +1016,12 @@ fn metrics_endpoint_serves_prometheus_text_that_matches_the_state() {
         config(net, &ports, &[])
     );
     let d = Daemon::start(&star, &file);
-    let _m = join(&star, 1, GROUP);
+    let m = join(&star, 1, GROUP);
     let p1 = star.port(1).unwrap();
     d.wait_for("mdb", Duration::from_secs(3), |v| has_row(v, 1, GROUP, &p1));
+    // A stream whoever forwards it (the workers, or the kernel in dataplane auto/xdp).
+    send(&sender(&star, 2), GROUP, 10);
+    assert_eq!(m.count(QUIET, Duration::from_secs(2)).unwrap(), 10);
     let scrape = |path: &str| -> String {
         star.switch()
             .unwrap()
@@ -1055,6 +1058,15 @@ fn metrics_endpoint_serves_prometheus_text_that_matches_the_state() {
         "{body}"
     );
     assert!(has("xsnoop_dataplane_rx_total"), "{body}");
+    let stream = format!(
+        "xsnoop_stream_packets_total{{vlan=\"1\",source=\"{}\",group=\"{GROUP}\"}} ",
+        host_ip(net, 2)
+    );
+    let packets = body
+        .lines()
+        .find_map(|l| l.strip_prefix(stream.as_str()))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(packets >= Some(10), "{stream}: {packets:?}\n{body}");
     assert!(scrape("/nothing").starts_with("HTTP/1.1 404"));
     d.stop();
 }
