@@ -83,7 +83,10 @@ impl Demo {
     fn build() -> Result<Demo> {
         let star = Star::new(NET, &HOSTS.map(|h| h.1))?;
         star.prepare_for_afxdp()?;
-        let mut config = format!("[snooping]\nquerier = true\nquerier_address = \"{QUERIER}\"\n");
+        // The daemon's default dataplane, written out: the testbed pins "afxdp" otherwise.
+        let mut config = format!(
+            "dataplane = \"auto\"\n[snooping]\nquerier = true\nquerier_address = \"{QUERIER}\"\n"
+        );
         for (i, (_, _, fast_leave)) in HOSTS.iter().enumerate() {
             config += &format!(
                 "[[port]]\nname = \"{}\"\nfast_leave = {fast_leave}\n",
@@ -115,6 +118,32 @@ impl Demo {
                 || port.to_string(),
                 |i| format!("swp{i} ({})", HOSTS[i - 1].0),
             )
+    }
+
+    /// Says where frames are forwarded: in the kernel (XDP) or by the AF_XDP workers, and why.
+    fn print_dataplane(&self) {
+        let stats = self.daemon.show("stats").unwrap_or(Value::Null);
+        let k = &stats["dataplane"]["kernel_path"];
+        let list = |key: &str| -> Vec<String> {
+            k[key]
+                .as_array()
+                .map(|a| a.iter().map(|v| v.to_string().replace('"', "")).collect())
+                .unwrap_or_default()
+        };
+        let (inside, refusing) = (list("kernel_vlans"), list("ports_refusing_redirects"));
+        if inside.is_empty() {
+            println!(
+                "  dataplane auto: every frame goes through xsnoop's AF_XDP worker (ports refusing XDP redirects: {refusing:?})."
+            );
+        } else {
+            println!(
+                "  dataplane auto: every port accepts XDP redirects, so VLAN {} is forwarded in the kernel",
+                inside.join(", ")
+            );
+            println!(
+                "  (XDP replicates each group to its members); IGMP and new stations still go to xsnoop over AF_XDP."
+            );
+        }
     }
 
     fn show_table(&self) {
@@ -251,6 +280,7 @@ fn run() -> Result<()> {
             if *fast { "  (fast-leave port)" } else { "" }
         );
     }
+    demo.print_dataplane();
     pause(Duration::from_millis(300))?;
     println!(
         "\n== xsnoop asks every port who wants which group (a general query).\n   alice's kernel received {} query from {QUERIER}.",
