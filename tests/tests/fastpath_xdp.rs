@@ -762,6 +762,330 @@ fn known_unicast_and_broadcast_in_the_kernel_unknown_sources_to_userspace() {
     );
 }
 
+/// VLAN 10 of [`port_map`] with `groups` (group index → any-source ports), no mrouter, and
+/// `unreg` flooding unregistered traffic.
+fn groups_table(groups: &[(Ipv4Addr, Vec<PortId>)], unreg: &[PortId]) -> ForwardingTable {
+    let v10 = VlanTable {
+        ports: ps(&[0, 1, 2, 3, 5]),
+        snooping: true,
+        mrouters: PortSet::EMPTY,
+        flood_unregistered: ps(unreg),
+        groups: groups
+            .iter()
+            .map(|(g, p)| {
+                (
+                    *g,
+                    GroupEntry {
+                        any_source: ps(p),
+                        ..GroupEntry::default()
+                    },
+                )
+            })
+            .collect(),
+    };
+    ForwardingTable {
+        vlans: [(10, v10)].into_iter().collect(),
+    }
+}
+
+fn nth_group(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(
+        239,
+        10,
+        u8::try_from(i / 250).unwrap(),
+        u8::try_from(i % 250).unwrap() + 1,
+    )
+}
+
+/// One of the 15 non-empty subsets of VLAN 10's receivers {1, 2, 3, 5}.
+fn nth_set(i: usize) -> Vec<PortId> {
+    let bits = i % 15 + 1;
+    [1, 2, 3, 5]
+        .into_iter()
+        .enumerate()
+        .filter(|(b, _)| bits >> b & 1 == 1)
+        .map(|(_, p)| p)
+        .collect()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+impl Bed {
+    /// [`Bed::sync`] without the log line; also returns how long the call took.
+    fn sync_timed(&mut self, t: &ForwardingTable) -> (SyncReport, Duration) {
+        let Bed {
+            star, fp, pm, ifx, ..
+        } = self;
+        star.switch()
+            .unwrap()
+            .run(|| {
+                let t0 = Instant::now();
+                let r = fp.sync(t, pm, ifx).unwrap();
+                (r, t0.elapsed())
+            })
+            .unwrap()
+    }
+
+    /// The kernel's keys and ports equal what the fast path says it applied.
+    fn assert_kernel_matches_applied(&self, what: &str) {
+        let kernel = self.fp.kernel_groups().unwrap();
+        let applied: std::collections::BTreeMap<_, Vec<(PortId, u32)>> = self
+            .fp
+            .applied()
+            .maps
+            .iter()
+            .map(|(k, e)| (*k, e.iter().map(|d| (d.port, d.ifindex)).collect()))
+            .collect();
+        assert_eq!(kernel, applied, "{what}: kernel maps differ from applied");
+    }
+}
+
+/// Issue 7: "a join is forwarding within a millisecond of the engine accepting it". 200 groups
+/// join one at a time, each with one of 15 egress sets (so lists are created and shared); no
+/// sync touches a map-in-map once the pool is warm (structural: `outer_syscalls`), and a frame
+/// injected right after each sync returns reaches exactly that group's ports. Then they leave
+/// one at a time, and nothing is left behind in the kernel maps.
+#[test]
+fn new_groups_forward_at_once_and_leave_nothing_behind() {
+    netns_or_skip!("new_groups_forward_at_once_and_leave_nothing_behind");
+    let mut bed = Bed::new(73);
+    bed.fp.set_scope(Scope::All);
+    const N: usize = 200;
+    let unreg: &[PortId] = &[];
+    let base = bed.sync(&groups_table(&[], unreg));
+    assert_eq!(
+        base.outer_syscalls, 0,
+        "the pool was filled by new(): {base:?}"
+    );
+    let base_lists = bed.fp.list_stats();
+    for c in &bed.caps {
+        c.drain().unwrap();
+    }
+
+    let mut groups = Vec::new();
+    let mut sent = Vec::new(); // (marker, group index)
+    let (mut took, mut applied_in) = (Vec::new(), Vec::new());
+    let (mut created, mut shared, mut batches) = (0, 0, 0);
+    for i in 0..N {
+        groups.push((nth_group(i), nth_set(i)));
+        let (r, t) = bed.sync_timed(&groups_table(&groups, unreg));
+        assert_eq!(r.maps_put, 1, "join {i}: {r:?}");
+        assert_eq!(
+            r.outer_syscalls, 0,
+            "join {i} waited for a grace period: {r:?}"
+        );
+        assert_eq!(r.lists_created + r.lists_shared, 1, "join {i}: {r:?}");
+        created += r.lists_created;
+        shared += r.lists_shared;
+        batches += r.pool_batches;
+        took.push(t);
+        applied_in.push(r.applied_in);
+        let f = bed.data(1, S1, nth_group(i), None);
+        bed.caps[0].inject(&f).unwrap();
+        sent.push((f[f.len() - 22..f.len() - 18].to_vec(), i));
+    }
+    eprintln!(
+        "fastpath_xdp: {N} joins: sync median {:?} (max {:?}), applied median {:?}; lists created {created}, shared {shared}, pool batches {batches}, {:?}",
+        median(took.clone()),
+        took.iter().max().unwrap(),
+        median(applied_in.clone()),
+        bed.fp.list_stats()
+    );
+    assert_eq!(created, 15, "one list per distinct set");
+    assert_eq!(shared, N - 15, "every other join shared a list");
+    bed.assert_kernel_matches_applied("after the joins");
+
+    // Which host got which group's frame.
+    let host_of = |p: PortId| usize::from(p) + 1;
+    for h in 2..=HOSTS {
+        let got: Vec<Vec<u8>> = bed.caps[h - 1]
+            .collect(Duration::from_millis(if h == 2 { 500 } else { 50 }))
+            .unwrap()
+            .into_iter()
+            .filter(|f| !f.outgoing && f.bytes.windows(4).any(|w| w == MARK))
+            .map(|f| f.bytes)
+            .collect();
+        for (seq, i) in &sent {
+            let want = nth_set(*i).into_iter().any(|p| host_of(p) == h);
+            let copies = got
+                .iter()
+                .filter(|f| {
+                    f.windows(8)
+                        .any(|w| w[..4] == MARK[..] && w[4..] == seq[..])
+                })
+                .count();
+            assert_eq!(
+                copies,
+                usize::from(want),
+                "group {i} ({:?}) at host {h}",
+                nth_set(*i)
+            );
+        }
+    }
+
+    // Leaves, one at a time: each frame right after finds the group unregistered (no port).
+    let (mut took, mut outer) = (Vec::new(), 0);
+    for i in 0..N {
+        groups.remove(0);
+        let (r, t) = bed.sync_timed(&groups_table(&groups, unreg));
+        assert_eq!(r.maps_deleted, 1, "leave {i}: {r:?}");
+        outer += r.outer_syscalls;
+        took.push(t);
+        let f = bed.data(1, S1, nth_group(i), None);
+        bed.caps[0].inject(&f).unwrap();
+    }
+    eprintln!(
+        "fastpath_xdp: {N} leaves: sync median {:?}, grace waits on the leave path {outer}, {:?}",
+        median(took),
+        bed.fp.list_stats()
+    );
+    assert_eq!(outer, 0, "no leave waited for a grace period");
+    for (h, c) in bed.caps.iter().enumerate().skip(1) {
+        let n = c
+            .count(Duration::from_millis(if h == 1 { 300 } else { 30 }), |f| {
+                f.windows(4).any(|w| w == MARK)
+            })
+            .unwrap();
+        assert_eq!(n, 0, "host {}: a frame to a group that had left", h + 1);
+    }
+    bed.assert_kernel_matches_applied("after the leaves");
+    assert_eq!(
+        bed.fp.applied().maps.len(),
+        2,
+        "only VLAN 10's flood and unregistered keys remain"
+    );
+    let l = bed.fp.list_stats();
+    assert_eq!(l.live, base_lists.live, "no list leaked: {l:?}");
+    assert_eq!(l.free + l.quarantined + l.live, l.pool as usize, "{l:?}");
+}
+
+/// Keys re-pointed between shared lists while a generator sends to one of them: no frame may
+/// reach a port outside its group's old ∪ new set, nor fall to "unregistered" for a moment.
+/// GA moves between {1} and {1, 2}; GB (no traffic) between {1, 2} and {3}, GC between {3} and
+/// {1}, so GA's lists are shared, left and re-taken all the time. Unregistered traffic floods
+/// to the trunk (port 5): a GA frame at port 3 or 5 is a violation.
+#[test]
+fn re_pointing_keys_under_traffic_never_leaks() {
+    netns_or_skip!("re_pointing_keys_under_traffic_never_leaks");
+    let mut bed = Bed::new(74);
+    bed.fp.set_scope(Scope::All);
+    let (ga, gb, gc) = (G1, G2, G9);
+    let sets_a: [&[PortId]; 2] = [&[1], &[1, 2]];
+    let sets_b: [&[PortId]; 2] = [&[1, 2], &[3]];
+    let sets_c: [&[PortId]; 2] = [&[3], &[1]];
+    let unreg: &[PortId] = &[5];
+    let state = |a: usize, b: usize, c: usize| {
+        groups_table(
+            &[
+                (ga, sets_a[a].to_vec()),
+                (gb, sets_b[b].to_vec()),
+                (gc, sets_c[c].to_vec()),
+            ],
+            unreg,
+        )
+    };
+    bed.sync(&state(0, 0, 0));
+    let counters: Vec<Counter> = [2, 3, 4, 6]
+        .into_iter()
+        .map(|h| {
+            let ifname = bed.star.host_if(h).unwrap();
+            bed.star
+                .host(h)
+                .unwrap()
+                .run(|| Counter::attach(&ifname).unwrap())
+                .unwrap()
+        })
+        .collect();
+    let frame = to_vec(&UdpDataBuilder {
+        src_mac: mac(1),
+        src_ip: S1,
+        group: ga,
+        src_port: 4000,
+        dst_port: 4001,
+        ttl: 8,
+        payload: &[0x5a; 18],
+        vlan: None,
+    })
+    .unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let Bed {
+        star, fp, pm, ifx, ..
+    } = &mut bed;
+    let h1 = star.host(1).unwrap();
+    let h1if = star.host_if(1).unwrap();
+    let mut syncs = 0usize;
+    let mut report = SyncReport::default();
+    let sent = std::thread::scope(|s| {
+        let gen = s.spawn(|| {
+            h1.run(|| {
+                let mut g = Generator::new().unwrap();
+                let idx = u32::try_from(ifindex(&h1if).unwrap()).unwrap();
+                let mut sent = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // One BPF_PROG_RUN call has a fixed cost of milliseconds: many frames each.
+                    g.send(idx, &frame, 4096).unwrap();
+                    sent += 4096;
+                }
+                sent
+            })
+            .unwrap()
+        });
+        star.switch()
+            .unwrap()
+            .run(|| {
+                let mut x = 0x9e37_79b9_7f4a_7c15u64;
+                let t0 = Instant::now();
+                while t0.elapsed() < Duration::from_secs(3) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let (a, b, c) = (
+                        (x & 1) as usize,
+                        (x >> 1 & 1) as usize,
+                        (x >> 2 & 1) as usize,
+                    );
+                    let r = fp.sync(&state(a, b, c), pm, ifx).unwrap();
+                    report.lists_created += r.lists_created;
+                    report.lists_shared += r.lists_shared;
+                    report.lists_edited += r.lists_edited;
+                    report.pool_batches += r.pool_batches;
+                    report.outer_syscalls += r.outer_syscalls;
+                    syncs += 1;
+                    // Leave the generator (same 2 CPUs) time to keep frames in flight.
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            })
+            .unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        gen.join().unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let got: Vec<u64> = counters.iter().map(|c| c.count().unwrap()).collect();
+    eprintln!(
+        "fastpath_xdp churn: {syncs} syncs, {report:?}, {:?}; sent {sent}, received at hosts 2, 3, 4, 6: {got:?}",
+        bed.fp.list_stats()
+    );
+    assert!(syncs > 100, "only {syncs} syncs");
+    assert!(
+        report.lists_shared > 0 && report.lists_created + report.lists_edited > 0,
+        "the churn re-pointed keys: {report:?}"
+    );
+    assert!(
+        report.pool_batches > 0 && bed.fp.list_stats().pool < 1024,
+        "the quarantine was recycled, the pool did not balloon: {:?}",
+        bed.fp.list_stats()
+    );
+    assert!(got[0] > 0, "GA reached its permanent member (host 2)");
+    assert!(got[1] > 0, "GA reached host 3 while it was a member");
+    assert_eq!(got[2], 0, "GA frames at host 4 (port 3, never GA's)");
+    assert_eq!(got[3], 0, "GA frames at host 6 (the unregistered flood)");
+    let c = bed.cls.counters(0).unwrap();
+    assert_eq!(c.fast_path_dropped, 0, "{c:?}");
+}
+
 trait TapRemove {
     fn tap_remove_group(self, g: Ipv4Addr) -> Self;
 }

@@ -332,7 +332,23 @@ impl FastPath {
         if !self.book.needs_growth() {
             return Ok(0);
         }
-        let n = POOL_BATCH.max(self.book.pool_size() / 2);
+        self.replenish(0)
+    }
+
+    /// One grace-period operation that leaves at least `need` lists free: a grace period alone
+    /// when the quarantine covers `need` and half the pool, else a growth batch (which frees
+    /// the quarantine as well). Churn thus recycles lists instead of growing the pool.
+    fn replenish(&mut self, need: usize) -> Result<usize, FastPathError> {
+        let pool = self.book.pool_size() as usize;
+        let after = self.book.free_count() + self.book.quarantined();
+        if self.book.quarantined() > 0 && after >= need && after * 2 >= pool {
+            return self.reclaim();
+        }
+        let short = need.saturating_sub(after);
+        let n = u32::try_from(short)
+            .unwrap_or(u32::MAX)
+            .max(POOL_BATCH)
+            .max(self.book.pool_size() / 2);
         self.grow(n)
     }
 
@@ -351,6 +367,28 @@ impl FastPath {
         self.book.list_of(key)
     }
 
+    /// What the kernel holds, read back: every key of `fp_groups` with the ports and
+    /// interfaces of the list it points at, sorted by port. Tests compare it with
+    /// [`FastPath::applied`] (a key or a port left behind would show here).
+    pub fn kernel_groups(&self) -> Result<BTreeMap<FpKey, Vec<(PortId, u32)>>, FastPathError> {
+        let mut out = BTreeMap::new();
+        for item in self.maps.groups.iter() {
+            let (key, id) = item.map_err(map_err(abi::MAP_FP_GROUPS))?;
+            let dev = usize::try_from(id)
+                .ok()
+                .and_then(|i| self.lists.get(i))
+                .ok_or(FastPathError::PoolExhausted)?;
+            let mut ports = Vec::new();
+            for e in dev.dev.iter() {
+                let (port, v) = e.map_err(map_err("inner devmap"))?;
+                ports.push((PortId::try_from(port).unwrap_or(PortId::MAX), v.if_index));
+            }
+            ports.sort_unstable();
+            out.insert(key, ports);
+        }
+        Ok(out)
+    }
+
     /// Applies `ops` in order; `applied` follows every operation that took, so a failure
     /// part-way leaves an exact record.
     fn apply_all(&mut self, ops: &[MapOp], started: Instant) -> Result<SyncReport, FastPathError> {
@@ -362,12 +400,7 @@ impl FastPath {
             _ => None,
         }));
         if need > self.book.free_count() {
-            let short = need.saturating_sub(self.book.free_count() + self.book.quarantined());
-            let n = u32::try_from(short)
-                .unwrap_or(u32::MAX)
-                .max(POOL_BATCH)
-                .max(self.book.pool_size() / 2);
-            let b = self.grow(n)?;
+            let b = self.replenish(need)?;
             report.pool_batches += b;
             report.outer_syscalls += b;
         }
@@ -465,8 +498,7 @@ impl FastPath {
                     return Ok(());
                 }
                 Placement::NeedPool => {
-                    let n = POOL_BATCH.max(self.book.pool_size() / 2);
-                    let b = self.grow(n)?;
+                    let b = self.replenish(1)?;
                     report.pool_batches += b;
                     report.outer_syscalls += b;
                 }
