@@ -1,11 +1,16 @@
 //! One benchmark testbed: a sender host, N member hosts and one non-member host, each behind its
 //! own port of one switch under test, in network namespaces joined by veth pairs (the project's
 //! testbed, [`xsnoop_tests::Star`]). Host 1 sends, hosts 2..=N+1 are members, host N+2 never
-//! joins: it proves that the switch does not leak the group to a port without members.
+//! joins: it proves that the switch does not leak the group to a port without members. Host N+3
+//! is the flooder: it joins nothing and sends the IGMP report flood ([`crate::flood`]) when a
+//! measurement asks for one.
 //!
-//! The three switches compared:
-//! - [`SwitchKind::Xsnoop`]: `xsnoop run` (the AF_XDP switch), membership learned from the hosts'
-//!   real kernel joins (IGMPv2 reports, RFC 2236 §3; querier on);
+//! The switches compared:
+//! - [`SwitchKind::XsnoopAfxdp`] and [`SwitchKind::XsnoopXdp`]: `xsnoop run` with
+//!   `dataplane = "afxdp"` (every frame through the AF_XDP workers) and `dataplane = "xdp"`
+//!   (registered multicast replicated in the kernel, issue 7), the mode always written in the
+//!   config so a change of the daemon's default changes no figure; membership learned from the
+//!   hosts' real kernel joins (IGMPv2 reports, RFC 2236 §3; querier on);
 //! - [`SwitchKind::Bridge`]: the Linux bridge with `mcast_snooping 1` and its querier on, so it
 //!   prunes (RFC 4541 §2.1.1) once its querier counts as present;
 //! - [`SwitchKind::Ceiling`]: no switch logic at all, an XDP program on the sender-facing port
@@ -17,6 +22,7 @@
 
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -24,7 +30,9 @@ use xsnoop_tests::bridge::{Bridge, BridgeConfig, BridgePort};
 use xsnoop_tests::{Membership, Netns, Star};
 
 use crate::bpf::{Ceiling, Counter, Counts, GenProgram, Receiver};
+use crate::cpu;
 use crate::daemon;
+use crate::flood::{FloodPlan, FloodRun};
 use crate::livegen::{run_live, test_frame, unicast_frame as test_unicast_frame, LiveRun};
 use crate::pin::{self, HOST_CPU, SWITCH_CPU};
 use xsnoop_tests::Daemon;
@@ -35,8 +43,10 @@ pub const GROUP: Ipv4Addr = Ipv4Addr::new(239, 1, 1, 1);
 /// Which switch a bed runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SwitchKind {
-    /// `xsnoop run`.
-    Xsnoop,
+    /// `xsnoop run` with `dataplane = "afxdp"`.
+    XsnoopAfxdp,
+    /// `xsnoop run` with `dataplane = "xdp"`.
+    XsnoopXdp,
     /// The Linux bridge with IGMP snooping.
     Bridge,
     /// XDP devmap broadcast to the members (the ceiling).
@@ -44,13 +54,22 @@ pub enum SwitchKind {
 }
 
 impl SwitchKind {
-    /// All three, in report order.
-    pub const ALL: [SwitchKind; 3] = [SwitchKind::Xsnoop, SwitchKind::Bridge, SwitchKind::Ceiling];
+    /// All four, in report order.
+    pub const ALL: [SwitchKind; 4] = [
+        SwitchKind::XsnoopAfxdp,
+        SwitchKind::XsnoopXdp,
+        SwitchKind::Bridge,
+        SwitchKind::Ceiling,
+    ];
+
+    /// The two xsnoop modes, in report order.
+    pub const XSNOOP: [SwitchKind; 2] = [SwitchKind::XsnoopAfxdp, SwitchKind::XsnoopXdp];
 
     /// Name in tables.
     pub fn label(self) -> &'static str {
         match self {
-            SwitchKind::Xsnoop => "xsnoop run",
+            SwitchKind::XsnoopAfxdp => "xsnoop run, afxdp",
+            SwitchKind::XsnoopXdp => "xsnoop run, xdp",
             SwitchKind::Bridge => "Linux bridge",
             SwitchKind::Ceiling => "XDP ceiling",
         }
@@ -59,10 +78,25 @@ impl SwitchKind {
     /// Short id in the CSV.
     pub fn id(self) -> &'static str {
         match self {
-            SwitchKind::Xsnoop => "xsnoop",
+            SwitchKind::XsnoopAfxdp => "xsnoop-afxdp",
+            SwitchKind::XsnoopXdp => "xsnoop-xdp",
             SwitchKind::Bridge => "bridge",
             SwitchKind::Ceiling => "ceiling",
         }
+    }
+
+    /// The `dataplane` value of the daemon's config; `None` for the other switches.
+    pub fn dataplane(self) -> Option<&'static str> {
+        match self {
+            SwitchKind::XsnoopAfxdp => Some("afxdp"),
+            SwitchKind::XsnoopXdp => Some("xdp"),
+            SwitchKind::Bridge | SwitchKind::Ceiling => None,
+        }
+    }
+
+    /// Whether the bed runs `xsnoop run`.
+    pub fn is_xsnoop(self) -> bool {
+        self.dataplane().is_some()
     }
 }
 
@@ -74,12 +108,21 @@ enum Switch {
         _joins: Vec<Membership>,
     },
     Bridge {
-        _bridge: Bridge,
+        bridge: Bridge,
         _joins: Vec<Membership>,
     },
     Ceiling {
         _ceiling: Ceiling,
     },
+}
+
+/// Which receiving hosts a measurement counts as delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The N members; the non-member's count is the leakage.
+    Members,
+    /// Every host but the sender (broadcast): members, non-member and flooder.
+    Everyone,
 }
 
 /// One measurement of one bed.
@@ -98,6 +141,13 @@ pub struct Sample {
     pub leaked: u64,
     /// Length of the generator run.
     pub seconds: f64,
+    /// Busy CPU time during the generator run (machine-wide and on the switch CPU).
+    pub busy: cpu::Busy,
+    /// Busy CPU seconds per second of the same beds with no traffic (this round's idle window),
+    /// the baseline subtracted in [`Sample::net_cpu_per_mframe`].
+    pub idle_per_s: cpu::Busy,
+    /// The report flood that ran meanwhile, if any.
+    pub flood: Option<FloodRun>,
 }
 
 impl Sample {
@@ -113,6 +163,28 @@ impl Sample {
         } else {
             self.total_pps() / self.member_pps.len() as f64
         }
+    }
+
+    /// Delivered frames, in millions.
+    fn mframes(&self) -> f64 {
+        self.total_pps() * self.seconds / 1e6
+    }
+
+    /// Busy CPU seconds of the whole machine per million delivered frames (generator and
+    /// receivers included); `NaN` when nothing was delivered.
+    pub fn cpu_per_mframe(&self) -> f64 {
+        self.busy.all_s / self.mframes()
+    }
+
+    /// [`Sample::cpu_per_mframe`] less what the idle beds used in as long: the cost of the
+    /// traffic itself, as far as the machine's other work stayed the same.
+    pub fn net_cpu_per_mframe(&self) -> f64 {
+        (self.busy.all_s - self.idle_per_s.all_s * self.seconds).max(0.0) / self.mframes()
+    }
+
+    /// Busy seconds of the switch CPU alone per million delivered frames.
+    pub fn switch_cpu_per_mframe(&self) -> f64 {
+        self.busy.one_s / self.mframes()
     }
 
     /// Fraction of the offered frames a member did not get (mean over members).
@@ -146,11 +218,18 @@ pub struct Bed {
     /// Number of member hosts.
     pub members: usize,
     switch: Switch,
+    // Hosts 2..=N+3: members, non-member, flooder.
     counters: Vec<Counter>,
     // Owns the program `gen_fd` refers to and its loopback anchor.
     _gen: GenProgram,
     gen_fd: RawFd,
     sender_ifindex: u32,
+    // The report flood from host N+3: its program (anchored on that host's loopback), the
+    // program's fd, the interface and the template report.
+    _flood_gen: GenProgram,
+    flood_fd: RawFd,
+    flood_ifindex: u32,
+    flood_frame: Vec<u8>,
     net: u8,
     /// NAPI threads pinned, for the setup notes: (interface, thread ids, cpu, nice).
     pub napi: Vec<(String, Vec<i32>, usize, i32)>,
@@ -175,17 +254,19 @@ fn join_all(star: &Star, hosts: std::ops::RangeInclusive<usize>) -> Result<Vec<M
         .collect()
 }
 
-/// The xsnoop config for a bed: every port an access port in VLAN 1, querier on with timers
-/// long enough that nothing expires during a measurement. The last port (the non-member's,
-/// where the latency benchmark joins and leaves) has fast leave on, like the bridge's.
-fn xsnoop_config(net: u8, ports: &[String]) -> String {
+/// The xsnoop config for a bed: the dataplane mode written out (never the daemon's default),
+/// every port an access port in VLAN 1, querier on with timers long enough that nothing expires
+/// during a measurement. `fast_leave` names the non-member's port (where the latency benchmark
+/// joins and leaves), which has fast leave on like the bridge's.
+fn xsnoop_config(net: u8, dataplane: &str, ports: &[String], fast_leave: &str) -> String {
     let mut s = format!(
-        "[snooping]\nquerier = true\nquerier_address = \"10.{net}.0.254\"\n\
+        "dataplane = \"{dataplane}\"\n[snooping]\nquerier = true\n\
+         querier_address = \"10.{net}.0.254\"\n\
          query_interval = \"30s\"\nquery_response_interval = \"5s\"\n"
     );
-    for (i, p) in ports.iter().enumerate() {
+    for p in ports {
         s.push_str(&format!("[[port]]\nname = \"{p}\"\n"));
-        if i + 1 == ports.len() {
+        if p == fast_leave {
             s.push_str("fast_leave = true\n");
         }
     }
@@ -230,10 +311,15 @@ struct PortCounts {
 }
 
 impl Bed {
-    fn port_counts(&self) -> Result<PortCounts> {
+    /// The ingress port's rx and the tx drops of the ports `delivery` counts.
+    fn port_counts(&self, delivery: Delivery) -> Result<PortCounts> {
         let stats = link_stats(self.star.switch()?)?;
         let mut member_drops = 0;
-        for i in 2..=self.members + 1 {
+        let last = match delivery {
+            Delivery::Members => self.members + 1,
+            Delivery::Everyone => self.members + 3,
+        };
+        for i in 2..=last {
             member_drops += stat(&stats, &self.star.port(i)?, "tx", "dropped")?;
         }
         Ok(PortCounts {
@@ -252,7 +338,8 @@ impl Bed {
         if members == 0 {
             bail!("a bed needs at least one member");
         }
-        let hosts = members + 2;
+        // Sender, members, non-member, flooder.
+        let hosts = members + 3;
         let star = Star::new(net, &vec![2u8; hosts]).context("building the namespaces")?;
         let sw = star.switch()?;
         let ports: Vec<String> = (1..=hosts)
@@ -260,6 +347,8 @@ impl Bed {
             .collect::<Result<_, _>>()?;
         let member_ports = ports.get(1..=members).unwrap_or_default().to_vec();
         let ingress = ports.first().cloned().context("no sender port")?;
+        let nonmember_port = star.port(members + 2)?;
+        let flood_port = star.port(hosts)?;
         // Forwarded skbs must go through the receivers' NAPI, not skip it as GSO super-frames.
         for p in &ports {
             ethtool(sw, &["-K", p, "tso", "off", "gso", "off"])?;
@@ -272,9 +361,23 @@ impl Bed {
         let sender_ifindex = h1.run(|| xsnoop_tests::sock::ifindex(&sender_if))??;
         let gen_fd = gen.raw_fd()?;
 
+        let mut flood_gen = GenProgram::load_flood()?;
+        let hf = star.host(hosts)?;
+        hf.run(|| flood_gen.anchor_on_loopback())??;
+        let flood_if = star.host_if(hosts)?;
+        let flood_ifindex = hf.run(|| xsnoop_tests::sock::ifindex(&flood_if))??;
+        let flood_fd = flood_gen.raw_fd()?;
+        let flood_frame = crate::flood::template(
+            [0x02, 0xf1, 0x00, 0x00, net, 0x01],
+            Ipv4Addr::new(10, net, 0, u8::try_from(hosts).unwrap_or(250)),
+        )?;
+
         let switch = match kind {
-            SwitchKind::Xsnoop => {
-                let daemon = daemon::start(sw, star.topo.prefix(), &xsnoop_config(net, &ports))?;
+            SwitchKind::XsnoopAfxdp | SwitchKind::XsnoopXdp => {
+                let mode = kind.dataplane().unwrap_or("afxdp");
+                let config = xsnoop_config(net, mode, &ports, &nonmember_port);
+                let daemon = daemon::start(sw, star.topo.prefix(), &config)?;
+                daemon::check_mode(&daemon, mode)?;
                 let joins = join_all(&star, 2..=members + 1)?;
                 daemon::wait_members(&daemon, GROUP, &member_ports, Duration::from_secs(10))?;
                 if opts.xsnoop_worker_fifo {
@@ -297,6 +400,7 @@ impl Bed {
                 // only when its peer has NAPI: GRO on gives the bridge's ingress port NAPI
                 // without an XDP program (which would copy every frame).
                 ethtool(sw, &["-K", &ingress, "gro", "on"])?;
+                ethtool(sw, &["-K", &flood_port, "gro", "on"])?;
                 let cfg = BridgeConfig {
                     querier: true,
                     igmp_version: Some(2),
@@ -308,8 +412,8 @@ impl Bed {
                 let mut bports: Vec<BridgePort> =
                     ports.iter().map(|p| BridgePort::new(p)).collect();
                 // The non-member's port: the latency benchmark's joins and fast leaves.
-                if let Some(last) = bports.last_mut() {
-                    last.fast_leave = true;
+                for p in bports.iter_mut().filter(|p| p.name == nonmember_port) {
+                    p.fast_leave = true;
                 }
                 let bridge = Bridge::create(sw, "benchbr", &cfg, &bports)?;
                 let joins = join_all(&star, 2..=members + 1)?;
@@ -328,18 +432,24 @@ impl Bed {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Switch::Bridge {
-                    _bridge: bridge,
+                    bridge,
                     _joins: joins,
                 }
             }
             SwitchKind::Ceiling => {
+                // The flood's frames need NAPI on the port to be accepted (and then die in the
+                // switch namespace's stack: the ceiling has no control plane).
+                ethtool(sw, &["-K", &flood_port, "gro", "on"])?;
                 let mut ceiling = Ceiling::load()?;
                 sw.run(|| -> Result<()> {
-                    let idx = member_ports
-                        .iter()
-                        .map(|p| xsnoop_tests::sock::ifindex(p))
-                        .collect::<Result<Vec<u32>, _>>()?;
-                    ceiling.set_members(&idx)?;
+                    let index = |names: &[String]| {
+                        names
+                            .iter()
+                            .map(|p| xsnoop_tests::sock::ifindex(p))
+                            .collect::<Result<Vec<u32>, _>>()
+                    };
+                    ceiling.set_members(&index(&member_ports)?)?;
+                    ceiling.set_everyone(&index(ports.get(1..).unwrap_or_default())?)?;
                     ceiling.attach(&ingress)?;
                     Ok(())
                 })??;
@@ -361,12 +471,16 @@ impl Bed {
         }
 
         let mut napi = Vec::new();
-        let ingress_nice = match kind {
-            SwitchKind::Xsnoop => opts.xsnoop_ingress_nice,
-            _ => pin::BENCH_NICE,
+        let ingress_nice = if kind.is_xsnoop() {
+            opts.xsnoop_ingress_nice
+        } else {
+            pin::BENCH_NICE
         };
-        let t = pin::threaded_napi_on(sw, &ingress, SWITCH_CPU, ingress_nice)?;
-        napi.push((ingress.clone(), t, SWITCH_CPU, ingress_nice));
+        // The flood arrives on the switch CPU too: the switch pays for what it must parse.
+        for port in [&ingress, &flood_port] {
+            let t = pin::threaded_napi_on(sw, port, SWITCH_CPU, ingress_nice)?;
+            napi.push((port.clone(), t, SWITCH_CPU, ingress_nice));
+        }
         for i in 2..=hosts {
             let iface = star.host_if(i)?;
             let t = pin::threaded_napi_on(star.host(i)?, &iface, HOST_CPU, pin::BENCH_NICE)?;
@@ -380,6 +494,10 @@ impl Bed {
             counters,
             _gen: gen,
             gen_fd,
+            _flood_gen: flood_gen,
+            flood_fd,
+            flood_ifindex,
+            flood_frame,
             net,
             sender_ifindex,
             napi,
@@ -398,27 +516,63 @@ impl Bed {
         Ok(run)
     }
 
-    /// One measurement: generator for `duration`, then a short pause for frames in flight, and
-    /// the counters' deltas as rates over the generator's run time.
+    /// One measurement of the members' delivery, without a flood (see [`Bed::sample_with`]).
     pub fn sample(&self, frame: &[u8], duration: Duration) -> Result<Sample> {
+        self.sample_with(frame, duration, Delivery::Members, None)
+    }
+
+    /// One measurement: generator for `duration` (with the report flood from host N+3 alongside
+    /// when `flood` is given), then a short pause for frames in flight, and the counters'
+    /// deltas as rates over the generator's run time; the busy CPU time is taken over the
+    /// generator's run. `idle_per_s` is left zero for the caller's baseline.
+    pub fn sample_with(
+        &self,
+        frame: &[u8],
+        duration: Duration,
+        delivery: Delivery,
+        flood: Option<FloodPlan>,
+    ) -> Result<Sample> {
         let before = read_all(&self.counters)?;
-        let p0 = self.port_counts()?;
-        let run = self.generate(frame, duration)?;
+        let p0 = self.port_counts(delivery)?;
+        let c0 = cpu::snapshot(SWITCH_CPU)?;
+        let (run, flood_run) = match flood {
+            None => (self.generate(frame, duration)?, None),
+            Some(plan) => {
+                let stop = AtomicBool::new(false);
+                std::thread::scope(|sc| -> Result<(LiveRun, Option<FloodRun>)> {
+                    let flooder = sc.spawn(|| self.flood(plan, duration * 2, &stop));
+                    let run = self.generate(frame, duration);
+                    stop.store(true, Ordering::Relaxed);
+                    let flooded = flooder
+                        .join()
+                        .map_err(|_| anyhow!("the flood thread panicked"))??;
+                    Ok((run?, Some(flooded)))
+                })?
+            }
+        };
+        let c1 = cpu::snapshot(SWITCH_CPU)?;
         std::thread::sleep(Duration::from_millis(150));
         let after = read_all(&self.counters)?;
-        let p1 = self.port_counts()?;
+        let p1 = self.port_counts(delivery)?;
         let secs = run.elapsed.as_secs_f64().max(1e-9);
         let deltas: Vec<Counts> = after
             .iter()
             .zip(&before)
             .map(|(a, b)| a.since(*b))
             .collect();
+        let counted = match delivery {
+            Delivery::Members => self.members,
+            Delivery::Everyone => deltas.len(),
+        };
         let member_pps = deltas
             .iter()
-            .take(self.members)
+            .take(counted)
             .map(|c| c.frames as f64 / secs)
             .collect();
-        let leaked = deltas.get(self.members).map_or(0, |c| c.frames);
+        let leaked = match delivery {
+            Delivery::Members => deltas.get(self.members).map_or(0, |c| c.frames),
+            Delivery::Everyone => 0,
+        };
         Ok(Sample {
             offered_pps: run.rate(),
             port_rx_pps: p1.ingress_rx.saturating_sub(p0.ingress_rx) as f64 / secs,
@@ -426,7 +580,22 @@ impl Bed {
             member_pps,
             leaked,
             seconds: secs,
+            busy: cpu::busy_between(c0, c1)?,
+            idle_per_s: cpu::Busy::default(),
+            flood: flood_run,
         })
+    }
+
+    /// The report flood from host N+3 until `stop` is set (at most `limit`), on the host CPU.
+    fn flood(&self, plan: FloodPlan, limit: Duration, stop: &AtomicBool) -> Result<FloodRun> {
+        let (fd, ifindex, frame) = (self.flood_fd, self.flood_ifindex, &self.flood_frame);
+        let host = self.star.host(self.members + 3)?;
+        let run = host.run(|| -> Result<FloodRun> {
+            pin::pin(0, HOST_CPU)?;
+            pin::nice_current_thread(pin::GEN_NICE)?;
+            Ok(crate::flood::run(fd, ifindex, frame, plan, limit, stop)?)
+        })??;
+        Ok(run)
     }
 
     /// Waits until the switch delivers to every member and nothing to the non-member (the
@@ -486,6 +655,59 @@ impl Bed {
         })?
         .context("host 2 priming the switch's FDB")?;
         Ok(test_unicast_frame(64, h1_addr, h2_addr, mac)?)
+    }
+
+    /// The 64 B broadcast frame from host 1 (to ff:ff:ff:ff:ff:ff and the subnet's broadcast
+    /// address, UDP to the benchmark port), which every other host counts.
+    pub fn broadcast_frame(&self) -> Result<Vec<u8>> {
+        Ok(test_unicast_frame(
+            64,
+            Ipv4Addr::new(10, self.net, 0, 1),
+            Ipv4Addr::new(10, self.net, 0, 255),
+            [0xff; 6],
+        )?)
+    }
+
+    /// What became of the switch's control plane after a report flood, in words: for xsnoop
+    /// whether it still answers, its groups and its policer's counts; for the bridge its MDB
+    /// size and whether snooping is still on (the kernel turns it off when the MDB overflows
+    /// `hash_max`).
+    pub fn control_plane_after_flood(&self) -> Result<String> {
+        match &self.switch {
+            Switch::Xsnoop { daemon, .. } => {
+                let alive = daemon
+                    .pid()
+                    .is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+                let Some(stats) = daemon.show("stats") else {
+                    return Ok(format!(
+                        "**no answer** to `xsnoop stats` (process {})",
+                        if alive { "alive" } else { "gone" }
+                    ));
+                };
+                let groups = daemon
+                    .show("mdb")
+                    .and_then(|m| m.as_array().map(Vec::len))
+                    .unwrap_or(0);
+                let n = |k: &str| stats["dataplane"][k].as_u64().unwrap_or(0);
+                Ok(format!(
+                    "answers; {groups} MDB rows; {} reports policed, {} punted to the engine,                      punt queue full {}",
+                    n("punt_policed"),
+                    n("punted"),
+                    n("punt_queue_full")
+                ))
+            }
+            Switch::Bridge { bridge, .. } => {
+                let rows = bridge.mdb().map_or(0, |m| m.len());
+                let out = self
+                    .star
+                    .switch()?
+                    .ip(&["-j", "-d", "link", "show", "benchbr"])?;
+                let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+                let snooping = &v[0]["linkinfo"]["info_data"]["mcast_snooping"];
+                Ok(format!("{rows} MDB rows; mcast_snooping = {snooping}"))
+            }
+            Switch::Ceiling { .. } => Ok("no control plane".to_owned()),
+        }
     }
 
     /// The namespaces and veths of this bed (for the latency taps).

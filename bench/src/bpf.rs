@@ -159,6 +159,15 @@ impl GenProgram {
         })
     }
 
+    /// Loads the report-flood generator (`bench_flood` in `gen.bpf.c`): like the generator, but
+    /// every frame it sends is the template IGMPv3 report with a new random group
+    /// ([`crate::flood`]).
+    pub fn load_flood() -> Result<GenProgram, BpfError> {
+        Ok(GenProgram {
+            inner: Loaded::load("report flood", GEN_OBJECT, "bench_flood")?,
+        })
+    }
+
     /// Keeps the program attached (generic XDP) to `lo` of the calling thread's namespace, so
     /// test runs find it in the XDP dispatcher already (testbed-facts.md: 0.65 → ~10 Mpps).
     pub fn anchor_on_loopback(&mut self) -> Result<(), BpfError> {
@@ -305,7 +314,8 @@ impl Counter {
     }
 }
 
-/// The XDP ceiling (`ceiling.bpf.c`): devmap broadcast to the member ports.
+/// The XDP ceiling (`ceiling.bpf.c`): devmap broadcast to the member ports (broadcast frames:
+/// to every port).
 #[derive(Debug)]
 pub struct Ceiling {
     inner: Loaded,
@@ -322,20 +332,26 @@ impl Ceiling {
     /// Puts `ifindexes` into the member devmap. Devmap values are resolved in the namespace of
     /// the writing thread: call this inside the switch namespace.
     pub fn set_members(&mut self, ifindexes: &[u32]) -> Result<(), BpfError> {
+        self.fill("members", ifindexes)
+    }
+
+    /// Puts `ifindexes` (every port but the sender's) into the devmap broadcast frames go to;
+    /// like [`Ceiling::set_members`], call it inside the switch namespace.
+    pub fn set_everyone(&mut self, ifindexes: &[u32]) -> Result<(), BpfError> {
+        self.fill("everyone", ifindexes)
+    }
+
+    fn fill(&mut self, name: &'static str, ifindexes: &[u32]) -> Result<(), BpfError> {
         let object = self.inner.object;
         let map_err = |detail: String| BpfError::Map {
             object,
-            map: "members",
+            map: name,
             detail,
         };
-        let map = self
-            .inner
-            .ebpf
-            .map_mut("members")
-            .ok_or(BpfError::Missing {
-                object,
-                what: "map members",
-            })?;
+        let map = self.inner.ebpf.map_mut(name).ok_or(BpfError::Missing {
+            object,
+            what: "devmap",
+        })?;
         let mut devmap: DevMap<&mut MapData> =
             DevMap::try_from(map).map_err(|e| map_err(e.to_string()))?;
         for (slot, ifindex) in (0u32..).zip(ifindexes) {

@@ -53,3 +53,23 @@ pub fn wait_members(
 pub fn dataplane_stats(d: &Daemon) -> Option<Value> {
     d.show("stats").map(|v| v["dataplane"].clone())
 }
+
+/// Checks that the daemon runs the dataplane `mode` the bench configured (`dataplane.mode` of
+/// `xsnoop stats`, where the daemon reports it), so an environment override or a changed
+/// default cannot put one mode's figures under the other's name.
+pub fn check_mode(d: &Daemon, mode: &str) -> Result<()> {
+    let Some(stats) = dataplane_stats(d) else {
+        bail!("xsnoop stats has no dataplane section\n{}", d.log());
+    };
+    match stats["mode"].as_str() {
+        Some(m) if m != mode => {
+            bail!("xsnoop run reports dataplane {m:?}, the bench asked for {mode:?}")
+        }
+        _ => {}
+    }
+    // Only xdp mode programs the kernel path.
+    if mode == "xdp" && stats.get("kernel_path").is_none() {
+        bail!("xsnoop run was asked for dataplane = \"xdp\" but reports no kernel_path: {stats}");
+    }
+    Ok(())
+}

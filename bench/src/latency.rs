@@ -371,9 +371,17 @@ pub fn markdown(all: &[LatencySeries], plan: StreamPlan) -> String {
         let _ = writeln!(s, " {lost} |");
     }
     let find = |k: SwitchKind| all.iter().find(|x| x.kind == k);
-    if let (Some(x), Some(b)) = (find(SwitchKind::Xsnoop), find(SwitchKind::Bridge)) {
-        s.push_str("\n| ratio of medians | join | fast leave | p50 | p99 | p99.9 |\n");
-        s.push_str("|---|---|---|---|---|---|\n");
+    let bridge = find(SwitchKind::Bridge);
+    let mut header = false;
+    for (x, b) in SwitchKind::XSNOOP
+        .iter()
+        .filter_map(|k| find(*k).zip(bridge))
+    {
+        if !header {
+            s.push_str("\n| ratio of medians | join | fast leave | p50 | p99 | p99.9 |\n");
+            s.push_str("|---|---|---|---|---|---|\n");
+            header = true;
+        }
         let ratio = |a: Option<Summary>, b: Option<Summary>| match (a, b) {
             (Some(a), Some(b)) if b.median > 0.0 => format!("{:.2}", a.median / b.median),
             (Some(_), Some(_)) => "– (bridge 0)".to_owned(),
@@ -381,7 +389,8 @@ pub fn markdown(all: &[LatencySeries], plan: StreamPlan) -> String {
         };
         let _ = writeln!(
             s,
-            "| xsnoop / bridge | {} | {} | {} | {} | {} |",
+            "| {} / bridge | {} | {} | {} | {} | {} |",
+            x.kind.label(),
             ratio(x.join(), b.join()),
             ratio(x.leave(), b.leave()),
             ratio(x.frame(50.0), b.frame(50.0)),
@@ -551,7 +560,7 @@ mod tests {
         };
         let all = vec![
             LatencySeries {
-                kind: SwitchKind::Xsnoop,
+                kind: SwitchKind::XsnoopAfxdp,
                 runs: vec![run(100.0, 30.0), run(300.0, 10.0), run(200.0, 20.0)],
             },
             LatencySeries {
@@ -561,11 +570,11 @@ mod tests {
         ];
         let md = markdown(&all, StreamPlan::default());
         assert!(
-            md.contains("| xsnoop run | 200.0 (100.0–300.0) | 100.0 (50.0–150.0) | 0 | 0 | 20.0 (10.0–30.0) |"),
+            md.contains("| xsnoop run, afxdp | 200.0 (100.0–300.0) | 100.0 (50.0–150.0) | 0 | 0 | 20.0 (10.0–30.0) |"),
             "{md}"
         );
         assert!(
-            md.contains("| xsnoop / bridge | 4.00 | 4.00 | 2.00 |"),
+            md.contains("| xsnoop run, afxdp / bridge | 4.00 | 4.00 | 2.00 |"),
             "{md}"
         );
         assert_eq!(csv(&all).lines().count(), 5);

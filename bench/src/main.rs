@@ -13,7 +13,9 @@
 mod bed;
 mod bpf;
 mod control;
+mod cpu;
 mod daemon;
+mod flood;
 mod latency;
 mod livegen;
 mod memory;
@@ -31,7 +33,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, ValueEnum};
 
-use bed::{Bed, SwitchKind, GROUP};
+use bed::{Bed, Delivery, SwitchKind, GROUP};
+use flood::FloodPlan;
 use report::{Measured, Traffic};
 
 /// Which benchmarks to run.
@@ -85,7 +88,7 @@ struct Cli {
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
     /// Member counts (fan-out) to measure.
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4, 8])]
     members: Vec<usize>,
     /// Frame lengths on the wire, FCS included (64 = minimum; 1518 = a 1500 B IP packet).
     #[arg(long, value_delimiter = ',', default_values_t = [64, 1518])]
@@ -93,6 +96,16 @@ struct Cli {
     /// Also measure unicast 64 B between two ports (on the one-member beds).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     unicast: bool,
+    /// Also measure broadcast 64 B from one port to every other port (on the one-member beds).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    broadcast: bool,
+    /// IGMPv3 reports per second (random groups) flooded from one extra port while 64 B
+    /// multicast is measured again; 0 skips the flood benchmark.
+    #[arg(long, default_value_t = 100_000)]
+    flood_rate: u32,
+    /// Fan-out of the beds the flood benchmark runs on.
+    #[arg(long, default_value_t = 4)]
+    flood_members: usize,
     /// Switches to measure (ratios need xsnoop with the bridge or the ceiling).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = SwitchKind::ALL)]
     switches: Vec<SwitchKind>,
@@ -149,8 +162,9 @@ fn cpu_model() -> String {
 /// Where the receivers count, as chosen on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum ReceiverArg {
-    /// The cheaper one for what the switch sends: XDP for the ceiling (it transmits XDP
-    /// frames), tc for the switches that transmit skbs (a veth would copy each for XDP).
+    /// The cheaper one for what the switch sends: XDP for the ceiling and xsnoop's xdp mode
+    /// (they transmit XDP frames, and a veth drops a redirected frame unless its peer has XDP
+    /// or GRO), tc for the switches that transmit skbs (a veth would copy each for XDP).
     Auto,
     /// tc ingress everywhere.
     Tc,
@@ -161,7 +175,8 @@ enum ReceiverArg {
 impl ReceiverArg {
     fn for_switch(self, kind: SwitchKind) -> bpf::Receiver {
         match (self, kind) {
-            (ReceiverArg::Auto, SwitchKind::Ceiling) | (ReceiverArg::Xdp, _) => bpf::Receiver::Xdp,
+            (ReceiverArg::Auto, SwitchKind::Ceiling | SwitchKind::XsnoopXdp)
+            | (ReceiverArg::Xdp, _) => bpf::Receiver::Xdp,
             (ReceiverArg::Auto, _) | (ReceiverArg::Tc, _) => bpf::Receiver::Tc,
         }
     }
@@ -233,72 +248,51 @@ fn packet_benches(cli: &Cli, log: &mut String) -> Result<PacketResults> {
     let sizes: &[usize] = if cli.only.rates() { &cli.sizes } else { &[] };
     for &len in sizes {
         let frame = livegen::test_frame(len, std::net::Ipv4Addr::new(10, 0, 0, 1), GROUP)?;
-        let mut measured: Vec<Measured> = beds
+        let mut jobs: Vec<Job> = beds
             .iter()
-            .map(|b| Measured {
-                traffic: Traffic::Multicast,
-                kind: b.kind,
-                members: b.members,
-                wire_len: len,
-                samples: Vec::new(),
-            })
+            .map(|b| Job::new(b, frame.clone(), Traffic::Multicast, len, Delivery::Members))
             .collect();
-        for round in 0..cli.runs {
-            for (bed, m) in beds.iter().zip(measured.iter_mut()) {
-                // The profile: xsnoop's worker during its first run at the largest fan-out and
-                // the first size.
-                let profile = cli.perf_record.as_ref().filter(|_| {
-                    round == 0
-                        && bed.kind == SwitchKind::Xsnoop
-                        && Some(&bed.members) == members.iter().max()
-                        && Some(&len) == sizes.first()
-                });
-                let perf = match profile {
-                    Some(path) => Some(perf::start(bed, path, duration)?),
-                    None => None,
-                };
-                let s = bed.sample(&frame, duration)?;
-                if let Some(p) = perf {
-                    p.finish()?;
-                }
-                eprintln!(
-                    "bench: {len} B N={} run {} {:<12} offered {:.3} Mpps, port rx {:.3}, member drops {:.3}, delivered {:.3} Mpps total, non-member {}",
-                    bed.members,
-                    round + 1,
-                    bed.kind.label(),
-                    s.offered_pps / 1e6,
-                    s.port_rx_pps / 1e6,
-                    s.member_drop_pps / 1e6,
-                    s.total_pps() / 1e6,
-                    s.leaked
-                );
-                if cli.verbose {
-                    if let Some(st) = bed.xsnoop_stats() {
-                        eprintln!("bench: xsnoop stats: {st}");
-                    }
-                }
-                m.samples.push(s);
-            }
-        }
-        all.extend(measured);
+        // The profile: xsnoop's AF_XDP worker during its first run at the largest fan-out and
+        // the first size.
+        let profile = cli
+            .perf_record
+            .as_deref()
+            .filter(|_| Some(&len) == sizes.first())
+            .and_then(|path| {
+                let largest = members.iter().max()?;
+                let at = jobs.iter().position(|j| {
+                    j.bed.kind == SwitchKind::XsnoopAfxdp && j.bed.members == *largest
+                })?;
+                Some((path, at))
+            });
+        run_rounds(cli, &mut jobs, duration, profile)?;
+        all.extend(jobs.into_iter().map(|j| j.measured));
     }
-    if cli.unicast && cli.only.rates() {
-        all.extend(unicast_benches(cli, &beds, duration)?);
+    if cli.only.rates() && (cli.unicast || cli.broadcast) {
+        all.extend(l2_benches(cli, &beds, duration)?);
     }
     let mut lat = Vec::new();
     if cli.only.latency() {
         // The smallest fan-out's beds: the member host 2 gets the per-frame stream, the
         // non-member host joins and leaves.
         let least = beds.iter().map(|b| b.members).min().unwrap_or(1);
-        let chosen: Vec<&Bed> = [SwitchKind::Xsnoop, SwitchKind::Bridge]
-            .iter()
-            .filter_map(|k| beds.iter().find(|b| b.kind == *k && b.members == least))
-            .collect();
+        let chosen: Vec<&Bed> = [
+            SwitchKind::XsnoopAfxdp,
+            SwitchKind::XsnoopXdp,
+            SwitchKind::Bridge,
+        ]
+        .iter()
+        .filter_map(|k| beds.iter().find(|b| b.kind == *k && b.members == least))
+        .collect();
         let plan = latency::StreamPlan {
             rate_pps: cli.latency_rate,
             ..latency::StreamPlan::default()
         };
         lat = latency::measure(&chosen, cli.latency_runs, plan, cli.verbose)?;
+    }
+    // Last: a flood leaves thousands of groups behind (and may turn the bridge's snooping off).
+    if cli.only.rates() && cli.flood_rate > 0 {
+        all.extend(flood_benches(cli, &beds, duration)?);
     }
     Ok(PacketResults {
         rates: all,
@@ -306,45 +300,194 @@ fn packet_benches(cli: &Cli, log: &mut String) -> Result<PacketResults> {
     })
 }
 
-/// Unicast 64 B from host 1 to host 2 on the one-member beds: plain L2 switching, no snooping
-/// (the ceiling's devmap holds the one member port, i.e. a plain XDP redirect).
-fn unicast_benches(cli: &Cli, beds: &[Bed], duration: Duration) -> Result<Vec<Measured>> {
-    let mut uni = Vec::new();
-    for bed in beds.iter().filter(|b| b.members == 1) {
-        let frame = bed.unicast_frame()?;
-        let settled = bed.settle_with(&frame, Duration::from_secs(10))?;
-        eprintln!(
-            "bench: {} forwards unicast to host 2 only (after {:.1} s)",
-            bed.kind.label(),
-            settled.as_secs_f64()
-        );
-        uni.push((bed, frame));
+/// One series being measured: a bed, the frame it is sent, and the runs so far.
+struct Job<'a> {
+    bed: &'a Bed,
+    frame: Vec<u8>,
+    delivery: Delivery,
+    flood: Option<FloodPlan>,
+    measured: Measured,
+}
+
+impl<'a> Job<'a> {
+    fn new(
+        bed: &'a Bed,
+        frame: Vec<u8>,
+        traffic: Traffic,
+        wire_len: usize,
+        delivery: Delivery,
+    ) -> Job<'a> {
+        Job {
+            bed,
+            frame,
+            delivery,
+            flood: None,
+            measured: Measured {
+                traffic,
+                kind: bed.kind,
+                members: bed.members,
+                wire_len,
+                samples: Vec::new(),
+                note: String::new(),
+            },
+        }
     }
-    let mut measured: Vec<Measured> = uni
-        .iter()
-        .map(|(b, _)| Measured {
-            traffic: Traffic::Unicast,
-            kind: b.kind,
-            members: 1,
-            wire_len: 64,
-            samples: Vec::new(),
-        })
-        .collect();
+}
+
+/// The machine's busy CPU seconds per second over `duration` with every bed up and no traffic:
+/// the baseline of the round that follows.
+fn idle_window(duration: Duration) -> Result<cpu::Busy> {
+    let a = cpu::snapshot(pin::SWITCH_CPU)?;
+    let t = Instant::now();
+    std::thread::sleep(duration);
+    let b = cpu::snapshot(pin::SWITCH_CPU)?;
+    let busy = cpu::busy_between(a, b)?;
+    let secs = t.elapsed().as_secs_f64().max(1e-9);
+    Ok(cpu::Busy {
+        all_s: busy.all_s / secs,
+        one_s: busy.one_s / secs,
+    })
+}
+
+/// `cli.runs` rounds; each starts with an idle window and then measures every job once, so
+/// drifting background load hits all of them alike. `profile` records a perf profile of job
+/// `.1`'s first run into `.0`.
+fn run_rounds(
+    cli: &Cli,
+    jobs: &mut [Job],
+    duration: Duration,
+    profile: Option<(&std::path::Path, usize)>,
+) -> Result<()> {
     for round in 0..cli.runs {
-        for ((bed, frame), m) in uni.iter().zip(measured.iter_mut()) {
-            let s = bed.sample(frame, duration)?;
+        let idle = idle_window(duration)?;
+        eprintln!(
+            "bench: round {} idle beds: {:.2} CPU s/s busy ({:.2} on the switch CPU)",
+            round + 1,
+            idle.all_s,
+            idle.one_s
+        );
+        for (i, job) in jobs.iter_mut().enumerate() {
+            let bed = job.bed;
+            let perf = match profile.filter(|(_, at)| round == 0 && *at == i) {
+                Some((path, _)) => Some(perf::start(bed, path, duration)?),
+                None => None,
+            };
+            let mut s = bed.sample_with(&job.frame, duration, job.delivery, job.flood)?;
+            s.idle_per_s = idle;
+            if let Some(p) = perf {
+                p.finish()?;
+            }
+            let m = &job.measured;
             eprintln!(
-                "bench: unicast 64 B run {} {:<12} offered {:.3} Mpps, delivered {:.3} Mpps, other host {}",
+                "bench: {} {} B N={} run {} {:<18} offered {:.3} Mpps, port rx {:.3}, drops {:.3}, delivered {:.3} Mpps total, leaked {}, {:.2} CPU s/M ({:.2} switch CPU){}",
+                m.traffic.id(),
+                m.wire_len,
+                bed.members,
                 round + 1,
                 bed.kind.label(),
                 s.offered_pps / 1e6,
+                s.port_rx_pps / 1e6,
+                s.member_drop_pps / 1e6,
                 s.total_pps() / 1e6,
-                s.leaked
+                s.leaked,
+                s.cpu_per_mframe(),
+                s.switch_cpu_per_mframe(),
+                s.flood
+                    .map(|f| format!(", flood {:.0} reports/s", f.rate()))
+                    .unwrap_or_default()
             );
-            m.samples.push(s);
+            if cli.verbose {
+                if let Some(st) = bed.xsnoop_stats() {
+                    eprintln!("bench: xsnoop stats: {st}");
+                }
+            }
+            job.measured.samples.push(s);
         }
     }
-    Ok(measured)
+    Ok(())
+}
+
+/// Unicast 64 B from host 1 to host 2, and broadcast 64 B from host 1 to every other host, on
+/// the one-member beds (the smallest fan-out if there is none): plain L2 switching, no
+/// snooping. The ceiling's devmap holds the one member port for unicast (a plain XDP
+/// redirect) and every other port for broadcast.
+fn l2_benches(cli: &Cli, beds: &[Bed], duration: Duration) -> Result<Vec<Measured>> {
+    let least = beds.iter().map(|b| b.members).min().unwrap_or(1);
+    let mut jobs = Vec::new();
+    for bed in beds.iter().filter(|b| b.members == least) {
+        if cli.unicast {
+            let frame = bed.unicast_frame()?;
+            let settled = bed.settle_with(&frame, Duration::from_secs(10))?;
+            eprintln!(
+                "bench: {} forwards unicast to host 2 only (after {:.1} s)",
+                bed.kind.label(),
+                settled.as_secs_f64()
+            );
+            jobs.push(Job::new(
+                bed,
+                frame,
+                Traffic::Unicast,
+                64,
+                Delivery::Members,
+            ));
+        }
+        if cli.broadcast {
+            let frame = bed.broadcast_frame()?;
+            jobs.push(Job::new(
+                bed,
+                frame,
+                Traffic::Broadcast,
+                64,
+                Delivery::Everyone,
+            ));
+        }
+    }
+    // Unicast jobs first, then broadcast: the tables keep one section each.
+    jobs.sort_by_key(|j| j.measured.traffic == Traffic::Broadcast);
+    run_rounds(cli, &mut jobs, duration, None)?;
+    Ok(jobs.into_iter().map(|j| j.measured).collect())
+}
+
+/// 64 B multicast on the beds with `cli.flood_members` members while host N+3 floods IGMPv3
+/// reports for random groups at `cli.flood_rate` per second (issue 5 §4); afterwards each
+/// switch's control plane is asked how it fared.
+fn flood_benches(cli: &Cli, beds: &[Bed], duration: Duration) -> Result<Vec<Measured>> {
+    let frame = livegen::test_frame(64, std::net::Ipv4Addr::new(10, 0, 0, 1), GROUP)?;
+    let plan = FloodPlan {
+        rate: cli.flood_rate,
+    };
+    let mut jobs: Vec<Job> = beds
+        .iter()
+        .filter(|b| b.members == cli.flood_members)
+        .map(|b| {
+            let mut j = Job::new(
+                b,
+                frame.clone(),
+                Traffic::MulticastFlood,
+                64,
+                Delivery::Members,
+            );
+            j.flood = Some(plan);
+            j
+        })
+        .collect();
+    if jobs.is_empty() {
+        eprintln!(
+            "bench: no bed with {} members: flood benchmark skipped (--flood-members)",
+            cli.flood_members
+        );
+        return Ok(Vec::new());
+    }
+    run_rounds(cli, &mut jobs, duration, None)?;
+    for job in &mut jobs {
+        job.measured.note = job.bed.control_plane_after_flood()?;
+        eprintln!(
+            "bench: after the flood, {}: {}",
+            job.bed.kind.label(),
+            job.measured.note
+        );
+    }
+    Ok(jobs.into_iter().map(|j| j.measured).collect())
 }
 
 /// The command-line spelling of a value.
@@ -369,8 +512,10 @@ fn setup_notes(cli: &Cli, napi: &str, load_before: &str, load_after: &str, took:
         ReceiverArg::Tc => TC.to_owned(),
         ReceiverArg::Xdp => XDP.to_owned(),
         ReceiverArg::Auto => format!(
-            "{XDP} for the ceiling, which transmits XDP frames; {TC} for xsnoop and the bridge, \
-             which transmit skbs that a veth would copy for XDP (~1 us each here)"
+            "{XDP} for the ceiling and xsnoop's xdp mode, which transmit XDP frames (a veth \
+             drops a redirected frame unless its peer has XDP or GRO); {TC} for xsnoop's afxdp \
+             mode and the bridge, which transmit skbs that a veth would copy for XDP (~1 us \
+             each here)"
         ),
     };
     let worker = match cli.xsnoop_worker {
@@ -392,7 +537,13 @@ fn setup_notes(cli: &Cli, napi: &str, load_before: &str, load_after: &str, took:
         "- Testbed: network namespaces joined by veth pairs (the `xsnoop-tests` star). Host 1 \
          sends; hosts 2..=N+1 joined {GROUP} with kernel sockets (IGMPv2) before the counters \
          were attached and keep the sockets open; host N+2 never joins (its count is the leakage \
-         column). TSO/GSO off on every switch port."
+         column); host N+3 joins nothing and sends the report flood in the flood benchmark \
+         ({} IGMPv3 reports/s, each one MODE_IS_EXCLUDE record for a random group of \
+         239.128.0.0/9 written by the `bench_flood` live-frames program, paced in runs of 256; \
+         it runs on the host CPU, and the switch port it arrives on has its NAPI on the switch \
+         CPU). TSO/GSO off on every switch port. All beds stay up for the whole run (idle \
+         beds answer queries: that is the idle baseline of the CPU tables).",
+        cli.flood_rate
     );
     let _ = writeln!(
         s,
@@ -416,7 +567,11 @@ fn setup_notes(cli: &Cli, napi: &str, load_before: &str, load_after: &str, took:
     );
     let _ = writeln!(
         s,
-        "- Switches: **xsnoop run** (native XDP classifier + AF_XDP copy mode, querier on); \
+        "- Switches: **xsnoop run, afxdp** (`dataplane = \"afxdp\"` in its config: native XDP \
+         classifier + AF_XDP copy mode, querier on); **xsnoop run, xdp** (`dataplane = \"xdp\"`: \
+         the same daemon, registered multicast replicated in the kernel by devmap broadcast, \
+         and whatever else the daemon's xdp mode puts in the kernel at this commit; the bench \
+         checks the mode in `xsnoop stats`); \
          **Linux bridge** `mcast_snooping 1` + `mcast_querier 1` (GRO on the ingress port for \
          the same NAPI reason); **XDP ceiling**: devmap broadcast (`BPF_F_BROADCAST | \
          BPF_F_EXCLUDE_INGRESS`) to exactly the member ports, no logic at all. Each bed is \
@@ -448,12 +603,14 @@ fn setup_notes(cli: &Cli, napi: &str, load_before: &str, load_after: &str, took:
     let _ = writeln!(
         s,
         "- Reproduce: `make bench` (as root), or `target/release/xsnoop-bench --runs {} \
-         --seconds {} --members {} --sizes {} --receiver {} --xsnoop-worker {} \
-         --xsnoop-ingress-nice={}` (`--help` for all options).",
+         --seconds {} --members {} --sizes {} --flood-rate {} --flood-members {} --receiver {} \
+         --xsnoop-worker {} --xsnoop-ingress-nice={}` (`--help` for all options).",
         cli.runs,
         cli.seconds,
         join_list(&cli.members),
         join_list(&cli.sizes),
+        cli.flood_rate,
+        cli.flood_members,
         arg_name(&cli.receiver),
         arg_name(&cli.xsnoop_worker),
         cli.xsnoop_ingress_nice,
@@ -470,6 +627,17 @@ fn write_out(dir: &std::path::Path, name: &str, text: &str) -> Result<()> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The testbed's launcher would append `--dataplane $XSNOOP_TEST_DATAPLANE` to every
+    // `xsnoop run`, overriding the mode each bed writes in its config: one mode's figures would
+    // then stand under the other's name. The bench names the mode per switch instead.
+    if let Ok(mode) = std::env::var("XSNOOP_TEST_DATAPLANE") {
+        eprintln!(
+            "bench: ignoring XSNOOP_TEST_DATAPLANE={mode}: the switch kinds xsnoop-afxdp and \
+             xsnoop-xdp set the mode (--switches)"
+        );
+        // Still single-threaded here: nothing else reads the environment concurrently.
+        std::env::remove_var("XSNOOP_TEST_DATAPLANE");
+    }
     let mut md = String::from("# xsnoop benchmarks\n\n");
     if matches!(cli.only, Only::All | Only::Control) {
         let rows = control::run()?;

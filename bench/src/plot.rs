@@ -1,5 +1,6 @@
 //! SVG plots of the multicast results: delivered Mpps (median, with min–max bars) against the
-//! number of members, one line per switch, one file per frame size — the shape of the fan-out
+//! number of members, one line per switch (both xsnoop modes, the bridge, the ceiling), one file
+//! per frame size — the shape of the fan-out
 //! curves is easier to read than the table.
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,8 @@ pub struct PlotError {
 
 fn colour(kind: SwitchKind) -> RGBColor {
     match kind {
-        SwitchKind::Xsnoop => RGBColor(0xd6, 0x27, 0x28),
+        SwitchKind::XsnoopAfxdp => RGBColor(0xff, 0x7f, 0x0e),
+        SwitchKind::XsnoopXdp => RGBColor(0xd6, 0x27, 0x28),
         SwitchKind::Bridge => RGBColor(0x1f, 0x77, 0xb4),
         SwitchKind::Ceiling => RGBColor(0x2c, 0xa0, 0x2c),
     }
@@ -130,10 +132,14 @@ mod tests {
             member_pps: vec![pps],
             leaked: 0,
             seconds: 1.0,
+            busy: crate::cpu::Busy::default(),
+            idle_per_s: crate::cpu::Busy::default(),
+            flood: None,
         };
         let mut all = Vec::new();
         for (kind, pps) in [
-            (SwitchKind::Xsnoop, 0.5e6),
+            (SwitchKind::XsnoopAfxdp, 0.5e6),
+            (SwitchKind::XsnoopXdp, 1.5e6),
             (SwitchKind::Bridge, 0.4e6),
             (SwitchKind::Ceiling, 2.5e6),
         ] {
@@ -144,15 +150,17 @@ mod tests {
                     members: n,
                     wire_len: 64,
                     samples: vec![sample(pps), sample(pps * 1.1)],
+                    note: String::new(),
                 });
             }
         }
         all.push(Measured {
             traffic: Traffic::Unicast,
-            kind: SwitchKind::Xsnoop,
+            kind: SwitchKind::XsnoopAfxdp,
             members: 1,
             wire_len: 64,
             samples: vec![sample(1e6)],
+            note: String::new(),
         });
         let dir = std::env::temp_dir().join(format!("xsnoop-bench-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -160,7 +168,13 @@ mod tests {
         assert_eq!(files, vec![dir.join("multicast-64B.svg")]);
         let svg = std::fs::read_to_string(&files[0]).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..100.min(svg.len())]);
-        for label in ["xsnoop run", "Linux bridge", "XDP ceiling", "members (N)"] {
+        for label in [
+            "xsnoop run, afxdp",
+            "xsnoop run, xdp",
+            "Linux bridge",
+            "XDP ceiling",
+            "members (N)",
+        ] {
             assert!(svg.contains(label), "{label} missing");
         }
         std::fs::remove_dir_all(&dir).unwrap();

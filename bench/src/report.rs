@@ -14,6 +14,22 @@ pub enum Traffic {
     Multicast,
     /// Unicast from host 1 to host 2 (whose MAC the switch has learned).
     Unicast,
+    /// Broadcast from host 1 to every other host.
+    Broadcast,
+    /// IPv4 multicast to the group while host N+3 floods IGMP reports for random groups.
+    MulticastFlood,
+}
+
+impl Traffic {
+    /// Name in the CSV.
+    pub fn id(self) -> &'static str {
+        match self {
+            Traffic::Multicast => "multicast",
+            Traffic::Unicast => "unicast",
+            Traffic::Broadcast => "broadcast",
+            Traffic::MulticastFlood => "multicast_during_report_flood",
+        }
+    }
 }
 
 /// All runs of one switch at one fan-out, traffic kind and frame size.
@@ -29,6 +45,8 @@ pub struct Measured {
     pub wire_len: usize,
     /// One entry per run.
     pub samples: Vec<Sample>,
+    /// What the switch's control plane looked like afterwards (the flood benchmark), or empty.
+    pub note: String,
 }
 
 impl Measured {
@@ -40,6 +58,26 @@ impl Measured {
     /// Delivered Mpps, all members together.
     pub fn total(&self) -> Summary {
         self.summary(|s| s.total_pps() / 1e6)
+    }
+
+    /// Machine-wide busy CPU seconds per million delivered frames.
+    pub fn cpu(&self) -> Summary {
+        self.summary(Sample::cpu_per_mframe)
+    }
+
+    /// The same less the idle beds' busy time.
+    pub fn net_cpu(&self) -> Summary {
+        self.summary(Sample::net_cpu_per_mframe)
+    }
+
+    /// Busy seconds of the switch CPU per million delivered frames.
+    pub fn switch_cpu(&self) -> Summary {
+        self.summary(Sample::switch_cpu_per_mframe)
+    }
+
+    /// Offered flood reports per second (0 without a flood).
+    pub fn flood_rate(&self) -> Summary {
+        self.summary(|s| s.flood.map_or(0.0, |f| f.rate()))
     }
 
     /// Whether the receivers, not the switch, limited delivery: the member ports dropped more
@@ -58,6 +96,14 @@ impl Measured {
 
 fn fmt3(s: Summary) -> String {
     format!("{:.3} ({:.3}–{:.3})", s.median, s.min, s.max)
+}
+
+fn fmt2(s: Summary) -> String {
+    if s.median.is_finite() {
+        format!("{:.2} ({:.2}–{:.2})", s.median, s.min, s.max)
+    } else {
+        "–".to_owned()
+    }
 }
 
 fn find(
@@ -95,13 +141,21 @@ pub fn markdown(all: &[Measured]) -> String {
                 format!("Multicast, {len} B frames: 1 sender → N members + 1 non-member")
             }
             Traffic::Unicast => {
-                format!("Unicast, {len} B frames: host 1 → host 2 (MAC learned), 1 other host")
+                format!("Unicast, {len} B frames: host 1 → host 2 (MAC learned), 2 other hosts")
             }
+            Traffic::Broadcast => format!(
+                "Broadcast, {len} B frames: host 1 → every other host (N members + non-member + \
+                 flooder; \"per member\" = per receiving host)"
+            ),
+            Traffic::MulticastFlood => format!(
+                "Multicast, {len} B frames, while host N+3 floods IGMPv3 reports for random groups"
+            ),
         };
         let _ = writeln!(s, "## {title} (Mpps, median (min–max) of {runs} runs)\n");
         let leak_col = match traffic {
-            Traffic::Multicast => "non-member frames",
-            Traffic::Unicast => "frames to the other host",
+            Traffic::Multicast | Traffic::MulticastFlood => "non-member frames",
+            Traffic::Unicast => "frames to the other hosts",
+            Traffic::Broadcast => "–",
         };
         let _ = writeln!(s, "| switch | N | delivered total | per member | offered | switch port rx | dropped towards members | loss vs offered | {leak_col} |");
         s.push_str("|---|---|---|---|---|---|---|---|---|\n");
@@ -129,6 +183,10 @@ pub fn markdown(all: &[Measured]) -> String {
                 );
             }
         }
+        if traffic == Traffic::MulticastFlood {
+            flood_table(&mut s, all, len, &fanouts);
+        }
+        cpu_table(&mut s, all, section, &fanouts);
         if any_limited {
             s.push_str(
                 "\n† The receivers dropped more than 5% of what that switch sent them (column \
@@ -146,13 +204,15 @@ pub fn markdown(all: &[Measured]) -> String {
             s.push_str("---|");
         }
         s.push('\n');
-        for (label, other) in [
-            ("xsnoop / bridge", SwitchKind::Bridge),
-            ("xsnoop / ceiling", SwitchKind::Ceiling),
-        ] {
-            let _ = write!(s, "| {label} |");
+        let pairs = SwitchKind::XSNOOP.iter().flat_map(|&x| {
+            [SwitchKind::Bridge, SwitchKind::Ceiling]
+                .into_iter()
+                .map(move |o| (x, o))
+        });
+        for (mine, other) in pairs {
+            let _ = write!(s, "| {} / {} |", mine.label(), other.label());
             for &n in &fanouts {
-                let ratio = find(all, section, SwitchKind::Xsnoop, n)
+                let ratio = find(all, section, mine, n)
                     .zip(find(all, section, other, n))
                     .map(|(a, b)| (a.total().median, b.total().median))
                     .filter(|(_, b)| *b > 0.0)
@@ -164,11 +224,78 @@ pub fn markdown(all: &[Measured]) -> String {
         }
         s.push('\n');
     }
+    if !all.is_empty() {
+        s.push_str(CPU_NOTE);
+        s.push_str("\n\n");
+    }
     s
 }
 
+/// The flood section's second table: the flood offered, the same bed's rate without the flood
+/// (the plain multicast section, same size and N), their ratio, and the control plane after.
+fn flood_table(s: &mut String, all: &[Measured], len: usize, fanouts: &[usize]) {
+    s.push_str(
+        "\n| switch | N | reports offered per s | delivered, flood | delivered, no flood | \
+         flood / no flood | control plane after the flood runs |\n|---|---|---|---|---|---|---|\n",
+    );
+    for kind in SwitchKind::ALL {
+        for &n in fanouts {
+            let Some(m) = find(all, (Traffic::MulticastFlood, len), kind, n) else {
+                continue;
+            };
+            let calm = find(all, (Traffic::Multicast, len), kind, n).map(Measured::total);
+            let ratio = calm.filter(|c| c.median > 0.0).map_or("–".to_owned(), |c| {
+                format!("{:.2}", m.total().median / c.median)
+            });
+            let _ = writeln!(
+                s,
+                "| {} | {n} | {:.0} | {:.3} | {} | {ratio} | {} |",
+                kind.label(),
+                m.flood_rate().median,
+                m.total().median,
+                calm.map_or("–".to_owned(), |c| format!("{:.3}", c.median)),
+                if m.note.is_empty() { "–" } else { &m.note },
+            );
+        }
+    }
+}
+
+/// CPU cost per million delivered frames, one row per switch and N.
+fn cpu_table(s: &mut String, all: &[Measured], section: (Traffic, usize), fanouts: &[usize]) {
+    s.push_str(
+        "\n| switch | N | busy CPU s per M delivered, all CPUs ‡ | same, less the idle beds ‡ | \
+         switch CPU only |\n|---|---|---|---|---|\n",
+    );
+    for kind in SwitchKind::ALL {
+        for &n in fanouts {
+            if let Some(m) = find(all, section, kind, n) {
+                let _ = writeln!(
+                    s,
+                    "| {} | {n} | {} | {} | {} |",
+                    kind.label(),
+                    fmt2(m.cpu()),
+                    fmt2(m.net_cpu()),
+                    fmt2(m.switch_cpu())
+                );
+            }
+        }
+    }
+}
+
+/// The note under every CPU table.
+pub const CPU_NOTE: &str = "‡ CPU seconds per million delivered frames: busy time from \
+`/proc/stat` (every non-idle, non-iowait state, steal included) of **all** CPUs over the \
+generator's run, divided by the frames the members received. It includes the generator and \
+the counting receivers (the same work for every switch on a bed, but the generator runs \
+flat out, so on a saturated bed the all-CPU figure is roughly the machine's CPU budget over \
+the delivered rate) and anything else the machine ran meanwhile. *Less the idle beds*: \
+before each round the same beds sit for as long with no traffic, and that round's idle busy \
+time per second is subtracted: sound only as far as the background stayed the same. *Switch \
+CPU only*: the busy time of the CPU the switch is pinned to (its ingress NAPI, and xsnoop's \
+daemon), which is the figure to compare between switches.";
+
 /// CSV header of [`csv`].
-pub const CSV_HEADER: &str = "traffic,wire_bytes,switch,members,run,seconds,offered_pps,switch_port_rx_pps,member_port_drop_pps,delivered_total_pps,delivered_per_member_pps,loss,nonmember_frames,member_pps";
+pub const CSV_HEADER: &str = "traffic,wire_bytes,switch,members,run,seconds,offered_pps,switch_port_rx_pps,member_port_drop_pps,delivered_total_pps,delivered_per_member_pps,loss,nonmember_frames,busy_cpu_s,switch_cpu_busy_s,idle_busy_cpu_per_s,idle_switch_cpu_busy_per_s,flood_reports_per_s,member_pps";
 
 /// Every run as one CSV row (rates in frames per second; `member_pps` is `;`-separated).
 pub fn csv(all: &[Measured]) -> String {
@@ -179,11 +306,8 @@ pub fn csv(all: &[Measured]) -> String {
             let members: Vec<String> = x.member_pps.iter().map(|r| format!("{r:.0}")).collect();
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{:.3},{:.0},{:.0},{:.0},{:.0},{:.0},{:.4},{},{}",
-                match m.traffic {
-                    Traffic::Multicast => "multicast",
-                    Traffic::Unicast => "unicast",
-                },
+                "{},{},{},{},{},{:.3},{:.0},{:.0},{:.0},{:.0},{:.0},{:.4},{},{:.2},{:.2},{:.3},{:.3},{:.0},{}",
+                m.traffic.id(),
                 m.wire_len,
                 m.kind.id(),
                 m.members,
@@ -196,6 +320,11 @@ pub fn csv(all: &[Measured]) -> String {
                 x.per_member_pps(),
                 x.loss(),
                 x.leaked,
+                x.busy.all_s,
+                x.busy.one_s,
+                x.idle_per_s.all_s,
+                x.idle_per_s.one_s,
+                x.flood.map_or(0.0, |f| f.rate()),
                 members.join(";")
             );
         }
@@ -215,6 +344,15 @@ mod tests {
             member_pps: members.to_vec(),
             leaked,
             seconds: 2.0,
+            busy: crate::cpu::Busy {
+                all_s: 3.0,
+                one_s: 1.5,
+            },
+            idle_per_s: crate::cpu::Busy {
+                all_s: 0.5,
+                one_s: 0.25,
+            },
+            flood: None,
         }
     }
 
@@ -223,7 +361,7 @@ mod tests {
         let all = vec![
             Measured {
                 traffic: Traffic::Multicast,
-                kind: SwitchKind::Xsnoop,
+                kind: SwitchKind::XsnoopAfxdp,
                 members: 2,
                 wire_len: 64,
                 samples: vec![
@@ -231,6 +369,15 @@ mod tests {
                     sample(4e6, &[0.5e6, 0.5e6], 0),
                     sample(4e6, &[2e6, 2e6], 0),
                 ],
+                note: String::new(),
+            },
+            Measured {
+                traffic: Traffic::Multicast,
+                kind: SwitchKind::XsnoopXdp,
+                members: 2,
+                wire_len: 64,
+                samples: vec![sample(4e6, &[1.5e6, 1.5e6], 0)],
+                note: String::new(),
             },
             Measured {
                 traffic: Traffic::Multicast,
@@ -241,18 +388,33 @@ mod tests {
                     member_drop_pps: 0.2e6,
                     ..sample(4e6, &[0.5e6, 0.5e6], 3)
                 }],
+                note: String::new(),
+            },
+            Measured {
+                traffic: Traffic::MulticastFlood,
+                kind: SwitchKind::XsnoopXdp,
+                members: 2,
+                wire_len: 64,
+                samples: vec![Sample {
+                    flood: Some(crate::flood::FloodRun {
+                        reports: 200_000,
+                        elapsed: std::time::Duration::from_secs(2),
+                    }),
+                    ..sample(4e6, &[0.75e6, 0.75e6], 0)
+                }],
+                note: "answers; 12 MDB rows".to_owned(),
             },
         ];
         let md = markdown(&all);
         assert!(
-            md.contains("| xsnoop run | 2 | 2.000 (1.000–4.000) | 1.000 (0.500–2.000)"),
+            md.contains("| xsnoop run, afxdp | 2 | 2.000 (1.000–4.000) | 1.000 (0.500–2.000)"),
             "{md}"
         );
         assert!(md.contains("| 0.000 | 75.0% | 0 |"), "{md}");
         assert!(md.contains("| 0.200 | 87.5% | 3 |"), "{md}");
         assert!(md.contains("† The receivers dropped"), "{md}");
         assert!(
-            md.contains("| xsnoop run | 2 | 2.000 (1.000–4.000) | "),
+            md.contains("| xsnoop run, afxdp | 2 | 2.000 (1.000–4.000) | "),
             "xsnoop not flagged: {md}"
         );
         assert!(
@@ -260,24 +422,56 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| 3 |"), "bridge leak shown: {md}");
-        assert!(md.contains("| xsnoop / bridge | 2.00 |"), "{md}");
-        assert!(md.contains("| xsnoop / ceiling | – |"), "{md}");
+        assert!(
+            md.contains("| xsnoop run, afxdp / Linux bridge | 2.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| xsnoop run, xdp / Linux bridge | 3.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| xsnoop run, afxdp / XDP ceiling | – |"),
+            "{md}"
+        );
+        assert!(md.contains("| xsnoop run, xdp / XDP ceiling | – |"), "{md}");
+        // CPU: 3 busy s over 2 s × 2 Mpps delivered = 4 M frames → 0.75 s per M; less the
+        // idle 0.5 s/s × 2 s → 0.5; switch CPU 1.5 / 4 = 0.375.
+        assert!(
+            md.contains("| xsnoop run, afxdp | 2 | 0.75 (0.38–1.50) | 0.50 (0.25–1.00) | 0.38 (0.19–0.75) |"),
+            "{md}"
+        );
+        // The flood table: 100k reports/s offered, 1.5 Mpps under the flood vs 3.0 without.
+        assert!(
+            md.contains(
+                "| xsnoop run, xdp | 2 | 100000 | 1.500 | 3.000 | 0.50 | answers; 12 MDB rows |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("‡ CPU seconds per million"), "{md}");
         assert!(md.contains("## Multicast, 64 B frames"), "{md}");
         assert!(
             !md.contains("Unicast"),
             "no unicast section without unicast runs: {md}"
         );
         let c = csv(&all);
-        assert_eq!(c.lines().count(), 1 + 4);
+        assert_eq!(c.lines().count(), 1 + 6);
+        let first = c.lines().nth(1).unwrap();
+        assert!(
+            first.starts_with(
+                "multicast,64,xsnoop-afxdp,2,1,2.000,4000000,4000000,0,2000000,1000000,"
+            ),
+            "{first}"
+        );
+        assert!(
+            first.ends_with(",0.7500,0,3.00,1.50,0.500,0.250,0,1000000;1000000"),
+            "{first}"
+        );
         assert!(c
             .lines()
-            .nth(1)
+            .last()
             .unwrap()
-            .starts_with("multicast,64,xsnoop,2,1,2.000,4000000,4000000,0,2000000,1000000,"));
-        assert!(c
-            .lines()
-            .nth(1)
-            .unwrap()
-            .ends_with(",0.7500,0,1000000;1000000"));
+            .starts_with("multicast_during_report_flood,64,xsnoop-xdp,2,1,"));
+        assert!(c.lines().last().unwrap().contains(",100000,"));
     }
 }

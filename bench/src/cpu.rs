@@ -1,0 +1,171 @@
+//! CPU time from `/proc/stat`, for the bench's *CPU seconds per million packets*: a switch that
+//! delivers the same rate on less CPU leaves more for everything else, and a rate alone hides
+//! that. The figure is machine-wide busy time (every CPU, every non-idle, non-iowait state,
+//! steal included) over the measurement window: it holds the generator and the counting
+//! receivers too, which are the same for every switch on a bed, and whatever else runs on the
+//! machine, which an idle-bed window (same beds up, no traffic) estimates.
+
+use std::fmt;
+
+/// Why `/proc/stat` could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CpuError {
+    /// The file could not be read.
+    #[error("reading /proc/stat: {0}")]
+    Read(#[from] std::io::Error),
+    /// A line lacked the fields the kernel has written since 2.6.33.
+    #[error("/proc/stat line {0:?} has fewer than 8 time fields")]
+    Short(String),
+    /// No aggregate `cpu` line, or no line for the asked CPU.
+    #[error("/proc/stat has no {0} line")]
+    Missing(String),
+    /// The clock-tick rate is unknown.
+    #[error("sysconf(_SC_CLK_TCK) failed")]
+    ClockTicks,
+}
+
+/// Busy and total clock ticks of one `/proc/stat` line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ticks {
+    /// user + nice + system + irq + softirq + steal (guest time is already inside user/nice).
+    pub busy: u64,
+    /// busy + idle + iowait.
+    pub total: u64,
+}
+
+impl Ticks {
+    /// Parses the numbers after the `cpu`/`cpuN` label of a `/proc/stat` line.
+    pub fn parse(line: &str) -> Result<Ticks, CpuError> {
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map_while(|f| f.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal [guest guest_nice]
+        let field = |i: usize| v.get(i).copied();
+        let (Some(user), Some(nice), Some(system), Some(idle), Some(iowait)) =
+            (field(0), field(1), field(2), field(3), field(4))
+        else {
+            return Err(CpuError::Short(line.to_owned()));
+        };
+        let (Some(irq), Some(softirq), Some(steal)) = (field(5), field(6), field(7)) else {
+            return Err(CpuError::Short(line.to_owned()));
+        };
+        let busy = user + nice + system + irq + softirq + steal;
+        Ok(Ticks {
+            busy,
+            total: busy + idle + iowait,
+        })
+    }
+}
+
+/// One reading of `/proc/stat`: all CPUs together, and the switch's CPU alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The aggregate `cpu` line.
+    pub all: Ticks,
+    /// The `cpuN` line of the CPU asked for.
+    pub one: Ticks,
+}
+
+/// Busy CPU seconds between two snapshots.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Busy {
+    /// All CPUs together.
+    pub all_s: f64,
+    /// The one CPU of the snapshots (the switch's).
+    pub one_s: f64,
+}
+
+impl fmt::Display for Busy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:.2} CPU s ({:.2} on the switch CPU)",
+            self.all_s, self.one_s
+        )
+    }
+}
+
+/// Parses a whole `/proc/stat` text, taking the aggregate line and CPU `cpu`'s line.
+pub fn parse(text: &str, cpu: usize) -> Result<Snapshot, CpuError> {
+    let label = format!("cpu{cpu}");
+    let line_of = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .ok_or_else(|| CpuError::Missing(name.to_owned()))
+    };
+    Ok(Snapshot {
+        all: Ticks::parse(line_of("cpu")?)?,
+        one: Ticks::parse(line_of(&label)?)?,
+    })
+}
+
+/// Reads `/proc/stat` now.
+pub fn snapshot(cpu: usize) -> Result<Snapshot, CpuError> {
+    parse(&std::fs::read_to_string("/proc/stat")?, cpu)
+}
+
+/// Clock ticks per second of `/proc/stat` (USER_HZ).
+fn ticks_per_second() -> Result<f64, CpuError> {
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return Err(CpuError::ClockTicks);
+    }
+    Ok(hz as f64)
+}
+
+/// Busy seconds from `before` to `after` (0 for counters that went backwards).
+pub fn busy_between(before: Snapshot, after: Snapshot) -> Result<Busy, CpuError> {
+    let hz = ticks_per_second()?;
+    Ok(Busy {
+        all_s: after.all.busy.saturating_sub(before.all.busy) as f64 / hz,
+        one_s: after.one.busy.saturating_sub(before.one.busy) as f64 / hz,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str = "cpu  2001023 323384 555607 833015 5444 0 8712 24673 0 0\n\
+                        cpu0 984120 181859 272607 417995 3225 0 3866 12352 0 0\n\
+                        cpu1 1016902 141525 283000 415020 2218 0 4845 12320 0 0\n\
+                        intr 1 2 3\n";
+
+    #[test]
+    fn busy_is_every_state_but_idle_and_iowait() {
+        let s = parse(STAT, 1).unwrap();
+        assert_eq!(s.all.busy, 2001023 + 323384 + 555607 + 8712 + 24673);
+        assert_eq!(s.all.total, s.all.busy + 833015 + 5444);
+        assert_eq!(s.one.busy, 1016902 + 141525 + 283000 + 4845 + 12320);
+        assert!(matches!(parse(STAT, 2), Err(CpuError::Missing(l)) if l == "cpu2"));
+        assert!(matches!(
+            parse("cpu 1 2 3\ncpu0 1 2 3 4 5 6 7 8\n", 0),
+            Err(CpuError::Short(_))
+        ));
+    }
+
+    #[test]
+    fn deltas_are_seconds_and_the_live_file_moves_forward() {
+        let a = parse(STAT, 0).unwrap();
+        let mut b = a;
+        b.all.busy += 250;
+        b.one.busy += 100;
+        let hz = ticks_per_second().unwrap();
+        let d = busy_between(a, b).unwrap();
+        assert!((d.all_s - 250.0 / hz).abs() < 1e-9);
+        assert!((d.one_s - 100.0 / hz).abs() < 1e-9);
+        assert_eq!(busy_between(b, a).unwrap(), Busy::default());
+        // The real file parses and its counters never go backwards.
+        let x = snapshot(0).unwrap();
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(50) {
+            std::hint::black_box(0u64);
+        }
+        let y = snapshot(0).unwrap();
+        assert!(y.all.total >= x.all.total && y.all.busy >= x.all.busy);
+        assert!(y.all.busy > x.all.busy, "50 ms of spinning is busy time");
+    }
+}
