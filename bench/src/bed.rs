@@ -148,6 +148,9 @@ pub struct Sample {
     pub idle_per_s: cpu::Busy,
     /// The report flood that ran meanwhile, if any.
     pub flood: Option<FloodRun>,
+    /// CPU seconds of the switch's own threads during the generator run: its ingress (and
+    /// flood-port) NAPI threads, and every thread of `xsnoop run`.
+    pub switch_threads_s: f64,
 }
 
 impl Sample {
@@ -177,9 +180,20 @@ impl Sample {
     }
 
     /// [`Sample::cpu_per_mframe`] less what the idle beds used in as long: the cost of the
-    /// traffic itself, as far as the machine's other work stayed the same.
+    /// traffic itself, as far as the machine's other work stayed the same; `NaN` when the idle
+    /// window was as busy as the run (the background changed, nothing can be said).
     pub fn net_cpu_per_mframe(&self) -> f64 {
-        (self.busy.all_s - self.idle_per_s.all_s * self.seconds).max(0.0) / self.mframes()
+        let net = self.busy.all_s - self.idle_per_s.all_s * self.seconds;
+        if net > 0.0 {
+            net / self.mframes()
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// CPU seconds of the switch's own threads per million delivered frames.
+    pub fn switch_threads_per_mframe(&self) -> f64 {
+        self.switch_threads_s / self.mframes()
     }
 
     /// Busy seconds of the switch CPU alone per million delivered frames.
@@ -534,6 +548,8 @@ impl Bed {
     ) -> Result<Sample> {
         let before = read_all(&self.counters)?;
         let p0 = self.port_counts(delivery)?;
+        let tids = self.switch_tids();
+        let t0 = cpu::task_ticks(&tids);
         let c0 = cpu::snapshot(SWITCH_CPU)?;
         let (run, flood_run) = match flood {
             None => (self.generate(frame, duration)?, None),
@@ -551,6 +567,7 @@ impl Bed {
             }
         };
         let c1 = cpu::snapshot(SWITCH_CPU)?;
+        let t1 = cpu::task_ticks(&tids);
         std::thread::sleep(Duration::from_millis(150));
         let after = read_all(&self.counters)?;
         let p1 = self.port_counts(delivery)?;
@@ -583,7 +600,23 @@ impl Bed {
             busy: cpu::busy_between(c0, c1)?,
             idle_per_s: cpu::Busy::default(),
             flood: flood_run,
+            switch_threads_s: cpu::tasks_busy_s(&t0, &t1)?,
         })
+    }
+
+    /// The switch's own threads: the NAPI threads pinned to the switch CPU and, for xsnoop,
+    /// every thread of the daemon.
+    fn switch_tids(&self) -> Vec<libc::pid_t> {
+        let mut tids: Vec<libc::pid_t> = self
+            .napi
+            .iter()
+            .filter(|(_, _, cpu, _)| *cpu == SWITCH_CPU)
+            .flat_map(|(_, t, _, _)| t.iter().copied())
+            .collect();
+        if let Some(pid) = self.xsnoop_pid() {
+            tids.extend(cpu::tasks_of(pid));
+        }
+        tids
     }
 
     /// The report flood from host N+3 until `stop` is set (at most `limit`), on the host CPU.

@@ -125,6 +125,53 @@ pub fn busy_between(before: Snapshot, after: Snapshot) -> Result<Busy, CpuError>
     })
 }
 
+/// User + system clock ticks of one task from its `/proc/<tid>/stat` text; the fields are read
+/// after the last `)`, since the command name may hold spaces and parentheses.
+pub fn parse_task_ticks(stat: &str) -> Option<u64> {
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    // After the name: state(3) ppid(4) ... utime(14) stime(15); `rest` starts at field 3.
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The threads of process `pid` (empty if it is gone).
+pub fn tasks_of(pid: libc::pid_t) -> Vec<libc::pid_t> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// CPU ticks so far of each task in `tids` that still exists.
+pub fn task_ticks(tids: &[libc::pid_t]) -> Vec<(libc::pid_t, u64)> {
+    tids.iter()
+        .filter_map(|&t| {
+            let text = std::fs::read_to_string(format!("/proc/{t}/stat")).ok()?;
+            Some((t, parse_task_ticks(&text)?))
+        })
+        .collect()
+}
+
+/// CPU seconds the tasks used between two [`task_ticks`] readings (tasks in both).
+pub fn tasks_busy_s(
+    before: &[(libc::pid_t, u64)],
+    after: &[(libc::pid_t, u64)],
+) -> Result<f64, CpuError> {
+    let hz = ticks_per_second()?;
+    let ticks: u64 = after
+        .iter()
+        .filter_map(|(t, a)| {
+            let (_, b) = before.iter().find(|(u, _)| u == t)?;
+            Some(a.saturating_sub(*b))
+        })
+        .sum();
+    Ok(ticks as f64 / hz)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +214,26 @@ mod tests {
         let y = snapshot(0).unwrap();
         assert!(y.all.total >= x.all.total && y.all.busy >= x.all.busy);
         assert!(y.all.busy > x.all.busy, "50 ms of spinning is busy time");
+    }
+
+    #[test]
+    fn task_ticks_are_utime_plus_stime_and_count_this_thread() {
+        let line = "4242 (napi/x (1)-5) S 2 0 0 0 -1 2129984 0 0 0 0 17 25 0 0 0 -20 1 0 99 0 0";
+        assert_eq!(parse_task_ticks(line), Some(42));
+        assert_eq!(parse_task_ticks("4242 (oops"), None);
+        // This thread spins 300 ms: the readings see it.
+        // SAFETY: gettid has no memory effects.
+        let me = unsafe { libc::syscall(libc::SYS_gettid) } as libc::pid_t;
+        let pid = std::process::id() as libc::pid_t;
+        assert!(tasks_of(pid).contains(&me));
+        let a = task_ticks(&[me, -1]);
+        assert_eq!(a.len(), 1, "a missing task is skipped");
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(300) {
+            std::hint::black_box(0u64);
+        }
+        let b = task_ticks(&[me]);
+        let used = tasks_busy_s(&a, &b).unwrap();
+        assert!(used > 0.1 && used < 1.0, "{used} s for 300 ms of spinning");
     }
 }

@@ -135,6 +135,7 @@ mod tests {
             busy: crate::cpu::Busy::default(),
             idle_per_s: crate::cpu::Busy::default(),
             flood: None,
+            switch_threads_s: 0.0,
         };
         let mut all = Vec::new();
         for (kind, pps) in [

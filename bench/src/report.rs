@@ -75,6 +75,19 @@ impl Measured {
         self.summary(Sample::switch_cpu_per_mframe)
     }
 
+    /// CPU seconds of the switch's own threads per million delivered frames.
+    pub fn switch_threads(&self) -> Summary {
+        self.summary(Sample::switch_threads_per_mframe)
+    }
+
+    /// Runs whose idle window was as busy as the run itself (no net figure).
+    fn net_cpu_unknown(&self) -> usize {
+        self.samples
+            .iter()
+            .filter(|s| s.net_cpu_per_mframe().is_nan())
+            .count()
+    }
+
     /// Offered flood reports per second (0 without a flood).
     pub fn flood_rate(&self) -> Summary {
         self.summary(|s| s.flood.map_or(0.0, |f| f.rate()))
@@ -179,7 +192,11 @@ pub fn markdown(all: &[Measured]) -> String {
                     fmt3(m.summary(|x| x.port_rx_pps / 1e6)),
                     drops,
                     m.summary(|x| x.loss() * 100.0).median,
-                    m.leaked()
+                    if traffic == Traffic::Broadcast {
+                        "–".to_owned()
+                    } else {
+                        m.leaked().to_string()
+                    }
                 );
             }
         }
@@ -264,18 +281,30 @@ fn flood_table(s: &mut String, all: &[Measured], len: usize, fanouts: &[usize]) 
 fn cpu_table(s: &mut String, all: &[Measured], section: (Traffic, usize), fanouts: &[usize]) {
     s.push_str(
         "\n| switch | N | busy CPU s per M delivered, all CPUs ‡ | same, less the idle beds ‡ | \
-         switch CPU only |\n|---|---|---|---|---|\n",
+         switch CPU ‡ | switch's own threads ‡ |\n|---|---|---|---|---|---|\n",
     );
     for kind in SwitchKind::ALL {
         for &n in fanouts {
             if let Some(m) = find(all, section, kind, n) {
+                let unknown = m.net_cpu_unknown();
+                let net = if unknown == m.samples.len() {
+                    "– (idle windows as busy as the runs)".to_owned()
+                } else if unknown > 0 {
+                    format!(
+                        "{} ({unknown} of {} runs: idle as busy)",
+                        fmt2(m.net_cpu()),
+                        m.samples.len()
+                    )
+                } else {
+                    fmt2(m.net_cpu())
+                };
                 let _ = writeln!(
                     s,
-                    "| {} | {n} | {} | {} | {} |",
+                    "| {} | {n} | {} | {net} | {} | {} |",
                     kind.label(),
                     fmt2(m.cpu()),
-                    fmt2(m.net_cpu()),
-                    fmt2(m.switch_cpu())
+                    fmt2(m.switch_cpu()),
+                    fmt2(m.switch_threads())
                 );
             }
         }
@@ -291,11 +320,15 @@ flat out, so on a saturated bed the all-CPU figure is roughly the machine's CPU 
 the delivered rate) and anything else the machine ran meanwhile. *Less the idle beds*: \
 before each round the same beds sit for as long with no traffic, and that round's idle busy \
 time per second is subtracted: sound only as far as the background stayed the same. *Switch \
-CPU only*: the busy time of the CPU the switch is pinned to (its ingress NAPI, and xsnoop's \
-daemon), which is the figure to compare between switches.";
+CPU*: the busy time of the CPU the switch is pinned to, whoever used it. *Switch's own \
+threads*: utime + stime (`/proc/<tid>/stat`) of the switch's threads only: the threaded NAPI \
+of its ingress and flood ports (where the bridge and the ceiling do all their forwarding and \
+xsnoop's XDP program runs) and every thread of `xsnoop run`; the cost of delivering into the \
+receivers' veths is in the receivers' NAPI, not here. This is the figure to compare between \
+switches: background load does not enter it.";
 
 /// CSV header of [`csv`].
-pub const CSV_HEADER: &str = "traffic,wire_bytes,switch,members,run,seconds,offered_pps,switch_port_rx_pps,member_port_drop_pps,delivered_total_pps,delivered_per_member_pps,loss,nonmember_frames,busy_cpu_s,switch_cpu_busy_s,idle_busy_cpu_per_s,idle_switch_cpu_busy_per_s,flood_reports_per_s,member_pps";
+pub const CSV_HEADER: &str = "traffic,wire_bytes,switch,members,run,seconds,offered_pps,switch_port_rx_pps,member_port_drop_pps,delivered_total_pps,delivered_per_member_pps,loss,nonmember_frames,busy_cpu_s,switch_cpu_busy_s,idle_busy_cpu_per_s,idle_switch_cpu_busy_per_s,switch_threads_cpu_s,flood_reports_per_s,member_pps";
 
 /// Every run as one CSV row (rates in frames per second; `member_pps` is `;`-separated).
 pub fn csv(all: &[Measured]) -> String {
@@ -306,7 +339,7 @@ pub fn csv(all: &[Measured]) -> String {
             let members: Vec<String> = x.member_pps.iter().map(|r| format!("{r:.0}")).collect();
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{:.3},{:.0},{:.0},{:.0},{:.0},{:.0},{:.4},{},{:.2},{:.2},{:.3},{:.3},{:.0},{}",
+                "{},{},{},{},{},{:.3},{:.0},{:.0},{:.0},{:.0},{:.0},{:.4},{},{:.2},{:.2},{:.3},{:.3},{:.2},{:.0},{}",
                 m.traffic.id(),
                 m.wire_len,
                 m.kind.id(),
@@ -324,6 +357,7 @@ pub fn csv(all: &[Measured]) -> String {
                 x.busy.one_s,
                 x.idle_per_s.all_s,
                 x.idle_per_s.one_s,
+                x.switch_threads_s,
                 x.flood.map_or(0.0, |f| f.rate()),
                 members.join(";")
             );
@@ -353,7 +387,37 @@ mod tests {
                 one_s: 0.25,
             },
             flood: None,
+            switch_threads_s: 1.0,
         }
+    }
+
+    #[test]
+    fn a_background_busier_than_the_run_gives_no_net_cpu_figure() {
+        let busy_idle = Sample {
+            idle_per_s: crate::cpu::Busy {
+                all_s: 2.0,
+                one_s: 1.0,
+            },
+            ..sample(4e6, &[1e6], 0)
+        };
+        let m = |samples: Vec<Sample>| Measured {
+            traffic: Traffic::Unicast,
+            kind: SwitchKind::Bridge,
+            members: 1,
+            wire_len: 64,
+            samples,
+            note: String::new(),
+        };
+        let md = markdown(&[m(vec![busy_idle.clone()])]);
+        assert!(
+            md.contains("| 1.50 (1.50–1.50) | – (idle windows as busy as the runs) |"),
+            "{md}"
+        );
+        let md = markdown(&[m(vec![busy_idle, sample(4e6, &[1e6], 0)])]);
+        assert!(
+            md.contains("| 1.00 (1.00–1.00) (1 of 2 runs: idle as busy) |"),
+            "{md}"
+        );
     }
 
     #[test]
@@ -438,7 +502,7 @@ mod tests {
         // CPU: 3 busy s over 2 s × 2 Mpps delivered = 4 M frames → 0.75 s per M; less the
         // idle 0.5 s/s × 2 s → 0.5; switch CPU 1.5 / 4 = 0.375.
         assert!(
-            md.contains("| xsnoop run, afxdp | 2 | 0.75 (0.38–1.50) | 0.50 (0.25–1.00) | 0.38 (0.19–0.75) |"),
+            md.contains("| xsnoop run, afxdp | 2 | 0.75 (0.38–1.50) | 0.50 (0.25–1.00) | 0.38 (0.19–0.75) | 0.25 (0.12–0.50) |"),
             "{md}"
         );
         // The flood table: 100k reports/s offered, 1.5 Mpps under the flood vs 3.0 without.
@@ -464,7 +528,7 @@ mod tests {
             "{first}"
         );
         assert!(
-            first.ends_with(",0.7500,0,3.00,1.50,0.500,0.250,0,1000000;1000000"),
+            first.ends_with(",0.7500,0,3.00,1.50,0.500,0.250,1.00,0,1000000;1000000"),
             "{first}"
         );
         assert!(c
