@@ -165,59 +165,46 @@ fn query_parameter_errors() {
     }
 }
 
+/// A short IGMP message (v1/v2 report, leave) parses back to `want`, sent to `dst` in `vlan`.
+fn short_igmp_ok(b: &impl FrameBuilder, want: IgmpRepr<'_>, dst: Ipv4Addr, vlan: Option<VlanTag>) {
+    emit_parse(b, |f| {
+        let L3::Igmp { ip, msg } = f.l3 else {
+            panic!("{f:?}")
+        };
+        igmp_ip_ok(&ip, dst);
+        assert_eq!((msg, f.dst, f.vlan), (want, multicast_mac(dst), vlan));
+    });
+}
+
 #[test]
 fn reports_and_leave() {
+    let (src_mac, src_ip, group) = (MAC, ME, G);
     for vlan in [None, Some(VlanTag::new(4094, 0))] {
-        emit_parse(
-            &ReportV1Builder {
-                src_mac: MAC,
-                src_ip: ME,
-                group: G,
-                vlan,
-            },
-            |f| {
-                let L3::Igmp { ip, msg } = f.l3 else { panic!() };
-                igmp_ip_ok(&ip, G);
-                assert_eq!(
-                    (msg, f.dst, f.vlan),
-                    (IgmpRepr::ReportV1 { group: G }, multicast_mac(G), vlan)
-                );
-            },
-        );
-        emit_parse(
-            &ReportV2Builder {
-                src_mac: MAC,
-                src_ip: ME,
-                group: G,
-                vlan,
-            },
-            |f| {
-                let L3::Igmp { ip, msg } = f.l3 else { panic!() };
-                igmp_ip_ok(&ip, G);
-                assert_eq!(
-                    (msg, f.dst),
-                    (IgmpRepr::ReportV2 { group: G }, multicast_mac(G))
-                );
-            },
-        );
-        emit_parse(
-            &LeaveBuilder {
-                src_mac: MAC,
-                src_ip: ME,
-                group: G,
-                vlan,
-            },
-            |f| {
-                let L3::Igmp { ip, msg } = f.l3 else { panic!() };
-                igmp_ip_ok(&ip, mcast::ALL_ROUTERS);
-                assert_eq!(
-                    (msg, f.dst),
-                    (
-                        IgmpRepr::LeaveV2 { group: G },
-                        multicast_mac(mcast::ALL_ROUTERS)
-                    )
-                );
-            },
+        let v1 = ReportV1Builder {
+            src_mac,
+            src_ip,
+            group,
+            vlan,
+        };
+        short_igmp_ok(&v1, IgmpRepr::ReportV1 { group }, G, vlan);
+        let v2 = ReportV2Builder {
+            src_mac,
+            src_ip,
+            group,
+            vlan,
+        };
+        short_igmp_ok(&v2, IgmpRepr::ReportV2 { group }, G, vlan);
+        let leave = LeaveBuilder {
+            src_mac,
+            src_ip,
+            group,
+            vlan,
+        };
+        short_igmp_ok(
+            &leave,
+            IgmpRepr::LeaveV2 { group },
+            mcast::ALL_ROUTERS,
+            vlan,
         );
     }
 }
