@@ -128,4 +128,39 @@ impl Star {
     pub fn host_if(&self, n: usize) -> Result<String> {
         self.topo.ifname(&format!("h{n}e0"))
     }
+
+    /// Host `n`'s kernel joins `group` (`IP_ADD_MEMBERSHIP` on a UDP socket bound to `port`).
+    pub fn join(&self, n: usize, group: Ipv4Addr, port: u16) -> Result<crate::Membership> {
+        crate::Membership::join(self.host(n)?, &self.host_if(n)?, group, port)
+    }
+
+    /// Whether switch port `n` has an XDP program attached (`ip -d link`).
+    pub fn has_xdp(&self, n: usize) -> Result<bool> {
+        let out = self
+            .switch()?
+            .ip(&["-d", "link", "show", "dev", &self.port(n)?])?;
+        Ok(out
+            .split_whitespace()
+            .any(|w| w.starts_with("xdp") || w == "prog/xdp"))
+    }
+
+    /// Turns GRO on or off on host `n`'s end of its veth. With GRO off (and no XDP program
+    /// there) the switch's end stops accepting XDP redirects: how a test makes a port that
+    /// the in-kernel fast path must not use.
+    pub fn set_host_gro(&self, n: usize, on: bool) -> Result<()> {
+        crate::cmd::run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                self.host(n)?.name(),
+                "ethtool",
+                "-K",
+                &self.host_if(n)?,
+                "gro",
+                if on { "on" } else { "off" },
+            ],
+        )
+        .map(|_| ())
+    }
 }

@@ -101,13 +101,7 @@ fn sigkill(d: Daemon) {
 }
 
 fn join(star: &Star, n: usize, group: Ipv4Addr) -> Membership {
-    Membership::join(
-        star.host(n).unwrap(),
-        &star.host_if(n).unwrap(),
-        group,
-        UDP_PORT,
-    )
-    .unwrap()
+    star.join(n, group, UDP_PORT).unwrap()
 }
 
 /// Whether the mdb answer has a port-group row for (`group`, `port`).

@@ -80,13 +80,7 @@ fn monotonic_usec() -> u64 {
 }
 
 fn has_xdp(star: &Star, port: usize) -> bool {
-    let out = star
-        .switch()
-        .unwrap()
-        .ip(&["-d", "link", "show", "dev", &star.port(port).unwrap()])
-        .unwrap();
-    out.split_whitespace()
-        .any(|w| w.starts_with("xdp") || w == "prog/xdp")
+    star.has_xdp(port).unwrap()
 }
 
 fn config(star: &Star) -> String {

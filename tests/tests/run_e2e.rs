@@ -251,13 +251,7 @@ fn capture(star: &Star, n: usize) -> Capture {
 }
 
 fn join(star: &Star, n: usize, group: Ipv4Addr) -> Membership {
-    Membership::join(
-        star.host(n).unwrap(),
-        &star.host_if(n).unwrap(),
-        group,
-        UDP_PORT,
-    )
-    .unwrap()
+    star.join(n, group, UDP_PORT).unwrap()
 }
 
 fn sender(star: &Star, n: usize) -> Sender {
@@ -613,13 +607,7 @@ fn multicast_burst_rate_through_the_switch_is_measured() {
 
 /// Whether `ifname` in the switch namespace still carries an XDP program.
 fn has_xdp(star: &Star, port: usize) -> bool {
-    let out = star
-        .switch()
-        .unwrap()
-        .ip(&["-d", "link", "show", "dev", &star.port(port).unwrap()])
-        .unwrap();
-    out.split_whitespace()
-        .any(|w| w.starts_with("xdp") || w == "prog/xdp")
+    star.has_xdp(port).unwrap()
 }
 
 /// An IGMP general query sent by `src`.
@@ -1404,23 +1392,8 @@ fn a_report_flood_far_above_100k_per_second_is_policed_and_forwarding_goes_on() 
     d.stop();
 }
 
-/// Turns GRO on or off on host `n`'s end of its veth: with it off (and no XDP program there),
-/// the switch's end stops accepting XDP redirects.
 fn set_peer_gro(star: &Star, n: usize, on: bool) {
-    xsnoop_tests::cmd::run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            star.host(n).unwrap().name(),
-            "ethtool",
-            "-K",
-            &star.host_if(n).unwrap(),
-            "gro",
-            if on { "on" } else { "off" },
-        ],
-    )
-    .unwrap();
+    star.set_host_gro(n, on).unwrap();
 }
 
 /// `dataplane.kernel_path` of `xsnoop stats`.
