@@ -723,7 +723,8 @@ impl Bed {
                     .unwrap_or(0);
                 let n = |k: &str| stats["dataplane"][k].as_u64().unwrap_or(0);
                 Ok(format!(
-                    "answers; {groups} MDB rows; {} reports policed, {} punted to the engine,                      punt queue full {}",
+                    "answers; {groups} MDB rows; {} reports policed, {} punted to the engine, \
+                     punt queue full {}",
                     n("punt_policed"),
                     n("punted"),
                     n("punt_queue_full")

@@ -150,6 +150,51 @@ fn read_trim(path: &str) -> String {
         .unwrap_or_else(|_| "?".to_owned())
 }
 
+/// Now as `YYYY-MM-DD HH:MM UTC` (days-from-civil inverted; no date crate for one line).
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3_600,
+        rem % 3_600 / 60
+    )
+}
+
+/// The commit the bench was built from, `+dirty` when the tree had changes (or `?`).
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            format!("{head}{}", if dirty { "+dirty" } else { "" })
+        }
+        None => "?".to_owned(),
+    }
+}
+
 fn cpu_model() -> String {
     read_trim("/proc/cpuinfo")
         .lines()
@@ -525,6 +570,13 @@ fn setup_notes(cli: &Cli, napi: &str, load_before: &str, load_after: &str, took:
     let mut s = String::from("## Setup\n\n");
     let _ = writeln!(
         s,
+        "- Run: {} at commit {} (the daemon is the `xsnoop` binary beside the bench's, built \
+         from the same tree by `make bench`).",
+        utc_now(),
+        commit()
+    );
+    let _ = writeln!(
+        s,
         "- Machine: {} vCPU ({}), Linux {}. Load average before {load_before}, after \
          {load_after}: other work shares this machine, so compare the ratios measured in one run, \
          not absolute figures across runs.",
@@ -727,5 +779,27 @@ fn main() -> Result<()> {
     match failed {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_date_line_is_utc_and_well_formed() {
+        let now = utc_now();
+        let b = now.as_bytes();
+        assert_eq!(now.len(), "2026-11-22 04:35 UTC".len(), "{now}");
+        assert!(now.ends_with(" UTC") && b[4] == b'-' && b[7] == b'-' && b[13] == b':');
+        let year: i32 = now[..4].parse().unwrap();
+        assert!(year >= 2024, "{now}");
+        let out = std::process::Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+            .output()
+            .unwrap();
+        let date = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        // Equal unless a minute turned between the two calls.
+        assert!(date == now || date[..13] == now[..13], "{date} vs {now}");
     }
 }
