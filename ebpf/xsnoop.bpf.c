@@ -248,8 +248,8 @@ struct {
 	__type(value, struct fp_vlan);
 } fp_vlans SEC(".maps");
 
-// The inner maps hold exactly the egress ports of one key (key = port slot, value = ifindex and
-// an optional egress program), so one broadcast redirect replicates at the devmap ceiling.
+// A replication list holds exactly the egress ports of its keys (key = port slot, value = ifindex
+// and an optional egress program), so one broadcast redirect replicates at the devmap ceiling.
 // key_size/value_size spelled out: aya does not widen an inner template, and clang 14 can emit
 // struct bpf_devmap_val as a forward declaration.
 struct fp_devmap {

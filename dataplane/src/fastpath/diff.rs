@@ -6,13 +6,12 @@
 //!    once their VLAN is on, step 4);
 //! 2. VLANs already on that gain tagged egress ports get `FP_TAGGED` first, so the metadata is
 //!    there before any egress program of step 3 reads it;
-//! 3. every new egress set is built as a fresh inner devmap, filled completely, and only then
-//!    inserted into the outer map (all new keys of a sync in one batch): nobody ever sees a
-//!    half-built set. A changed set of an existing key is edited in place by the applier, new
-//!    ports first and leavers last, so a frame sees a set between old ∩ new and old ∪ new, and
-//!    none sees a leaver once the edit returns. (Swapping a new inner map in instead would
-//!    cost a synchronize_rcu per outer-map update, ~10 ms measured here, against ~µs for an
-//!    in-place edit: a join would no longer forward within a millisecond.)
+//! 3. every new or changed egress set: the applier points the key at a replication list that
+//!    holds exactly the set — a list another key already uses, a pooled list filled completely
+//!    before the key names it (nobody ever sees a half-built set), or the key's own list edited
+//!    in place, new ports first and leavers last, so a frame sees a set between old ∩ new and
+//!    old ∪ new, and none sees a leaver once the edit returns (`super::lists` has the rules).
+//!    None of this touches a map-in-map, which would wait ~10 ms for an RCU grace period;
 //! 4. the final VLAN states (a VLAN turns on only now that all its maps exist; one turning off
 //!    stops using them now);
 //!    Unicast egress entries (`fp_unicast`) are written here too;
@@ -46,14 +45,14 @@ pub enum MapOp {
         /// New value.
         state: FpVlan,
     },
-    /// Build a new inner devmap holding exactly `entries` and insert or swap it in at `key`.
+    /// Point `key` at a replication list holding exactly `entries`.
     PutMap {
         /// Outer key.
         key: FpKey,
         /// The egress ports.
         entries: Vec<DevEntry>,
     },
-    /// Delete `key` from the outer map.
+    /// Delete `key` from `fp_groups`.
     DeleteMap {
         /// Outer key.
         key: FpKey,

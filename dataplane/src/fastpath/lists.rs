@@ -98,6 +98,15 @@ pub struct Grace {
     recently_left: BTreeSet<ListId>,
 }
 
+/// The kind of grace-period operation that refills the free lists ([`ListBook::refill`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refill {
+    /// A grace period alone: the quarantine suffices.
+    Reclaim,
+    /// Add this many new lists (the same batch frees the quarantine too).
+    Grow(u32),
+}
+
 /// Every list, who points at it, and which lists are free.
 #[derive(Clone, Debug, Default)]
 pub struct ListBook {
@@ -296,6 +305,19 @@ impl ListBook {
     /// period that frees the quarantine).
     pub fn needs_growth(&self) -> bool {
         self.free.len() * 4 < self.lists.len()
+    }
+
+    /// How to leave at least `need` lists free with one grace-period operation: a grace period
+    /// alone when the quarantine covers `need` and leaves half the pool free (churn then
+    /// recycles lists instead of growing the pool), else growth by at least `batch` and half
+    /// the pool (geometric, so a large table costs few batches).
+    pub fn refill(&self, need: usize, batch: u32) -> Refill {
+        let after = self.free.len() + self.quarantine.len();
+        if !self.quarantine.is_empty() && after >= need && after * 2 >= self.lists.len() {
+            return Refill::Reclaim;
+        }
+        let short = u32::try_from(need.saturating_sub(after)).unwrap_or(u32::MAX);
+        Refill::Grow(short.max(batch).max(self.pool_size() / 2))
     }
 
     /// The list `key` points at.

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 
-use super::{ListBook, ListId, Placement};
+use super::{ListBook, ListId, Placement, Refill};
 use crate::fastpath::plan::{key, DevEntry, EgressProg};
 use crate::portset::PortId;
 use crate::xdp::abi::{FpKey, FP_KIND_ANY};
@@ -245,6 +245,32 @@ fn the_pool_asks_for_growth_when_fewer_than_a_quarter_is_free() {
     b.grow(4);
     assert_eq!((b.book.free_count(), b.book.quarantined()), (12, 0));
     assert!(!b.book.needs_growth());
+}
+
+#[test]
+fn churn_reclaims_the_quarantine_and_only_a_growing_table_grows_the_pool() {
+    let mut b = Bed::with_pool(8);
+    for i in 0..7 {
+        b.put(k(i), &set(&[PortId::from(i)]));
+    }
+    // 7 live, 1 free, nothing quarantined: grow, by at least the batch.
+    assert_eq!(b.book.refill(0, 4), Refill::Grow(4));
+    assert_eq!(
+        b.book.refill(10, 4),
+        Refill::Grow(9),
+        "covers what is missing"
+    );
+    // Churn: the keys leave; their lists wait in quarantine, enough to refill without growth.
+    for i in 0..5 {
+        b.delete(k(i));
+    }
+    assert_eq!(b.book.refill(0, 4), Refill::Reclaim);
+    assert_eq!(b.book.refill(6, 4), Refill::Reclaim);
+    assert_eq!(
+        b.book.refill(7, 4),
+        Refill::Grow(4),
+        "the quarantine is too small"
+    );
 }
 
 #[test]

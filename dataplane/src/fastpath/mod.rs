@@ -4,13 +4,18 @@
 //! new skb, so a userspace replicator cannot beat the Linux bridge by much; a devmap broadcast
 //! in XDP replicates ~5× faster. So, like a hardware switch whose CPU runs the protocol while the
 //! ASIC replicates, the engine's [`ForwardingTable`] is compiled into BPF maps and the XDP
-//! program (`ebpf/xsnoop.bpf.c`) replicates registered IPv4 multicast data itself: one
-//! `HASH_OF_MAPS` keyed by (VLAN, group[, source]) whose inner `DEVMAP_HASH` holds exactly the
-//! egress ports (RFC 4541 §2.1.2). IGMP, PIM, MRD and everything else still reach userspace
-//! through AF_XDP.
+//! program (`ebpf/xsnoop.bpf.c`) replicates registered IPv4 multicast data itself: a hash
+//! keyed by (VLAN, group[, source]) names a replication list, an inner `DEVMAP_HASH` holding
+//! exactly the egress ports (RFC 4541 §2.1.2), shared by every key with the same ports. IGMP,
+//! PIM, MRD and everything else still reach userspace through AF_XDP.
+//!
+//! Lists are created ahead of need in a pool, because inserting a map into a map-in-map waits
+//! for an RCU grace period (~10 ms here): a new group only fills a pooled list and writes one
+//! hash entry, so it forwards within a fraction of a millisecond (see [`lists`]).
 //!
 //! - [`plan`] computes the desired map contents (pure);
 //! - [`diff`] turns applied → desired into ordered map operations (pure);
+//! - [`lists`] decides which list each key uses and when a list may be rewritten (pure);
 //! - [`FastPath`] owns the maps and applies only the difference on each [`FastPath::sync`].
 //!
 //! Integration: load the [`Classifier`], attach it and register every port with slot = port id
@@ -39,7 +44,7 @@ use crate::xdp::abi::{self, FpFdbKey, FpFdbVal, FpKey, FP_KIND_FLOW};
 use crate::xdp::{Classifier, FastPathMaps, XdpError};
 
 pub use diff::MapOp;
-pub use lists::{ListBook, ListId, Placement};
+pub use lists::{ListBook, ListId, Placement, Refill};
 pub use plan::{Desired, DevEntry, EgressProg, Scope};
 
 /// Why programming the fast path failed. After an error the maps hold a consistent prefix of
@@ -114,7 +119,7 @@ pub struct SyncReport {
     /// Time from the start of the sync until its last map operation was applied (the pool
     /// batch after it, if any, not included).
     pub applied_in: Duration,
-    /// In-scope VLANs left to userspace because the outer map (`FP_MAX_KEYS` keys) is full.
+    /// In-scope VLANs left to userspace because `fp_groups` (`FP_MAX_KEYS` keys) is full.
     pub overflowed: Vec<VlanId>,
 }
 
@@ -339,17 +344,10 @@ impl FastPath {
     /// when the quarantine covers `need` and half the pool, else a growth batch (which frees
     /// the quarantine as well). Churn thus recycles lists instead of growing the pool.
     fn replenish(&mut self, need: usize) -> Result<usize, FastPathError> {
-        let pool = self.book.pool_size() as usize;
-        let after = self.book.free_count() + self.book.quarantined();
-        if self.book.quarantined() > 0 && after >= need && after * 2 >= pool {
-            return self.reclaim();
+        match self.book.refill(need, POOL_BATCH) {
+            Refill::Reclaim => self.reclaim(),
+            Refill::Grow(n) => self.grow(n),
         }
-        let short = need.saturating_sub(after);
-        let n = u32::try_from(short)
-            .unwrap_or(u32::MAX)
-            .max(POOL_BATCH)
-            .max(self.book.pool_size() / 2);
-        self.grow(n)
     }
 
     /// The replication-list pool now.

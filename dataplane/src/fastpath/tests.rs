@@ -266,7 +266,7 @@ fn a_join_changes_only_its_group_and_a_leave_only_removes() {
         &ifx,
         &Scope::All,
     );
-    // Port 2 joins G1: one new inner map swapped in, nothing else.
+    // Port 2 joins G1: one key gets a new egress set, nothing else.
     let joined = desired(
         &vlan10([(G1, group(&[1, 2], &[]))].into_iter().collect()),
         &pm,
