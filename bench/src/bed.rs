@@ -222,6 +222,9 @@ pub struct BedOptions {
     pub xsnoop_ingress_nice: i32,
     /// Run the xsnoop worker thread (`xsnoop-asic`) SCHED_FIFO 1.
     pub xsnoop_worker_fifo: bool,
+    /// xsnoop's `max_groups` and a 600 s query interval, for the table-scale beds (`None`:
+    /// the daemon's default of 4096 groups, which bounds what a report flood can add, and 30 s).
+    pub max_groups: Option<usize>,
 }
 
 /// A running testbed with one switch under test.
@@ -389,7 +392,18 @@ impl Bed {
         let switch = match kind {
             SwitchKind::XsnoopAfxdp | SwitchKind::XsnoopXdp => {
                 let mode = kind.dataplane().unwrap_or("afxdp");
-                let config = xsnoop_config(net, mode, &ports, &nonmember_port);
+                let mut config = xsnoop_config(net, mode, &ports, &nonmember_port);
+                if let Some(max) = opts.max_groups {
+                    // Injected joins have no host behind them to answer queries: a long
+                    // interval keeps them for the whole benchmark.
+                    config = config
+                        .replacen(
+                            "[snooping]\n",
+                            &format!("[snooping]\nmax_groups = {max}\n"),
+                            1,
+                        )
+                        .replacen("query_interval = \"30s\"", "query_interval = \"600s\"", 1);
+                }
                 let daemon = daemon::start(sw, star.topo.prefix(), &config)?;
                 daemon::check_mode(&daemon, mode)?;
                 let joins = join_all(&star, 2..=members + 1)?;
@@ -747,6 +761,19 @@ impl Bed {
     /// The namespaces and veths of this bed (for the latency taps).
     pub fn star(&self) -> &Star {
         &self.star
+    }
+
+    /// The `xsnoop run` daemon (`None` for other switches).
+    pub fn daemon(&self) -> Option<&Daemon> {
+        match &self.switch {
+            Switch::Xsnoop { daemon, .. } => Some(daemon),
+            _ => None,
+        }
+    }
+
+    /// The bed's subnet: 10.net.0.0/24.
+    pub fn net(&self) -> u8 {
+        self.net
     }
 
     /// The pid of `xsnoop run` (`None` for other switches), for RSS and perf.

@@ -23,6 +23,7 @@ mod perf;
 mod pin;
 mod plot;
 mod report;
+mod scale;
 mod stats;
 mod tstamp;
 
@@ -106,6 +107,10 @@ struct Cli {
     /// Fan-out of the beds the flood benchmark runs on.
     #[arg(long, default_value_t = 4)]
     flood_members: usize,
+    /// Table sizes (groups installed) of the table-scale benchmark, on beds of its own with the
+    /// smallest fan-out (xsnoop's modes and the bridge); empty (`--scale-groups=`) skips it.
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_values_t = [1, 1_000, 100_000])]
+    scale_groups: Vec<usize>,
     /// Switches to measure (ratios need xsnoop with the bridge or the ceiling).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = SwitchKind::ALL)]
     switches: Vec<SwitchKind>,
@@ -234,6 +239,7 @@ impl ReceiverArg {
 struct PacketResults {
     rates: Vec<Measured>,
     latency: Vec<latency::LatencySeries>,
+    scale: Vec<scale::ScaleSeries>,
 }
 
 fn packet_benches(cli: &Cli, log: &mut String) -> Result<PacketResults> {
@@ -267,6 +273,7 @@ fn packet_benches(cli: &Cli, log: &mut String) -> Result<PacketResults> {
                     receiver: cli.receiver.for_switch(kind),
                     xsnoop_ingress_nice: cli.xsnoop_ingress_nice,
                     xsnoop_worker_fifo: cli.xsnoop_worker == WorkerSched::Fifo,
+                    max_groups: None,
                 },
             )
             .with_context(|| format!("setting up {} with {n} members", kind.label()))?;
@@ -339,10 +346,54 @@ fn packet_benches(cli: &Cli, log: &mut String) -> Result<PacketResults> {
     if cli.only.rates() && cli.flood_rate > 0 {
         all.extend(flood_benches(cli, &beds, duration)?);
     }
+    let mut scaled = Vec::new();
+    if cli.only.rates() && !cli.scale_groups.is_empty() {
+        drop(beds);
+        scaled = scale_benches(cli, &members, &switches, duration)?;
+    }
     Ok(PacketResults {
         rates: all,
         latency: lat,
+        scale: scaled,
     })
+}
+
+/// The table-scale benchmark on beds of its own (smallest fan-out, room for the groups).
+fn scale_benches(
+    cli: &Cli,
+    members: &[usize],
+    switches: &[SwitchKind],
+    duration: Duration,
+) -> Result<Vec<scale::ScaleSeries>> {
+    let least = members.iter().copied().min().unwrap_or(1);
+    let mut steps = cli.scale_groups.clone();
+    steps.sort_unstable();
+    steps.dedup();
+    let biggest = steps.last().copied().unwrap_or(1);
+    let mut beds = Vec::new();
+    for (si, &kind) in switches
+        .iter()
+        .filter(|k| **k != SwitchKind::Ceiling)
+        .enumerate()
+    {
+        let net = u8::try_from(200 + si).unwrap_or(250);
+        let bed = Bed::new(
+            kind,
+            least,
+            net,
+            &bed::BedOptions {
+                receiver: cli.receiver.for_switch(kind),
+                xsnoop_ingress_nice: cli.xsnoop_ingress_nice,
+                xsnoop_worker_fifo: cli.xsnoop_worker == WorkerSched::Fifo,
+                max_groups: Some(biggest + 1_000),
+            },
+        )
+        .with_context(|| format!("setting up {} for the table-scale benchmark", kind.label()))?;
+        bed.settle(Duration::from_secs(30))?;
+        beds.push(bed);
+    }
+    let refs: Vec<&Bed> = beds.iter().collect();
+    scale::measure(&refs, &steps, cli.runs, duration, &idle_window)
 }
 
 /// One series being measured: a bed, the frame it is sent, and the runs so far.
@@ -706,6 +757,12 @@ fn main() -> Result<()> {
                 let all = &res.rates;
                 if !all.is_empty() {
                     md.push_str(&report::markdown(all));
+                }
+                if !res.scale.is_empty() {
+                    md.push_str(&scale::markdown(&res.scale));
+                    write_out(&cli.out, "table-scale.csv", &scale::csv(&res.scale))?;
+                    scale::plot(&res.scale, &cli.out)?;
+                    md.push_str("Plot: [table-scale.svg](table-scale.svg)\n\n");
                 }
                 if !res.latency.is_empty() {
                     let plan = latency::StreamPlan {

@@ -20,7 +20,8 @@ pub struct PlotError {
     pub detail: String,
 }
 
-fn colour(kind: SwitchKind) -> RGBColor {
+/// The colour of a switch in every plot.
+pub fn colour(kind: SwitchKind) -> RGBColor {
     match kind {
         SwitchKind::XsnoopAfxdp => RGBColor(0xff, 0x7f, 0x0e),
         SwitchKind::XsnoopXdp => RGBColor(0xd6, 0x27, 0x28),
