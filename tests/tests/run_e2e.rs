@@ -1458,11 +1458,24 @@ fn auto_mode_leaves_a_vlan_to_the_workers_while_one_of_its_ports_refuses_redirec
     assert_eq!(m4.count(QUIET, Duration::from_secs(2)).unwrap(), 20);
     let v = d.wait_for("stats", Duration::from_secs(2), |v| kernel_rx(v, &p1) >= 15);
     assert_eq!(kernel_rx(&v, &p3), 0, "the kernel took VLAN 20's frames");
-    // The peer turns GRO on: VLAN 20 moves into the kernel while the switch runs.
+    // The peer turns GRO on: VLAN 20 moves into the kernel while the switch runs, on the
+    // kernel's device-change announcement (not only at the next half-second poll).
     set_peer_gro(&star, 4, true);
-    d.wait_for("stats", Duration::from_secs(3), |v| {
+    let v = d.wait_for("stats", Duration::from_secs(3), |v| {
         vlans(v, "kernel_vlans") == [10, 20] && vlans(v, "afxdp_vlans").is_empty()
     });
+    assert!(
+        kernel_path(&v)["device_notifications"].as_u64() > Some(0),
+        "{}",
+        kernel_path(&v)
+    );
+    // A join on top forwards without waiting for an RCU grace period (pooled lists).
+    assert_eq!(
+        kernel_path(&v)["grace_waits_on_path"],
+        0,
+        "{}",
+        kernel_path(&v)
+    );
     send(&s3, GROUP, 20);
     assert_eq!(m4.count(QUIET, Duration::from_secs(2)).unwrap(), 20);
     d.wait_for("stats", Duration::from_secs(2), |v| kernel_rx(v, &p3) >= 15);

@@ -110,8 +110,22 @@ pub struct KernelPathStats {
     pub keys: usize,
     /// VLANs left to userspace because the outer map is full.
     pub overflowed_vlans: Vec<u16>,
-    /// How long the last changing sync took, in microseconds.
+    /// How long the last changing sync took, in microseconds (planning included).
     pub last_sync_us: u64,
+    /// Of that, until its last map change was live (a pool refill after it not included):
+    /// how long a join waits for the kernel.
+    pub last_applied_us: u64,
+    /// Map-in-map system calls (each waits for an RCU grace period) made on the join and
+    /// leave path; 0 while the list pool keeps up.
+    pub grace_waits_on_path: u64,
+    /// Replication lists (devmaps of egress ports, shared by keys with the same ports):
+    /// in the pool, used by some key, free, waiting for a grace period.
+    pub lists: ListCounts,
+    /// Pool refills (growth or reclaim), each one grace period.
+    pub pool_batches: u64,
+    /// Device-change announcements that made the daemon re-read which ports accept
+    /// redirects.
+    pub device_notifications: u64,
     /// VLANs the kernel forwards now.
     pub kernel_vlans: Vec<u16>,
     /// VLANs the AF_XDP workers forward because one of their ports refuses XDP redirects
@@ -131,6 +145,20 @@ pub struct KernelPathStats {
     pub stations_aged: u64,
     /// Learning notices refused because the kernel's FDB is full.
     pub stations_refused_full: u64,
+}
+
+/// The replication-list pool ([`xsnoop_dataplane::fastpath::ListStats`]) as `xsnoop stats`
+/// shows it.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct ListCounts {
+    /// Lists created in the kernel so far.
+    pub pool: u32,
+    /// Lists some key points at.
+    pub live: usize,
+    /// Lists ready for a new egress set.
+    pub free: usize,
+    /// Lists a key left, waiting for an RCU grace period before reuse.
+    pub quarantined: usize,
 }
 
 /// What the show commands read of the fast path while the CPU programs it; cheap to clone.
@@ -220,6 +248,11 @@ impl KernelPath {
         changed
     }
 
+    /// Counts a device-change announcement (the caller re-reads the ports' features).
+    pub fn count_device_notification(&mut self) {
+        lock(&self.view.stats).device_notifications += 1;
+    }
+
     /// A worker learned, moved or refreshed a station at `now` (the workers' FDB clock).
     pub fn learn(&mut self, n: FdbNotice, now: Duration) {
         self.stations.learn(n, now);
@@ -302,15 +335,21 @@ impl KernelPath {
             })
             .collect();
         let scope = scope_for(table, ports, self.accepting, self.forced);
-        let (result, keys) = {
+        let (result, keys, lists) = {
             let mut fp = lock(&self.view.fp);
             fp.set_scope(scope.clone());
             let r = fp.sync(table, ports, &ifindexes);
-            (r, fp.applied().maps.len())
+            (r, fp.applied().maps.len(), fp.list_stats())
         };
         {
             let mut st = lock(&self.view.stats);
             st.keys = keys;
+            st.lists = ListCounts {
+                pool: lists.pool,
+                live: lists.live,
+                free: lists.free,
+                quarantined: lists.quarantined,
+            };
             let (mut inside, mut outside): (Vec<u16>, Vec<u16>) =
                 table.vlans.keys().partition(|v| scope.covers(**v));
             inside.sort_unstable();
@@ -324,11 +363,15 @@ impl KernelPath {
                 Ok(report) => {
                     self.dirty = false;
                     st.last_error = None;
+                    st.pool_batches += report.pool_batches as u64;
                     if report.ops > 0 {
                         st.syncs += 1;
                         st.ops += report.ops as u64;
+                        st.grace_waits_on_path += report.outer_syscalls as u64;
                         st.last_sync_us =
                             u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        st.last_applied_us =
+                            u64::try_from(report.applied_in.as_micros()).unwrap_or(u64::MAX);
                         debug!(
                             ops = report.ops,
                             outer = report.outer_syscalls,

@@ -46,7 +46,7 @@ use kernel_path::{DataplaneMode, KernelPath};
 use link::LinkWatch;
 use msg::{Punt, Shared, TxRequest, PUNT_QUEUE, TX_QUEUE};
 use worker::{Links, Worker, NOTICE_QUEUE};
-use xdp_features::NetdevSocket;
+use xdp_features::{NetdevEvents, NetdevSocket};
 
 /// How often link state (and whether ports accept XDP redirects) is polled.
 const LINK_POLL: Duration = Duration::from_millis(500);
@@ -265,6 +265,8 @@ struct Cpu {
     ifindexes: Vec<u32>,
     /// Asks the kernel which ports accept XDP redirects (none: it cannot say).
     netdev: Option<NetdevSocket>,
+    /// The kernel's device-change announcements: re-ask at once when one arrives.
+    netdev_events: Option<NetdevEvents>,
     /// The workers' learning notices, for the kernel's station table (with a kernel path).
     notices: Option<Receiver<FdbNotice>>,
     /// Every worker's inbox: stations the kernel kept alive go back to the workers' tables.
@@ -640,6 +642,13 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         classifier: Some(classifier),
         names: names.clone(),
         ifindexes,
+        netdev_events: match (&netdev, kernel_on) {
+            (Some(s), true) => s
+                .subscribe()
+                .map_err(|e| debug!(error = %e, "no device-change announcements; polling only"))
+                .ok(),
+            _ => None,
+        },
         netdev,
         notices: cpu_notices,
         inboxes: if kernel_on { inboxes_tx } else { Vec::new() },
@@ -674,6 +683,17 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         }
         if cpu.kernel.as_ref().is_some_and(|k| k.dirty) {
             cpu.sync_kernel();
+        }
+        if cpu
+            .netdev_events
+            .as_ref()
+            .is_some_and(NetdevEvents::changed)
+        {
+            // A device changed (a veth peer's GRO, a driver's XDP features): re-read now.
+            if let Some(k) = &mut cpu.kernel {
+                k.count_device_notification();
+            }
+            cpu.probe_redirects();
         }
         cpu.take_notices();
         if Instant::now() >= next_ageing {

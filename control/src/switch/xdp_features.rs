@@ -27,6 +27,11 @@ const GENL_ID_CTRL: u16 = 0x10;
 const CTRL_CMD_GETFAMILY: u8 = 3;
 const CTRL_ATTR_FAMILY_ID: u16 = 1;
 const CTRL_ATTR_FAMILY_NAME: u16 = 2;
+const CTRL_ATTR_MCAST_GROUPS: u16 = 7;
+const CTRL_ATTR_MCAST_GRP_NAME: u16 = 1;
+const CTRL_ATTR_MCAST_GRP_ID: u16 = 2;
+const SOL_NETLINK: libc::c_int = 270;
+const NETLINK_ADD_MEMBERSHIP: libc::c_int = 1;
 const NETDEV_CMD_DEV_GET: u8 = 1;
 const NETDEV_A_DEV_IFINDEX: u16 = 1;
 const NETDEV_A_DEV_XDP_FEATURES: u16 = 3;
@@ -79,6 +84,8 @@ impl XdpFeatures {
 pub struct NetdevSocket {
     fd: OwnedFd,
     family: u16,
+    /// The family's `mgmt` multicast group: device changes, XDP features included.
+    mgmt_group: Option<u32>,
     seq: u32,
 }
 
@@ -124,6 +131,7 @@ impl NetdevSocket {
         let mut s = NetdevSocket {
             fd,
             family: 0,
+            mgmt_group: None,
             seq: 0,
         };
         let reply = s
@@ -143,7 +151,77 @@ impl NetdevSocket {
             .map(u16::from_ne_bytes)
             .ok_or(XdpFeaturesError::Malformed("no family id"))?;
         s.family = id;
+        s.mgmt_group = attr(&reply, CTRL_ATTR_MCAST_GROUPS).and_then(|groups| {
+            // A nested array: each element nests a name and an id.
+            let mut at = 0usize;
+            while let Some(h) = groups.get(at..at + 4) {
+                let len = usize::from(u16::from_ne_bytes([*h.first()?, *h.get(1)?]));
+                if len < 4 {
+                    return None;
+                }
+                let g = groups.get(at + 4..at + len)?;
+                if attr(g, CTRL_ATTR_MCAST_GRP_NAME) == Some(&b"mgmt\0"[..]) {
+                    return attr(g, CTRL_ATTR_MCAST_GRP_ID)
+                        .and_then(|v| v.get(..4))
+                        .and_then(|b| b.try_into().ok())
+                        .map(u32::from_ne_bytes);
+                }
+                at += (len + 3) & !3;
+            }
+            None
+        });
         Ok(s)
+    }
+
+    /// A socket that hears the kernel announce device changes (`dev-change-ntf` on the
+    /// family's `mgmt` group), e.g. a veth peer turning GRO on or off, so the daemon re-reads
+    /// the features at once instead of at its next poll.
+    pub fn subscribe(&self) -> Result<NetdevEvents, XdpFeaturesError> {
+        let group = self
+            .mgmt_group
+            .ok_or(XdpFeaturesError::Malformed("no mgmt multicast group"))?;
+        // SAFETY: plain socket(2) call; the result is checked before use.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                libc::NETLINK_GENERIC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        // SAFETY: `fd` is a fresh descriptor owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // A netlink socket gets multicast only once bound (port id chosen by the kernel).
+        // SAFETY: sockaddr_nl is plain data; all-zero with the family set is a valid address.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: `addr` is a valid sockaddr_nl of the given length for the duration of the call.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        // SAFETY: `group` is a valid u32 for the duration of the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                SOL_NETLINK,
+                NETLINK_ADD_MEMBERSHIP,
+                (&group as *const u32).cast(),
+                std::mem::size_of::<u32>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(NetdevEvents { fd })
     }
 
     /// The XDP features of interface `ifindex`.
@@ -194,6 +272,43 @@ impl NetdevSocket {
                 Some(attrs) => return Ok(attrs.to_vec()),
                 None => continue, // a stale reply to an earlier, timed-out request
             }
+        }
+    }
+}
+
+/// Device-change announcements from the kernel (see [`NetdevSocket::subscribe`]).
+pub struct NetdevEvents {
+    fd: OwnedFd,
+}
+
+impl std::fmt::Debug for NetdevEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetdevEvents").finish_non_exhaustive()
+    }
+}
+
+impl NetdevEvents {
+    /// Whether any announcement arrived since the last call (all pending ones are read; a
+    /// full socket buffer, which drops some, also counts as "something changed").
+    pub fn changed(&self) -> bool {
+        let mut buf = [0u8; 4096];
+        let mut any = false;
+        loop {
+            // SAFETY: `buf` is writable for its whole length; the socket is non-blocking.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                any = true;
+                continue;
+            }
+            let e = std::io::Error::last_os_error();
+            return any || (n < 0 && e.raw_os_error() == Some(libc::ENOBUFS));
         }
     }
 }
