@@ -1095,7 +1095,13 @@ fn every_receive_queue_of_a_multi_queue_port_is_switched() {
     let net = 57;
     // h1 sends over many flows; h2 is a member; h3 is not, and gets unicast.
     let star = star_mq(net, &[2, 2, 2]);
-    let d = Daemon::start(&star, &config(net, &access_ports(&star, &[]), &[]));
+    // What is tested is the AF_XDP side (a socket per queue), so every frame must take it: in
+    // dataplane auto the kernel would forward the flows once their stations are known.
+    let cfg = format!(
+        "dataplane = \"afxdp\"\n{}",
+        config(net, &access_ports(&star, &[]), &[])
+    );
+    let d = Daemon::start(&star, &cfg);
     // A socket on every queue of every port (counters are published a few times a second).
     d.wait_for("stats", Duration::from_secs(3), |s| {
         s["dataplane"]["queues"].as_array().map(Vec::len) == Some(3 * 4)
