@@ -2,7 +2,8 @@
 //
 // The XDP ceiling for `make bench`: the least work any switch can do to replicate a frame to its
 // members on this kernel. Attached to the sender-facing switch port, it sends every arriving
-// frame to each port in `members` (broadcast frames: in `everyone`) by in-kernel devmap broadcast (one clone per entry, the ingress
+// frame to each port in `members` (broadcast frames: in `everyone`; unicast: a plain redirect to
+// the first member) by in-kernel devmap broadcast (one clone per entry, the ingress
 // port excluded). It makes no decision at all: it is the bound xsnoop and the Linux bridge are
 // measured against, not a switch (fastpath-facts.md: keep non-members out of the map, since every
 // entry costs a clone).
@@ -33,10 +34,15 @@ int bench_ceiling(struct xdp_md *ctx)
 	__u8 *data = (__u8 *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 
-	// The one test it makes: a broadcast destination (first octet ff; multicast MACs start 01)
-	// goes to every port, so the broadcast benchmark has a ceiling too.
-	if ((void *)(data + 1) <= end && data[0] == 0xff)
+	// The two tests it makes, on the first octet of the destination: broadcast (ff) goes to
+	// every port, so the broadcast benchmark has a ceiling too; unicast (group bit clear) is
+	// one plain redirect to the first member, the least an L2 switch can do with a known MAC.
+	if ((void *)(data + 1) > end)
+		return XDP_DROP;
+	if (data[0] == 0xff)
 		return bpf_redirect_map(&everyone, 0, BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
+	if (!(data[0] & 1))
+		return bpf_redirect_map(&members, 0, 0);
 	return bpf_redirect_map(&members, 0, BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
 }
 

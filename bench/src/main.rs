@@ -107,9 +107,12 @@ struct Cli {
     /// Fan-out of the beds the flood benchmark runs on.
     #[arg(long, default_value_t = 4)]
     flood_members: usize,
-    /// Table sizes (groups installed) of the table-scale benchmark, on beds of its own with the
-    /// smallest fan-out (xsnoop's modes and the bridge); empty (`--scale-groups=`) skips it.
-    #[arg(long, value_delimiter = ',', num_args = 0.., default_values_t = [1, 1_000, 100_000])]
+    /// Run the table-scale benchmark (on beds of its own with the smallest fan-out: xsnoop's
+    /// modes and the bridge).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    scale: bool,
+    /// Table sizes (groups installed) of the table-scale benchmark.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 1_000, 100_000])]
     scale_groups: Vec<usize>,
     /// Switches to measure (ratios need xsnoop with the bridge or the ceiling).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = SwitchKind::ALL)]
@@ -347,7 +350,7 @@ fn packet_benches(cli: &Cli, log: &mut String) -> Result<PacketResults> {
         all.extend(flood_benches(cli, &beds, duration)?);
     }
     let mut scaled = Vec::new();
-    if cli.only.rates() && !cli.scale_groups.is_empty() {
+    if cli.only.rates() && cli.scale && !cli.scale_groups.is_empty() {
         drop(beds);
         scaled = scale_benches(cli, &members, &switches, duration)?;
     }
@@ -505,8 +508,8 @@ fn run_rounds(
 
 /// Unicast 64 B from host 1 to host 2, and broadcast 64 B from host 1 to every other host, on
 /// the one-member beds (the smallest fan-out if there is none): plain L2 switching, no
-/// snooping. The ceiling's devmap holds the one member port for unicast (a plain XDP
-/// redirect) and every other port for broadcast.
+/// snooping. The ceiling redirects unicast to the one member port (a plain XDP redirect) and
+/// broadcasts broadcast frames to every other port.
 fn l2_benches(cli: &Cli, beds: &[Bed], duration: Duration) -> Result<Vec<Measured>> {
     let least = beds.iter().map(|b| b.members).min().unwrap_or(1);
     let mut jobs = Vec::new();
@@ -677,7 +680,8 @@ fn setup_notes(cli: &Cli, napi: &str, load_before: &str, load_after: &str, took:
          checks the mode in `xsnoop stats`); \
          **Linux bridge** `mcast_snooping 1` + `mcast_querier 1` (GRO on the ingress port for \
          the same NAPI reason); **XDP ceiling**: devmap broadcast (`BPF_F_BROADCAST | \
-         BPF_F_EXCLUDE_INGRESS`) to exactly the member ports, no logic at all. Each bed is \
+         BPF_F_EXCLUDE_INGRESS`) to exactly the member ports (broadcast frames: to every \
+         other port; unicast: one plain `bpf_redirect_map` to the member), no other logic. Each bed is \
          probed until the members get frames and the non-member none before it is measured \
          (the bridge floods until its querier counts as present)."
     );
