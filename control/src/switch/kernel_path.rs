@@ -182,7 +182,7 @@ pub struct KernelPath {
     statics: Vec<(VlanId, MacAddr, PortId)>,
     /// The station map must be written (changed, or the last write failed).
     fdb_due: bool,
-    /// The last sync failed: try again.
+    /// The maps are behind: a table was published since the last sync, or it failed.
     pub dirty: bool,
 }
 

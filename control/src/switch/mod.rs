@@ -305,7 +305,11 @@ impl Cpu {
                 groups = self.plane.engine().mdb(self.plane.now()).len(),
                 "table published"
             );
-            self.sync_kernel();
+            // Synced once at the end of this CPU turn: a burst of reports (up to
+            // PUNTS_PER_TURN) costs one sync, not one per report.
+            if let Some(k) = &mut self.kernel {
+                k.dirty = true;
+            }
         }
     }
 
@@ -682,6 +686,7 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
             cpu.act(&out, None);
         }
         if cpu.kernel.as_ref().is_some_and(|k| k.dirty) {
+            // New publications of this turn, or a failed sync to retry.
             cpu.sync_kernel();
         }
         if cpu
