@@ -157,12 +157,17 @@ static __always_inline __u32 classify(void *data, void *end, __u64 len)
 
 #define MAX_VLANS 4096
 // Outer keys (VLAN, kind, group, source): groups, (S,G) entries, one flood and one unregistered
-// entry per VLAN.
-#define FP_MAX_KEYS 16384
-// Replication lists (inner devmaps): at most one live list per key, plus lists that no key uses
-// any more but a frame in flight may still hold (quarantined until a grace period passed).
+// entry per VLAN. 131072 so that 100 000 groups (issue 5's table-scale point) plus their (S,G)
+// keys stay in the kernel. A preallocated HASH: its memory is taken at load time whether used or
+// not (measured: see FP_MAX_KEYS in dataplane/src/xdp/abi.rs).
+#define FP_MAX_KEYS 131072
+// Replication lists (inner devmaps): one live list per distinct egress set (keys with the same
+// set share it), plus lists that no key uses any more but a frame in flight may still hold
+// (quarantined until a grace period passed). Only the array slots are reserved here (8 B each);
+// the lists themselves are created on demand, each a descriptor in the switch process.
 #define FP_MAX_LISTS 32768
-// Per-(VLAN, S, G) counters: an LRU, so at most this many flows are counted at a time.
+// Per-(VLAN, S, G) counters: an LRU, so at most this many flows are counted at a time (the
+// least recently seen flow is evicted; forwarding never depends on it).
 #define FP_MAX_FLOWS 16384
 
 // fp_ports[slot].mode

@@ -23,6 +23,8 @@
 //! during the update may still use the previous set: "never to a port that left more than one
 //! update ago".
 
+use std::collections::BTreeMap;
+
 use crate::xdp::abi::{FpKey, FpPort, FpVlan, FP_ON, FP_TAGGED};
 
 use super::plan::{Desired, DevEntry};
@@ -71,9 +73,35 @@ pub enum MapOp {
     },
 }
 
+/// An inclusive range of `fp_groups` keys (keys sort by VLAN, kind, group, source).
+pub type KeyRange = std::ops::RangeInclusive<FpKey>;
+
 /// The operations that turn `old` (what the kernel holds) into `new`, in the safe order above.
 /// Empty when the two agree.
 pub fn diff(old: &Desired, new: &Desired) -> Vec<MapOp> {
+    diff_in(old, new, None)
+}
+
+/// [`diff`] with the `fp_groups` keys compared only inside `ranges` (sorted, disjoint); ports,
+/// VLAN states and unicast entries are compared whole (they are small). The result equals
+/// [`diff`]'s when `old` and `new` agree on every key outside `ranges`: this is how a sync
+/// costs what changed, not what the table holds.
+pub fn diff_ranges(old: &Desired, new: &Desired, ranges: &[KeyRange]) -> Vec<MapOp> {
+    diff_in(old, new, Some(ranges))
+}
+
+/// The keys of `m` inside `ranges`, or all of them.
+fn keys_in<'a, V>(
+    m: &'a BTreeMap<FpKey, V>,
+    ranges: Option<&'a [KeyRange]>,
+) -> Box<dyn Iterator<Item = (&'a FpKey, &'a V)> + 'a> {
+    match ranges {
+        None => Box::new(m.iter()),
+        Some(r) => Box::new(r.iter().flat_map(move |r| m.range(r.clone()))),
+    }
+}
+
+fn diff_in(old: &Desired, new: &Desired, ranges: Option<&[KeyRange]>) -> Vec<MapOp> {
     let mut ops = Vec::new();
     // 1. ports added or changed
     for (slot, p) in &new.ports {
@@ -95,7 +123,7 @@ pub fn diff(old: &Desired, new: &Desired) -> Vec<MapOp> {
         }
     }
     // 3. new and changed egress sets, each complete before it becomes visible
-    for (key, entries) in &new.maps {
+    for (key, entries) in keys_in(&new.maps, ranges) {
         if old.maps.get(key) != Some(entries) {
             ops.push(MapOp::PutMap {
                 key: *key,
@@ -129,7 +157,7 @@ pub fn diff(old: &Desired, new: &Desired) -> Vec<MapOp> {
         }
     }
     // 5. stale keys
-    for key in old.maps.keys() {
+    for (key, _) in keys_in(&old.maps, ranges) {
         if !new.maps.contains_key(key) {
             ops.push(MapOp::DeleteMap { key: *key });
         }

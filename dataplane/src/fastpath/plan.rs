@@ -142,26 +142,44 @@ pub fn desired_with(
     scope: &Scope,
     unicast: bool,
 ) -> Desired {
+    let caps = Caps::default();
+    desired_capped(table, pm, ifindex_of_port, scope, unicast, caps)
+}
+
+/// How many `fp_groups` keys and `fp_unicast` entries the maps hold; only tests use others
+/// (so that overflow can be exercised with small tables).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Caps {
+    pub keys: usize,
+    pub unicast: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            keys: FP_MAX_KEYS as usize,
+            unicast: FP_MAX_UNICAST as usize,
+        }
+    }
+}
+
+/// [`desired_with`] with the map capacities `caps`.
+pub(super) fn desired_capped(
+    table: &ForwardingTable,
+    pm: &PortMap,
+    ifindex_of_port: &[u32],
+    scope: &Scope,
+    unicast: bool,
+    caps: Caps,
+) -> Desired {
     let mut out = Desired::default();
     if *scope == Scope::Off {
         return out;
     }
-    let mut usable = PortSet::EMPTY;
-    for (p, &ifindex) in ifindex_of_port.iter().enumerate().take(MAX_SLOTS as usize) {
-        let Ok(port) = PortId::try_from(p) else {
-            break;
-        };
-        if ifindex == 0 {
-            continue;
-        }
-        if let Some(e) = port_entry(pm, port) {
-            usable.insert(port);
-            out.ports.insert(u32::from(port), e);
-        }
-    }
+    let (usable, ports) = usable_ports(pm, ifindex_of_port);
+    out.ports = ports;
     let mut vids: Vec<VlanId> = table.vlans.keys().copied().collect();
     vids.sort_unstable();
-    let cap = FP_MAX_KEYS as usize;
     for vid in vids {
         let Some(vt) = table.vlans.get(&vid) else {
             continue;
@@ -170,8 +188,8 @@ pub fn desired_with(
             continue;
         }
         let (mut state, maps, uni) = vlan_plan(vid, vt, pm, usable, ifindex_of_port);
-        if out.maps.len() + maps.len() > cap
-            || (unicast && out.unicast.len() + uni.len() > FP_MAX_UNICAST as usize)
+        if out.maps.len() + maps.len() > caps.keys
+            || (unicast && out.unicast.len() + uni.len() > caps.unicast)
         {
             out.overflowed.push(vid);
             continue;
@@ -189,13 +207,81 @@ pub fn desired_with(
 /// One VLAN's state, its outer-map keys and its unicast entries.
 type VlanPlan = (FpVlan, Vec<(FpKey, Vec<DevEntry>)>, Vec<(u32, DevEntry)>);
 
-fn vlan_plan(
-    vid: VlanId,
+/// Everything VLAN-wide that a VLAN's keys depend on. Two equal heads give every group the same
+/// keys for the same [`GroupEntry`], which is what lets [`super::incremental`] replan only the
+/// groups that changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct VlanHead {
+    /// `fp_vlans` value (without `FP_UNICAST`, which the caller adds).
+    pub state: FpVlan,
+    /// Whether groups are looked up at all (RFC 4541 §2: snooping may be off per VLAN).
+    pub snooping: bool,
+    /// Multicast-router ports inside the domain.
+    pub mrouters: PortSet,
+    /// The flood domain as devmap entries: its ports, interfaces and egress programs.
+    pub domain: Vec<DevEntry>,
+    /// The unregistered set (mrouters ∪ flood_unregistered, RFC 4541 §2.1.2 (3)) as entries.
+    pub unreg: Vec<DevEntry>,
+}
+
+impl VlanHead {
+    /// The entries of `set` (cut to the domain), sorted by port.
+    pub fn entries(&self, set: PortSet) -> Vec<DevEntry> {
+        self.domain
+            .iter()
+            .filter(|e| set.contains(e.port))
+            .copied()
+            .collect()
+    }
+
+    /// The VLAN's own keys: flood and unregistered.
+    pub fn keys(&self, vid: VlanId) -> [(FpKey, Vec<DevEntry>); 2] {
+        let any = Ipv4Addr::UNSPECIFIED;
+        [
+            (key(vid, FP_KIND_FLOOD, any, any), self.domain.clone()),
+            (key(vid, FP_KIND_UNREG, any, any), self.unreg.clone()),
+        ]
+    }
+
+    /// The VLAN's `fp_unicast` entries.
+    pub fn unicast(&self, vid: VlanId) -> impl Iterator<Item = (u32, DevEntry)> + '_ {
+        self.domain
+            .iter()
+            .map(move |e| (unicast_key(vid, e.port), *e))
+    }
+}
+
+/// The ports that may take part (configured in the port map, with an interface) and their
+/// `fp_ports` values.
+pub(super) fn usable_ports(
+    pm: &PortMap,
+    ifindex_of_port: &[u32],
+) -> (PortSet, BTreeMap<u32, FpPort>) {
+    let mut usable = PortSet::EMPTY;
+    let mut ports = BTreeMap::new();
+    for (p, &ifindex) in ifindex_of_port.iter().enumerate().take(MAX_SLOTS as usize) {
+        let Ok(port) = PortId::try_from(p) else {
+            break;
+        };
+        if ifindex == 0 {
+            continue;
+        }
+        if let Some(e) = port_entry(pm, port) {
+            usable.insert(port);
+            ports.insert(u32::from(port), e);
+        }
+    }
+    (usable, ports)
+}
+
+/// The VLAN-wide part of VLAN `vid`'s plan.
+pub(super) fn vlan_head(
     vt: &VlanTable,
+    vid: VlanId,
     pm: &PortMap,
     usable: PortSet,
     ifindex_of_port: &[u32],
-) -> VlanPlan {
+) -> VlanHead {
     let members = pm.members(vid).intersection(usable);
     let domain = vt.ports.intersection(members);
     let tagged = domain.difference(pm.untagged(vid));
@@ -206,79 +292,90 @@ fn vlan_plan(
     if !tagged.is_empty() {
         flags |= FP_TAGGED;
     }
-    let entries = |set: PortSet| -> Vec<DevEntry> {
-        set.intersection(domain)
-            .iter()
-            .filter_map(|p| {
-                let ifindex = *ifindex_of_port.get(usize::from(p))?;
-                let prog = if tagged.is_empty() {
-                    EgressProg::Plain
-                } else if tagged.contains(p) {
-                    EgressProg::Tag
-                } else {
-                    EgressProg::Untagged
-                };
-                Some(DevEntry {
-                    port: p,
-                    ifindex,
-                    prog,
-                })
+    let domain_entries: Vec<DevEntry> = domain
+        .iter()
+        .filter_map(|p| {
+            let ifindex = *ifindex_of_port.get(usize::from(p))?;
+            let prog = if tagged.is_empty() {
+                EgressProg::Plain
+            } else if tagged.contains(p) {
+                EgressProg::Tag
+            } else {
+                EgressProg::Untagged
+            };
+            Some(DevEntry {
+                port: p,
+                ifindex,
+                prog,
             })
-            .collect()
-    };
-    let any = Ipv4Addr::UNSPECIFIED;
-    let mut maps = vec![
-        (key(vid, FP_KIND_FLOOD, any, any), entries(domain)),
-        (
-            key(vid, FP_KIND_UNREG, any, any),
-            entries(vt.mrouters.union(vt.flood_unregistered)),
-        ),
-    ];
-    if vt.snooping {
-        for (g, e) in vt.groups.iter() {
-            // 224.0.0.0/24 is flooded before any group lookup (RFC 4541 §2.1.2 (2)).
-            if !is_multicast(*g) || is_link_local_multicast(*g) {
-                continue;
-            }
-            group_plan(vid, *g, e, vt.mrouters, domain, &entries, &mut maps);
-        }
-    }
-    let state = FpVlan {
-        flags,
-        pad: 0,
-        members: bitmap(members),
-    };
-    let uni = entries(domain)
-        .into_iter()
-        .map(|e| (unicast_key(vid, e.port), e))
+        })
         .collect();
-    (state, maps, uni)
+    let mut head = VlanHead {
+        state: FpVlan {
+            flags,
+            pad: 0,
+            members: bitmap(members),
+        },
+        snooping: vt.snooping,
+        mrouters: vt.mrouters.intersection(domain),
+        domain: domain_entries,
+        unreg: Vec::new(),
+    };
+    head.unreg = head.entries(vt.mrouters.union(vt.flood_unregistered));
+    head
 }
 
-fn group_plan(
+fn vlan_plan(
+    vid: VlanId,
+    vt: &VlanTable,
+    pm: &PortMap,
+    usable: PortSet,
+    ifindex_of_port: &[u32],
+) -> VlanPlan {
+    let head = vlan_head(vt, vid, pm, usable, ifindex_of_port);
+    let mut maps = Vec::from(head.keys(vid));
+    if vt.snooping {
+        for (g, e) in vt.groups.iter() {
+            group_keys(vid, *g, e, &head, &mut maps);
+        }
+    }
+    let uni = head.unicast(vid).collect();
+    (head.state, maps, uni)
+}
+
+/// Appends group `g`'s keys to `maps` (none for a group that is not snooped). Only with
+/// snooping on in the VLAN.
+pub(super) fn group_keys(
     vid: VlanId,
     g: Ipv4Addr,
     e: &GroupEntry,
-    mrouters: PortSet,
-    domain: PortSet,
-    entries: &impl Fn(PortSet) -> Vec<DevEntry>,
+    head: &VlanHead,
     maps: &mut Vec<(FpKey, Vec<DevEntry>)>,
 ) {
+    // 224.0.0.0/24 is flooded before any group lookup (RFC 4541 §2.1.2 (2)).
+    if !is_multicast(g) || is_link_local_multicast(g) {
+        return;
+    }
     let any = Ipv4Addr::UNSPECIFIED;
     if e.flood {
-        maps.push((key(vid, FP_KIND_ANY, g, any), entries(domain)));
+        maps.push((key(vid, FP_KIND_ANY, g, any), head.domain.clone()));
         return;
     }
     // RFC 4541 §2.1.2 (1), (7): members admitted by the source filter plus mrouter ports.
-    let any_set = e.any_source.union(mrouters).intersection(domain);
-    maps.push((key(vid, FP_KIND_ANY, g, any), entries(any_set)));
-    let mut sources: Vec<_> = e.by_source.iter().collect();
-    sources.sort_unstable_by_key(|(s, _)| **s);
-    for (s, set) in sources {
-        let s_set = set.union(mrouters).intersection(domain);
+    let any_set = e.any_source.union(head.mrouters);
+    let any_entries = head.entries(any_set);
+    let mut sources: Vec<(Ipv4Addr, Vec<DevEntry>)> = e
+        .by_source
+        .iter()
+        .map(|(s, set)| (*s, head.entries(set.union(head.mrouters))))
         // A source whose egress equals the any-source set needs no key of its own.
-        if s_set != any_set {
-            maps.push((key(vid, FP_KIND_SOURCE, g, *s), entries(s_set)));
-        }
-    }
+        .filter(|(_, entries)| *entries != any_entries)
+        .collect();
+    sources.sort_unstable_by_key(|(s, _)| *s);
+    maps.push((key(vid, FP_KIND_ANY, g, any), any_entries));
+    maps.extend(
+        sources
+            .into_iter()
+            .map(|(s, entries)| (key(vid, FP_KIND_SOURCE, g, s), entries)),
+    );
 }

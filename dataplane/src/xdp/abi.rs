@@ -113,10 +113,21 @@ pub const FP_MAX_FDB: u32 = 16_384;
 pub const FP_MAX_UNICAST: u32 = 8192;
 /// VLAN ids the `fp_vlans` array covers (0..4096).
 pub const FP_MAX_VLANS: u32 = 4096;
-/// Outer keys `fp_groups` holds.
-pub const FP_MAX_KEYS: u32 = 16_384;
-/// Replication lists `fp_lists` holds: one live list per key at most, plus quarantined ones.
-pub const FP_MAX_LISTS: u32 = 2 * FP_MAX_KEYS;
+/// Outer keys `fp_groups` holds (must equal `FP_MAX_KEYS` in `ebpf/xsnoop.bpf.c`): 100 000
+/// groups, issue 5's table-scale point, plus their (S,G) keys and two keys per VLAN. A VLAN whose
+/// keys do not fit is left whole to the AF_XDP workers (`SyncReport::overflowed`).
+///
+/// Cost: `fp_groups` is a preallocated HASH, so it is paid at load time, used or not.
+/// Measured here (Linux 6.18, `memlock` in the map's fdinfo, see `fastpath/scale_tests.rs`):
+/// 11 535 392 B (~88 B per key) at 131 072 keys, against ~1.44 MB at the former 16 384; the
+/// replication lists come on top (~1.4 KB per inner devmap, e.g. 64 lists = 90 KB), and
+/// `fp_lists`'s slots 262 KB.
+pub const FP_MAX_KEYS: u32 = 131_072;
+/// Replication lists `fp_lists` holds: one live list per distinct egress set (keys with the same
+/// set share it) plus quarantined ones. Independent of [`FP_MAX_KEYS`]: only the array's slots
+/// (8 B each) are reserved; each list is an inner devmap created on demand and kept open as a
+/// descriptor by the switch process, so RLIMIT_NOFILE bounds the pool in practice.
+pub const FP_MAX_LISTS: u32 = 32_768;
 /// Flows `fp_flows` counts at a time (an LRU: the least recently seen flow is evicted).
 pub const FP_MAX_FLOWS: u32 = 16_384;
 /// Entries of every inner devmap (its keys are port slots).

@@ -1,0 +1,326 @@
+//! A sync that costs what changed: the planner of [`super::plan`] rerun only where the table
+//! moved since the last sync.
+//!
+//! Why: [`super::plan::desired_with`] builds every key of every VLAN (a `Vec` per key) and
+//! [`super::diff::diff`] walks all of them; with 10 000 groups one join took ~15 ms and with
+//! 100 000 ~200 ms (release, this machine), against issue 7's "a join is forwarding within a
+//! millisecond". [`Tracker`] keeps, per VLAN, the VLAN-wide inputs of its plan
+//! ([`VlanHead`]) and a mirror of the group entries it planned. On the next table:
+//!
+//! - a VLAN whose head, scope coverage and admission are unchanged is compared group by group
+//!   (one hash lookup and an equality per group, no allocation for an unchanged one); only the
+//!   changed groups are planned, and only their keys are diffed;
+//! - anything VLAN-wide (ports, mrouters, `flood_unregistered`, snooping, port map, interface
+//!   indexes, admission under `FP_MAX_KEYS`) replans that VLAN whole;
+//! - a new scope, unicast setting or port set, a first sync, or a sync after a failure
+//!   ([`Tracker::invalidate`]) replans everything, exactly as the pure planner does.
+//!
+//! The pure planner stays the reference: the property test in `incremental_tests.rs` checks
+//! that random sequences of tables leave the same applied state, with no extra operation, as
+//! the full replan.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use super::diff::{diff, diff_ranges, KeyRange, MapOp};
+use super::plan::{self, group_keys, usable_ports, vlan_head, Caps, Desired, Scope, VlanHead};
+use crate::forward::portmap::{PortMap, MAX_VID, MIN_VID};
+use crate::table::{ForwardingTable, GroupEntry, VlanId, VlanTable};
+use crate::xdp::abi::{FpKey, FpPort, FP_KIND_ANY, FP_KIND_SOURCE, FP_UNICAST};
+
+/// What one VLAN's last plan was made from.
+#[derive(Clone, Debug)]
+struct Memo {
+    head: VlanHead,
+    /// The VLAN table as planned (groups mirrored one by one on incremental syncs).
+    table: VlanTable,
+    /// `fp_groups` keys the VLAN needs.
+    keys: usize,
+    /// Whether it fit (else it is in `overflowed` and has no keys in the kernel).
+    admitted: bool,
+}
+
+/// The result of [`Tracker::plan`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Planned {
+    /// The operations, in [`super::diff`]'s safe order.
+    pub ops: Vec<MapOp>,
+    /// In-scope VLANs left to userspace because `fp_groups` or `fp_unicast` is full.
+    pub overflowed: Vec<VlanId>,
+    /// Whether everything was replanned (first sync, new scope or ports, after a failure).
+    pub full: bool,
+    /// Groups planned one by one (in VLANs not replanned whole).
+    pub groups_replanned: usize,
+    /// VLANs replanned whole.
+    pub vlans_replanned: usize,
+}
+
+/// Remembers what the last plan was made from, so the next one replans only what changed.
+#[derive(Clone, Debug, Default)]
+pub struct Tracker {
+    /// The memos describe `applied` exactly (false at first, and after a failed apply).
+    valid: bool,
+    scope: Scope,
+    unicast: bool,
+    ports: BTreeMap<u32, FpPort>,
+    /// Every in-scope VLAN of the last table, admitted or not.
+    vlans: BTreeMap<VlanId, Memo>,
+    /// The map capacities the admission rule uses.
+    caps: Caps,
+}
+
+/// How one VLAN is planned this time.
+enum Work {
+    /// All its keys (new, VLAN-wide change, or admission changed).
+    Whole,
+    /// Only these groups changed (group, its entry now if still present).
+    Groups(Vec<Ipv4Addr>),
+}
+
+/// Every `fp_groups` key of VLAN `vid`.
+fn vlan_range(vid: VlanId) -> KeyRange {
+    let lo = FpKey {
+        vlan: vid,
+        ..FpKey::default()
+    };
+    let hi = FpKey {
+        vlan: vid,
+        kind: u16::MAX,
+        group: [u8::MAX; 4],
+        source: [u8::MAX; 4],
+    };
+    lo..=hi
+}
+
+/// Group `g`'s keys in VLAN `vid`: its (S,G) keys, then its (*,G) key (the order keys sort in).
+fn group_ranges(vid: VlanId, g: Ipv4Addr) -> [KeyRange; 2] {
+    let any = Ipv4Addr::UNSPECIFIED;
+    let bcast = Ipv4Addr::BROADCAST;
+    let g_key = plan::key(vid, FP_KIND_ANY, g, any);
+    [
+        plan::key(vid, FP_KIND_SOURCE, g, any)..=plan::key(vid, FP_KIND_SOURCE, g, bcast),
+        g_key..=g_key,
+    ]
+}
+
+/// The number of keys group `g` needs with entry `e` under `head`.
+fn group_key_count(vid: VlanId, g: Ipv4Addr, e: Option<&GroupEntry>, head: &VlanHead) -> usize {
+    let mut keys = Vec::new();
+    if let Some(e) = e {
+        group_keys(vid, g, e, head, &mut keys);
+    }
+    keys.len()
+}
+
+/// The groups whose entry differs between `old` and `new` (added, removed or changed).
+fn changed_groups(old: &VlanTable, new: &VlanTable) -> Vec<Ipv4Addr> {
+    let mut changed = Vec::new();
+    let mut matched = 0usize;
+    for (g, e) in new.groups.iter() {
+        match old.groups.get(g) {
+            Some(o) => {
+                matched += 1;
+                if o != e {
+                    changed.push(*g);
+                }
+            }
+            None => changed.push(*g),
+        }
+    }
+    if matched < old.groups.len() {
+        changed.extend(
+            old.groups
+                .keys()
+                .filter(|g| !new.groups.contains_key(g))
+                .copied(),
+        );
+    }
+    changed
+}
+
+impl Tracker {
+    /// A tracker for maps of capacities `caps` (tests: small, so overflow is exercised).
+    #[cfg(test)]
+    pub(super) fn with_caps(caps: Caps) -> Tracker {
+        Tracker {
+            caps,
+            ..Tracker::default()
+        }
+    }
+
+    /// Forgets everything: the next [`Tracker::plan`] replans the whole table. Call it when
+    /// applying the last plan failed part-way (the applied state is then a prefix of it).
+    pub fn invalidate(&mut self) {
+        self.valid = false;
+        self.vlans.clear();
+    }
+
+    /// The operations that take `applied` (what the kernel holds, as the last plan left it) to
+    /// what [`plan::desired_with`] would compute for these inputs, and the overflowed VLANs.
+    /// Assumes the operations will be applied; else call [`Tracker::invalidate`].
+    pub fn plan(
+        &mut self,
+        table: &ForwardingTable,
+        pm: &PortMap,
+        ifindex_of_port: &[u32],
+        scope: &Scope,
+        unicast: bool,
+        applied: &Desired,
+    ) -> Planned {
+        if *scope == Scope::Off {
+            self.invalidate();
+            self.scope = Scope::Off;
+            return Planned {
+                ops: diff(applied, &Desired::default()),
+                full: true,
+                ..Planned::default()
+            };
+        }
+        let (usable, ports) = usable_ports(pm, ifindex_of_port);
+        let full =
+            !self.valid || *scope != self.scope || unicast != self.unicast || ports != self.ports;
+        if full {
+            self.vlans.clear();
+        }
+        let mut vids: Vec<VlanId> = table.vlans.keys().copied().collect();
+        vids.sort_unstable();
+        // Per in-scope VLAN: its head, its table, what to replan, and how many keys it needs.
+        let mut work: Vec<(VlanId, VlanHead, &VlanTable, Work, usize)> = Vec::new();
+        for vid in vids {
+            let Some(vt) = table.vlans.get(&vid) else {
+                continue;
+            };
+            if !scope.covers(vid) || !(MIN_VID..=MAX_VID).contains(&vid) {
+                continue;
+            }
+            let head = vlan_head(vt, vid, pm, usable, ifindex_of_port);
+            let memo = self.vlans.get(&vid).filter(|m| m.head == head);
+            let (w, keys) = match memo {
+                Some(m) if !head.snooping => (Work::Groups(Vec::new()), m.keys),
+                Some(m) => {
+                    let changed = changed_groups(&m.table, vt);
+                    let mut keys = m.keys;
+                    for g in &changed {
+                        keys = keys
+                            .saturating_sub(group_key_count(vid, *g, m.table.groups.get(g), &head))
+                            .saturating_add(group_key_count(vid, *g, vt.groups.get(g), &head));
+                    }
+                    (Work::Groups(changed), keys)
+                }
+                None => {
+                    let mut keys = 2;
+                    if head.snooping {
+                        for (g, e) in vt.groups.iter() {
+                            keys += group_key_count(vid, *g, Some(e), &head);
+                        }
+                    }
+                    (Work::Whole, keys)
+                }
+            };
+            work.push((vid, head, vt, w, keys));
+        }
+
+        let mut want = Desired {
+            ports: ports.clone(),
+            ..Desired::default()
+        };
+        let mut ranges: Vec<KeyRange> = Vec::new();
+        let mut out = Planned {
+            full,
+            ..Planned::default()
+        };
+        let (mut total, mut uni_total) = (0usize, 0usize);
+        let mut memos: BTreeMap<VlanId, Memo> = BTreeMap::new();
+        for (vid, head, vt, w, keys) in work {
+            // The same admission rule as the pure planner: in VLAN order, while they fit.
+            let uni = head.domain.len();
+            let admitted =
+                total + keys <= self.caps.keys && !(unicast && uni_total + uni > self.caps.unicast);
+            let prev = self.vlans.remove(&vid);
+            let was_admitted = prev.as_ref().is_some_and(|m| m.admitted);
+            if admitted {
+                total += keys;
+                let mut state = head.state;
+                if unicast {
+                    uni_total += uni;
+                    state.flags |= FP_UNICAST;
+                    want.unicast.extend(head.unicast(vid));
+                }
+                want.vlans.insert(vid, state);
+            } else {
+                out.overflowed.push(vid);
+            }
+            let memo = match (w, prev) {
+                (Work::Groups(changed), Some(mut m)) if admitted == was_admitted => {
+                    if admitted && head.snooping {
+                        let mut planned = Vec::new();
+                        for g in &changed {
+                            if let Some(e) = vt.groups.get(g) {
+                                group_keys(vid, *g, e, &head, &mut planned);
+                            }
+                            ranges.extend(group_ranges(vid, *g));
+                        }
+                        want.maps.extend(planned);
+                    }
+                    out.groups_replanned += changed.len();
+                    for g in changed {
+                        match vt.groups.get(&g) {
+                            Some(e) => m.table.groups.insert(g, e.clone()),
+                            None => m.table.groups.remove(&g),
+                        };
+                    }
+                    m.table.ports = vt.ports;
+                    m.table.mrouters = vt.mrouters;
+                    m.table.flood_unregistered = vt.flood_unregistered;
+                    m.table.snooping = vt.snooping;
+                    m.keys = keys;
+                    m
+                }
+                _ => {
+                    out.vlans_replanned += 1;
+                    ranges.push(vlan_range(vid));
+                    if admitted {
+                        want.maps.extend(head.keys(vid));
+                        if head.snooping {
+                            let mut planned = Vec::new();
+                            for (g, e) in vt.groups.iter() {
+                                group_keys(vid, *g, e, &head, &mut planned);
+                            }
+                            want.maps.extend(planned);
+                        }
+                    }
+                    Memo {
+                        head,
+                        table: vt.clone(),
+                        keys,
+                        admitted,
+                    }
+                }
+            };
+            memos.insert(vid, Memo { admitted, ..memo });
+        }
+        // VLANs gone from the table or the scope: nothing of theirs stays.
+        for vid in self.vlans.keys() {
+            ranges.push(vlan_range(*vid));
+        }
+        ranges.sort_unstable_by(|a, b| a.start().cmp(b.start()));
+        out.ops = if full {
+            // Every key is compared: a failed sync's leftovers outside any VLAN go too.
+            diff(applied, &want)
+        } else {
+            // Every key outside `ranges` belongs to an unchanged group of an unchanged VLAN:
+            // the kernel already holds it as planned.
+            diff_ranges(applied, &want, &ranges)
+        };
+        self.vlans = memos;
+        self.valid = true;
+        self.scope = scope.clone();
+        self.unicast = unicast;
+        self.ports = ports;
+        out
+    }
+}
+
+#[cfg(test)]
+#[path = "incremental_tests.rs"]
+mod tests;
