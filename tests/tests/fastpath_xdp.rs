@@ -1099,6 +1099,110 @@ impl TapRemove for ForwardingTable {
     }
 }
 
+/// Group `i` of the table-scale test: 239.16.0.0 + i (never link-local).
+fn scale_group(i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(0xef10_0000 + u32::try_from(i).unwrap())
+}
+
+/// Issue 5 §3 and issue 7: 100 000 groups in one VLAN all stay in the kernel (before, 16 384
+/// keys fit and the whole VLAN fell back to the AF_XDP workers). Every group is read back from
+/// `fp_groups` with its list's ports; frames to a spread of groups reach exactly their ports
+/// (the trunk tagged); then one join and one leave on top replan one group each, not the
+/// table, and take effect at the next frame. Sync times are printed, not asserted (debug
+/// build, shared cores; `dataplane/src/fastpath/scale_tests.rs` measures in release).
+#[test]
+fn a_hundred_thousand_groups_forward_in_the_kernel() {
+    netns_or_skip!("a_hundred_thousand_groups_forward_in_the_kernel");
+    const N: usize = 100_000;
+    let mut bed = Bed::new(76);
+    bed.fp.set_scope(Scope::All);
+    let groups: Vec<(Ipv4Addr, Vec<PortId>)> =
+        (0..N).map(|i| (scale_group(i), nth_set(i))).collect();
+    let mut t = groups_table(&groups, &[]);
+    let (r, took) = bed.sync_timed(&t);
+    eprintln!(
+        "fastpath_xdp: {N} groups installed in {took:?}: ops {}, lists {:?}",
+        r.ops,
+        bed.fp.list_stats()
+    );
+    assert!(r.overflowed.is_empty(), "VLAN 10 overflowed: {r:?}");
+    assert_eq!(r.maps_put, N + 2, "every group and the VLAN's two keys");
+
+    // Read back: every group is a key whose list holds exactly its ports, and the kernel holds
+    // nothing the fast path did not apply.
+    let t0 = Instant::now();
+    let kernel = bed.fp.kernel_groups().unwrap();
+    eprintln!(
+        "fastpath_xdp: read {} keys back in {:?}",
+        kernel.len(),
+        t0.elapsed()
+    );
+    assert_eq!(kernel.len(), N + 2);
+    for (i, (g, set)) in groups.iter().enumerate() {
+        let k = xsnoop_dataplane::fastpath::plan::key(
+            10,
+            xsnoop_dataplane::xdp::abi::FP_KIND_ANY,
+            *g,
+            Ipv4Addr::UNSPECIFIED,
+        );
+        let want: Vec<(PortId, u32)> = set.iter().map(|&p| (p, bed.ifx[usize::from(p)])).collect();
+        assert_eq!(kernel.get(&k), Some(&want), "group {i} ({g})");
+    }
+    let applied: std::collections::BTreeMap<_, Vec<(PortId, u32)>> = bed
+        .fp
+        .applied()
+        .maps
+        .iter()
+        .map(|(k, e)| (*k, e.iter().map(|d| (d.port, d.ifindex)).collect()))
+        .collect();
+    assert!(kernel == applied, "kernel maps differ from applied");
+    drop(kernel);
+
+    // Frames to a spread of groups (a fixed pseudo-random walk) reach exactly their ports.
+    let host_of = |p: PortId| usize::from(p) + 1;
+    let form = |p: PortId| if p == 5 { Some(10) } else { None };
+    let mut i = 12_345usize;
+    for _ in 0..6 {
+        i = (i * 7_919 + 17) % N;
+        let want: Vec<(usize, Option<u16>)> = nth_set(i)
+            .into_iter()
+            .map(|p| (host_of(p), form(p)))
+            .collect();
+        bed.expect(&format!("group {i}"), 1, S1, scale_group(i), None, &want);
+    }
+    bed.expect("the last group", 1, S1, scale_group(N - 1), None, &{
+        nth_set(N - 1)
+            .into_iter()
+            .map(|p| (host_of(p), form(p)))
+            .collect::<Vec<_>>()
+    });
+
+    // One join on top: one key, one group replanned, forwarding at the next frame.
+    let joined = scale_group(N);
+    t.vlans.get_mut(&10).unwrap().groups.insert(
+        joined,
+        GroupEntry {
+            any_source: ps(&[3]),
+            ..GroupEntry::default()
+        },
+    );
+    let (r, took) = bed.sync_timed(&t);
+    eprintln!("fastpath_xdp: one join at {N} groups: sync {took:?}, {r:?}");
+    assert_eq!((r.maps_put, r.maps_deleted), (1, 0), "{r:?}");
+    assert!(!r.full_replan && r.groups_replanned == 1, "{r:?}");
+    bed.expect("the joined group", 1, S1, joined, None, &[(4, None)]);
+
+    // One leave: its key goes, its frames are unregistered (no port floods them here).
+    let left = scale_group(4_321);
+    t.vlans.get_mut(&10).unwrap().groups.remove(&left);
+    let (r, took) = bed.sync_timed(&t);
+    eprintln!("fastpath_xdp: one leave at {N} groups: sync {took:?}, {r:?}");
+    assert_eq!((r.maps_put, r.maps_deleted), (0, 1), "{r:?}");
+    assert!(!r.full_replan && r.groups_replanned == 1, "{r:?}");
+    bed.expect("the group that left", 1, S1, left, None, &[]);
+    assert_eq!(bed.fp.applied().maps.len(), N + 2);
+}
+
 /// Rate probe (not part of the suite: run with `--ignored`, alone, on an idle machine): 64 B
 /// frames from host 1 at line rate through the fast path; prints Mpps per receiver for
 /// multicast to 4 members (+1 non-member) and for known unicast 1 → 1.

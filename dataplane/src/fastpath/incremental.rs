@@ -127,13 +127,16 @@ fn changed_groups(old: &VlanTable, new: &VlanTable) -> Vec<Ipv4Addr> {
             None => changed.push(*g),
         }
     }
-    if matched < old.groups.len() {
-        changed.extend(
-            old.groups
-                .keys()
-                .filter(|g| !new.groups.contains_key(g))
-                .copied(),
-        );
+    // Removed groups: scan the old ones only until all of them are found.
+    let mut missing = old.groups.len().saturating_sub(matched);
+    for g in old.groups.keys() {
+        if missing == 0 {
+            break;
+        }
+        if !new.groups.contains_key(g) {
+            changed.push(*g);
+            missing -= 1;
+        }
     }
     changed
 }
