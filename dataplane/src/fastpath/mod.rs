@@ -89,6 +89,17 @@ pub enum FastPathError {
     /// The kernel refused to create an inner devmap (memory limits, missing privilege).
     #[error("creating a fast-path devmap failed: {0}; needs CAP_BPF and kernel ≥ 5.4")]
     CreateInner(#[source] std::io::Error),
+    /// Every replication list is a descriptor this process keeps open, and none is left: the
+    /// pool cannot grow past RLIMIT_NOFILE (a table with that many distinct egress sets).
+    #[error("no file descriptor left for another fast-path replication list ({lists} lists, RLIMIT_NOFILE {limit}); raise it, e.g. LimitNOFILE={want} in the systemd unit")]
+    Descriptors {
+        /// Lists already created.
+        lists: u32,
+        /// The soft limit in force.
+        limit: u64,
+        /// What the fast path asks for at most.
+        want: u64,
+    },
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> FastPathError {
@@ -174,6 +185,10 @@ pub struct FlowCounters {
 /// Lists created when the fast path starts, and the least a growth batch adds.
 const POOL_BATCH: u32 = 64;
 
+/// Descriptors the fast path would like: one per possible list, plus room for the rest of the
+/// switch (sockets, maps, the control socket).
+const NOFILE_WANTED: u64 = abi::FP_MAX_LISTS as u64 + 1024;
+
 /// The fast path's maps, what they hold, and which VLANs it covers.
 pub struct FastPath {
     maps: FastPathMaps,
@@ -215,7 +230,7 @@ impl FastPath {
     /// [`Scope::Off`]: the program still sends every frame to AF_XDP until
     /// [`FastPath::set_scope`] and a sync.
     pub fn new(classifier: &mut Classifier) -> Result<FastPath, FastPathError> {
-        raise_nofile(u64::from(abi::FP_MAX_LISTS) + 1024);
+        raise_nofile(NOFILE_WANTED);
         let mut fp = FastPath {
             maps: classifier.take_fast_path_maps()?,
             applied: Desired::default(),
@@ -608,8 +623,32 @@ impl FastPath {
         }
         let mut fresh = Vec::with_capacity(n as usize);
         for _ in 0..n {
-            fresh.push(new_inner()?);
+            match new_inner() {
+                Ok(d) => fresh.push(d),
+                // Out of descriptors part-way: keep the lists made so far (enough for this
+                // sync, perhaps); only with none at all is it an error.
+                Err(FastPathError::CreateInner(e))
+                    if e.raw_os_error() == Some(libc::EMFILE) && !fresh.is_empty() =>
+                {
+                    break
+                }
+                // None at all: a grace period may still free quarantined lists.
+                Err(FastPathError::CreateInner(e))
+                    if e.raw_os_error() == Some(libc::EMFILE) && self.book.quarantined() > 0 =>
+                {
+                    return self.reclaim()
+                }
+                Err(FastPathError::CreateInner(e)) if e.raw_os_error() == Some(libc::EMFILE) => {
+                    return Err(FastPathError::Descriptors {
+                        lists: start,
+                        limit: nofile_limit(),
+                        want: NOFILE_WANTED,
+                    })
+                }
+                Err(e) => return Err(e),
+            }
         }
+        let n = u32::try_from(fresh.len()).unwrap_or(0);
         let ids: Vec<u32> = (start..start + n).collect();
         let fds: Vec<u32> = fresh.iter().map(|d| d.raw_fd).collect();
         let grace = self.book.grace_begin();
@@ -707,8 +746,9 @@ fn new_inner() -> Result<Inner, FastPathError> {
     Ok(Inner { dev, raw_fd })
 }
 
-/// Raises the soft RLIMIT_NOFILE towards `want` (never above the hard limit; best effort: the
-/// fallback is an error from `sync` naming the descriptor shortage).
+/// Raises RLIMIT_NOFILE towards `want`: the hard limit too if the process may
+/// (CAP_SYS_RESOURCE), else the soft one up to the hard one. Best effort: the fallback is
+/// [`FastPathError::Descriptors`] from a sync that needs more lists than descriptors remain.
 fn raise_nofile(want: u64) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -717,9 +757,32 @@ fn raise_nofile(want: u64) {
     // SAFETY: getrlimit/setrlimit read or write the one struct passed, which lives on the stack.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < want {
+            if lim.rlim_max < want {
+                let both = libc::rlimit {
+                    rlim_cur: want,
+                    rlim_max: want,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &both) == 0 {
+                    return;
+                }
+            }
             lim.rlim_cur = want.min(lim.rlim_max);
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+/// The soft RLIMIT_NOFILE in force (0 if unknown), for error messages.
+fn nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the one struct passed, which lives on the stack.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        0
     }
 }
 
