@@ -12,7 +12,7 @@
 //! unregistered, link-local, snooping off, tagged ingress (tag popped), VLAN isolation, a join
 //! and a leave taking effect at the next frame after `sync`, IGMP and PIM still reaching the
 //! AF_XDP socket, the fast path off → data to the AF_XDP socket as before, and the per-(S,G)
-//! packet and byte counters.
+//! packet and byte counters; 100 000 groups in one VLAN, all in the kernel.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};

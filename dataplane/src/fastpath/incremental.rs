@@ -5,7 +5,7 @@
 //! [`super::diff::diff`] walks all of them; with 10 000 groups one join took ~15 ms and with
 //! 100 000 ~200 ms (release, this machine), against issue 7's "a join is forwarding within a
 //! millisecond". [`Tracker`] keeps, per VLAN, the VLAN-wide inputs of its plan
-//! ([`VlanHead`]) and a mirror of the group entries it planned. On the next table:
+//! (`VlanHead`) and a mirror of the group entries it planned. On the next table:
 //!
 //! - a VLAN whose head, scope coverage and admission are unchanged is compared group by group
 //!   (one hash lookup and an equality per group, no allocation for an unchanged one); only the

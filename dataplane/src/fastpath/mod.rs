@@ -329,7 +329,14 @@ impl FastPath {
     /// `ifindex_of_port[p]` and classifier slot `p`), changing only what differs from the last
     /// sync. Call it from inside the switch's network namespace after each publication.
     ///
-    /// Cost: a key's new egress set is either a list that already holds it (shared: one hash
+    /// Planning: only what changed since the last sync is replanned and diffed (see
+    /// [`incremental`]): one hash lookup per group of a VLAN to find the changed ones, then
+    /// their keys alone; a VLAN-wide change replans that VLAN, a new scope or port set the whole
+    /// table. Measured in release on this 2-core VM, one join: ~9 µs at 1 000 groups, ~0.12 ms
+    /// at 10 000, 2–7 ms at 100 000 (the group scan), against 0.5, 15 and 200 ms with a full
+    /// replan.
+    ///
+    /// Map writes: a key's new egress set is either a list that already holds it (shared: one hash
     /// update), the key's own list edited in place (new ports first, leavers last: no frame
     /// ever sees a set outside old ∪ new, none sees a leaver after this returns), or a pooled
     /// list filled and then pointed at; all are plain-map writes of microseconds. Only when the
