@@ -603,7 +603,12 @@ fn join_list(v: &[usize]) -> String {
         .join(",")
 }
 
-fn setup_notes(cli: &Cli, napi: &str, load_before: &str, load_after: &str, took: f64) -> String {
+fn setup_notes(
+    cli: &Cli,
+    napi: &str,
+    (started, load_before, load_after): (&str, &str, &str),
+    took: f64,
+) -> String {
     const TC: &str = "tc ingress (TCX link; GRO on, which gives the veth the NAPI it needs to \
                       accept XDP-transmitted frames)";
     const XDP: &str = "native XDP";
@@ -624,9 +629,8 @@ fn setup_notes(cli: &Cli, napi: &str, load_before: &str, load_after: &str, took:
     let mut s = String::from("## Setup\n\n");
     let _ = writeln!(
         s,
-        "- Run: {} at commit {} (the daemon is the `xsnoop` binary beside the bench's, built \
-         from the same tree by `make bench`).",
-        utc_now(),
+        "- Run: started {started} at commit {} (the daemon is the `xsnoop` binary beside the \
+         bench's, built from the same tree by `make bench`).",
         commit()
     );
     let _ = writeln!(
@@ -754,6 +758,7 @@ fn main() -> Result<()> {
     let mut failed = None;
     if cli.only.rates() || cli.only.latency() {
         let load_before = read_trim("/proc/loadavg");
+        let started = utc_now();
         let t = Instant::now();
         let mut napi = String::new();
         match packet_benches(&cli, &mut napi) {
@@ -781,8 +786,7 @@ fn main() -> Result<()> {
                 md.push_str(&setup_notes(
                     &cli,
                     &napi,
-                    &load_before,
-                    &load_after,
+                    (&started, &load_before, &load_after),
                     t.elapsed().as_secs_f64(),
                 ));
                 if !all.is_empty() {
