@@ -20,6 +20,7 @@ use super::mdb::{group_rows, MdbOrigin, MdbRow};
 use super::membership::{Context, Outcome, PortGroup};
 use super::model::{GroupRecord, Message, QuerierRole, Time, Version};
 use super::mrouter::MrouterRow;
+use super::publish::TableDelta;
 use super::querier::{general_query, Election, Querier, QuerierStatus};
 use super::runtime::{find_static, Overrides};
 use super::state::VlanState;
@@ -45,6 +46,10 @@ pub struct Engine {
     vlan_cfg: BTreeMap<VlanId, VlanConfig>,
     vlans: BTreeMap<VlanId, VlanState>,
     table: ForwardingTable,
+    /// Which table entries changed since the table was last taken for publication.
+    delta: TableDelta,
+    /// How much table work the engine has done (structural cost, see [`TableWork`]).
+    work: TableWork,
     stats: Stats,
     down: PortSet,
     deadlines: Deadlines,
@@ -53,6 +58,17 @@ pub struct Engine {
     /// Dynamic (VLAN, group)s in total (what the global limit counts).
     total_groups: usize,
     now: Time,
+}
+
+/// How much work the engine spent on its forwarding table: a structural cost that tests assert
+/// instead of timing (start-up must build the table once, a change must touch one entry), so a
+/// per-group rebuild that makes start-up quadratic fails a test on any machine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableWork {
+    /// Tables built from scratch (start-up, reconfiguration, runtime static changes).
+    pub full_builds: u64,
+    /// Single (VLAN, group) entries recomputed.
+    pub entry_updates: u64,
 }
 
 /// How a port-group that became empty is journaled.
@@ -102,6 +118,8 @@ impl Engine {
             vlan_cfg,
             vlans,
             table: ForwardingTable::default(),
+            delta: TableDelta::everything(),
+            work: TableWork::default(),
             stats: Stats::default(),
             down: PortSet::EMPTY,
             deadlines: Deadlines::default(),
@@ -111,6 +129,7 @@ impl Engine {
         e.apply_static_groups();
         e.rebuild_deadlines();
         e.table = e.recompute_table();
+        e.work.full_builds += 1;
         Ok(e)
     }
 
@@ -182,6 +201,17 @@ impl Engine {
     /// The forwarding table, kept up to date incrementally.
     pub fn table(&self) -> &ForwardingTable {
         &self.table
+    }
+
+    /// What changed in [`Engine::table`] since the last call (everything, the first time): what
+    /// a [`super::publish::Publisher`] copies into its spare snapshot.
+    pub fn take_table_delta(&mut self) -> TableDelta {
+        std::mem::take(&mut self.delta)
+    }
+
+    /// The table work done so far (see [`TableWork`]).
+    pub fn table_work(&self) -> TableWork {
+        self.work
     }
 
     /// The forwarding table computed from scratch from the state (equal to [`Engine::table`];
@@ -984,6 +1014,7 @@ impl Engine {
         let Some(table) = self.table.vlans.get_mut(&vlan) else {
             return;
         };
+        self.work.entry_updates += 1;
         let changed = match entry {
             Some(e) => table
                 .groups
@@ -991,6 +1022,9 @@ impl Engine {
                 .is_none_or(|old| old != e),
             None => table.groups.remove(&group).is_some(),
         };
+        if changed {
+            self.delta.group(vlan, group);
+        }
         out.table_changed |= changed;
     }
 
@@ -1003,6 +1037,7 @@ impl Engine {
         if let Some(t) = self.table.vlans.get_mut(&vlan) {
             if t.mrouters != set {
                 t.mrouters = set;
+                self.delta.vlan(vlan);
                 out.table_changed = true;
             }
         }
@@ -1437,7 +1472,11 @@ impl Engine {
         self.recount();
         self.rebuild_deadlines();
         let table = self.recompute_table();
-        out.table_changed |= table != self.table;
+        self.work.full_builds += 1;
+        if table != self.table {
+            out.table_changed = true;
+            self.delta.set_all();
+        }
         self.table = table;
         Ok(())
     }

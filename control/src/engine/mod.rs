@@ -24,6 +24,7 @@ pub mod mdb;
 pub mod membership;
 pub mod model;
 pub mod mrouter;
+pub mod publish;
 pub mod querier;
 pub mod runtime;
 pub mod state;
@@ -37,11 +38,12 @@ pub use self::config::{
     VlanConfig,
 };
 pub use self::core::views::{PortView, VlanView};
-pub use self::core::Engine;
+pub use self::core::{Engine, TableWork};
 pub use self::events::{Event, EventKind};
 pub use self::io::{Input, Output, QuerySpec, Transmit};
 pub use self::mdb::{MdbFilterMode, MdbOrigin, MdbRow};
 pub use self::mrouter::MrouterRow;
+pub use self::publish::{PublishReport, Publisher, TableDelta};
 pub use self::querier::QuerierStatus;
 pub use self::runtime::{Command, CommandError};
 pub use self::stats::Stats;

@@ -1,0 +1,208 @@
+//! Publishing the forwarding table at the cost of the change, not of the table.
+//!
+//! The engine keeps its [`ForwardingTable`] up to date one (VLAN, group) at a time, but a
+//! published snapshot is immutable: copying the whole table for every join, leave or expiry costs
+//! O(groups) with an allocation per entry (about 3 ms at 100 000 groups). Instead the engine logs
+//! *which* entries changed ([`TableDelta`]) and the [`Publisher`] keeps two tables: the one
+//! readers see and a spare (the snapshot published before it). At each publication the spare is
+//! brought up to date in place, entry by entry, once no reader holds it any more, and swapped in;
+//! only when a reader still holds it, or the change was wholesale (a reconfiguration), is the
+//! whole table copied. The published table keeps its type and meaning.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Weak};
+
+use xsnoop_dataplane::{ForwardingTable, TableHandle, VlanId};
+
+use super::core::Engine;
+
+/// More logged entries than this and the log gives up and says "everything": a caller that never
+/// publishes must not make the log grow with every change.
+pub const MAX_LOGGED_ENTRIES: usize = 65_536;
+
+/// What changed in the engine's table since it was last taken.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableDelta {
+    /// Anything may have changed (start-up, reconfiguration, an overflowing log).
+    pub all: bool,
+    /// (VLAN, group) entries inserted, changed or removed.
+    pub groups: BTreeSet<(VlanId, Ipv4Addr)>,
+    /// VLANs whose own fields (ports, snooping, router ports, flood ports) changed.
+    pub vlans: BTreeSet<VlanId>,
+}
+
+impl TableDelta {
+    /// A delta that says "everything".
+    pub fn everything() -> TableDelta {
+        TableDelta {
+            all: true,
+            ..TableDelta::default()
+        }
+    }
+
+    /// Nothing changed.
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.groups.is_empty() && self.vlans.is_empty()
+    }
+
+    /// Logs a change to one (VLAN, group) entry.
+    pub fn group(&mut self, vlan: VlanId, group: Ipv4Addr) {
+        if !self.all {
+            self.groups.insert((vlan, group));
+            if self.groups.len() > MAX_LOGGED_ENTRIES {
+                self.set_all();
+            }
+        }
+    }
+
+    /// Logs a change to a VLAN's own fields.
+    pub fn vlan(&mut self, vlan: VlanId) {
+        if !self.all {
+            self.vlans.insert(vlan);
+        }
+    }
+
+    /// Logs a wholesale change.
+    pub fn set_all(&mut self) {
+        *self = TableDelta::everything();
+    }
+
+    /// Adds `other`'s changes to these.
+    pub fn merge(&mut self, other: &TableDelta) {
+        if other.all {
+            self.set_all();
+            return;
+        }
+        for &(v, g) in &other.groups {
+            self.group(v, g);
+        }
+        for &v in &other.vlans {
+            self.vlan(v);
+        }
+    }
+}
+
+/// Brings `stale` up to `current` by copying only the entries `delta` names. False (and `stale`
+/// possibly half-updated) when the delta cannot be applied entry by entry: the caller copies
+/// the whole table then.
+fn apply(stale: &mut ForwardingTable, current: &ForwardingTable, delta: &TableDelta) -> bool {
+    if delta.all || stale.vlans.len() != current.vlans.len() {
+        return false;
+    }
+    for vlan in &delta.vlans {
+        let (Some(s), Some(c)) = (stale.vlans.get_mut(vlan), current.vlans.get(vlan)) else {
+            return false;
+        };
+        s.ports = c.ports;
+        s.snooping = c.snooping;
+        s.mrouters = c.mrouters;
+        s.flood_unregistered = c.flood_unregistered;
+    }
+    for (vlan, group) in &delta.groups {
+        let (Some(s), Some(c)) = (stale.vlans.get_mut(vlan), current.vlans.get(vlan)) else {
+            return false;
+        };
+        match c.groups.get(group) {
+            Some(e) => match s.groups.get_mut(group) {
+                Some(old) => old.clone_from(e),
+                None => {
+                    s.groups.insert(*group, e.clone());
+                }
+            },
+            None => {
+                s.groups.remove(group);
+            }
+        }
+    }
+    true
+}
+
+/// How the last publication was made (the structural cost a test can assert without timing).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishReport {
+    /// Entries copied into the reused spare table (0 when the whole table was copied).
+    pub entries_copied: usize,
+    /// The whole table was copied (first publication, wholesale change, or a reader still held
+    /// the spare).
+    pub full_copy: bool,
+}
+
+/// Publishes the engine's table through a [`TableHandle`] incrementally (see the module doc).
+#[derive(Debug, Default)]
+pub struct Publisher {
+    /// The snapshot replaced by the last publication, to be reused.
+    spare: Option<Arc<ForwardingTable>>,
+    /// What the spare misses relative to the last published table.
+    behind: TableDelta,
+    /// The last table this publisher published: a replaced table that is not it (someone else
+    /// published in between) is rebuilt in full. Weak, so its address cannot be reused while
+    /// compared; it never points at the spare, so `Arc::get_mut` on the spare still works.
+    last: Weak<ForwardingTable>,
+    /// Publications that copied the whole table.
+    full_copies: u64,
+    /// Publications that reused the spare.
+    reused: u64,
+    report: PublishReport,
+}
+
+impl Publisher {
+    /// A publisher with no spare yet (its first publication copies the table).
+    pub fn new() -> Publisher {
+        Publisher::default()
+    }
+
+    /// Publishes `engine`'s table to `handle`; cost O(changed entries) when the spare is free.
+    pub fn publish(&mut self, engine: &mut Engine, handle: &TableHandle) -> PublishReport {
+        let delta = engine.take_table_delta();
+        let current = engine.table();
+        let mut pending = std::mem::take(&mut self.behind);
+        pending.merge(&delta);
+        let mut copied = None;
+        if let Some(mut spare) = self.spare.take() {
+            if let Some(t) = Arc::get_mut(&mut spare) {
+                if apply(t, current, &pending) {
+                    copied = Some(pending.groups.len());
+                } else {
+                    t.clone_from(current);
+                }
+                self.spare = Some(spare);
+            }
+        }
+        let next = match self.spare.take() {
+            Some(t) => t,
+            None => Arc::new(current.clone()),
+        };
+        let weak = Arc::downgrade(&next);
+        let old = handle.swap(next);
+        // The replaced table misses this publication's changes, or everything when it was not
+        // ours.
+        self.behind = if std::ptr::eq(Arc::as_ptr(&old), self.last.as_ptr()) {
+            delta
+        } else {
+            TableDelta::everything()
+        };
+        self.last = weak;
+        self.spare = Some(old);
+        self.report = PublishReport {
+            entries_copied: copied.unwrap_or(0),
+            full_copy: copied.is_none(),
+        };
+        if copied.is_some() {
+            self.reused += 1;
+        } else {
+            self.full_copies += 1;
+        }
+        self.report
+    }
+
+    /// How the last publication was made.
+    pub fn last_report(&self) -> PublishReport {
+        self.report
+    }
+
+    /// Publications that copied the whole table, and publications that reused the spare.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.full_copies, self.reused)
+    }
+}
