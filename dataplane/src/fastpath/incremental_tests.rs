@@ -335,3 +335,55 @@ fn a_join_replans_one_group() {
     assert_eq!(wide.groups_replanned, 0, "{wide:?}");
     assert!(!wide.ops.is_empty());
 }
+
+proptest! {
+    /// The side-by-side walk finds exactly the added, removed and changed groups, once each,
+    /// whether the two maps iterate in the same order (a clone changed like the original) or
+    /// not (another capacity, another hasher seed).
+    #[test]
+    fn changed_groups_are_found_once_each_in_any_iteration_order(
+        base in prop::collection::btree_map(0u16..400, 0u8..8, 0..300),
+        edits in prop::collection::vec((0u16..400, prop::option::of(0u8..8)), 0..40),
+        layout in 0u8..3,
+    ) {
+        use super::changed_groups;
+        use crate::fasthash::FastMap;
+        let g = |i: u16| Ipv4Addr::from(0xef00_0000 + u32::from(i));
+        let e = |bits: u8| GroupEntry { any_source: set(bits), ..GroupEntry::default() };
+        let old = VlanTable {
+            groups: base.iter().map(|(i, b)| (g(*i), e(*b))).collect(),
+            ..VlanTable::default()
+        };
+        let mut new = match layout {
+            0 => old.clone(),
+            1 => {
+                let mut groups = FastMap::with_capacity_and_hasher(2048, Default::default());
+                groups.extend(old.groups.iter().map(|(k, v)| (*k, v.clone())));
+                VlanTable { groups, ..VlanTable::default() }
+            }
+            _ => VlanTable {
+                groups: old.groups.iter().map(|(k, v)| (*k, v.clone())).collect(),
+                ..VlanTable::default()
+            },
+        };
+        for (i, edit) in &edits {
+            match edit {
+                Some(b) => new.groups.insert(g(*i), e(*b)),
+                None => new.groups.remove(&g(*i)),
+            };
+        }
+        let mut want: Vec<Ipv4Addr> = old
+            .groups
+            .keys()
+            .chain(new.groups.keys())
+            .filter(|k| old.groups.get(k) != new.groups.get(k))
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut got = changed_groups(&old, &new);
+        got.sort_unstable();
+        want.sort_unstable();
+        prop_assert_eq!(got, want);
+    }
+}
