@@ -123,6 +123,8 @@ pub enum Delivery {
     Members,
     /// Every host but the sender (broadcast): members, non-member and flooder.
     Everyone,
+    /// Host 2 alone (unicast to it); every other host's count is the leakage.
+    Host2,
 }
 
 /// One measurement of one bed.
@@ -335,6 +337,7 @@ impl Bed {
         let last = match delivery {
             Delivery::Members => self.members + 1,
             Delivery::Everyone => self.members + 3,
+            Delivery::Host2 => 2,
         };
         for i in 2..=last {
             member_drops += stat(&stats, &self.star.port(i)?, "tx", "dropped")?;
@@ -544,11 +547,6 @@ impl Bed {
         Ok(run)
     }
 
-    /// One measurement of the members' delivery, without a flood (see [`Bed::sample_with`]).
-    pub fn sample(&self, frame: &[u8], duration: Duration) -> Result<Sample> {
-        self.sample_with(frame, duration, Delivery::Members, None)
-    }
-
     /// One measurement: generator for `duration` (with the report flood from host N+3 alongside
     /// when `flood` is given), then a short pause for frames in flight, and the counters'
     /// deltas as rates over the generator's run time; the busy CPU time is taken over the
@@ -594,6 +592,7 @@ impl Bed {
         let counted = match delivery {
             Delivery::Members => self.members,
             Delivery::Everyone => deltas.len(),
+            Delivery::Host2 => 1,
         };
         let member_pps = deltas
             .iter()
@@ -603,6 +602,7 @@ impl Bed {
         let leaked = match delivery {
             Delivery::Members => deltas.get(self.members).map_or(0, |c| c.frames),
             Delivery::Everyone => 0,
+            Delivery::Host2 => deltas.iter().skip(1).map(|c| c.frames).sum(),
         };
         Ok(Sample {
             offered_pps: run.rate(),
@@ -650,14 +650,19 @@ impl Bed {
     /// Returns how long that took; an error if it never happened within `timeout`.
     pub fn settle(&self, timeout: Duration) -> Result<Duration> {
         let frame = test_frame(64, Ipv4Addr::new(10, 0, 0, 1), GROUP)?;
-        self.settle_with(&frame, timeout)
+        self.settle_with(&frame, Delivery::Members, timeout)
     }
 
-    /// [`Bed::settle`] with `frame` as the probe.
-    pub fn settle_with(&self, frame: &[u8], timeout: Duration) -> Result<Duration> {
+    /// [`Bed::settle`] with `frame` as the probe, delivered as `delivery` says.
+    pub fn settle_with(
+        &self,
+        frame: &[u8],
+        delivery: Delivery,
+        timeout: Duration,
+    ) -> Result<Duration> {
         let start = Instant::now();
         loop {
-            let s = self.sample(frame, Duration::from_millis(200))?;
+            let s = self.sample_with(frame, Duration::from_millis(200), delivery, None)?;
             if s.leaked == 0 && s.member_pps.iter().all(|r| *r > 0.0) {
                 return Ok(start.elapsed());
             }

@@ -508,7 +508,8 @@ fn run_rounds(
 
 /// Unicast 64 B from host 1 to host 2, and broadcast 64 B from host 1 to every other host, on
 /// the one-member beds (the smallest fan-out if there is none): plain L2 switching, no
-/// snooping. The ceiling redirects unicast to the one member port (a plain XDP redirect) and
+/// snooping. Unicast counts host 2 alone (the other hosts, members included, are leakage). The
+/// ceiling redirects unicast to its first member port (a plain XDP redirect) and
 /// broadcasts broadcast frames to every other port.
 fn l2_benches(cli: &Cli, beds: &[Bed], duration: Duration) -> Result<Vec<Measured>> {
     let least = beds.iter().map(|b| b.members).min().unwrap_or(1);
@@ -516,19 +517,13 @@ fn l2_benches(cli: &Cli, beds: &[Bed], duration: Duration) -> Result<Vec<Measure
     for bed in beds.iter().filter(|b| b.members == least) {
         if cli.unicast {
             let frame = bed.unicast_frame()?;
-            let settled = bed.settle_with(&frame, Duration::from_secs(10))?;
+            let settled = bed.settle_with(&frame, Delivery::Host2, Duration::from_secs(10))?;
             eprintln!(
                 "bench: {} forwards unicast to host 2 only (after {:.1} s)",
                 bed.kind.label(),
                 settled.as_secs_f64()
             );
-            jobs.push(Job::new(
-                bed,
-                frame,
-                Traffic::Unicast,
-                64,
-                Delivery::Members,
-            ));
+            jobs.push(Job::new(bed, frame, Traffic::Unicast, 64, Delivery::Host2));
         }
         if cli.broadcast {
             let frame = bed.broadcast_frame()?;

@@ -154,7 +154,7 @@ pub fn markdown(all: &[Measured]) -> String {
                 format!("Multicast, {len} B frames: 1 sender → N members + 1 non-member")
             }
             Traffic::Unicast => {
-                format!("Unicast, {len} B frames: host 1 → host 2 (MAC learned), 2 other hosts")
+                format!("Unicast, {len} B frames: host 1 → host 2 (MAC learned); every other host counts as leakage")
             }
             Traffic::Broadcast => format!(
                 "Broadcast, {len} B frames: host 1 → every other host (N members + non-member + \
