@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use xsnoop_control::config_file::SwitchConfig;
 use xsnoop_control::ctl::Show;
 use xsnoop_control::engine::model::{GroupRecord, Message, RecordType, Version};
+use xsnoop_control::engine::runtime::StaticAdd;
 use xsnoop_control::engine::{
-    Engine, EngineConfig, Input, PortConfig, Publisher, StaticGroup, VlanConfig,
+    Command, Engine, EngineConfig, Input, PortConfig, Publisher, StaticGroup, VlanConfig,
 };
 use xsnoop_control::plane::ControlPlane;
 use xsnoop_dataplane::{ForwardingTable, TableHandle};
@@ -157,8 +158,8 @@ fn main() {
     } else {
         args
     };
-    println!("| N | publish | file parse s | Engine::new s | ControlPlane::new s | show mdb s | join µs (step + publish) | leave µs | expiry µs |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| N | publish | file parse s | Engine::new s | ControlPlane::new s | show mdb s | join µs (step + publish) | leave µs | expiry µs | static add µs |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
         let text = file_text(n);
         let t = Instant::now();
@@ -231,16 +232,33 @@ fn main() {
                 assert!(!handle.load().vlans[&VLAN].groups.contains_key(&g));
             }
             assert_eq!(handle.load().vlans[&VLAN].groups.len(), n);
+            // A runtime `xsnoop static add` goes through the reload path (a full recompute).
+            let mut statics = Vec::new();
+            for r in 0..5 {
+                let cmd = Command::StaticAdd(StaticAdd {
+                    vlan: VLAN,
+                    group: group(n + 1000 + r),
+                    sources: Vec::new(),
+                    ports: vec!["p1".into()],
+                });
+                now += Duration::from_millis(10);
+                let t = Instant::now();
+                let out = e.command(now, &cmd).expect("a valid static add");
+                let step = t.elapsed();
+                statics.push(step + publish_cost(&mut e, out.table_changed, &handle, mode, &mut p));
+            }
+            assert_eq!(handle.load().vlans[&VLAN].groups.len(), n + 5);
             let name = if mode == Mode::Clone {
                 "clone"
             } else {
                 "incremental"
             };
             println!(
-            "| {n} | {name} | {parse_s:.3} | {new_s:.3} | {plane_s:.3} | {mdb_s:.3} | {:.1} | {:.1} | {:.1} |",
+            "| {n} | {name} | {parse_s:.3} | {new_s:.3} | {plane_s:.3} | {mdb_s:.3} | {:.1} | {:.1} | {:.1} | {:.0} |",
             us(median(join)),
             us(median(leave)),
-            us(median(expiry))
+            us(median(expiry)),
+            us(median(statics))
         );
         }
     }

@@ -20,7 +20,7 @@ use super::mdb::{group_rows, MdbOrigin, MdbRow};
 use super::membership::{Context, Outcome, PortGroup};
 use super::model::{GroupRecord, Message, QuerierRole, Time, Version};
 use super::mrouter::MrouterRow;
-use super::publish::TableDelta;
+use super::publish::{diff_into, TableDelta};
 use super::querier::{general_query, Election, Querier, QuerierStatus};
 use super::runtime::{find_static, Overrides};
 use super::state::VlanState;
@@ -1473,9 +1473,9 @@ impl Engine {
         self.rebuild_deadlines();
         let table = self.recompute_table();
         self.work.full_builds += 1;
-        if table != self.table {
+        // Only the entries that differ are logged for publication.
+        if diff_into(&self.table, &table, &mut self.delta) {
             out.table_changed = true;
-            self.delta.set_all();
         }
         self.table = table;
         Ok(())
