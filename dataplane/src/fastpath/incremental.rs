@@ -12,8 +12,11 @@
 //!   changed groups are planned, and only their keys are diffed;
 //! - anything VLAN-wide (ports, mrouters, `flood_unregistered`, snooping, port map, interface
 //!   indexes, admission under `FP_MAX_KEYS`) replans that VLAN whole;
-//! - a new scope, unicast setting or port set, a first sync, or a sync after a failure
-//!   ([`Tracker::invalidate`]) replans everything, exactly as the pure planner does.
+//! - a VLAN that enters the scope is planned whole, one that leaves it (or the table) loses
+//!   all its keys; a port that goes down or changes its VLANs replans only the VLANs whose
+//!   head it changes;
+//! - a first sync, or a sync after a failure ([`Tracker::invalidate`]), replans everything,
+//!   exactly as the pure planner does.
 //!
 //! The pure planner stays the reference: the property test in `incremental_tests.rs` checks
 //! that random sequences of tables leave the same applied state, with no extra operation, as
@@ -26,7 +29,7 @@ use super::diff::{diff, diff_ranges, KeyRange, MapOp};
 use super::plan::{self, group_keys, usable_ports, vlan_head, Caps, Desired, Scope, VlanHead};
 use crate::forward::portmap::{PortMap, MAX_VID, MIN_VID};
 use crate::table::{ForwardingTable, GroupEntry, VlanId, VlanTable};
-use crate::xdp::abi::{FpKey, FpPort, FP_KIND_ANY, FP_KIND_SOURCE, FP_UNICAST};
+use crate::xdp::abi::{FpKey, FP_KIND_ANY, FP_KIND_SOURCE, FP_UNICAST};
 
 /// What one VLAN's last plan was made from.
 #[derive(Clone, Debug)]
@@ -60,9 +63,6 @@ pub struct Planned {
 pub struct Tracker {
     /// The memos describe `applied` exactly (false at first, and after a failed apply).
     valid: bool,
-    scope: Scope,
-    unicast: bool,
-    ports: BTreeMap<u32, FpPort>,
     /// Every in-scope VLAN of the last table, admitted or not.
     vlans: BTreeMap<VlanId, Memo>,
     /// The map capacities the admission rule uses.
@@ -175,7 +175,6 @@ impl Tracker {
     ) -> Planned {
         if *scope == Scope::Off {
             self.invalidate();
-            self.scope = Scope::Off;
             return Planned {
                 ops: diff(applied, &Desired::default()),
                 full: true,
@@ -183,8 +182,11 @@ impl Tracker {
             };
         }
         let (usable, ports) = usable_ports(pm, ifindex_of_port);
-        let full =
-            !self.valid || *scope != self.scope || unicast != self.unicast || ports != self.ports;
+        // A new scope, unicast setting or port set needs no full replan: each VLAN's head
+        // holds what its keys depend on (members and domain cut to the usable ports), a VLAN
+        // that left the scope is swept below, and ports, VLAN states and unicast entries are
+        // compared whole anyway. So a port going down replans only its VLANs.
+        let full = !self.valid;
         if full {
             self.vlans.clear();
         }
@@ -227,7 +229,7 @@ impl Tracker {
         }
 
         let mut want = Desired {
-            ports: ports.clone(),
+            ports,
             ..Desired::default()
         };
         let mut ranges: Vec<KeyRange> = Vec::new();
@@ -320,9 +322,6 @@ impl Tracker {
         };
         self.vlans = memos;
         self.valid = true;
-        self.scope = scope.clone();
-        self.unicast = unicast;
-        self.ports = ports;
         out
     }
 }

@@ -255,7 +255,7 @@ fn same_maps(a: &Desired, b: &Desired) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(128))]
 
     #[test]
     fn incremental_sync_reaches_what_the_full_replan_wants(
