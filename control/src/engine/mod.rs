@@ -3,15 +3,16 @@
 //! [`Engine`] is the whole engine's face: `(now, input) -> Output`. Behind it, one module per
 //! job: configuration ([`config`]), the querier ([`querier`]), router ports ([`mrouter`]),
 //! control-frame forwarding ([`igmp_forward`]), the table fold ([`table_builder`]), the journal
-//! ([`events`]), counters ([`stats`]), the operator views ([`mdb`]) and runtime changes
-//! ([`runtime`]).
+//! ([`events`]), counters ([`stats`]), the operator views ([`mdb`]), runtime changes
+//! ([`runtime`]) and publication of the table ([`publish`]).
 //!
 //! The caller's loop: build with [`Engine::new`]; for every punted frame, link change, new
 //! configuration, or when the clock reaches [`Engine::next_deadline`], call [`Engine::handle`]
 //! with the current time; then send [`Output::forward`] (the received frame's egress) and every
 //! [`Output::transmit`], append [`Output::events`] to the journal, and publish
-//! [`Engine::table`] when [`Output::table_changed`]. Right after [`Engine::new`] a querier VLAN
-//! has its first startup query due at once, so tick immediately.
+//! [`Engine::table`] when [`Output::table_changed`], through a [`Publisher`] so a change costs
+//! what it touches rather than a copy of the whole table ([`publish`]). Right after
+//! [`Engine::new`] a querier VLAN has its first startup query due at once, so tick immediately.
 
 pub mod addr;
 pub mod config;
