@@ -332,9 +332,9 @@ impl FastPath {
     /// Planning: only what changed since the last sync is replanned and diffed (see
     /// [`incremental`]): one hash lookup per group of a VLAN to find the changed ones, then
     /// their keys alone; a VLAN-wide change replans that VLAN, a new scope or port set the whole
-    /// table. Measured in release on this 2-core VM, one join: ~9 µs at 1 000 groups, ~0.12 ms
-    /// at 10 000, 2–7 ms at 100 000 (the group scan), against 0.5, 15 and 200 ms with a full
-    /// replan.
+    /// table. Measured in release on this 2-core VM shared with other builds (medians, noisy),
+    /// one join: ~10 µs at 1 000 groups, ~0.14 ms at 10 000, 3–15 ms at 100 000 (min 2 ms: the
+    /// scan reads both ~10 MB tables), against 0.5, 15 and 200 ms with a full replan.
     ///
     /// Map writes: a key's new egress set is either a list that already holds it (shared: one hash
     /// update), the key's own list edited in place (new ports first, leavers last: no frame
