@@ -61,10 +61,12 @@ fuzz:
 demo: build
 	./target/release/xsnoop-demo
 
-## bench: control-plane rates, packet rates of xsnoop run vs the Linux bridge vs the XDP ceiling,
-## join/fast-leave/per-frame latency vs the bridge, and xsnoop's memory per group, on a veth
-## testbed (root; ~6 min); tables in bench/results/latest.md (+ latest.csv, latency.csv,
-## memory.csv). Profile of the worker: add --perf-record FILE (see bench/results/profile.md).
+## bench: control-plane rates; packet rates (multicast N=1,2,4,8 at 64 and 1518 B, unicast,
+## broadcast, an IGMP report flood, 1/1000/100000 groups) of both xsnoop dataplane modes vs the
+## Linux bridge vs the XDP ceiling, with CPU per million frames; join/fast-leave/per-frame
+## latency; memory per group. On a veth testbed (root; ~15 min). Tables in
+## bench/results/latest.md (+ latest.csv, latency.csv, memory.csv, table-scale.csv, SVG plots).
+## Profile of the worker: add --perf-record FILE (see bench/results/profile.md).
 bench: build
 	./target/release/xsnoop-bench
 
