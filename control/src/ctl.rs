@@ -120,7 +120,9 @@ impl ControlServer {
                 Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
             };
             let mut w = &stream;
-            let _ = writeln!(w, "{line}");
+            let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+            bytes.push(b'\n');
+            let _ = w.write_all(&bytes);
         }
     }
 }

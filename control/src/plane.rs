@@ -23,7 +23,7 @@ use xsnoop_dataplane::{MulticastRule, PortId, PortSet, TableHandle, VlanId};
 
 use crate::ctl::{Command, ControlServer, ExplainQuery, Request, Show};
 use crate::engine::model::Time;
-use crate::engine::{Engine, EngineConfig, Event, Input, Output};
+use crate::engine::{Engine, EngineConfig, Event, Input, Output, Publisher};
 use crate::metrics::{self, MetricsServer};
 use crate::punt::deliver;
 
@@ -43,6 +43,7 @@ pub struct ControlPlane {
     event_seq: u64,
     port_names: Vec<String>,
     table: TableHandle,
+    publisher: Publisher,
     epoch: Instant,
     extra_stats: Option<ExtraStats>,
     fdb_source: Option<ExtraStats>,
@@ -63,6 +64,7 @@ impl ControlPlane {
             event_seq: 0,
             port_names,
             table,
+            publisher: Publisher::new(),
             epoch: Instant::now(),
             extra_stats: None,
             fdb_source: None,
@@ -406,7 +408,7 @@ impl ControlPlane {
             self.event_seq += 1;
         }
         if out.table_changed {
-            self.table.publish(self.engine.table().clone());
+            self.publisher.publish(&mut self.engine, &self.table);
         }
     }
 }

@@ -302,7 +302,14 @@ impl Cpu {
         }
         if out.table_changed {
             debug!(
-                groups = self.plane.engine().mdb(self.plane.now()).len(),
+                groups = self
+                    .plane
+                    .table()
+                    .load()
+                    .vlans
+                    .values()
+                    .map(|v| v.groups.len())
+                    .sum::<usize>(),
                 "table published"
             );
             // Synced once at the end of this CPU turn: a burst of reports (up to
