@@ -87,6 +87,16 @@ fn mdb_groups(d: &xsnoop_tests::Daemon) -> Option<usize> {
 /// The reports that join groups `from..to`.
 fn reports(from: usize, to: usize, src_ip: Ipv4Addr) -> Result<Vec<Vec<u8>>> {
     let groups: Vec<Ipv4Addr> = (from..to).map(group).collect();
+    join_reports(&groups, MacAddr([0x02, 0xbe, 0x4d, 0, 0, 2]), src_ip)
+}
+
+/// IGMPv3 reports from `src_mac`/`src_ip` joining every group of `groups` (MODE_IS_EXCLUDE {},
+/// RECORDS_PER_REPORT records a report): how the memory and table-scale benches fill a table.
+pub fn join_reports(
+    groups: &[Ipv4Addr],
+    src_mac: MacAddr,
+    src_ip: Ipv4Addr,
+) -> Result<Vec<Vec<u8>>> {
     groups
         .chunks(RECORDS_PER_REPORT)
         .map(|chunk| {
@@ -100,7 +110,7 @@ fn reports(from: usize, to: usize, src_ip: Ipv4Addr) -> Result<Vec<Vec<u8>>> {
                 })
                 .collect();
             to_vec(&ReportV3Builder {
-                src_mac: MacAddr([0x02, 0xbe, 0x4d, 0, 0, 2]),
+                src_mac,
                 src_ip,
                 records: &records,
                 vlan: None,

@@ -17,14 +17,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use xsnoop_dataplane::wire::{to_vec, MacAddr, RecordKind, RecordSpec, ReportV3Builder};
+use xsnoop_dataplane::wire::MacAddr;
 use xsnoop_tests::Capture;
 
 use crate::bed::{Bed, Delivery, Sample, SwitchKind, GROUP};
 use crate::stats::Summary;
-
-/// Group records per report: 180 × 8 B + headers stays inside a 1500 B MTU.
-const RECORDS_PER_REPORT: usize = 180;
 
 /// The `i`-th extra group (administratively scoped, never link-local, never [`GROUP`]).
 pub fn extra_group(i: usize) -> Ipv4Addr {
@@ -34,27 +31,7 @@ pub fn extra_group(i: usize) -> Ipv4Addr {
 /// The reports that join extra groups `0..count` from `src_ip`.
 fn reports(count: usize, src_ip: Ipv4Addr) -> Result<Vec<Vec<u8>>> {
     let groups: Vec<Ipv4Addr> = (0..count).map(extra_group).collect();
-    groups
-        .chunks(RECORDS_PER_REPORT)
-        .map(|chunk| {
-            let records: Vec<RecordSpec<'_>> = chunk
-                .iter()
-                .map(|&g| RecordSpec {
-                    kind: RecordKind::ModeIsExclude,
-                    group: g,
-                    sources: &[],
-                    aux_data: &[],
-                })
-                .collect();
-            to_vec(&ReportV3Builder {
-                src_mac: MacAddr([0x02, 0xbe, 0x5c, 0, 0, 2]),
-                src_ip,
-                records: &records,
-                vlan: None,
-            })
-            .context("building an IGMPv3 report")
-        })
-        .collect()
+    crate::memory::join_reports(&groups, MacAddr([0x02, 0xbe, 0x5c, 0, 0, 2]), src_ip)
 }
 
 /// All runs of one switch at one table size.

@@ -297,22 +297,7 @@ impl Bed {
         want: &[(usize, Option<u16>)],
     ) -> Vec<u8> {
         let frame = self.data(host, src, group, tag);
-        let got = self.deliver(host, &frame);
-        let untagged = retag(&frame, None);
-        for h in 1..=HOSTS {
-            let copies = &got[h - 1];
-            match want.iter().find(|(w, _)| *w == h) {
-                Some((_, form)) => {
-                    assert_eq!(copies.len(), 1, "{what}: copies at host {h}: {copies:02x?}");
-                    assert_eq!(
-                        copies[0],
-                        retag(&untagged, *form),
-                        "{what}: bytes at host {h} (tag {form:?})"
-                    );
-                }
-                None => assert!(copies.is_empty(), "{what}: leaked to host {h}"),
-            }
-        }
+        expect_frame(self, what, host, &frame, want);
         frame
     }
 
@@ -613,7 +598,7 @@ fn expect_frame(
                 assert_eq!(
                     copies[0],
                     retag(&untagged, *form),
-                    "{what}: bytes at host {h}"
+                    "{what}: bytes at host {h} (tag {form:?})"
                 );
             }
             None => assert!(copies.is_empty(), "{what}: leaked to host {h}"),

@@ -8,20 +8,11 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 
 use super::{ListBook, ListId, Placement, Refill};
-use crate::fastpath::plan::{key, DevEntry, EgressProg};
+use crate::fastpath::plan::{key, DevEntry};
 use crate::portset::PortId;
 use crate::xdp::abi::{FpKey, FP_KIND_ANY};
 
-fn set(ports: &[PortId]) -> Vec<DevEntry> {
-    ports
-        .iter()
-        .map(|&p| DevEntry {
-            port: p,
-            ifindex: 100 + u32::from(p),
-            prog: EgressProg::Plain,
-        })
-        .collect()
-}
+use crate::fastpath::tests::plain as set;
 
 fn k(i: u8) -> FpKey {
     key(

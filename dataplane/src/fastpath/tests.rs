@@ -52,7 +52,8 @@ fn group(any: &[PortId], by_source: &[(Ipv4Addr, &[PortId])]) -> GroupEntry {
     }
 }
 
-fn plain(ports: &[PortId]) -> Vec<DevEntry> {
+/// Untagged egress entries for `ports` (interface 100 + port); shared with the list tests.
+pub(super) fn plain(ports: &[PortId]) -> Vec<DevEntry> {
     ports
         .iter()
         .map(|&p| DevEntry {
