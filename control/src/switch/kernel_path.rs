@@ -147,6 +147,19 @@ pub struct KernelPathStats {
     pub stations_refused_full: u64,
 }
 
+impl KernelPathStats {
+    /// Counts a failed sync of `what` and keeps its error; logs it once per distinct error
+    /// (the next CPU turn retries, and a persistent failure must not flood the log).
+    fn failed(&mut self, what: &str, e: &FastPathError) {
+        self.sync_errors += 1;
+        let text = e.to_string();
+        if self.last_error.as_deref() != Some(text.as_str()) {
+            warn!(error = %text, "{what} failed; retrying");
+        }
+        self.last_error = Some(text);
+    }
+}
+
 /// The replication-list pool ([`xsnoop_dataplane::fastpath::ListStats`]) as `xsnoop stats`
 /// shows it.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -307,14 +320,7 @@ impl KernelPath {
                 self.statics = statics.to_vec();
                 st.station_writes += (r.written + r.removed) as u64;
             }
-            Err(e) => {
-                st.sync_errors += 1;
-                let text = e.to_string();
-                if st.last_error.as_deref() != Some(text.as_str()) {
-                    warn!(error = %text, "writing the kernel's station table failed; retrying");
-                }
-                st.last_error = Some(text);
-            }
+            Err(e) => st.failed("writing the kernel's station table", &e),
         }
     }
 
@@ -388,12 +394,7 @@ impl KernelPath {
                 }
                 Err(e) => {
                     self.dirty = true;
-                    st.sync_errors += 1;
-                    let text = e.to_string();
-                    if st.last_error.as_deref() != Some(text.as_str()) {
-                        warn!(error = %text, "programming the kernel fast path failed; retrying");
-                    }
-                    st.last_error = Some(text);
+                    st.failed("programming the kernel fast path", &e);
                 }
             }
         }

@@ -100,19 +100,7 @@ impl std::fmt::Debug for NetdevSocket {
 impl NetdevSocket {
     /// Opens the socket and resolves the family id.
     pub fn open() -> Result<NetdevSocket, XdpFeaturesError> {
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_GENERIC,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        // SAFETY: `fd` is a fresh descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = genl_socket(0)?;
         let timeout = libc::timeval {
             tv_sec: 1,
             tv_usec: 0,
@@ -151,24 +139,15 @@ impl NetdevSocket {
             .map(u16::from_ne_bytes)
             .ok_or(XdpFeaturesError::Malformed("no family id"))?;
         s.family = id;
+        // A nested array: each element nests a name and an id.
         s.mgmt_group = attr(&reply, CTRL_ATTR_MCAST_GROUPS).and_then(|groups| {
-            // A nested array: each element nests a name and an id.
-            let mut at = 0usize;
-            while let Some(h) = groups.get(at..at + 4) {
-                let len = usize::from(u16::from_ne_bytes([*h.first()?, *h.get(1)?]));
-                if len < 4 {
-                    return None;
-                }
-                let g = groups.get(at + 4..at + len)?;
-                if attr(g, CTRL_ATTR_MCAST_GRP_NAME) == Some(&b"mgmt\0"[..]) {
-                    return attr(g, CTRL_ATTR_MCAST_GRP_ID)
-                        .and_then(|v| v.get(..4))
-                        .and_then(|b| b.try_into().ok())
-                        .map(u32::from_ne_bytes);
-                }
-                at += (len + 3) & !3;
-            }
-            None
+            attrs(groups)
+                .map(|(_, g)| g)
+                .find(|g| attr(g, CTRL_ATTR_MCAST_GRP_NAME) == Some(&b"mgmt\0"[..]))
+                .and_then(|g| attr(g, CTRL_ATTR_MCAST_GRP_ID))
+                .and_then(|v| v.get(..4))
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
         });
         Ok(s)
     }
@@ -180,19 +159,7 @@ impl NetdevSocket {
         let group = self
             .mgmt_group
             .ok_or(XdpFeaturesError::Malformed("no mgmt multicast group"))?;
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                libc::NETLINK_GENERIC,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        // SAFETY: `fd` is a fresh descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = genl_socket(libc::SOCK_NONBLOCK)?;
         // A netlink socket gets multicast only once bound (port id chosen by the kernel).
         // SAFETY: sockaddr_nl is plain data; all-zero with the family set is a valid address.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -274,6 +241,23 @@ impl NetdevSocket {
             }
         }
     }
+}
+
+/// A `NETLINK_GENERIC` socket with `flags` (e.g. `SOCK_NONBLOCK`) besides close-on-exec.
+fn genl_socket(flags: libc::c_int) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC | flags,
+            libc::NETLINK_GENERIC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Device-change announcements from the kernel (see [`NetdevSocket::subscribe`]).
@@ -370,21 +354,26 @@ fn decode(buf: &[u8], seq: u32) -> Result<Option<&[u8]>, XdpFeaturesError> {
         .ok_or(XdpFeaturesError::Malformed("short generic header"))
 }
 
-/// The value of the first attribute of type `want` in `attrs`.
-fn attr(attrs: &[u8], want: u16) -> Option<&[u8]> {
+/// The (type, value) attributes in `attrs`, in order; the walk ends at the first header that
+/// is short or points past the buffer.
+fn attrs(attrs: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     let mut at = 0usize;
-    while let Some(h) = attrs.get(at..at + 4) {
+    std::iter::from_fn(move || {
+        let h = attrs.get(at..at + 4)?;
         let len = usize::from(u16::from_ne_bytes([*h.first()?, *h.get(1)?]));
         let kind = u16::from_ne_bytes([*h.get(2)?, *h.get(3)?]) & NLA_TYPE_MASK;
         if len < 4 {
             return None;
         }
-        if kind == want {
-            return attrs.get(at + 4..at + len);
-        }
+        let value = attrs.get(at + 4..at + len)?;
         at += (len + 3) & !3;
-    }
-    None
+        Some((kind, value))
+    })
+}
+
+/// The value of the first attribute of type `want` in `attrs`.
+fn attr(buf: &[u8], want: u16) -> Option<&[u8]> {
+    attrs(buf).find(|(k, _)| *k == want).map(|(_, v)| v)
 }
 
 #[cfg(test)]
