@@ -580,6 +580,21 @@ fn unicast_frame(bed: &mut Bed, host: usize, dst: MacAddr, tag: Option<u16>) -> 
     f
 }
 
+/// A counting-and-dropping receiver on each of `hosts`' interfaces.
+fn counters_at(bed: &Bed, hosts: impl IntoIterator<Item = usize>) -> Vec<Counter> {
+    hosts
+        .into_iter()
+        .map(|h| {
+            let ifname = bed.star.host_if(h).unwrap();
+            bed.star
+                .host(h)
+                .unwrap()
+                .run(|| Counter::attach(&ifname).unwrap())
+                .unwrap()
+        })
+        .collect()
+}
+
 /// Injects `frame` at `host` and asserts exactly which hosts got it, in which form.
 fn expect_frame(
     bed: &mut Bed,
@@ -973,17 +988,7 @@ fn re_pointing_keys_under_traffic_never_leaks() {
         )
     };
     bed.sync(&state(0, 0, 0));
-    let counters: Vec<Counter> = [2, 3, 4, 6]
-        .into_iter()
-        .map(|h| {
-            let ifname = bed.star.host_if(h).unwrap();
-            bed.star
-                .host(h)
-                .unwrap()
-                .run(|| Counter::attach(&ifname).unwrap())
-                .unwrap()
-        })
-        .collect();
+    let counters = counters_at(&bed, [2, 3, 4, 6]);
     let frame = to_vec(&UdpDataBuilder {
         src_mac: mac(1),
         src_ip: S1,
@@ -1220,16 +1225,7 @@ fn rate_probe_fast_path() {
     bed.fp.set_unicast(true);
     bed.sync(&t);
     bed.fp.sync_fdb([(10, mac(1), 0), (10, mac(2), 1)]).unwrap();
-    let receivers: Vec<Counter> = (2..=HOSTS)
-        .map(|h| {
-            let ifname = bed.star.host_if(h).unwrap();
-            bed.star
-                .host(h)
-                .unwrap()
-                .run(|| Counter::attach(&ifname).unwrap())
-                .unwrap()
-        })
-        .collect();
+    let receivers = counters_at(&bed, 2..=HOSTS);
     // 64 B on the wire with the FCS: 14 + 20 + 8 + 18.
     let mcast = to_vec(&UdpDataBuilder {
         src_mac: mac(1),
