@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use tracing::info;
-use xsnoop_dataplane::{MulticastRule, PortId, PortSet, TableHandle, VlanId};
+use xsnoop_dataplane::{ForwardingTable, MulticastRule, PortId, PortSet, TableHandle, VlanId};
 
 use crate::ctl::{Command, ControlServer, ExplainQuery, Request, Show};
 use crate::engine::model::Time;
-use crate::engine::{Engine, EngineConfig, Event, Input, Output, Publisher};
+use crate::engine::{Engine, EngineConfig, Event, Input, Output, Publisher, TableDelta};
 use crate::metrics::{self, MetricsServer};
 use crate::punt::deliver;
 
@@ -54,8 +54,13 @@ impl ControlPlane {
     /// Starts the engine at time zero with `config` and publishes its first table.
     pub fn new(config: EngineConfig) -> Result<ControlPlane> {
         let port_names = config.ports.iter().map(|p| p.name.clone()).collect();
-        let engine = Engine::new(config, Duration::ZERO).context("invalid configuration")?;
-        let table = TableHandle::new(engine.table().clone());
+        let mut engine = Engine::new(config, Duration::ZERO).context("invalid configuration")?;
+        // The first table goes out through the publisher too: it takes the engine's start-up
+        // log, and the next publication finds its own table in the handle (a foreign one would
+        // make the kernel hint "everything" once more).
+        let table = TableHandle::default();
+        let mut publisher = Publisher::new();
+        publisher.publish(&mut engine, &table);
         Ok(ControlPlane {
             engine,
             control: None,
@@ -64,7 +69,7 @@ impl ControlPlane {
             event_seq: 0,
             port_names,
             table,
-            publisher: Publisher::new(),
+            publisher,
             epoch: Instant::now(),
             extra_stats: None,
             fdb_source: None,
@@ -333,6 +338,23 @@ impl ControlPlane {
         &self.table
     }
 
+    /// Brings a consumer that keeps its own copy of the published table (the kernel fast path)
+    /// up to date: `sync` gets the published table and every change published since its last
+    /// success (everything at start and after a reconfiguration) as a hint, and says whether it
+    /// succeeded. Only then are those changes forgotten: after a failure, and across any number
+    /// of publications before the next call, none is lost.
+    pub fn sync_published(
+        &mut self,
+        sync: impl FnOnce(&ForwardingTable, &TableDelta) -> bool,
+    ) -> bool {
+        let table = self.table.load();
+        let ok = sync(&table, self.publisher.unsynced());
+        if ok {
+            self.publisher.synced();
+        }
+        ok
+    }
+
     /// Name of port `id`.
     pub fn port_name(&self, id: PortId) -> &str {
         self.port_names
@@ -375,6 +397,9 @@ impl ControlPlane {
             .reconfigure(self.now(), config)
             .context("the new configuration is invalid")?;
         self.record(&out);
+        // A reconfiguration may change anything (and the port map with it): the kernel path
+        // compares every group once rather than trust the logged entries.
+        self.publisher.resync_all();
         Ok(out)
     }
 
@@ -599,6 +624,55 @@ mod tests {
         );
         drop(p);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn join(p: &mut ControlPlane, port: PortId, group: Ipv4Addr) {
+        let report = to_vec(&ReportV2Builder {
+            src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            src_ip: Ipv4Addr::new(10, 0, 0, 1),
+            group,
+            vlan: None,
+        })
+        .unwrap();
+        assert!(p.deliver(port, 1, &report).unwrap().table_changed);
+    }
+
+    #[test]
+    fn the_kernel_hint_keeps_every_publication_until_a_sync_succeeds() {
+        let mut p = plane();
+        // At start the consumer knows nothing: everything.
+        assert!(p.sync_published(|_, hint| {
+            assert!(hint.all, "{hint:?}");
+            true
+        }));
+        assert!(p.sync_published(|_, hint| hint.is_empty()));
+        // Two publications before one sync: both groups are in the hint, beside their table.
+        let g2 = Ipv4Addr::new(239, 1, 2, 4);
+        join(&mut p, 1, GROUP);
+        join(&mut p, 0, g2);
+        let both: std::collections::BTreeSet<(VlanId, Ipv4Addr)> =
+            [(1, GROUP), (1, g2)].into_iter().collect();
+        let failed = p.sync_published(|table, hint| {
+            assert!(!hint.all, "{hint:?}");
+            assert_eq!(hint.groups, both);
+            assert!(table.vlans[&1].groups.contains_key(&g2));
+            false
+        });
+        assert!(!failed);
+        // A failed sync forgets nothing; a third publication joins them.
+        p.change(&static_add("a")).unwrap();
+        let mut seen = None;
+        assert!(p.sync_published(|_, hint| {
+            seen = Some(hint.clone());
+            true
+        }));
+        let seen = seen.unwrap();
+        assert_eq!(seen.groups, both, "{seen:?}");
+        // A succeeded sync clears it; a reconfiguration says everything again.
+        assert!(p.sync_published(|_, hint| hint.is_empty()));
+        let cfg = p.engine().config().clone();
+        p.reconfigure(cfg).unwrap();
+        assert!(p.sync_published(|_, hint| hint.all));
     }
 
     #[test]

@@ -5,7 +5,11 @@
 //! locks (an atomic pointer load) and never see a half-updated table; publishing never waits for
 //! readers. The decision rules of RFC 4541 §2.1.2 for multicast data live in
 //! [`ForwardingTable::multicast_egress`], so the AF_XDP path, the in-kernel path and `explain` all
-//! answer from one function.
+//! answer from one function. What changed between two tables is a [`TableDelta`].
+
+mod delta;
+
+pub use delta::{TableDelta, MAX_LOGGED_ENTRIES};
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;

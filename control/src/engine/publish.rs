@@ -9,79 +9,15 @@
 //! only when a reader still holds it, or the change was wholesale (a reconfiguration), is the
 //! whole table copied. The published table keeps its type and meaning.
 
-use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
 use std::sync::{Arc, Weak};
 
-use xsnoop_dataplane::{ForwardingTable, TableHandle, VlanId};
+use xsnoop_dataplane::{ForwardingTable, TableHandle};
 
 use super::core::Engine;
 
-/// More logged entries than this and the log gives up and says "everything": a caller that never
-/// publishes must not make the log grow with every change.
-pub const MAX_LOGGED_ENTRIES: usize = 65_536;
-
-/// What changed in the engine's table since it was last taken.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TableDelta {
-    /// Anything may have changed (start-up, reconfiguration, an overflowing log).
-    pub all: bool,
-    /// (VLAN, group) entries inserted, changed or removed.
-    pub groups: BTreeSet<(VlanId, Ipv4Addr)>,
-    /// VLANs whose own fields (ports, snooping, router ports, flood ports) changed.
-    pub vlans: BTreeSet<VlanId>,
-}
-
-impl TableDelta {
-    /// A delta that says "everything".
-    pub fn everything() -> TableDelta {
-        TableDelta {
-            all: true,
-            ..TableDelta::default()
-        }
-    }
-
-    /// Nothing changed.
-    pub fn is_empty(&self) -> bool {
-        !self.all && self.groups.is_empty() && self.vlans.is_empty()
-    }
-
-    /// Logs a change to one (VLAN, group) entry.
-    pub fn group(&mut self, vlan: VlanId, group: Ipv4Addr) {
-        if !self.all {
-            self.groups.insert((vlan, group));
-            if self.groups.len() > MAX_LOGGED_ENTRIES {
-                self.set_all();
-            }
-        }
-    }
-
-    /// Logs a change to a VLAN's own fields.
-    pub fn vlan(&mut self, vlan: VlanId) {
-        if !self.all {
-            self.vlans.insert(vlan);
-        }
-    }
-
-    /// Logs a wholesale change.
-    pub fn set_all(&mut self) {
-        *self = TableDelta::everything();
-    }
-
-    /// Adds `other`'s changes to these.
-    pub fn merge(&mut self, other: &TableDelta) {
-        if other.all {
-            self.set_all();
-            return;
-        }
-        for &(v, g) in &other.groups {
-            self.group(v, g);
-        }
-        for &v in &other.vlans {
-            self.vlan(v);
-        }
-    }
-}
+/// The delta type lives with the table it describes (the dataplane crate), so the kernel fast
+/// path can take the engine's log as a hint; re-exported here, where the engine logs it.
+pub use xsnoop_dataplane::table::{TableDelta, MAX_LOGGED_ENTRIES};
 
 /// Logs into `delta` every difference between `old` and `new` (the tables before and after a
 /// reconfiguration) and says whether there was any. A reconfiguration recomputes the whole
@@ -167,12 +103,16 @@ pub struct PublishReport {
 }
 
 /// Publishes the engine's table through a [`TableHandle`] incrementally (see the module doc).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Publisher {
     /// The snapshot replaced by the last publication, to be reused.
     spare: Option<Arc<ForwardingTable>>,
     /// What the spare misses relative to the last published table.
     behind: TableDelta,
+    /// Every change published since a consumer of the published table last caught up
+    /// ([`Publisher::unsynced`]): the kernel fast path replans only these groups instead of
+    /// comparing 100 000 of them. Everything at first.
+    unsynced: TableDelta,
     /// The last table this publisher published: a replaced table that is not it (someone else
     /// published in between) is rebuilt in full. Weak, so its address cannot be reused while
     /// compared; it never points at the spare, so `Arc::get_mut` on the spare still works.
@@ -184,6 +124,20 @@ pub struct Publisher {
     report: PublishReport,
 }
 
+impl Default for Publisher {
+    fn default() -> Publisher {
+        Publisher {
+            spare: None,
+            behind: TableDelta::default(),
+            unsynced: TableDelta::everything(),
+            last: Weak::new(),
+            full_copies: 0,
+            reused: 0,
+            report: PublishReport::default(),
+        }
+    }
+}
+
 impl Publisher {
     /// A publisher with no spare yet (its first publication copies the table).
     pub fn new() -> Publisher {
@@ -193,6 +147,7 @@ impl Publisher {
     /// Publishes `engine`'s table to `handle`; cost O(changed entries) when the spare is free.
     pub fn publish(&mut self, engine: &mut Engine, handle: &TableHandle) -> PublishReport {
         let delta = engine.take_table_delta();
+        self.unsynced.merge(&delta);
         let current = engine.table();
         let mut pending = std::mem::take(&mut self.behind);
         pending.merge(&delta);
@@ -218,6 +173,8 @@ impl Publisher {
         self.behind = if std::ptr::eq(Arc::as_ptr(&old), self.last.as_ptr()) {
             delta
         } else {
+            // Someone else's table was in the handle: a consumer may have read it.
+            self.unsynced.set_all();
             TableDelta::everything()
         };
         self.last = weak;
@@ -234,6 +191,25 @@ impl Publisher {
         self.report
     }
 
+    /// Every change published since the last [`Publisher::synced`] (everything before the
+    /// first): what a consumer that keeps its own copy of the table, like the kernel fast path,
+    /// must look at. Two publications between its syncs are both in it.
+    pub fn unsynced(&self) -> &TableDelta {
+        &self.unsynced
+    }
+
+    /// The consumer now holds the published table: forget what [`Publisher::unsynced`] listed.
+    /// Call it only after the consumer succeeded (after a failure it must see them again).
+    pub fn synced(&mut self) {
+        self.unsynced = TableDelta::default();
+    }
+
+    /// Makes [`Publisher::unsynced`] say "everything" (a change the log does not describe
+    /// entry by entry, like a reconfiguration that may also change the port map).
+    pub fn resync_all(&mut self) {
+        self.unsynced.set_all();
+    }
+
     /// How the last publication was made.
     pub fn last_report(&self) -> PublishReport {
         self.report
@@ -248,6 +224,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
     use xsnoop_dataplane::{GroupEntry, PortSet, VlanTable};
 
     fn g(i: u8) -> Ipv4Addr {

@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use xsnoop_dataplane::fastpath::{FastPath, FastPathError, Scope};
 use xsnoop_dataplane::forward::fdb::DEFAULT_AGEING;
 use xsnoop_dataplane::forward::{FdbNotice, ForwardReason, PortMap};
+use xsnoop_dataplane::table::TableDelta;
 use xsnoop_dataplane::wire::MacAddr;
 use xsnoop_dataplane::xdp::{abi, Classifier};
 use xsnoop_dataplane::{ForwardingTable, PortId, PortSet, VlanId};
@@ -327,9 +328,19 @@ impl KernelPath {
     /// Makes the kernel maps match `table` and `ports`, leaving the ports in `down` out of
     /// every egress set (as the workers do) and the VLANs with a port that refuses redirects
     /// to the workers (unless forced); logs and counts a failure (then the next call
-    /// retries).
-    pub fn sync(&mut self, table: &ForwardingTable, ports: &PortMap, down: PortSet) {
+    /// retries). `hint` names every table entry published since the last successful call
+    /// ([`crate::plane::ControlPlane::sync_published`]), so a join replans one group instead
+    /// of comparing every group of its VLAN; `None` compares them all. Returns whether the
+    /// kernel now matches: only then may the caller forget the hinted changes.
+    pub fn sync(
+        &mut self,
+        table: &ForwardingTable,
+        ports: &PortMap,
+        down: PortSet,
+        hint: Option<&TableDelta>,
+    ) -> bool {
         let started = Instant::now();
+        let mut synced = false;
         // Interface 0 takes a port out of the kernel's egress sets.
         let ifindexes: Vec<u32> = self
             .ifindexes
@@ -344,7 +355,7 @@ impl KernelPath {
         let (result, keys, lists) = {
             let mut fp = lock(&self.view.fp);
             fp.set_scope(scope.clone());
-            let r = fp.sync(table, ports, &ifindexes);
+            let r = fp.sync_hinted(table, ports, &ifindexes, hint);
             (r, fp.applied().maps.len(), fp.list_stats())
         };
         {
@@ -368,6 +379,7 @@ impl KernelPath {
             match result {
                 Ok(report) => {
                     self.dirty = false;
+                    synced = true;
                     st.last_error = None;
                     st.pool_batches += report.pool_batches as u64;
                     if report.ops > 0 {
@@ -399,6 +411,7 @@ impl KernelPath {
             }
         }
         self.sync_stations(ports);
+        synced
     }
 }
 

@@ -321,14 +321,16 @@ impl Cpu {
     }
 
     /// Compiles the published table and port map into the kernel fast path, if there is one.
+    /// Every caller (a publication, a port going up or down, a device or scope change, a
+    /// reload) comes through here, and the hint is every change published since the last
+    /// sync that succeeded, so none is lost to a sync that had another reason.
     fn sync_kernel(&mut self) {
-        if let Some(k) = &mut self.kernel {
-            k.sync(
-                &self.plane.table().load(),
-                &self.ports.load(),
-                self.shared.down(),
-            );
-        }
+        let Some(k) = &mut self.kernel else {
+            return;
+        };
+        let (ports, down) = (self.ports.load(), self.shared.down());
+        self.plane
+            .sync_published(|table, hint| k.sync(table, &ports, down, Some(hint)));
     }
 
     fn send(&self, req: TxRequest) {

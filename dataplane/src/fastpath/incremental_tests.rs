@@ -1,7 +1,8 @@
 //! The incremental sync against the reference: after every step of a random sequence of tables,
 //! port maps, interfaces, scopes and capacities, applying [`Tracker::plan`]'s operations leaves
 //! exactly what the pure planner wants, with as many operations as the full diff (none
-//! redundant, none missing).
+//! redundant, none missing). With a hint (the entries the steps changed, logged as the engine
+//! logs them) the tracker plans exactly what it plans by scanning.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -13,7 +14,7 @@ use crate::fastpath::diff::{diff, record};
 use crate::fastpath::plan::{desired_capped, Caps, Desired, Scope};
 use crate::forward::portmap::{PortMap, PortVlanConfig};
 use crate::portset::{PortId, PortSet};
-use crate::table::{ForwardingTable, GroupEntry, VlanId, VlanTable};
+use crate::table::{ForwardingTable, GroupEntry, TableDelta, VlanId, VlanTable};
 
 const VLANS: [VlanId; 3] = [10, 20, 30];
 const PORTS: u16 = 6;
@@ -144,6 +145,9 @@ struct World {
     ifx: Vec<u32>,
     scope: Scope,
     unicast: bool,
+    /// The table entries changed since the last sync, logged per step like the engine does
+    /// (a no-op step may log an entry that did not change: a hint may be a superset).
+    delta: TableDelta,
 }
 
 fn port_cfg(which: u8) -> PortVlanConfig {
@@ -171,6 +175,7 @@ impl World {
             ifx: (0..u32::from(PORTS)).map(|p| 100 + p).collect(),
             scope: Scope::All,
             unicast: false,
+            delta: TableDelta::default(),
         }
     }
 
@@ -186,6 +191,9 @@ impl World {
 
     fn vlan(&mut self, v: u8) -> &mut VlanTable {
         let vid = VLANS[usize::from(v) % VLANS.len()];
+        if !self.table.vlans.contains_key(&vid) {
+            self.delta.vlan(vid);
+        }
         self.table.vlans.entry(vid).or_insert_with(|| VlanTable {
             ports: set(0b11_1111),
             snooping: true,
@@ -193,7 +201,32 @@ impl World {
         })
     }
 
+    /// Logs what step `s` changes in the table, as the engine would.
+    fn log(&mut self, s: &Step) {
+        let vid = |v: &u8| VLANS[usize::from(*v) % VLANS.len()];
+        match s {
+            Step::Join { v, g, .. }
+            | Step::Leave { v, g, .. }
+            | Step::Sources { v, g, .. }
+            | Step::DropSource { v, g, .. }
+            | Step::Remove { v, g }
+            | Step::Flood { v, g, .. } => self.delta.group(vid(v), group(*g)),
+            Step::Mrouters { v, .. }
+            | Step::Unreg { v, .. }
+            | Step::Snooping { v, .. }
+            | Step::VlanPorts { v, .. }
+            | Step::DropVlan { v } => self.delta.vlan(vid(v)),
+            // Port map, interfaces, scope and the unicast setting are not table entries.
+            Step::PortCfg { .. }
+            | Step::Ifindex { .. }
+            | Step::Scope { .. }
+            | Step::Unicast { .. } => {}
+            Step::Batch(steps) => steps.iter().for_each(|s| self.log(s)),
+        }
+    }
+
     fn apply(&mut self, s: &Step) {
+        self.log(s);
         match s {
             Step::Join { v, g, port } => {
                 let e = self.vlan(*v).groups.entry(group(*g)).or_default();
@@ -272,7 +305,7 @@ proptest! {
             let pm = world.pm();
             let want = desired_capped(&world.table, &pm, &world.ifx, &world.scope, world.unicast, caps);
             let full_ops = diff(&applied, &want);
-            let planned = tracker.plan(&world.table, &pm, &world.ifx, &world.scope, world.unicast, &applied);
+            let planned = tracker.plan(&world.table, &pm, &world.ifx, &world.scope, world.unicast, &applied, None);
             for op in &planned.ops {
                 record(&mut applied, op);
             }
@@ -284,6 +317,202 @@ proptest! {
             prop_assert_eq!(planned.ops.len(), full_ops.len(), "step {} {:?}: {:?} vs {:?}", i, s, planned.ops, full_ops);
         }
     }
+}
+
+/// How a sync is told what changed.
+#[derive(Clone, Copy, Debug)]
+enum Sync {
+    /// No sync after this step: its changes wait for the next one (two publications, one sync).
+    Skip,
+    /// No hint: the tracker scans.
+    Unhinted,
+    /// A hint saying "everything".
+    All,
+    /// The entries logged since the last sync.
+    Hinted,
+}
+
+fn sync_mode() -> impl Strategy<Value = Sync> {
+    prop_oneof![
+        2 => Just(Sync::Skip),
+        1 => Just(Sync::Unhinted),
+        1 => Just(Sync::All),
+        6 => Just(Sync::Hinted),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// A tracker that takes the logged entries on trust (no debug scan) plans, step for step,
+    /// the very operations of one that scans, and both reach what the full replan wants. Logs
+    /// accumulate over skipped syncs; the hint is cleared only after a sync.
+    #[test]
+    fn a_hinted_sync_plans_what_the_scan_plans(
+        steps in prop::collection::vec((step(), sync_mode()), 1..60),
+        keys in 4usize..40,
+        unicast_cap in 2usize..14,
+    ) {
+        let caps = Caps { keys, unicast: unicast_cap };
+        let mut world = World::new();
+        let mut hinted = Tracker::with_caps(caps).trusting_hints();
+        let mut scanning = Tracker::with_caps(caps);
+        let (mut applied, mut applied_scan) = (Desired::default(), Desired::default());
+        let last = steps.len() - 1;
+        for (i, (s, mode)) in steps.iter().enumerate() {
+            world.apply(s);
+            let mode = match mode {
+                Sync::Skip if i == last => Sync::Hinted,
+                m => *m,
+            };
+            let hint = match mode {
+                Sync::Skip => continue,
+                Sync::Unhinted => None,
+                Sync::All => Some(TableDelta::everything()),
+                Sync::Hinted => Some(world.delta.clone()),
+            };
+            world.delta = TableDelta::default();
+            let pm = world.pm();
+            let want = desired_capped(&world.table, &pm, &world.ifx, &world.scope, world.unicast, caps);
+            let got = hinted.plan(&world.table, &pm, &world.ifx, &world.scope, world.unicast, &applied, hint.as_ref());
+            let scan = scanning.plan(&world.table, &pm, &world.ifx, &world.scope, world.unicast, &applied_scan, None);
+            for op in &got.ops {
+                record(&mut applied, op);
+            }
+            for op in &scan.ops {
+                record(&mut applied_scan, op);
+            }
+            prop_assert!(
+                same_maps(&applied, &want),
+                "step {i} {s:?} {mode:?}: applied {applied:#?}\nwant {want:#?}"
+            );
+            prop_assert_eq!(&got.ops, &scan.ops, "step {} {:?} {:?}", i, s, mode);
+            prop_assert_eq!(&got.overflowed, &want.overflowed, "step {} {:?}", i, s);
+            prop_assert_eq!(got.groups_replanned, scan.groups_replanned, "step {} {:?} {:?}", i, s, mode);
+            prop_assert_eq!(got.vlans_replanned, scan.vlans_replanned, "step {} {:?} {:?}", i, s, mode);
+        }
+    }
+}
+
+/// A trusted hint is all the tracker looks at: a change it does not name is not planned (what
+/// makes a hinted join cost nothing per installed group, and why the hint must be complete).
+#[test]
+fn a_trusted_hint_is_all_the_tracker_looks_at() {
+    let mut world = World::new();
+    for g in 0..5u8 {
+        world.apply(&Step::Join { v: 0, g, port: 1 });
+    }
+    world.apply(&Step::Join {
+        v: 1,
+        g: 0,
+        port: 1,
+    });
+    world.apply(&Step::Join {
+        v: 2,
+        g: 0,
+        port: 2,
+    });
+    let pm = world.pm();
+    let mut tracker = Tracker::default().trusting_hints();
+    let mut applied = Desired::default();
+    let first = tracker.plan(
+        &world.table,
+        &pm,
+        &world.ifx,
+        &world.scope,
+        false,
+        &applied,
+        None,
+    );
+    first.ops.iter().for_each(|op| record(&mut applied, op));
+    world.delta = TableDelta::default();
+    world.apply(&Step::Join {
+        v: 0,
+        g: 1,
+        port: 2,
+    });
+    world.apply(&Step::Join {
+        v: 0,
+        g: 2,
+        port: 3,
+    });
+    let mut partial = TableDelta::default();
+    partial.group(10, group(1));
+    let next = tracker.plan(
+        &world.table,
+        &pm,
+        &world.ifx,
+        &world.scope,
+        false,
+        &applied,
+        Some(&partial),
+    );
+    assert_eq!(
+        (next.vlans_hinted, next.groups_replanned),
+        (3, 1),
+        "{next:?}"
+    );
+    assert_eq!(next.ops.len(), 1, "only the named group: {:?}", next.ops);
+    // The full hint brings in the other one; the unnamed VLANs 20 and 30 stay untouched.
+    next.ops.iter().for_each(|op| record(&mut applied, op));
+    let rest = tracker.plan(
+        &world.table,
+        &pm,
+        &world.ifx,
+        &world.scope,
+        false,
+        &applied,
+        Some(&world.delta),
+    );
+    assert_eq!(
+        (rest.vlans_hinted, rest.groups_replanned),
+        (3, 1),
+        "{rest:?}"
+    );
+    assert_eq!(rest.ops.len(), 1, "{:?}", rest.ops);
+}
+
+/// Debug builds compare an untrusted hint with the scan: a hint that misses a changed group
+/// panics, naming it (in release the scan is skipped).
+#[cfg(debug_assertions)]
+#[test]
+#[should_panic(expected = "missed changed groups of VLAN 10: [239.1.1.3]")]
+fn debug_builds_catch_a_hint_that_misses_a_group() {
+    let mut world = World::new();
+    world.apply(&Step::Join {
+        v: 0,
+        g: 0,
+        port: 1,
+    });
+    let pm = world.pm();
+    let mut tracker = Tracker::default();
+    let mut applied = Desired::default();
+    let first = tracker.plan(
+        &world.table,
+        &pm,
+        &world.ifx,
+        &world.scope,
+        false,
+        &applied,
+        None,
+    );
+    first.ops.iter().for_each(|op| record(&mut applied, op));
+    world.apply(&Step::Join {
+        v: 0,
+        g: 2,
+        port: 2,
+    });
+    let mut missing = TableDelta::default();
+    missing.group(10, group(0));
+    tracker.plan(
+        &world.table,
+        &pm,
+        &world.ifx,
+        &world.scope,
+        false,
+        &applied,
+        Some(&missing),
+    );
 }
 
 /// One join in a VLAN of 1 000 groups replans one group, not the VLAN.
@@ -306,7 +535,15 @@ fn a_join_replans_one_group() {
     let pm = world.pm();
     let mut tracker = Tracker::default();
     let mut applied = Desired::default();
-    let first = tracker.plan(&world.table, &pm, &world.ifx, &world.scope, false, &applied);
+    let first = tracker.plan(
+        &world.table,
+        &pm,
+        &world.ifx,
+        &world.scope,
+        false,
+        &applied,
+        None,
+    );
     assert!(first.full);
     first.ops.iter().for_each(|op| record(&mut applied, op));
     world.apply(&Step::Join {
@@ -314,7 +551,15 @@ fn a_join_replans_one_group() {
         g: 3,
         port: 2,
     });
-    let next = tracker.plan(&world.table, &pm, &world.ifx, &world.scope, false, &applied);
+    let next = tracker.plan(
+        &world.table,
+        &pm,
+        &world.ifx,
+        &world.scope,
+        false,
+        &applied,
+        None,
+    );
     assert!(!next.full, "{next:?}");
     assert_eq!(next.groups_replanned, 1, "{next:?}");
     assert_eq!(next.vlans_replanned, 0, "{next:?}");
@@ -323,13 +568,29 @@ fn a_join_replans_one_group() {
     // only; one on port 0, outside VLAN 20, changes nothing.
     next.ops.iter().for_each(|op| record(&mut applied, op));
     world.apply(&Step::Mrouters { v: 1, bits: 0b1 });
-    let outside = tracker.plan(&world.table, &pm, &world.ifx, &world.scope, false, &applied);
+    let outside = tracker.plan(
+        &world.table,
+        &pm,
+        &world.ifx,
+        &world.scope,
+        false,
+        &applied,
+        None,
+    );
     assert!(
         outside.ops.is_empty() && outside.vlans_replanned == 0,
         "{outside:?}"
     );
     world.apply(&Step::Mrouters { v: 1, bits: 0b10 });
-    let wide = tracker.plan(&world.table, &pm, &world.ifx, &world.scope, false, &applied);
+    let wide = tracker.plan(
+        &world.table,
+        &pm,
+        &world.ifx,
+        &world.scope,
+        false,
+        &applied,
+        None,
+    );
     assert!(!wide.full);
     assert_eq!(wide.vlans_replanned, 1, "{wide:?}");
     assert_eq!(wide.groups_replanned, 0, "{wide:?}");

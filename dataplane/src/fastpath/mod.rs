@@ -41,7 +41,7 @@ use aya::maps::{Map, MapData, MapError};
 
 use crate::forward::portmap::PortMap;
 use crate::portset::PortId;
-use crate::table::{ForwardingTable, VlanId};
+use crate::table::{ForwardingTable, TableDelta, VlanId};
 use crate::wire::MacAddr;
 use crate::xdp::abi::{self, FpFdbKey, FpFdbVal, FpKey, FP_KIND_FLOW};
 use crate::xdp::{Classifier, FastPathMaps, XdpError};
@@ -142,6 +142,8 @@ pub struct SyncReport {
     /// Groups replanned one by one (the cost of an incremental sync grows with this, not with
     /// the table).
     pub groups_replanned: usize,
+    /// VLANs whose changed groups came from the caller's hint, without a group scan.
+    pub vlans_hinted: usize,
 }
 
 /// The replication-list pool, for statistics.
@@ -328,13 +330,30 @@ impl FastPath {
     /// Makes the kernel maps match `table` and `ports` (port `p` is interface
     /// `ifindex_of_port[p]` and classifier slot `p`), changing only what differs from the last
     /// sync. Call it from inside the switch's network namespace after each publication.
+    /// Without a hint the changed groups are found by comparing every group (see
+    /// [`FastPath::sync_hinted`], which a caller that knows what changed should use).
+    pub fn sync(
+        &mut self,
+        table: &ForwardingTable,
+        ports: &PortMap,
+        ifindex_of_port: &[u32],
+    ) -> Result<SyncReport, FastPathError> {
+        self.sync_hinted(table, ports, ifindex_of_port, None)
+    }
+
+    /// [`FastPath::sync`] told which table entries changed since the last successful sync:
+    /// `hint` must name every changed (VLAN, group) and every VLAN whose own fields changed
+    /// (the engine's [`crate::table::TableDelta`], accumulated over every publication since;
+    /// `all` or `None` when unknown). After a failed sync the next one replans everything
+    /// whatever its hint.
     ///
     /// Planning: only what changed since the last sync is replanned and diffed (see
-    /// [`incremental`]): one hash lookup per group of a VLAN to find the changed ones, then
-    /// their keys alone; a VLAN-wide change replans that VLAN, a new scope or port set the whole
-    /// table. Measured in release on this 2-core VM shared with other builds (medians, noisy),
-    /// one join: ~10 µs at 1 000 groups, ~0.14 ms at 10 000, 3–15 ms at 100 000 (min 2 ms: the
-    /// scan reads both ~10 MB tables), against 0.5, 15 and 200 ms with a full replan.
+    /// [`incremental`]): with a hint, the hinted groups alone; without one, one hash lookup per
+    /// group of a VLAN finds the changed ones. A VLAN-wide change replans that VLAN, a first
+    /// sync or one after a failure the whole table. Measured in release on this 2-core VM
+    /// shared with other builds (`sync_cost`, medians of 21, noisy), one join at 1 000 /
+    /// 10 000 / 100 000 groups: hinted ~10 µs / ~10 µs / ~15 µs; unhinted ~15 µs / ~0.15 ms /
+    /// 3–15 ms (the scan reads both ~10 MB tables); a full replan 0.5 / 15 / 200 ms.
     ///
     /// Map writes: a key's new egress set is either a list that already holds it (shared: one hash
     /// update), the key's own list edited in place (new ports first, leavers last: no frame
@@ -342,11 +361,12 @@ impl FastPath {
     /// list filled and then pointed at; all are plain-map writes of microseconds. Only when the
     /// pool runs short does a batch of new lists go into `fp_lists` (one RCU grace period),
     /// after this sync's changes are in place unless it needs them itself.
-    pub fn sync(
+    pub fn sync_hinted(
         &mut self,
         table: &ForwardingTable,
         ports: &PortMap,
         ifindex_of_port: &[u32],
+        hint: Option<&TableDelta>,
     ) -> Result<SyncReport, FastPathError> {
         let started = Instant::now();
         let planned = self.tracker.plan(
@@ -356,6 +376,7 @@ impl FastPath {
             &self.scope,
             self.unicast,
             &self.applied,
+            hint,
         );
         let mut report = match self.apply_all(&planned.ops, started) {
             Ok(r) => r,
@@ -367,6 +388,7 @@ impl FastPath {
         };
         report.full_replan = planned.full;
         report.groups_replanned = planned.groups_replanned;
+        report.vlans_hinted = planned.vlans_hinted;
         report.overflowed = planned.overflowed.clone();
         self.applied.overflowed = planned.overflowed;
         Ok(report)
