@@ -1,7 +1,8 @@
 //! What one join or leave costs on real kernel maps as the table grows (issue 7: "a join is
 //! forwarding within a millisecond"; issue 5 §3: 1, 1 000 and 100 000 groups). Needs root (it
 //! loads the XDP object, attaches nothing), so it is `#[ignore]`d; it reports, never asserts a
-//! time (2 shared cores: every figure is noisy). Run it in release:
+//! time (2 shared cores: every figure is noisy). Each join and leave is measured with the
+//! engine's delta as a hint (run mode) and without (a scan of the VLAN). Run it in release:
 //!
 //! `cargo test --release -p xsnoop-dataplane sync_cost -- --ignored --nocapture`
 
@@ -13,7 +14,7 @@ use super::{FastPath, Scope};
 use crate::fasthash::FastMap;
 use crate::forward::portmap::{PortMap, PortVlanConfig};
 use crate::portset::{PortId, PortSet};
-use crate::table::{ForwardingTable, GroupEntry, VlanTable};
+use crate::table::{ForwardingTable, GroupEntry, TableDelta, VlanTable};
 use crate::xdp::Classifier;
 
 /// Group `i` (0..16M), in 239.0.0.0/8 minus nothing link-local.
@@ -106,34 +107,43 @@ fn sync_cost_of_one_join_and_leave_at_scale() {
         let bulk = fp.sync(&t, &pm, &ifx).unwrap();
         let bulk_t = t0.elapsed();
         assert!(bulk.overflowed.is_empty(), "{bulk:?}");
-        let (mut join, mut leave) = (Vec::new(), Vec::new());
-        for r in 0..ROUNDS {
-            let g = nth_group(n + r);
-            let e = GroupEntry {
-                any_source: nth_set(r),
-                ..GroupEntry::default()
-            };
-            t.vlans.get_mut(&10).unwrap().groups.insert(g, e);
-            let t0 = Instant::now();
-            let rep = fp.sync(&t, &pm, &ifx).unwrap();
-            join.push(t0.elapsed());
-            assert_eq!(rep.maps_put, 1, "{rep:?}");
-            t.vlans.get_mut(&10).unwrap().groups.remove(&g);
-            let t0 = Instant::now();
-            let rep = fp.sync(&t, &pm, &ifx).unwrap();
-            leave.push(t0.elapsed());
-            assert_eq!(rep.maps_deleted, 1, "{rep:?}");
+        // Each join and leave twice: told what changed (the engine's delta, as run mode
+        // does), and not (every group of the VLAN compared).
+        for hinted in [true, false] {
+            let (mut join, mut leave) = (Vec::new(), Vec::new());
+            for r in 0..ROUNDS {
+                let g = nth_group(n + r);
+                let e = GroupEntry {
+                    any_source: nth_set(r),
+                    ..GroupEntry::default()
+                };
+                let mut delta = TableDelta::default();
+                delta.group(10, g);
+                let hint = hinted.then_some(&delta);
+                t.vlans.get_mut(&10).unwrap().groups.insert(g, e);
+                let t0 = Instant::now();
+                let rep = fp.sync_hinted(&t, &pm, &ifx, hint).unwrap();
+                join.push(t0.elapsed());
+                assert_eq!(rep.maps_put, 1, "{rep:?}");
+                assert_eq!(rep.vlans_hinted, usize::from(hinted), "{rep:?}");
+                t.vlans.get_mut(&10).unwrap().groups.remove(&g);
+                let t0 = Instant::now();
+                let rep = fp.sync_hinted(&t, &pm, &ifx, hint).unwrap();
+                leave.push(t0.elapsed());
+                assert_eq!(rep.maps_deleted, 1, "{rep:?}");
+            }
+            eprintln!(
+                "sync_cost: {n} groups, {}: bulk sync {bulk_t:?} ({} ops); one join: median {:?} (min {:?}, max {:?}); one leave: median {:?}; keys {}, lists {:?}",
+                if hinted { "hinted" } else { "unhinted (scan)" },
+                bulk.ops,
+                median(join.clone()),
+                join.iter().min().unwrap(),
+                join.iter().max().unwrap(),
+                median(leave),
+                fp.applied().maps.len(),
+                fp.list_stats(),
+            );
         }
-        eprintln!(
-            "sync_cost: {n} groups: bulk sync {bulk_t:?} ({} ops); one join: median {:?} (min {:?}, max {:?}); one leave: median {:?}; keys {}, lists {:?}",
-            bulk.ops,
-            median(join.clone()),
-            join.iter().min().unwrap(),
-            join.iter().max().unwrap(),
-            median(leave),
-            fp.applied().maps.len(),
-            fp.list_stats(),
-        );
     }
     eprintln!(
         "sync_cost: kernel maps at 100 000 groups: {:?}",
