@@ -107,14 +107,20 @@ fn sync_cost_of_one_join_and_leave_at_scale() {
         let bulk = fp.sync(&t, &pm, &ifx).unwrap();
         let bulk_t = t0.elapsed();
         assert!(bulk.overflowed.is_empty(), "{bulk:?}");
-        // Each join and leave twice: told what changed (the engine's delta, as run mode
-        // does), and not (every group of the VLAN compared).
-        for hinted in [true, false] {
+        // Each join and leave three times: told what changed (the engine's delta, as run mode
+        // does), with an egress set some list already holds and with one no list holds (port 0
+        // alone: a pooled list is filled, as for the first member on a port); and not told
+        // (every group of the VLAN compared).
+        for (hinted, fresh) in [(true, false), (true, true), (false, false)] {
             let (mut join, mut leave) = (Vec::new(), Vec::new());
             for r in 0..ROUNDS {
                 let g = nth_group(n + r);
                 let e = GroupEntry {
-                    any_source: nth_set(r),
+                    any_source: if fresh {
+                        PortSet::single(0)
+                    } else {
+                        nth_set(r)
+                    },
                     ..GroupEntry::default()
                 };
                 let mut delta = TableDelta::default();
@@ -134,7 +140,11 @@ fn sync_cost_of_one_join_and_leave_at_scale() {
             }
             eprintln!(
                 "sync_cost: {n} groups, {}: bulk sync {bulk_t:?} ({} ops); one join: median {:?} (min {:?}, max {:?}); one leave: median {:?}; keys {}, lists {:?}",
-                if hinted { "hinted" } else { "unhinted (scan)" },
+                match (hinted, fresh) {
+                    (true, false) => "hinted, shared list",
+                    (true, true) => "hinted, new list",
+                    _ => "unhinted (scan), shared list",
+                },
                 bulk.ops,
                 median(join.clone()),
                 join.iter().min().unwrap(),
