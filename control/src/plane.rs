@@ -675,6 +675,146 @@ mod tests {
         assert!(p.sync_published(|_, hint| hint.all));
     }
 
+    /// Whatever the engine goes through, the kernel hint names every entry that differs from
+    /// the table of the last sync that succeeded (checked with `diff_into`, the exact
+    /// difference), across failed and skipped syncs: a missed one would leave a stale key in
+    /// the kernel.
+    #[test]
+    fn the_kernel_hint_covers_every_difference_since_the_last_successful_sync() {
+        use crate::ctl::{Flush, PortSettings, StaticDel};
+        use crate::engine::publish::diff_into;
+        use crate::engine::MrouterMode;
+        use xsnoop_dataplane::wire::LeaveBuilder;
+
+        let names = ["a", "b", "c"];
+        let config = EngineConfig {
+            ports: names.iter().map(|n| PortConfig::access(n, 1)).collect(),
+            vlans: vec![VlanConfig::new(1)],
+            ..EngineConfig::default()
+        };
+        let mut p = ControlPlane::new(config.clone()).unwrap();
+        let mut synced: Option<ForwardingTable> = None;
+        let (mut hinted_syncs, mut down) = (0, PortSet::EMPTY);
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for step in 0..400 {
+            let port = u16::try_from(next(3)).unwrap();
+            let name = names[usize::from(port)].to_string();
+            let group = Ipv4Addr::new(239, 9, 0, u8::try_from(next(6)).unwrap());
+            let mac = MacAddr([2, 0, 0, 0, 0, u8::try_from(port).unwrap() + 1]);
+            let src_ip = Ipv4Addr::new(10, 0, 0, u8::try_from(port).unwrap() + 1);
+            match next(9) {
+                0..=2 => {
+                    let f = to_vec(&ReportV2Builder {
+                        src_mac: mac,
+                        src_ip,
+                        group,
+                        vlan: None,
+                    });
+                    p.deliver(port, 1, &f.unwrap());
+                }
+                3 => {
+                    let f = to_vec(&LeaveBuilder {
+                        src_mac: mac,
+                        src_ip,
+                        group,
+                        vlan: None,
+                    });
+                    p.deliver(port, 1, &f.unwrap());
+                }
+                4 => {
+                    let add = crate::ctl::StaticAdd {
+                        vlan: 1,
+                        group,
+                        sources: vec![],
+                        ports: vec![name],
+                    };
+                    let _ = p.change(&Command::StaticAdd(add)); // refused when already there
+                }
+                5 => {
+                    let del = StaticDel {
+                        vlan: 1,
+                        group,
+                        ports: vec![name],
+                    };
+                    let _ = p.change(&Command::StaticDel(del));
+                }
+                6 => {
+                    let input = if down.contains(port) {
+                        down.remove(port);
+                        Input::PortUp(port)
+                    } else {
+                        down.insert(port);
+                        Input::PortDown(port)
+                    };
+                    p.handle(input);
+                }
+                7 => {
+                    let cmd = if next(2) == 0 {
+                        Command::Flush(Flush {
+                            port: Some(name),
+                            vlan: None,
+                        })
+                    } else {
+                        let mode = if next(2) == 0 {
+                            MrouterMode::Always
+                        } else {
+                            MrouterMode::Never
+                        };
+                        Command::PortSet(PortSettings {
+                            port: name,
+                            fast_leave: Some(next(2) == 0),
+                            mrouter: Some(mode),
+                        })
+                    };
+                    p.change(&cmd).unwrap();
+                }
+                _ => {
+                    p.reconfigure(config.clone()).unwrap();
+                }
+            }
+            let outcome = next(3);
+            if outcome == 0 {
+                continue; // no sync this turn: the next one must see both turns
+            }
+            p.sync_published(|table, hint| {
+                match &synced {
+                    None => assert!(hint.all, "step {step}: the first sync knows nothing"),
+                    Some(old) => {
+                        let mut exact = TableDelta::default();
+                        diff_into(old, table, &mut exact);
+                        if !hint.all {
+                            assert!(!exact.all, "step {step}: {exact:?} vs {hint:?}");
+                            assert!(
+                                exact.groups.is_subset(&hint.groups),
+                                "step {step}: {exact:?} vs {hint:?}"
+                            );
+                            assert!(
+                                exact.vlans.is_subset(&hint.vlans),
+                                "step {step}: {exact:?} vs {hint:?}"
+                            );
+                            hinted_syncs += 1;
+                        }
+                    }
+                }
+                let ok = outcome == 1;
+                if ok {
+                    synced = Some(table.clone());
+                }
+                ok
+            });
+        }
+        assert!(
+            hinted_syncs > 50,
+            "the hint was rarely anything but everything: {hinted_syncs}"
+        );
+    }
+
     #[test]
     fn stats_carry_the_modes_extra_counters_and_the_journal_is_bounded() {
         let mut p = plane();

@@ -8,6 +8,11 @@
 //! brought up to date in place, entry by entry, once no reader holds it any more, and swapped in;
 //! only when a reader still holds it, or the change was wholesale (a reconfiguration), is the
 //! whole table copied. The published table keeps its type and meaning.
+//!
+//! The same log serves a consumer that keeps its own copy of the published table: the
+//! publisher accumulates every published delta ([`Publisher::unsynced`]) until that consumer
+//! says it caught up ([`Publisher::synced`]), so the kernel fast path replans the groups that
+//! changed instead of comparing all of them (issue 7: a join at 100 000 groups in microseconds).
 
 use std::sync::{Arc, Weak};
 
