@@ -101,6 +101,9 @@ pub fn scope_for(
 pub struct KernelPathStats {
     /// Syncs that changed something.
     pub syncs: u64,
+    /// Syncs that took the changed groups of some VLAN from the engine's log instead of
+    /// comparing every group (the cheap path of a join or leave).
+    pub hinted_syncs: u64,
     /// Map operations applied in total.
     pub ops: u64,
     /// Syncs that failed (retried).
@@ -382,6 +385,7 @@ impl KernelPath {
                     synced = true;
                     st.last_error = None;
                     st.pool_batches += report.pool_batches as u64;
+                    st.hinted_syncs += u64::from(report.vlans_hinted > 0);
                     if report.ops > 0 {
                         st.syncs += 1;
                         st.ops += report.ops as u64;
