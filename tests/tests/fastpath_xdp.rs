@@ -734,8 +734,14 @@ fn known_unicast_and_broadcast_in_the_kernel_unknown_sources_to_userspace() {
         None,
         &[(2, None), (6, Some(10))],
     );
-    // The kernel refreshed the sender's station for ageing; host 3 was never seen.
-    assert!(bed.fp.station_seen(10, mac(1)).unwrap().is_some());
+    // The kernel refreshed the sender's station for ageing, with a CLOCK_MONOTONIC stamp of
+    // this test's frames (it is compared with that clock); host 3 was never seen.
+    let seen = bed.fp.station_seen(10, mac(1)).unwrap().expect("host 1 seen");
+    let now = monotonic_ns();
+    assert!(
+        seen <= now && now - seen < 30_000_000_000,
+        "host 1's stamp {seen} is not a recent CLOCK_MONOTONIC time (now {now})"
+    );
     assert_eq!(bed.fp.station_seen(10, mac(3)).unwrap(), None);
 
     // Host 2 ages out: unicast to it goes to userspace again.
@@ -1297,4 +1303,15 @@ fn rate_probe_fast_path() {
         assert_eq!(got[4], 0, "{what}: the non-member got frames");
     }
     drop(gen);
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock of the kernel's station stamps.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }

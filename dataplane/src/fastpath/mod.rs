@@ -276,7 +276,7 @@ impl FastPath {
             if self.fdb.get(k) != Some(slot) {
                 let v = FpFdbVal {
                     slot: *slot,
-                    pad: 0,
+                    seen_jiffies: 0,
                     seen_ns: 0,
                 };
                 self.maps

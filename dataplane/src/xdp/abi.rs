@@ -235,10 +235,13 @@ pub struct FpFdbKey {
 pub struct FpFdbVal {
     /// Port slot.
     pub slot: u32,
-    /// Zero.
-    pub pad: u32,
-    /// CLOCK_MONOTONIC ns of the last frame from the station forwarded by the kernel
-    /// (refreshed at most once a second; 0 = not since userspace wrote the entry).
+    /// The kernel's jiffies (low 32 bits) when it last wrote `seen_ns`: it rewrites the stamp
+    /// once jiffies moved on by `FP_SEEN_JIFFIES` (64), so most frames read no clock. Userspace
+    /// writes 0.
+    pub seen_jiffies: u32,
+    /// CLOCK_MONOTONIC ns of a frame from the station forwarded by the kernel, at most 64
+    /// jiffies (0.64 s at HZ=100) old while it keeps sending; 0 = none since userspace wrote
+    /// the entry.
     pub seen_ns: u64,
 }
 
