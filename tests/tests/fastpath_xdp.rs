@@ -736,7 +736,11 @@ fn known_unicast_and_broadcast_in_the_kernel_unknown_sources_to_userspace() {
     );
     // The kernel refreshed the sender's station for ageing, with a CLOCK_MONOTONIC stamp of
     // this test's frames (it is compared with that clock); host 3 was never seen.
-    let seen = bed.fp.station_seen(10, mac(1)).unwrap().expect("host 1 seen");
+    let seen = bed
+        .fp
+        .station_seen(10, mac(1))
+        .unwrap()
+        .expect("host 1 seen");
     let now = monotonic_ns();
     assert!(
         seen <= now && now - seen < 30_000_000_000,
