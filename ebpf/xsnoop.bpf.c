@@ -182,6 +182,7 @@ static __always_inline __u32 classify(void *data, void *end, __u64 len)
 #define FP_UNICAST 8  // known unicast and broadcast in the kernel too; every fast-path frame then
 		      // needs a source MAC learned on its ingress port (else: to userspace, which
 		      // learns it), so learning and ageing keep one owner
+#define FP_SOURCES 16 // some group has an (S,G) key: without it only (*,G) keys are looked up
 
 // Learned stations (written by userspace from its FDB) and unicast egress entries.
 #define FP_MAX_FDB 16384
@@ -469,10 +470,12 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u32 slot, __u32 class
 		} else {
 			// RFC 4541 §2.1.2 (1), (7): the members whose source filter admits the source,
 			// plus the mrouter ports; a source nobody lists uses the any-source entry.
-			key.kind = FP_KIND_SOURCE;
 			key.group = ip->daddr;
-			key.source = ip->saddr;
-			inner = fp_list(&key);
+			if (v->flags & FP_SOURCES) {
+				key.kind = FP_KIND_SOURCE;
+				key.source = ip->saddr;
+				inner = fp_list(&key);
+			}
 			if (!inner) {
 				key.kind = FP_KIND_ANY;
 				key.source = 0;

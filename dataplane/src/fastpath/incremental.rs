@@ -41,7 +41,7 @@ struct Memo {
     /// The VLAN table as planned (groups mirrored one by one on incremental syncs).
     table: VlanTable,
     /// `fp_groups` keys the VLAN needs.
-    keys: usize,
+    keys: Keys,
     /// Whether it fit (else it is in `overflowed` and has no keys in the kernel).
     admitted: bool,
 }
@@ -140,13 +140,39 @@ fn check_hint(vid: VlanId, old: &VlanTable, new: &VlanTable, hinted: &[Ipv4Addr]
     }
 }
 
-/// The number of keys group `g` needs with entry `e` under `head`.
-fn group_key_count(vid: VlanId, g: Ipv4Addr, e: Option<&GroupEntry>, head: &VlanHead) -> usize {
+/// How many `fp_groups` keys a VLAN (or one group) needs, and how many of them are (S,G)
+/// keys: the VLAN's `FP_SOURCES` flag says whether any is (see [`plan::vlan_flags`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Keys {
+    all: usize,
+    sources: usize,
+}
+
+impl Keys {
+    fn plus(self, o: Keys) -> Keys {
+        Keys {
+            all: self.all.saturating_add(o.all),
+            sources: self.sources.saturating_add(o.sources),
+        }
+    }
+    fn minus(self, o: Keys) -> Keys {
+        Keys {
+            all: self.all.saturating_sub(o.all),
+            sources: self.sources.saturating_sub(o.sources),
+        }
+    }
+}
+
+/// The keys group `g` needs with entry `e` under `head`.
+fn group_key_count(vid: VlanId, g: Ipv4Addr, e: Option<&GroupEntry>, head: &VlanHead) -> Keys {
     let mut keys = Vec::new();
     if let Some(e) = e {
         group_keys(vid, g, e, head, &mut keys);
     }
-    keys.len()
+    Keys {
+        all: keys.len(),
+        sources: keys.iter().filter(|(k, _)| plan::is_source_key(k)).count(),
+    }
 }
 
 /// The groups whose entry differs between `old` and `new` (added, removed or changed): one
@@ -253,7 +279,7 @@ impl Tracker {
         // VLANs whose changed groups came from the hint alone.
         let mut out_hinted = 0usize;
         // Per in-scope VLAN: its head, its table, what to replan, and how many keys it needs.
-        let mut work: Vec<(VlanId, VlanHead, &VlanTable, Work, usize)> = Vec::new();
+        let mut work: Vec<(VlanId, VlanHead, &VlanTable, Work, Keys)> = Vec::new();
         for vid in vids {
             let Some(vt) = table.vlans.get(&vid) else {
                 continue;
@@ -280,16 +306,16 @@ impl Tracker {
                     let mut keys = m.keys;
                     for g in &changed {
                         keys = keys
-                            .saturating_sub(group_key_count(vid, *g, m.table.groups.get(g), &head))
-                            .saturating_add(group_key_count(vid, *g, vt.groups.get(g), &head));
+                            .minus(group_key_count(vid, *g, m.table.groups.get(g), &head))
+                            .plus(group_key_count(vid, *g, vt.groups.get(g), &head));
                     }
                     (Work::Groups(changed), keys)
                 }
                 None => {
-                    let mut keys = 2;
+                    let mut keys = Keys { all: 2, sources: 0 };
                     if head.snooping {
                         for (g, e) in vt.groups.iter() {
-                            keys += group_key_count(vid, *g, Some(e), &head);
+                            keys = keys.plus(group_key_count(vid, *g, Some(e), &head));
                         }
                     }
                     (Work::Whole, keys)
@@ -313,13 +339,14 @@ impl Tracker {
         for (vid, head, vt, w, keys) in work {
             // The same admission rule as the pure planner: in VLAN order, while they fit.
             let uni = head.domain.len();
-            let admitted =
-                total + keys <= self.caps.keys && !(unicast && uni_total + uni > self.caps.unicast);
+            let admitted = total + keys.all <= self.caps.keys
+                && !(unicast && uni_total + uni > self.caps.unicast);
             let prev = self.vlans.remove(&vid);
             let was_admitted = prev.as_ref().is_some_and(|m| m.admitted);
             if admitted {
-                total += keys;
+                total += keys.all;
                 let mut state = head.state;
+                state.flags |= plan::vlan_flags(keys.sources > 0);
                 if unicast {
                     uni_total += uni;
                     state.flags |= FP_UNICAST;

@@ -15,8 +15,8 @@ use crate::table::{ForwardingTable, GroupEntry, VlanId, VlanTable};
 use crate::wire::{is_link_local_multicast, is_multicast, VlanTag};
 use crate::xdp::abi::{
     unicast_key, FpKey, FpPort, FpVlan, FP_KIND_ANY, FP_KIND_FLOOD, FP_KIND_SOURCE, FP_KIND_UNREG,
-    FP_MAX_KEYS, FP_MAX_UNICAST, FP_ON, FP_PORT_ACCESS, FP_PORT_TRUNK, FP_SNOOPING, FP_TAGGED,
-    FP_UNICAST, MAX_SLOTS,
+    FP_MAX_KEYS, FP_MAX_UNICAST, FP_ON, FP_PORT_ACCESS, FP_PORT_TRUNK, FP_SNOOPING, FP_SOURCES,
+    FP_TAGGED, FP_UNICAST, MAX_SLOTS,
 };
 
 /// Which VLANs the fast path forwards; the others stay entirely in userspace (AF_XDP).
@@ -340,7 +340,25 @@ fn vlan_plan(
         }
     }
     let uni = head.unicast(vid).collect();
-    (head.state, maps, uni)
+    let mut state = head.state;
+    state.flags |= vlan_flags(maps.iter().any(|(k, _)| is_source_key(k)));
+    (state, maps, uni)
+}
+
+/// Whether `k` is an (S,G) key.
+pub(super) fn is_source_key(k: &FpKey) -> bool {
+    k.kind == FP_KIND_SOURCE
+}
+
+/// The VLAN flags that depend on its groups rather than on its head: `FP_SOURCES` when some
+/// group has an (S,G) key, so that in the (usual) VLAN without any the kernel skips that
+/// lookup, which always misses there. It is one hash lookup of three per multicast frame.
+pub(super) fn vlan_flags(has_source_keys: bool) -> u32 {
+    if has_source_keys {
+        FP_SOURCES
+    } else {
+        0
+    }
 }
 
 /// Appends group `g`'s keys to `maps` (none for a group that is not snooped). Only with

@@ -11,7 +11,7 @@ use crate::portset::{PortId, PortSet};
 use crate::table::{ForwardingTable, GroupEntry, VlanTable};
 use crate::xdp::abi::{
     FpPort, FpVlan, FP_KIND_ANY, FP_KIND_FLOOD, FP_KIND_SOURCE, FP_KIND_UNREG, FP_ON,
-    FP_PORT_ACCESS, FP_PORT_TRUNK, FP_SNOOPING, FP_TAGGED,
+    FP_PORT_ACCESS, FP_PORT_TRUNK, FP_SNOOPING, FP_SOURCES, FP_TAGGED,
 };
 
 const ANY: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
@@ -98,13 +98,20 @@ fn every_forwarding_class_gets_exactly_the_ports_of_the_afxdp_rule() {
         );
     }
     let v = d.vlans.get(&10).unwrap();
-    assert_eq!(v.flags, FP_ON | FP_SNOOPING, "no tagged port, no metadata");
+    assert_eq!(
+        v.flags,
+        FP_ON | FP_SNOOPING | FP_SOURCES,
+        "no tagged port, no metadata; (S1,G1) has a key"
+    );
     assert_eq!(v.members, [0b11111, 0]);
 
     // The kernel's answer for each frame must equal multicast_egress (which removes the
-    // ingress port; the kernel does that with BPF_F_EXCLUDE_INGRESS).
+    // ingress port; the kernel does that with BPF_F_EXCLUDE_INGRESS). Like the kernel, it
+    // looks up (S,G) keys only in a VLAN flagged FP_SOURCES.
     let kernel = |s: Ipv4Addr, g: Ipv4Addr| -> Vec<PortId> {
-        ports_of(&d, key(10, FP_KIND_SOURCE, g, s))
+        Some(())
+            .filter(|_| v.flags & FP_SOURCES != 0)
+            .and_then(|_| ports_of(&d, key(10, FP_KIND_SOURCE, g, s)))
             .or_else(|| ports_of(&d, key(10, FP_KIND_ANY, g, ANY)))
             .or_else(|| ports_of(&d, key(10, FP_KIND_UNREG, ANY, ANY)))
             .unwrap()
@@ -146,6 +153,21 @@ fn every_forwarding_class_gets_exactly_the_ports_of_the_afxdp_rule() {
         d.maps.get(&key(10, FP_KIND_UNREG, ANY, ANY)),
         Some(&plain(&[3, 4]))
     );
+}
+
+#[test]
+fn only_a_vlan_with_source_keys_makes_the_kernel_look_them_up() {
+    let (pm, ifx) = access_ports();
+    let flags = |t: &ForwardingTable| desired(t, &pm, &ifx, &Scope::All).vlans[&10].flags;
+    // (*,G) joins only (IGMPv2, or IGMPv3 EXCLUDE {}): no (S,G) key, no (S,G) lookup.
+    let mut t = vlan10([(G1, group(&[1, 2], &[]))].into_iter().collect());
+    assert_eq!(flags(&t) & FP_SOURCES, 0);
+    // A source whose egress equals the any-source set needs no key either.
+    t = vlan10([(G1, group(&[1], &[(S1, &[1])]))].into_iter().collect());
+    assert_eq!(flags(&t) & FP_SOURCES, 0);
+    // INCLUDE {S1} on port 2 beside (*,G1) on port 1: (S1,G1) has its own key.
+    t = vlan10([(G1, group(&[1], &[(S1, &[1, 2])]))].into_iter().collect());
+    assert_eq!(flags(&t) & FP_SOURCES, FP_SOURCES);
 }
 
 #[test]

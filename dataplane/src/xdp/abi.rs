@@ -154,6 +154,9 @@ pub const FP_TAGGED: u32 = 4;
 /// `FpVlan::flags`: known unicast and broadcast are forwarded in the kernel too, and every
 /// fast-path frame needs a source MAC learned on its ingress port (`fp_fdb`).
 pub const FP_UNICAST: u32 = 8;
+/// `FpVlan::flags`: some group of the VLAN has an (S,G) key; without it the kernel looks up
+/// only the (*,G) key of a multicast frame.
+pub const FP_SOURCES: u32 = 16;
 
 /// The `fp_unicast` key of (VLAN, slot).
 pub const fn unicast_key(vlan: u16, slot: u16) -> u32 {
