@@ -224,6 +224,11 @@ pub struct BedOptions {
     pub xsnoop_ingress_nice: i32,
     /// Run the xsnoop worker thread (`xsnoop-asic`) SCHED_FIFO 1.
     pub xsnoop_worker_fifo: bool,
+    /// Run xsnoop's control thread (the process's main thread: engine, kernel sync) SCHED_FIFO
+    /// 2, above the worker: its work is bounded by the punt policer, and under a SCHED_FIFO
+    /// worker and the ingress NAPI thread on the same CPU it otherwise waits for both (a
+    /// report flood filled its punt queue; a join waited behind the stream's NAPI runs).
+    pub xsnoop_control_fifo: bool,
     /// xsnoop's `max_groups` and a 600 s query interval, for the table-scale beds (`None`:
     /// the daemon's default of 4096 groups, which bounds what a report flood can add, and 30 s).
     pub max_groups: Option<usize>,
@@ -420,6 +425,11 @@ impl Bed {
                     for t in workers {
                         pin::fifo(t, 1)?;
                     }
+                }
+                if opts.xsnoop_control_fifo {
+                    // The main thread runs the CPU loop (its tid is the pid).
+                    let pid = daemon.pid().context("xsnoop run has no pid")?;
+                    pin::fifo(pid, 2)?;
                 }
                 Switch::Xsnoop {
                     daemon,

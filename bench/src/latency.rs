@@ -398,6 +398,25 @@ pub fn markdown(all: &[LatencySeries], plan: StreamPlan) -> String {
             ratio(x.frame(99.9), b.frame(99.9)),
         );
     }
+    if let Some(c) = find(SwitchKind::Ceiling) {
+        // The ceiling has no control plane: per-frame ratios only, for every other switch.
+        s.push_str("\n| per-frame ratio of medians to the XDP ceiling | p50 | p99 | p99.9 |\n");
+        s.push_str("|---|---|---|---|\n");
+        for x in all.iter().filter(|x| x.kind != SwitchKind::Ceiling) {
+            let ratio = |p: f64| match (x.frame(p), c.frame(p)) {
+                (Some(a), Some(b)) if b.median > 0.0 => format!("{:.2}", a.median / b.median),
+                _ => "–".to_owned(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} / ceiling | {} | {} | {} |",
+                x.kind.label(),
+                ratio(50.0),
+                ratio(99.0),
+                ratio(99.9),
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "\nEvery time is a kernel timestamp (`SO_TIMESTAMPNS` on an `AF_PACKET` tap) on the \
@@ -408,7 +427,9 @@ pub fn markdown(all: &[LatencySeries], plan: StreamPlan) -> String {
          {:.0} ms in; its port has fast leave on (xsnoop `fast_leave = true`, bridge \
          `multicast_fast_leave on`); 0 = no frame arrived after the leave left. *Per frame*: \
          each probe from host 1's veth (outgoing tap) to member host 2's veth (incoming tap), \
-         percentiles of one run, then the median over runs. The switch CPU is shared with the \
+         percentiles of one run, then the median over runs. The XDP ceiling (a devmap broadcast \
+         and nothing else, no control plane, so no join or leave figure) is what the in-kernel \
+         path itself costs per frame. The switch CPU is shared with the \
          machine's other work (2 vCPUs): compare the ratio, measured in the same run.",
         plan.duration.as_secs_f64() * 300.0,
         1e6 / f64::from(plan.rate_pps.max(1)),
@@ -567,6 +588,14 @@ mod tests {
                 kind: SwitchKind::Bridge,
                 runs: vec![run(50.0, 10.0)],
             },
+            LatencySeries {
+                kind: SwitchKind::Ceiling,
+                runs: vec![LatencyRun {
+                    frame_us: vec![5.0; 10],
+                    sent: 10,
+                    ..LatencyRun::default()
+                }],
+            },
         ];
         let md = markdown(&all, StreamPlan::default());
         assert!(
@@ -577,6 +606,15 @@ mod tests {
             md.contains("| xsnoop run, afxdp / bridge | 4.00 | 4.00 | 2.00 |"),
             "{md}"
         );
-        assert_eq!(csv(&all).lines().count(), 5);
+        assert!(
+            md.contains("| xsnoop run, afxdp / ceiling | 4.00 | 4.00 | 4.00 |"),
+            "{md}"
+        );
+        assert!(md.contains("| Linux bridge / ceiling | 2.00 |"), "{md}");
+        assert!(
+            md.contains("| XDP ceiling | – | – | 0 | 0 | 5.0 (5.0–5.0) |"),
+            "{md}"
+        );
+        assert_eq!(csv(&all).lines().count(), 6);
     }
 }

@@ -6,7 +6,8 @@
 //!    median of several runs with min and max, leakage to the non-member counted ([`bed`]).
 //!
 //! The tables go to stdout and to `bench/results/latest.md`; every run goes to `latest.csv`, and
-//! the multicast fan-out curves to `multicast-<size>B.svg`.
+//! the multicast fan-out curves to `multicast-<size>B.svg`. A partial run (`--only X`) writes
+//! the same files named `<name>-X.<ext>` ([`out_name`]) and leaves the full run's alone.
 //! Packet rates need root (namespaces, XDP); without it they are skipped with the reason and the
 //! exit status says so.
 
@@ -47,7 +48,8 @@ enum Only {
     Control,
     /// Packet rates only.
     Packet,
-    /// Latency only (join, fast leave, per frame; xsnoop and the bridge, one-member beds).
+    /// Latency only (join, fast leave, per frame; xsnoop, the bridge and the ceiling (per frame
+    /// only), one-member beds).
     Latency,
     /// Resident memory of `xsnoop run` per learned group only.
     Memory,
@@ -131,6 +133,13 @@ struct Cli {
     /// ingress NAPI thread on the same CPU starves it (receive livelock: the fill ring runs dry).
     #[arg(long, value_enum, default_value_t = WorkerSched::Fifo)]
     xsnoop_worker: WorkerSched,
+    /// Scheduling of xsnoop's control thread (the main thread: engine, kernel sync): `fifo` =
+    /// SCHED_FIFO 2, above the worker, as the daemon places it itself with `worker_realtime`
+    /// (its work is bounded by the punt policer); `nice` = the daemon's nice, sharing the
+    /// switch CPU with the ingress NAPI thread and below a FIFO worker (fast leave then took
+    /// ~300 us instead of ~0-50).
+    #[arg(long, value_enum, default_value_t = WorkerSched::Fifo)]
+    xsnoop_control: WorkerSched,
     /// Runs of the latency benchmark per switch.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     latency_runs: u32,
@@ -255,13 +264,7 @@ fn packet_benches(cli: &Cli, log: &mut String) -> Result<PacketResults> {
         (cli.members.clone(), cli.switches.clone())
     } else {
         let least = cli.members.iter().copied().min().unwrap_or(1);
-        let sw = cli
-            .switches
-            .iter()
-            .copied()
-            .filter(|k| *k != SwitchKind::Ceiling)
-            .collect();
-        (vec![least], sw)
+        (vec![least], cli.switches.clone())
     };
     let mut beds = Vec::new();
     for (ni, &n) in members.iter().enumerate() {
@@ -276,6 +279,7 @@ fn packet_benches(cli: &Cli, log: &mut String) -> Result<PacketResults> {
                     receiver: cli.receiver.for_switch(kind),
                     xsnoop_ingress_nice: cli.xsnoop_ingress_nice,
                     xsnoop_worker_fifo: cli.xsnoop_worker == WorkerSched::Fifo,
+                    xsnoop_control_fifo: cli.xsnoop_control == WorkerSched::Fifo,
                     max_groups: None,
                 },
             )
@@ -329,12 +333,14 @@ fn packet_benches(cli: &Cli, log: &mut String) -> Result<PacketResults> {
     let mut lat = Vec::new();
     if cli.only.latency() {
         // The smallest fan-out's beds: the member host 2 gets the per-frame stream, the
-        // non-member host joins and leaves.
+        // non-member host joins and leaves. The ceiling (no control plane: no join or leave
+        // figure) shows what the in-kernel devmap path itself costs per frame.
         let least = beds.iter().map(|b| b.members).min().unwrap_or(1);
         let chosen: Vec<&Bed> = [
             SwitchKind::XsnoopAfxdp,
             SwitchKind::XsnoopXdp,
             SwitchKind::Bridge,
+            SwitchKind::Ceiling,
         ]
         .iter()
         .filter_map(|k| beds.iter().find(|b| b.kind == *k && b.members == least))
@@ -388,6 +394,7 @@ fn scale_benches(
                 receiver: cli.receiver.for_switch(kind),
                 xsnoop_ingress_nice: cli.xsnoop_ingress_nice,
                 xsnoop_worker_fifo: cli.xsnoop_worker == WorkerSched::Fifo,
+                xsnoop_control_fifo: cli.xsnoop_control == WorkerSched::Fifo,
                 max_groups: Some(biggest + 1_000),
             },
         )
@@ -621,6 +628,10 @@ fn setup_notes(
         WorkerSched::Fifo => "its AF_XDP worker thread `xsnoop-asic` SCHED_FIFO 1",
         WorkerSched::Nice => "its AF_XDP worker thread at the daemon's nice",
     };
+    let control = match cli.xsnoop_control {
+        WorkerSched::Fifo => "its control (main) thread SCHED_FIFO 2",
+        WorkerSched::Nice => "its control (main) thread at the daemon's nice",
+    };
     let mut s = String::from("## Setup\n\n");
     let _ = writeln!(
         s,
@@ -688,7 +699,7 @@ fn setup_notes(
         s,
         "- CPUs: the switch gets CPU {sw}: the ingress port's NAPI made threaded and pinned \
          there at nice {bn} (the bridge's and the ceiling's whole forwarding work runs in it); \
-         `xsnoop run` started under `nice -n {bn} taskset -c {sw}`, with {worker} and its \
+         `xsnoop run` started under `nice -n {bn} taskset -c {sw}`, with {worker}, {control} and its \
          ingress NAPI thread at nice {xn}. The generator (nice {gn}) and the receivers' threaded \
          NAPI (nice {bn}) share CPU {host}. Negative nice values keep the machine's other work \
          off the measured threads.",
@@ -710,7 +721,7 @@ fn setup_notes(
         s,
         "- Reproduce: `make bench` (as root), or `target/release/xsnoop-bench --runs {} \
          --seconds {} --members {} --sizes {} --flood-rate {} --flood-members {} --receiver {} \
-         --xsnoop-worker {} --xsnoop-ingress-nice={}` (`--help` for all options).",
+         --xsnoop-worker {} --xsnoop-control {} --xsnoop-ingress-nice={}` (`--help` for all options).",
         cli.runs,
         cli.seconds,
         join_list(&cli.members),
@@ -719,9 +730,24 @@ fn setup_notes(
         cli.flood_members,
         arg_name(&cli.receiver),
         arg_name(&cli.xsnoop_worker),
+        arg_name(&cli.xsnoop_control),
         cli.xsnoop_ingress_nice,
     );
     s
+}
+
+/// The name a result file gets in a run of `only`: the full run's own name (`latency.csv`),
+/// or for a partial run the name with `-<only>` before the extension (`latency-latency.csv`,
+/// `multicast-64B-packet.svg`), so a partial run never replaces the full run's files.
+fn out_name(only: Only, name: &str) -> String {
+    if only == Only::All {
+        return name.to_owned();
+    }
+    let tag = arg_name(&only);
+    match name.rsplit_once('.') {
+        Some((stem, ext)) => format!("{stem}-{tag}.{ext}"),
+        None => format!("{name}-{tag}"),
+    }
 }
 
 /// Writes `text` to `dir/name`.
@@ -764,9 +790,11 @@ fn main() -> Result<()> {
                 }
                 if !res.scale.is_empty() {
                     md.push_str(&scale::markdown(&res.scale));
-                    write_out(&cli.out, "table-scale.csv", &scale::csv(&res.scale))?;
-                    scale::plot(&res.scale, &cli.out)?;
-                    md.push_str("Plot: [table-scale.svg](table-scale.svg)\n\n");
+                    let csv = out_name(cli.only, "table-scale.csv");
+                    write_out(&cli.out, &csv, &scale::csv(&res.scale))?;
+                    let svg = out_name(cli.only, "table-scale.svg");
+                    scale::plot(&res.scale, &cli.out.join(&svg))?;
+                    let _ = writeln!(md, "Plot: [{svg}]({svg})\n");
                 }
                 if !res.latency.is_empty() {
                     let plan = latency::StreamPlan {
@@ -775,7 +803,11 @@ fn main() -> Result<()> {
                     };
                     md.push_str(&latency::markdown(&res.latency, plan));
                     md.push('\n');
-                    write_out(&cli.out, "latency.csv", &latency::csv(&res.latency))?;
+                    write_out(
+                        &cli.out,
+                        &out_name(cli.only, "latency.csv"),
+                        &latency::csv(&res.latency),
+                    )?;
                 }
                 let load_after = read_trim("/proc/loadavg");
                 md.push_str(&setup_notes(
@@ -785,8 +817,11 @@ fn main() -> Result<()> {
                     t.elapsed().as_secs_f64(),
                 ));
                 if !all.is_empty() {
-                    write_out(&cli.out, "latest.csv", &report::csv(all))?;
-                    let plots = plot::write_all(all, &cli.out)?;
+                    let csv = out_name(cli.only, "latest.csv");
+                    write_out(&cli.out, &csv, &report::csv(all))?;
+                    let plots = plot::write_all(all, &cli.out, |len| {
+                        out_name(cli.only, &format!("multicast-{len}B.svg"))
+                    })?;
                     if !plots.is_empty() {
                         md.push_str("\nPlots: ");
                         let names: Vec<String> = plots
@@ -812,7 +847,11 @@ fn main() -> Result<()> {
             Ok((learned, statics)) => {
                 md.push('\n');
                 md.push_str(&memory::markdown(&learned, &statics));
-                write_out(&cli.out, "memory.csv", &memory::csv(&learned, &statics))?;
+                write_out(
+                    &cli.out,
+                    &out_name(cli.only, "memory.csv"),
+                    &memory::csv(&learned, &statics),
+                )?;
             }
             Err(e) => {
                 let _ = writeln!(md, "\nMemory benchmark failed: {e:#}");
@@ -829,10 +868,7 @@ fn main() -> Result<()> {
     print!("{md}");
     if cli.only != Only::Control && failed.is_none() {
         // A partial run must not replace the full report.
-        let name = match cli.only {
-            Only::All => "latest.md".to_owned(),
-            other => format!("latest-{}.md", arg_name(&other)),
-        };
+        let name = out_name(cli.only, "latest.md");
         write_out(&cli.out, &name, &md)?;
         eprintln!("bench: wrote {}", cli.out.join(name).display());
     }
@@ -861,5 +897,30 @@ mod tests {
         let date = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         // Equal unless a minute turned between the two calls.
         assert!(date == now || date[..13] == now[..13], "{date} vs {now}");
+    }
+
+    #[test]
+    fn a_partial_run_names_every_file_for_itself() {
+        for name in [
+            "latest.md",
+            "latest.csv",
+            "multicast-64B.svg",
+            "latency.csv",
+        ] {
+            assert_eq!(out_name(Only::All, name), name);
+        }
+        assert_eq!(out_name(Only::Packet, "latest.csv"), "latest-packet.csv");
+        assert_eq!(
+            out_name(Only::Packet, "multicast-64B.svg"),
+            "multicast-64B-packet.svg"
+        );
+        assert_eq!(out_name(Only::Latency, "latest.md"), "latest-latency.md");
+        assert_eq!(out_name(Only::Memory, "memory.csv"), "memory-memory.csv");
+        // No partial run's name is a full run's name.
+        for only in [Only::Control, Only::Packet, Only::Latency, Only::Memory] {
+            for name in ["latest.md", "latest.csv", "table-scale.svg", "latency.csv"] {
+                assert_ne!(out_name(only, name), name);
+            }
+        }
     }
 }

@@ -30,9 +30,13 @@ pub fn colour(kind: SwitchKind) -> RGBColor {
     }
 }
 
-/// Writes `multicast-<len>B.svg` into `dir` for every multicast frame size in `all`; returns
-/// the files written.
-pub fn write_all(all: &[Measured], dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
+/// Writes one plot into `dir` for every multicast frame size in `all`, named `name(len)`
+/// (`multicast-<len>B.svg` for a full run); returns the files written.
+pub fn write_all(
+    all: &[Measured],
+    dir: &Path,
+    name: impl Fn(usize) -> String,
+) -> Result<Vec<PathBuf>, PlotError> {
     let mut sizes: Vec<usize> = all
         .iter()
         .filter(|m| m.traffic == Traffic::Multicast)
@@ -42,7 +46,7 @@ pub fn write_all(all: &[Measured], dir: &Path) -> Result<Vec<PathBuf>, PlotError
     sizes.dedup();
     let mut written = Vec::new();
     for len in sizes {
-        let path = dir.join(format!("multicast-{len}B.svg"));
+        let path = dir.join(name(len));
         let of_size: Vec<&Measured> = all
             .iter()
             .filter(|m| m.traffic == Traffic::Multicast && m.wire_len == len)
@@ -166,7 +170,7 @@ mod tests {
         });
         let dir = std::env::temp_dir().join(format!("xsnoop-bench-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let files = write_all(&all, &dir).unwrap();
+        let files = write_all(&all, &dir, |len| format!("multicast-{len}B.svg")).unwrap();
         assert_eq!(files, vec![dir.join("multicast-64B.svg")]);
         let svg = std::fs::read_to_string(&files[0]).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..100.min(svg.len())]);

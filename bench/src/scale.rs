@@ -289,10 +289,11 @@ pub fn csv(all: &[ScaleSeries]) -> String {
     s
 }
 
-/// `table-scale.svg`: delivered Mpps against groups installed (log scale), one line per switch.
-pub fn plot(all: &[ScaleSeries], dir: &Path) -> Result<PathBuf> {
+/// The table-scale plot (`table-scale.svg` in a full run) at `path`: delivered Mpps against
+/// groups installed (log scale), one line per switch.
+pub fn plot(all: &[ScaleSeries], path: &Path) -> Result<PathBuf> {
     use plotters::prelude::*;
-    let path = dir.join("table-scale.svg");
+    let path = path.to_path_buf();
     let err = |e: String| anyhow::anyhow!("plotting {}: {e}", path.display());
     let max_g = all.iter().map(|x| x.groups).max().unwrap_or(1).max(10) as f64;
     let top = all
@@ -420,7 +421,8 @@ mod tests {
         assert_eq!(csv(&all).lines().count(), 1 + 8);
         let dir = std::env::temp_dir().join(format!("xsnoop-bench-scale-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let svg = std::fs::read_to_string(plot(&all, &dir).unwrap()).unwrap();
+        let svg =
+            std::fs::read_to_string(plot(&all, &dir.join("table-scale.svg")).unwrap()).unwrap();
         assert!(svg.contains("xsnoop run, xdp") && svg.contains("Linux bridge"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
