@@ -77,6 +77,23 @@ pub enum Placement {
     NeedPool,
 }
 
+/// A list to rewrite in place for all of its keys (see [`ListBook::whole_list_moves`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListMove {
+    /// The list.
+    pub id: ListId,
+    /// What it holds now.
+    pub old: Vec<DevEntry>,
+    /// `old` is exact (as in [`Placement::EditInPlace`]).
+    pub exact: bool,
+    /// The set all of its keys move to.
+    pub new: Vec<DevEntry>,
+    /// How many keys point at it: the key updates the rewrite spares.
+    pub keys: u32,
+    /// A key left it within the current grace period: only after one more may it be rewritten.
+    pub needs_grace: bool,
+}
+
 /// One list's bookkeeping.
 #[derive(Clone, Debug, Default)]
 struct List {
@@ -157,6 +174,82 @@ impl ListBook {
             },
             None => Placement::NeedPool,
         }
+    }
+
+    /// The lists a batch of puts can rewrite in place instead of re-pointing their keys, as an
+    /// ASIC edits one multicast group index rather than every entry using it: each list whose
+    /// every key moves to one and the same new set in `puts`, that no key left within the
+    /// current grace period, while no live list holds that set yet (one list per set; a second
+    /// list moving to it leaves its keys to share). Returns (list, what it holds, `exact`, the
+    /// new set). A multicast router appearing or a port going down changes the set of every
+    /// group of a VLAN: at 100 000 groups that was 100 000 key updates (about 1 s here)
+    /// against a few list edits. Safe for the same reason as [`Placement::EditInPlace`]:
+    /// additions first, removals last, and every reader of the list belongs to a moving key.
+    ///
+    /// With `after_grace`, lists some key left within the current grace period count too
+    /// (marked [`ListMove::needs_grace`]): the caller may wait for one grace period first.
+    pub fn whole_list_moves<'a>(
+        &self,
+        puts: impl IntoIterator<Item = (&'a FpKey, &'a [DevEntry])>,
+        after_grace: bool,
+    ) -> Vec<ListMove> {
+        // List → (its keys' common target so far, how many, all the same).
+        let mut moving: BTreeMap<ListId, (&'a [DevEntry], u32, bool)> = BTreeMap::new();
+        for (key, entries) in puts {
+            let Some(&id) = self.of_key.get(key) else {
+                continue;
+            };
+            moving
+                .entry(id)
+                .and_modify(|(t, n, same)| {
+                    *n += 1;
+                    *same &= *t == entries;
+                })
+                .or_insert((entries, 1, true));
+        }
+        let mut claimed: BTreeSet<&[DevEntry]> = BTreeSet::new();
+        let mut out = Vec::new();
+        for (id, (target, n, same)) in moving {
+            let Some(l) = self.list(id) else {
+                continue;
+            };
+            let needs_grace = self.recently_left.contains(&id);
+            if !same
+                || n != l.refs
+                || (needs_grace && !after_grace)
+                || l.entries.as_slice() == target
+                || self.live.contains_key(target)
+                || !claimed.insert(target)
+            {
+                continue;
+            }
+            out.push(ListMove {
+                id,
+                old: l.entries.clone(),
+                exact: l.exact,
+                new: target.to_vec(),
+                keys: n,
+                needs_grace,
+            });
+        }
+        out
+    }
+
+    /// Records that list `id` was rewritten in place to hold exactly `entries` (a move from
+    /// [`ListBook::whole_list_moves`]); its keys keep pointing at it.
+    pub fn retarget(&mut self, id: ListId, entries: &[DevEntry]) {
+        let Some(l) = self.list(id) else {
+            return;
+        };
+        let old = l.entries.clone();
+        if self.live.get(&old) == Some(&id) {
+            self.live.remove(&old);
+        }
+        if let Some(l) = self.list_mut(id) {
+            l.entries = entries.to_vec();
+            l.exact = true;
+        }
+        self.live.insert(entries.to_vec(), id);
     }
 
     fn list(&self, id: ListId) -> Option<&List> {

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 
-use super::{ListBook, ListId, Placement, Refill};
+use super::{ListBook, ListId, ListMove, Placement, Refill};
 use crate::fastpath::plan::{key, DevEntry};
 use crate::portset::PortId;
 use crate::xdp::abi::{FpKey, FP_KIND_ANY};
@@ -41,6 +41,7 @@ struct Bed {
     created: usize,
     shared: usize,
     edited: usize,
+    retargeted: usize,
     batches: usize,
 }
 
@@ -124,6 +125,41 @@ impl Bed {
                 }
                 Placement::NeedPool => self.grow(4),
             }
+        }
+    }
+
+    /// One sync's puts, as the applier runs them: whole-list moves first, then every put.
+    fn batch(&mut self, puts: &[(FpKey, Vec<DevEntry>)]) {
+        for (key, entries) in puts {
+            for r in self.readers.iter_mut().filter(|r| r.key == *key) {
+                r.allowed.extend(entries.iter().map(|e| e.port));
+            }
+        }
+        // The applier waits a grace period when lists wait for one (above a threshold; here
+        // always): the frames in flight finish.
+        if self
+            .book
+            .whole_list_moves(puts.iter().map(|(k, e)| (k, e.as_slice())), true)
+            .iter()
+            .any(|m| m.needs_grace)
+        {
+            self.grow(1);
+        }
+        let moves = self
+            .book
+            .whole_list_moves(puts.iter().map(|(k, e)| (k, e.as_slice())), false);
+        for m in moves {
+            assert!(m.exact && !m.needs_grace);
+            let before = self.contents[&m.id].clone();
+            assert_eq!(before, m.old.iter().map(|e| e.port).collect());
+            let ports: BTreeSet<PortId> = m.new.iter().map(|e| e.port).collect();
+            self.write(m.id, before.union(&ports).copied().collect());
+            self.write(m.id, ports);
+            self.book.retarget(m.id, &m.new);
+            self.retargeted += 1;
+        }
+        for (key, entries) in puts {
+            self.put(*key, entries);
         }
     }
 
@@ -295,8 +331,80 @@ fn a_failed_write_takes_the_list_out_of_sharing() {
     }
 }
 
+#[test]
+fn a_list_whose_keys_all_move_to_one_new_set_is_rewritten_not_its_keys() {
+    let mut b = Bed::with_pool(8);
+    for i in 0..4 {
+        b.put(k(i), &set(&[1]));
+    }
+    b.put(k(4), &set(&[2]));
+    b.put(k(5), &set(&[0, 2]));
+    let (one, two) = (b.pointer[&k(0)], b.pointer[&k(4)]);
+    // A router on port 0: every set gains it. {1}'s list is rewritten for its four keys; {2}
+    // would become {0, 2}, which a list already holds, so k4 shares that one.
+    let puts: Vec<(FpKey, Vec<DevEntry>)> = vec![
+        (k(0), set(&[0, 1])),
+        (k(1), set(&[0, 1])),
+        (k(2), set(&[0, 1])),
+        (k(3), set(&[0, 1])),
+        (k(4), set(&[0, 2])),
+        (k(5), set(&[0, 2])),
+    ];
+    let moves = b
+        .book
+        .whole_list_moves(puts.iter().map(|(k, e)| (k, e.as_slice())), false);
+    assert_eq!(
+        moves,
+        vec![ListMove {
+            id: one,
+            old: set(&[1]),
+            exact: true,
+            new: set(&[0, 1]),
+            keys: 4,
+            needs_grace: false,
+        }]
+    );
+    let (shared, created) = (b.shared, b.created);
+    b.batch(&puts);
+    assert_eq!(b.retargeted, 1);
+    assert_eq!(b.shared, shared + 1, "only k4 re-pointed");
+    assert_eq!(b.created, created);
+    for i in 0..4 {
+        assert_eq!(b.pointer[&k(i)], one, "k{i} untouched");
+    }
+    assert_eq!(b.contents[&one], [0, 1].into_iter().collect());
+    assert_eq!(b.book.refs(two), 0, "{{2}} left for quarantine");
+
+    // Not all of a list's keys move the same way: each key is placed on its own.
+    let split = [(k(0), set(&[3])), (k(1), set(&[0, 1, 3]))];
+    assert!(b
+        .book
+        .whole_list_moves(split.iter().map(|(k, e)| (k, e.as_slice())), true)
+        .is_empty());
+    // A key left the list within this grace period: its frames may still read the list.
+    b.put(k(3), set(&[3]).as_slice());
+    let rest: Vec<(FpKey, Vec<DevEntry>)> = (0..3).map(|i| (k(i), set(&[1, 3]))).collect();
+    let moves = |b: &Bed, after_grace| {
+        b.book
+            .whole_list_moves(rest.iter().map(|(k, e)| (k, e.as_slice())), after_grace)
+    };
+    assert!(moves(&b, false).is_empty());
+    let waiting = moves(&b, true);
+    assert_eq!(waiting.len(), 1);
+    assert!(waiting[0].needs_grace && waiting[0].keys == 3);
+    b.grow(1);
+    assert_eq!(
+        moves(&b, false),
+        vec![ListMove {
+            needs_grace: false,
+            ..waiting[0].clone()
+        }]
+    );
+}
+
 #[derive(Clone, Debug)]
 enum Step {
+    Batch(Vec<(u8, u8)>),
     Put(u8, u8),
     Delete(u8),
     Read(u8),
@@ -306,6 +414,7 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
+        2 => prop::collection::vec((0u8..6, 0u8..16), 1..6).prop_map(Step::Batch),
         4 => (0u8..6, 0u8..16).prop_map(|(k, s)| Step::Put(k, s)),
         1 => (0u8..6).prop_map(Step::Delete),
         4 => (0u8..6).prop_map(Step::Read),
@@ -320,6 +429,21 @@ proptest! {
         let mut b = Bed::with_pool(4);
         for s in steps {
             match s {
+                Step::Batch(puts) => {
+                    // One put per key, as a sync's ops are; a router appearing is a batch
+                    // where every key gains one port.
+                    let mut seen = BTreeSet::new();
+                    let puts: Vec<(FpKey, Vec<DevEntry>)> = puts
+                        .into_iter()
+                        .filter(|(key, _)| seen.insert(*key))
+                        .map(|(key, bits)| {
+                            let ports: Vec<PortId> =
+                                (0..4u16).filter(|p| bits >> p & 1 == 1).collect();
+                            (k(key), set(&ports))
+                        })
+                        .collect();
+                    b.batch(&puts);
+                }
                 Step::Put(key, bits) => {
                     let ports: Vec<PortId> = (0..4u16).filter(|p| bits >> p & 1 == 1).collect();
                     b.put(k(key), &set(&ports));

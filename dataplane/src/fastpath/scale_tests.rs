@@ -154,6 +154,30 @@ fn sync_cost_of_one_join_and_leave_at_scale() {
                 fp.list_stats(),
             );
         }
+        // A VLAN-wide change: a multicast router appears on port 0 (every group's egress set
+        // gains it), then goes. The VLAN is replanned whole.
+        for (what, mrouters) in [
+            ("mrouter learned", PortSet::single(0)),
+            ("mrouter gone", PortSet::EMPTY),
+        ] {
+            t.vlans.get_mut(&10).unwrap().mrouters = mrouters;
+            let mut delta = TableDelta::default();
+            delta.vlan(10);
+            let t0 = Instant::now();
+            let rep = fp.sync_hinted(&t, &pm, &ifx, Some(&delta)).unwrap();
+            eprintln!(
+                "sync_cost: {n} groups, {what}: {:?} (applying {:?}); {} ops, {} puts, {} outer syscalls, lists created {} shared {} edited {} rewritten for all their keys {}",
+                t0.elapsed(),
+                rep.applied_in,
+                rep.ops,
+                rep.maps_put,
+                rep.outer_syscalls,
+                rep.lists_created,
+                rep.lists_shared,
+                rep.lists_edited,
+                rep.lists_retargeted,
+            );
+        }
     }
     eprintln!(
         "sync_cost: kernel maps at 100 000 groups: {:?}",
