@@ -134,10 +134,9 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = WorkerSched::Fifo)]
     xsnoop_worker: WorkerSched,
     /// Scheduling of xsnoop's control thread (the main thread: engine, kernel sync): `fifo` =
-    /// SCHED_FIFO 2, above the worker, as the daemon places it itself with `worker_realtime`
-    /// (its work is bounded by the punt policer); `nice` = the daemon's nice, sharing the
-    /// switch CPU with the ingress NAPI thread and below a FIFO worker (fast leave then took
-    /// ~300 us instead of ~0-50).
+    /// SCHED_FIFO 2, above the worker (its work is bounded by the punt policer); `nice` = the
+    /// daemon's nice, sharing the switch CPU with the ingress NAPI thread and below a FIFO
+    /// worker (fast leave then took ~300 us instead of ~0-50).
     #[arg(long, value_enum, default_value_t = WorkerSched::Fifo)]
     xsnoop_control: WorkerSched,
     /// Runs of the latency benchmark per switch.
