@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 
-use super::Tracker;
+use super::{Planned, Tracker};
 use crate::fastpath::diff::{diff, record};
 use crate::fastpath::plan::{desired_capped, Caps, Desired, Scope};
 use crate::forward::portmap::{PortMap, PortVlanConfig};
@@ -177,6 +177,20 @@ impl World {
             unicast: false,
             delta: TableDelta::default(),
         }
+    }
+
+    /// `tracker`'s plan for this world, from `applied`, told `hint`.
+    fn plan(&self, tracker: &mut Tracker, applied: &Desired, hint: Option<&TableDelta>) -> Planned {
+        let pm = self.pm();
+        tracker.plan(
+            &self.table,
+            &pm,
+            &self.ifx,
+            &self.scope,
+            self.unicast,
+            applied,
+            hint,
+        )
     }
 
     fn pm(&self) -> PortMap {
@@ -412,18 +426,9 @@ fn a_trusted_hint_is_all_the_tracker_looks_at() {
         g: 0,
         port: 2,
     });
-    let pm = world.pm();
     let mut tracker = Tracker::default().trusting_hints();
     let mut applied = Desired::default();
-    let first = tracker.plan(
-        &world.table,
-        &pm,
-        &world.ifx,
-        &world.scope,
-        false,
-        &applied,
-        None,
-    );
+    let first = world.plan(&mut tracker, &applied, None);
     first.ops.iter().for_each(|op| record(&mut applied, op));
     world.delta = TableDelta::default();
     world.apply(&Step::Join {
@@ -438,15 +443,7 @@ fn a_trusted_hint_is_all_the_tracker_looks_at() {
     });
     let mut partial = TableDelta::default();
     partial.group(10, group(1));
-    let next = tracker.plan(
-        &world.table,
-        &pm,
-        &world.ifx,
-        &world.scope,
-        false,
-        &applied,
-        Some(&partial),
-    );
+    let next = world.plan(&mut tracker, &applied, Some(&partial));
     assert_eq!(
         (next.vlans_hinted, next.groups_replanned),
         (3, 1),
@@ -455,15 +452,7 @@ fn a_trusted_hint_is_all_the_tracker_looks_at() {
     assert_eq!(next.ops.len(), 1, "only the named group: {:?}", next.ops);
     // The full hint brings in the other one; the unnamed VLANs 20 and 30 stay untouched.
     next.ops.iter().for_each(|op| record(&mut applied, op));
-    let rest = tracker.plan(
-        &world.table,
-        &pm,
-        &world.ifx,
-        &world.scope,
-        false,
-        &applied,
-        Some(&world.delta),
-    );
+    let rest = world.plan(&mut tracker, &applied, Some(&world.delta));
     assert_eq!(
         (rest.vlans_hinted, rest.groups_replanned),
         (3, 1),
@@ -484,18 +473,9 @@ fn debug_builds_catch_a_hint_that_misses_a_group() {
         g: 0,
         port: 1,
     });
-    let pm = world.pm();
     let mut tracker = Tracker::default();
     let mut applied = Desired::default();
-    let first = tracker.plan(
-        &world.table,
-        &pm,
-        &world.ifx,
-        &world.scope,
-        false,
-        &applied,
-        None,
-    );
+    let first = world.plan(&mut tracker, &applied, None);
     first.ops.iter().for_each(|op| record(&mut applied, op));
     world.apply(&Step::Join {
         v: 0,
@@ -504,15 +484,7 @@ fn debug_builds_catch_a_hint_that_misses_a_group() {
     });
     let mut missing = TableDelta::default();
     missing.group(10, group(0));
-    tracker.plan(
-        &world.table,
-        &pm,
-        &world.ifx,
-        &world.scope,
-        false,
-        &applied,
-        Some(&missing),
-    );
+    world.plan(&mut tracker, &applied, Some(&missing));
 }
 
 /// One join in a VLAN of 1 000 groups replans one group, not the VLAN.
@@ -532,18 +504,9 @@ fn a_join_replans_one_group() {
             },
         );
     }
-    let pm = world.pm();
     let mut tracker = Tracker::default();
     let mut applied = Desired::default();
-    let first = tracker.plan(
-        &world.table,
-        &pm,
-        &world.ifx,
-        &world.scope,
-        false,
-        &applied,
-        None,
-    );
+    let first = world.plan(&mut tracker, &applied, None);
     assert!(first.full);
     first.ops.iter().for_each(|op| record(&mut applied, op));
     world.apply(&Step::Join {
@@ -551,15 +514,7 @@ fn a_join_replans_one_group() {
         g: 3,
         port: 2,
     });
-    let next = tracker.plan(
-        &world.table,
-        &pm,
-        &world.ifx,
-        &world.scope,
-        false,
-        &applied,
-        None,
-    );
+    let next = world.plan(&mut tracker, &applied, None);
     assert!(!next.full, "{next:?}");
     assert_eq!(next.groups_replanned, 1, "{next:?}");
     assert_eq!(next.vlans_replanned, 0, "{next:?}");
@@ -568,29 +523,13 @@ fn a_join_replans_one_group() {
     // only; one on port 0, outside VLAN 20, changes nothing.
     next.ops.iter().for_each(|op| record(&mut applied, op));
     world.apply(&Step::Mrouters { v: 1, bits: 0b1 });
-    let outside = tracker.plan(
-        &world.table,
-        &pm,
-        &world.ifx,
-        &world.scope,
-        false,
-        &applied,
-        None,
-    );
+    let outside = world.plan(&mut tracker, &applied, None);
     assert!(
         outside.ops.is_empty() && outside.vlans_replanned == 0,
         "{outside:?}"
     );
     world.apply(&Step::Mrouters { v: 1, bits: 0b10 });
-    let wide = tracker.plan(
-        &world.table,
-        &pm,
-        &world.ifx,
-        &world.scope,
-        false,
-        &applied,
-        None,
-    );
+    let wide = world.plan(&mut tracker, &applied, None);
     assert!(!wide.full);
     assert_eq!(wide.vlans_replanned, 1, "{wide:?}");
     assert_eq!(wide.groups_replanned, 0, "{wide:?}");

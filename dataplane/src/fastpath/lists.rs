@@ -238,16 +238,23 @@ impl ListBook {
     /// Records that list `id` was rewritten in place to hold exactly `entries` (a move from
     /// [`ListBook::whole_list_moves`]); its keys keep pointing at it.
     pub fn retarget(&mut self, id: ListId, entries: &[DevEntry]) {
+        self.holds(id, entries);
+    }
+
+    /// Records that list `id` holds exactly `entries` (the dedup index follows).
+    fn holds(&mut self, id: ListId, entries: &[DevEntry]) {
         let Some(l) = self.list(id) else {
             return;
         };
-        let old = l.entries.clone();
-        if self.live.get(&old) == Some(&id) {
-            self.live.remove(&old);
-        }
-        if let Some(l) = self.list_mut(id) {
-            l.entries = entries.to_vec();
-            l.exact = true;
+        if !(l.exact && l.entries == entries) {
+            let old = l.entries.clone();
+            if self.live.get(&old) == Some(&id) {
+                self.live.remove(&old);
+            }
+            if let Some(l) = self.list_mut(id) {
+                l.entries = entries.to_vec();
+                l.exact = true;
+            }
         }
         self.live.insert(entries.to_vec(), id);
     }
@@ -266,20 +273,10 @@ impl ListBook {
     /// left.
     pub fn commit(&mut self, key: FpKey, id: ListId, entries: &[DevEntry]) {
         let prev = self.of_key.get(&key).copied();
-        let Some(l) = self.list(id) else {
+        if self.list(id).is_none() {
             return;
-        };
-        if !(l.exact && l.entries == entries) {
-            let old = l.entries.clone();
-            if self.live.get(&old) == Some(&id) {
-                self.live.remove(&old);
-            }
-            if let Some(l) = self.list_mut(id) {
-                l.entries = entries.to_vec();
-                l.exact = true;
-            }
         }
-        self.live.insert(entries.to_vec(), id);
+        self.holds(id, entries);
         if prev == Some(id) {
             return;
         }

@@ -774,19 +774,10 @@ impl FastPath {
     }
 
     fn reclaim(&mut self) -> Result<usize, FastPathError> {
-        let g = self.book.grace_begin();
         if self.book.quarantined() == 0 {
             return Ok(0);
         }
-        let Some(first) = self.lists.first() else {
-            return Ok(0);
-        };
-        self.maps
-            .lists
-            .set(0, &first.dev, 0)
-            .map_err(map_err(abi::MAP_FP_LISTS))?;
-        self.book.grace_done(g);
-        Ok(1)
+        self.grace_period()
     }
 
     /// The packets and bytes of every flow the fast path replicated (and the LRU still holds),
