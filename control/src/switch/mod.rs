@@ -12,6 +12,7 @@
 //! They share only the published forwarding table and port map (lock-free snapshots), the
 //! link-down set and counters ([`msg::Shared`]), and the two bounded channels.
 
+pub mod doorbell;
 pub mod iface;
 pub mod kernel_fdb;
 pub mod kernel_path;
@@ -42,6 +43,7 @@ use crate::config_file::SwitchConfig;
 use crate::engine::{Input, Output, PortVlans};
 use crate::inject::{build_query, MAX_QUERY_FRAME};
 use crate::plane::ControlPlane;
+use doorbell::Doorbell;
 use kernel_path::{DataplaneMode, KernelPath};
 use link::LinkWatch;
 use msg::{Punt, Shared, TxRequest, PUNT_QUEUE, TX_QUEUE};
@@ -273,6 +275,8 @@ struct Cpu {
     inboxes: Vec<SyncSender<FdbNotice>>,
     /// The workers' FDB clock.
     epoch: Instant,
+    /// Wakes worker 0 for a transmit request.
+    doorbell: Arc<Doorbell>,
 }
 
 impl Cpu {
@@ -335,7 +339,7 @@ impl Cpu {
 
     fn send(&self, req: TxRequest) {
         match self.tx.try_send(req) {
-            Ok(()) => {}
+            Ok(()) => self.doorbell.ring(),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.shared.tx_queue_full.fetch_add(1, Ordering::Relaxed);
             }
@@ -600,6 +604,7 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         None => (None, None),
     };
     let mut tx_rx = Some(tx_rx);
+    let doorbell = Arc::new(Doorbell::new().context("creating the worker's doorbell (eventfd)")?);
     let mut threads = Vec::with_capacity(workers);
     let epoch = Instant::now();
     for (id, (xs, inbox)) in sets.into_iter().zip(inboxes_rx).enumerate() {
@@ -614,6 +619,8 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
                 .chain(cpu_notice_tx.clone())
                 .collect(),
             inbox: mesh.then_some(inbox),
+            // Worker 0 takes the transmit requests.
+            doorbell: (id == 0).then(|| doorbell.clone()),
         };
         let worker = Worker::new(
             id,
@@ -666,6 +673,7 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         notices: cpu_notices,
         inboxes: if kernel_on { inboxes_tx } else { Vec::new() },
         epoch,
+        doorbell: doorbell.clone(),
     };
     cpu.sync_kernel();
     let mut watch = LinkWatch::new(names);
@@ -733,6 +741,7 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
     // Detach first so the interfaces fall back to the kernel, then stop and drain the worker.
     drop(cpu.classifier.take());
     shared.stop.store(true, Ordering::Relaxed);
+    doorbell.ring();
     let mut sets = Vec::with_capacity(threads.len());
     for t in threads {
         sets.push(t.join().map_err(|_| anyhow!("a worker thread panicked"))?);

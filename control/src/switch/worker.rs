@@ -33,14 +33,17 @@ use xsnoop_dataplane::wire::ethernet::{ethertype, HEADER_LEN};
 use xsnoop_dataplane::wire::parse_frame;
 use xsnoop_dataplane::{PortId, PortSet, TableHandle, VlanId};
 
+use super::doorbell::Doorbell;
 use super::msg::{
     FdbRow, PortIo, Punt, QueueIo, Shared, Snapshot, StreamRow, TxRequest, UmemIo, WorkerIo,
 };
 
 /// Transmit requests taken per loop turn, so a burst of them cannot starve reception.
 const TX_REQUESTS_PER_TURN: usize = 64;
-/// How long an idle worker sleeps in `poll` (bounds the latency of a transmit request).
-const IDLE_WAIT_MS: i32 = 5;
+/// How long an idle worker sleeps in `poll` when nothing rings its doorbell (transmit requests
+/// do, and so does a stop): bounds the latency of a snapshot request (`xsnoop fdb`), and how
+/// often an idle worker wakes the switch CPU (it was 5 ms, 200 wake-ups a second for nothing).
+const IDLE_WAIT_MS: i32 = 20;
 /// How often the FDB is swept and the counters are published.
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
 /// How long the worker keeps flushing after a stop for frames still in flight.
@@ -103,6 +106,8 @@ pub struct Links {
     pub peers: Vec<SyncSender<FdbNotice>>,
     /// The other workers' learning notices (none with a single worker).
     pub inbox: Option<Receiver<FdbNotice>>,
+    /// Rung by the CPU after each transmit request (worker 0), and at stop.
+    pub doorbell: Option<Arc<Doorbell>>,
 }
 
 /// The worker's state; [`Worker::run`] is its thread.
@@ -145,6 +150,11 @@ impl Worker {
         links: Links,
         epoch: Instant,
     ) -> Worker {
+        let mut xs = xs;
+        if let Some(d) = &links.doorbell {
+            // The doorbell lives in `links`, as long as the worker waits.
+            xs.wake_on(d.raw_fd());
+        }
         let scratch = vec![0u8; xs.config().frame_size as usize];
         let fdb = Fdb::new(FdbConfig {
             announce: !links.peers.is_empty(),
@@ -229,6 +239,10 @@ impl Worker {
             }
             if b.rx == 0 && requests == 0 && self.xs.tx_outstanding() == 0 {
                 self.xs.wait_rx(IDLE_WAIT_MS);
+                if let Some(d) = &self.links.doorbell {
+                    // Requests rung for are taken at the top of the loop.
+                    d.drain();
+                }
             }
         }
         let deadline = Instant::now() + DRAIN;

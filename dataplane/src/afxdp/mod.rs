@@ -855,7 +855,19 @@ impl AfXdp {
             .sum()
     }
 
-    /// Waits up to `timeout_ms` for any socket to have received frames; returns whether one has.
+    /// Makes [`AfXdp::wait_rx`] also return when `fd` becomes readable (a doorbell the
+    /// worker's other inputs ring, so an idle worker sleeps in one `poll` on everything that
+    /// can give it work). The caller keeps `fd` open for as long as it calls `wait_rx`.
+    pub fn wake_on(&mut self, fd: std::os::fd::RawFd) {
+        self.pollfds.push(libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+    }
+
+    /// Waits up to `timeout_ms` for any socket to have received frames (or a descriptor given
+    /// to [`AfXdp::wake_on`] to be readable); returns whether one has.
     pub fn wait_rx(&mut self, timeout_ms: i32) -> bool {
         for p in &mut self.pollfds {
             p.revents = 0;
