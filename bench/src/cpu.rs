@@ -31,6 +31,8 @@ pub struct Ticks {
     pub busy: u64,
     /// busy + idle + iowait.
     pub total: u64,
+    /// Time the hypervisor ran something else while this CPU wanted to run (inside `busy`).
+    pub steal: u64,
 }
 
 impl Ticks {
@@ -55,6 +57,7 @@ impl Ticks {
         Ok(Ticks {
             busy,
             total: busy + idle + iowait,
+            steal,
         })
     }
 }
@@ -125,6 +128,14 @@ pub fn busy_between(before: Snapshot, after: Snapshot) -> Result<Busy, CpuError>
     })
 }
 
+/// The share of all CPUs' time from `before` to `after` that the hypervisor stole (ran another
+/// guest while ours wanted to run); `None` over an empty interval. Rates measured while it is
+/// more than a few percent are the host's, not the switches': a whole run lost 22-63% once.
+pub fn steal_share(before: Snapshot, after: Snapshot) -> Option<f64> {
+    let total = after.all.total.saturating_sub(before.all.total);
+    (total > 0).then(|| after.all.steal.saturating_sub(before.all.steal) as f64 / total as f64)
+}
+
 /// User + system clock ticks of one task from its `/proc/<tid>/stat` text; the fields are read
 /// after the last `)`, since the command name may hold spaces and parentheses.
 pub fn parse_task_ticks(stat: &str) -> Option<u64> {
@@ -187,6 +198,7 @@ mod tests {
         assert_eq!(s.all.busy, 2001023 + 323384 + 555607 + 8712 + 24673);
         assert_eq!(s.all.total, s.all.busy + 833015 + 5444);
         assert_eq!(s.one.busy, 1016902 + 141525 + 283000 + 4845 + 12320);
+        assert_eq!((s.all.steal, s.one.steal), (24673, 12320));
         assert!(matches!(parse(STAT, 2), Err(CpuError::Missing(l)) if l == "cpu2"));
         assert!(matches!(
             parse("cpu 1 2 3\ncpu0 1 2 3 4 5 6 7 8\n", 0),
@@ -205,6 +217,10 @@ mod tests {
         assert!((d.all_s - 250.0 / hz).abs() < 1e-9);
         assert!((d.one_s - 100.0 / hz).abs() < 1e-9);
         assert_eq!(busy_between(b, a).unwrap(), Busy::default());
+        b.all.total += 1000;
+        b.all.steal += 250;
+        assert_eq!(steal_share(a, b), Some(0.25));
+        assert_eq!(steal_share(a, a), None);
         // The real file parses and its counters never go backwards.
         let x = snapshot(0).unwrap();
         let spin = std::time::Instant::now();

@@ -604,10 +604,30 @@ fn join_list(v: &[usize]) -> String {
         .join(",")
 }
 
+/// Above this share of stolen CPU time a run's rates say more about the host than the switches.
+const STEAL_WARN: f64 = 0.05;
+
+/// What the Setup section says of the CPU time the hypervisor stole during the run.
+fn steal_note(steal: Option<f64>) -> String {
+    match steal {
+        Some(f) if f > STEAL_WARN => format!(
+            "**The hypervisor stole {:.1}% of the CPU time during the run** (`/proc/stat` steal): \
+             rates and even ratios of this run are unreliable; rerun on a quieter host.",
+            f * 100.0
+        ),
+        Some(f) => format!(
+            "The hypervisor stole {:.1}% of the CPU time during the run (`/proc/stat` steal).",
+            f * 100.0
+        ),
+        None => String::new(),
+    }
+}
+
 fn setup_notes(
     cli: &Cli,
     napi: &str,
     (started, load_before, load_after): (&str, &str, &str),
+    steal: Option<f64>,
     took: f64,
 ) -> String {
     const TC: &str = "tc ingress (TCX link; GRO on, which gives the veth the NAPI it needs to \
@@ -642,10 +662,11 @@ fn setup_notes(
         s,
         "- Machine: {} vCPU ({}), Linux {}. Load average before {load_before}, after \
          {load_after}: other work shares this machine, so compare the ratios measured in one run, \
-         not absolute figures across runs.",
+         not absolute figures across runs. {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
         read_trim("/proc/sys/kernel/osrelease"),
+        steal_note(steal),
     );
     let _ = writeln!(
         s,
@@ -778,6 +799,7 @@ fn main() -> Result<()> {
     let mut failed = None;
     if cli.only.rates() || cli.only.latency() {
         let load_before = read_trim("/proc/loadavg");
+        let stat_before = cpu::snapshot(0).ok();
         let started = utc_now();
         let t = Instant::now();
         let mut napi = String::new();
@@ -809,10 +831,17 @@ fn main() -> Result<()> {
                     )?;
                 }
                 let load_after = read_trim("/proc/loadavg");
+                let steal = stat_before
+                    .zip(cpu::snapshot(0).ok())
+                    .and_then(|(a, b)| cpu::steal_share(a, b));
+                if steal.is_some_and(|f| f > STEAL_WARN) {
+                    eprintln!("bench: {}", steal_note(steal));
+                }
                 md.push_str(&setup_notes(
                     &cli,
                     &napi,
                     (&started, &load_before, &load_after),
+                    steal,
                     t.elapsed().as_secs_f64(),
                 ));
                 if !all.is_empty() {
