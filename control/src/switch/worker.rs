@@ -5,8 +5,8 @@
 //! 1. take transmit requests from the control thread (IGMP the CPU forwards, its queries; only
 //!    worker 0 gets them): alloc a UMEM frame per egress port, tag it for that port, stage it;
 //!    install the stations the other workers learned ([`FdbNotice`]s);
-//! 2. load the published table and port map once, read the link-down set;
-//! 3. per socket, `rx_batch`, and per frame [`process`] → `Forward`: stage the *same* UMEM frame
+//! 2. load the port map once, read the link-down set;
+//! 3. per socket, load the published table, `rx_batch`, and per frame [`process`] → `Forward`: stage the *same* UMEM frame
 //!    on every port that sends it in the form it arrived in (refcounted, no copy), and an
 //!    alloc+[`rewrite_into`] copy for ports needing another tag; `Punt`: copy the frame into a
 //!    message on the bounded punt channel (full → drop, count `punt_queue_full`); `Drop`: count.
@@ -192,7 +192,6 @@ impl Worker {
             let requests = self.take_requests(&mut b);
             let now = self.epoch.elapsed();
             self.take_notices(now);
-            let table = self.table.load();
             let pm = self.ports.load();
             let pm_addr = std::ptr::from_ref::<xsnoop_dataplane::forward::PortMap>(&pm) as usize;
             if pm_addr != self.statics_from {
@@ -208,11 +207,6 @@ impl Worker {
                 }
                 self.down = down;
             }
-            let inputs = Inputs {
-                table: &table,
-                ports: &pm,
-                down,
-            };
             for sock in 0..self.xs.socket_count() {
                 let Some(ingress) = self
                     .xs
@@ -220,6 +214,16 @@ impl Worker {
                     .and_then(|p| PortId::try_from(p).ok())
                 else {
                     continue;
+                };
+                // The table is loaded right before each socket's batch, not once per turn: a
+                // frame that arrives after a join was published (the engine answered, `xsnoop
+                // mdb` shows it) must not meet the table of before, even when this turn spent
+                // a while on another socket's frames (seen once in CI, debug build, loaded).
+                let table = self.table.load();
+                let inputs = Inputs {
+                    table: &table,
+                    ports: &pm,
+                    down,
                 };
                 let n = self.xs.rx_batch(sock, &mut descs);
                 for d in descs.iter().take(n) {
