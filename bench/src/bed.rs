@@ -225,7 +225,9 @@ pub struct BedOptions {
     /// Run the xsnoop worker thread (`xsnoop-asic`) SCHED_FIFO 1.
     pub xsnoop_worker_fifo: bool,
     /// Run xsnoop's control thread (the process's main thread: engine, kernel sync) SCHED_FIFO
-    /// 2, above the worker: its work is bounded by the punt policer, and under a SCHED_FIFO
+    /// 2, above the worker: its IGMP work is bounded by the punt policer (its kernel syncs are
+    /// not: a VLAN-wide change at 100k groups is ~0.25 s, which is why the daemon's own
+    /// `worker_realtime` leaves it ordinary), and under a SCHED_FIFO
     /// worker and the ingress NAPI thread on the same CPU it otherwise waits for both (a
     /// report flood filled its punt queue; a join waited behind the stream's NAPI runs).
     pub xsnoop_control_fifo: bool,

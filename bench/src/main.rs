@@ -253,6 +253,17 @@ struct PacketResults {
     scale: Vec<scale::ScaleSeries>,
 }
 
+/// How the bed of switch `kind` is built and placed, as the command line says.
+fn bed_options(cli: &Cli, kind: SwitchKind, max_groups: Option<usize>) -> bed::BedOptions {
+    bed::BedOptions {
+        receiver: cli.receiver.for_switch(kind),
+        xsnoop_ingress_nice: cli.xsnoop_ingress_nice,
+        xsnoop_worker_fifo: cli.xsnoop_worker == WorkerSched::Fifo,
+        xsnoop_control_fifo: cli.xsnoop_control == WorkerSched::Fifo,
+        max_groups,
+    }
+}
+
 fn packet_benches(cli: &Cli, log: &mut String) -> Result<PacketResults> {
     if let Err(why) = xsnoop_tests::privilege::netns_available() {
         bail!("network namespaces unavailable ({why}); run `make bench` as root");
@@ -270,19 +281,8 @@ fn packet_benches(cli: &Cli, log: &mut String) -> Result<PacketResults> {
         for (si, &kind) in switches.iter().enumerate() {
             let net = u8::try_from(100 + ni * 8 + si).unwrap_or(250);
             let t = Instant::now();
-            let bed = Bed::new(
-                kind,
-                n,
-                net,
-                &bed::BedOptions {
-                    receiver: cli.receiver.for_switch(kind),
-                    xsnoop_ingress_nice: cli.xsnoop_ingress_nice,
-                    xsnoop_worker_fifo: cli.xsnoop_worker == WorkerSched::Fifo,
-                    xsnoop_control_fifo: cli.xsnoop_control == WorkerSched::Fifo,
-                    max_groups: None,
-                },
-            )
-            .with_context(|| format!("setting up {} with {n} members", kind.label()))?;
+            let bed = Bed::new(kind, n, net, &bed_options(cli, kind, None))
+                .with_context(|| format!("setting up {} with {n} members", kind.label()))?;
             let settled = bed.settle(Duration::from_secs(30))?;
             eprintln!(
                 "bench: {} with {n} members ready in {:.1} s (pruning seen after {:.1} s of probing)",
@@ -389,13 +389,7 @@ fn scale_benches(
             kind,
             least,
             net,
-            &bed::BedOptions {
-                receiver: cli.receiver.for_switch(kind),
-                xsnoop_ingress_nice: cli.xsnoop_ingress_nice,
-                xsnoop_worker_fifo: cli.xsnoop_worker == WorkerSched::Fifo,
-                xsnoop_control_fifo: cli.xsnoop_control == WorkerSched::Fifo,
-                max_groups: Some(biggest + 1_000),
-            },
+            &bed_options(cli, kind, Some(biggest + 1_000)),
         )
         .with_context(|| format!("setting up {} for the table-scale benchmark", kind.label()))?;
         bed.settle(Duration::from_secs(30))?;

@@ -499,19 +499,23 @@ impl FastPath {
                 _ => None,
             })
             .collect();
-        let waiting: u64 = self
-            .book
-            .whole_list_moves(puts.iter().copied(), true)
+        let mut moves = self.book.whole_list_moves(puts.iter().copied(), true);
+        let waiting: u64 = moves
             .iter()
             .filter(|m| m.needs_grace)
             .map(|m| u64::from(m.keys))
             .sum();
+        // A grace period frees only what keys left; every other condition of a move holds.
+        let mut graced = 0;
         if waiting >= GRACE_WORTH_KEYS {
-            let n = self.grace_period()?;
-            report.pool_batches += n;
-            report.outer_syscalls += n;
+            graced = self.grace_period()?;
+            report.pool_batches += graced;
+            report.outer_syscalls += graced;
         }
-        for m in self.book.whole_list_moves(puts.iter().copied(), false) {
+        if graced == 0 {
+            moves.retain(|m| !m.needs_grace);
+        }
+        for m in moves {
             self.write_list(m.id, &m.old, m.exact, &m.new)?;
             self.book.retarget(m.id, &m.new);
             report.lists_retargeted += 1;
