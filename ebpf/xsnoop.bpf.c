@@ -432,7 +432,6 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u32 slot, __u32 class
 
 	struct fp_key key = { .vlan = vid };
 	void *inner = 0;
-	__u32 ukey = 0;
 	int unicast = 0;
 	if (class == CLASS_UNICAST || class == CLASS_BROADCAST) {
 		if (!(v->flags & FP_UNICAST))
@@ -448,7 +447,7 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u32 slot, __u32 class
 			struct fp_fdb_val *dv = bpf_map_lookup_elem(&fp_fdb, &dk);
 			if (!dv || dv->slot == slot || dv->slot >= MAX_SLOTS)
 				return -1;
-			ukey = vid * MAX_SLOTS + dv->slot;
+			__u32 ukey = vid * MAX_SLOTS + dv->slot;
 			// The port's unicast entry, or userspace if it has none (it is leaving the
 			// VLAN): the redirect's own lookup decides, with XDP_PASS as "absent". Only
 			// the last redirect a program sets takes effect, so the XDP_DROP exits below
