@@ -271,6 +271,8 @@ struct FileSchema {
     dataplane: Option<String>,
     /// How XDP is attached: "auto" | "native" | "skb".
     xdp_mode: Option<String>,
+    /// How long a learned station lasts without a frame from it; absent = 300 s.
+    fdb_ageing: Option<Interval>,
     #[serde(default)]
     snooping: SnoopingSection,
     #[serde(default, rename = "port")]
@@ -372,6 +374,11 @@ pub struct SwitchConfig {
     pub xdp_mode: Option<AttachMode>,
     /// Stations pinned to a port (`[[static_fdb]]`): never learned elsewhere, never aged.
     pub static_fdb: Vec<(VlanId, MacAddr, PortId)>,
+    /// How long a learned station (VLAN, MAC → port) is kept without a frame from it
+    /// (`fdb_ageing`, default 300 s): the operator's knob for IEEE 802.1Q §8.8.3's ageing
+    /// time, like the Linux bridge's `ageing_time`. Every station table ages by it: the
+    /// workers', and the kernel's in-kernel copy.
+    pub fdb_ageing: Duration,
 }
 
 /// `aa:bb:cc:dd:ee:ff` (or with `-`), the unicast MAC of a station.
@@ -403,6 +410,15 @@ pub const DEFAULT_PUNT_LIMIT: PuntLimit = PuntLimit {
     rate: DEFAULT_IGMP_RATE,
     burst: DEFAULT_IGMP_BURST,
 };
+
+/// The station ageing time when the file does not set `fdb_ageing`: 300 s, IEEE 802.1Q-2018
+/// Table 8-6's recommended value (and the Linux bridge's default).
+pub const DEFAULT_FDB_AGEING: Duration = xsnoop_dataplane::forward::fdb::DEFAULT_AGEING;
+/// The shortest `fdb_ageing` allowed: 10 s, the bottom of IEEE 802.1Q-2018 Table 8-6's range.
+pub const MIN_FDB_AGEING: Duration = Duration::from_secs(10);
+/// The longest `fdb_ageing` allowed: 1 000 000 s, the top of IEEE 802.1Q-2018 Table 8-6's
+/// range.
+pub const MAX_FDB_AGEING: Duration = Duration::from_secs(1_000_000);
 
 /// Most forwarding threads (`workers`): one per receive queue the classifier can serve.
 pub const MAX_WORKERS: usize = xsnoop_dataplane::xdp::abi::MAX_QUEUES as usize;
@@ -520,6 +536,7 @@ fn build(schema: &FileSchema) -> Result<SwitchConfig, Refusal> {
             .at("xdp_mode"))
         }
     };
+    let fdb_ageing = fdb_ageing(schema.fdb_ageing)?;
     let s = &schema.snooping;
     let global_version = query_version("snooping", "snooping", s.igmp_version)?;
     // Validate [snooping]'s own timers even when every VLAN overrides them.
@@ -763,7 +780,23 @@ fn build(schema: &FileSchema) -> Result<SwitchConfig, Refusal> {
         dataplane,
         xdp_mode,
         static_fdb,
+        fdb_ageing,
     })
+}
+
+/// The station ageing time from `fdb_ageing`, within IEEE 802.1Q-2018 Table 8-6's range
+/// (10 s ..= 1 000 000 s); absent, the default 300 s.
+fn fdb_ageing(written: Option<Interval>) -> Result<Duration, Refusal> {
+    let Some(Interval(ageing)) = written else {
+        return Ok(DEFAULT_FDB_AGEING);
+    };
+    if (MIN_FDB_AGEING..=MAX_FDB_AGEING).contains(&ageing) {
+        return Ok(ageing);
+    }
+    Err(Refusal::new(format!(
+        "fdb_ageing = {ageing:?}: a station's ageing time must be 10 s to 1000000 s (IEEE 802.1Q-2018 Table 8-6); use \"300s\" (the default) or a value in that range"
+    ))
+    .at("fdb_ageing"))
 }
 
 /// Where in the file the value behind one of the engine's own refusals is written: the key in
@@ -907,6 +940,7 @@ mod tests {
         let e = &c.engine;
         assert_eq!(e.ports.len(), 4);
         assert_eq!(c.metrics_listen, Some("127.0.0.1:9650".parse().unwrap()));
+        assert_eq!(c.fdb_ageing, DEFAULT_FDB_AGEING);
         assert_eq!(e.ports[2].vlans, PortVlans::Trunk(vec![10, 20]));
         assert_eq!(c.native_vlans[2], Some(10));
         assert_eq!(e.ports[3].mrouter, MrouterMode::Always);
@@ -1205,6 +1239,55 @@ mod tests {
             )) && e.ends_with("use 1..=4094"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn fdb_ageing_defaults_to_300s_and_keeps_to_ieee_8021q_table_8_6() {
+        let port = "[[port]]\nname = \"a\"\n";
+        let ok = SwitchConfig::parse(port).unwrap();
+        assert_eq!(ok.fdb_ageing, Duration::from_secs(300));
+        assert_eq!(ok.fdb_ageing, DEFAULT_FDB_AGEING);
+        for (text, want) in [
+            ("\"10s\"", Duration::from_secs(10)),
+            ("\"45s\"", Duration::from_secs(45)),
+            ("\"2m\"", Duration::from_secs(120)),
+            ("\"12.5s\"", Duration::from_millis(12_500)),
+            ("\"1000000s\"", Duration::from_secs(1_000_000)),
+        ] {
+            let c = SwitchConfig::parse(&format!("fdb_ageing = {text}\n{port}")).unwrap();
+            assert_eq!(c.fdb_ageing, want, "{text}");
+        }
+        // Out of range: the key, the value, the range and its source, the fix; at the value.
+        for (text, shown) in [
+            ("\"9s\"", "9s"),
+            ("\"9999ms\"", "9.999s"),
+            ("\"0s\"", "0ns"),
+            ("\"1000001s\"", "1000001s"),
+        ] {
+            let (at, msg) = located(&format!("# ageing\nfdb_ageing = {text}\n{port}"));
+            assert_eq!(at, Some((2, 14)), "{msg}");
+            assert!(
+                msg.contains(&format!("fdb_ageing = {shown}:"))
+                    && msg.contains("10 s to 1000000 s")
+                    && msg.contains("802.1Q-2018 Table 8-6")
+                    && msg.contains("\"300s\""),
+                "{msg}"
+            );
+        }
+        // Malformed: toml's refusal names the key and says how to write a duration.
+        for bad in ["\"300\"", "\"5 parsecs\"", "\"-10s\""] {
+            let (at, msg) = located(&format!("fdb_ageing = {bad}\n{port}"));
+            assert_eq!(at.map(|a| a.0), Some(1), "{msg}");
+            assert!(
+                msg.contains("fdb_ageing") && msg.contains("\"125s\""),
+                "{bad}: {msg}"
+            );
+        }
+        let (_, msg) = located(&format!("fdb_ageing = 300\n{port}"));
+        assert!(msg.contains("fdb_ageing"), "{msg}");
+        // It is a top-level key: inside [snooping] it is unknown there, and said so.
+        let e = err(&format!("[snooping]\nfdb_ageing = \"300s\"\n{port}"));
+        assert!(e.contains("fdb_ageing") && e.contains("line 2"), "{e}");
     }
 
     #[test]

@@ -142,7 +142,15 @@ pub fn fdb(rows: &[serde_json::Value]) -> String {
             ]
         })
         .collect();
-    table(&["VLAN", "MAC", "PORT", "AGE"], &cells)
+    let mut out = table(&["VLAN", "MAC", "PORT", "AGE"], &cells);
+    // The daemon puts the ageing time in force on every learned row (`ageing_ms`).
+    if let Some(ms) = rows.iter().find_map(|r| r["ageing_ms"].as_u64()) {
+        out.push_str(&format!(
+            "Learned stations age out after {} s without a frame (fdb_ageing).\n",
+            ms as f64 / 1000.0
+        ));
+    }
+    out
 }
 
 /// `xsnoop streams`: one line per (VLAN, group, source) with its counts and how it is
@@ -360,6 +368,25 @@ mod tests {
             ],
         );
         assert_eq!(t, "A          BB\nlong-cell  x\ny          z\n");
+    }
+
+    #[test]
+    fn the_fdb_says_the_ageing_time_under_its_table() {
+        let rows = [
+            serde_json::json!({"vlan": 1, "mac": "02:00:00:00:00:01", "port": "p1", "age_ms": 1234, "static": false, "ageing_ms": 12_500}),
+            serde_json::json!({"vlan": 1, "mac": "02:00:00:00:00:02", "port": "p2", "age_ms": 0, "static": true, "ageing_ms": null}),
+        ];
+        let t = fdb(&rows);
+        assert!(t.contains("1.2s") && t.contains("static"), "{t}");
+        assert!(
+            t.ends_with("Learned stations age out after 12.5 s without a frame (fdb_ageing).\n"),
+            "{t}"
+        );
+        let mut whole = rows[0].clone();
+        whole["ageing_ms"] = 300_000.into();
+        assert!(fdb(&[whole]).contains("after 300 s without"));
+        // Static stations only (or an older daemon): no ageing line.
+        assert!(!fdb(&rows[1..]).contains("age out"));
     }
 
     fn port(name: &str) -> PortView {

@@ -120,8 +120,9 @@ enum Command {
     /// Show the MAC learning table: which station sits behind which port, per VLAN.
     ///
     /// Learned from the source addresses of forwarded frames (IEEE 802.1Q independent VLAN
-    /// learning); an entry not refreshed for 300 s ages out, and a port going down forgets
-    /// its stations. AGE is the time since the station was last heard. Run mode only.
+    /// learning); an entry not refreshed for the ageing time (`fdb_ageing`, default 300 s)
+    /// ages out, and a port going down forgets its stations. AGE is the time since the station
+    /// was last heard; the line under the table says the ageing time. Run mode only.
     #[command(
         after_help = "Examples:\n  xsnoop fdb\n  xsnoop fdb --json | jq '.[] | select(.port == \"swp1\")'"
     )]
@@ -402,6 +403,7 @@ impl SwitchArgs {
             dataplane: Default::default(),
             xdp_mode: None,
             static_fdb: Vec::new(),
+            fdb_ageing: xsnoop_control::config_file::DEFAULT_FDB_AGEING,
         })
     }
 

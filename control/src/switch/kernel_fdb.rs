@@ -49,6 +49,18 @@ impl KernelStations {
         }
     }
 
+    /// Changes the ageing time (`fdb_ageing` reloaded); held stations are judged against the
+    /// new time from the next [`KernelStations::due`] and [`KernelStations::expire`] on, as
+    /// the workers' tables do.
+    pub fn set_ageing(&mut self, ageing: Duration) {
+        self.ageing = ageing;
+    }
+
+    /// The ageing time in force.
+    pub fn ageing(&self) -> Duration {
+        self.ageing
+    }
+
     /// A worker's notice: the station is behind `n.port` as of `now` (new, moved or refreshed).
     pub fn learn(&mut self, n: FdbNotice, now: Duration) {
         if !n.mac.is_unicast() || n.mac == MacAddr::ZERO {
@@ -224,6 +236,28 @@ mod tests {
         assert!(t.take_changed());
         assert_eq!(t.expire(secs(549)), 0);
         assert_eq!(t.expire(secs(550)), 1);
+    }
+
+    #[test]
+    fn a_short_ageing_time_is_honoured_and_can_change() {
+        let mut t = KernelStations::new(secs(10), 16);
+        assert_eq!(t.ageing(), secs(10));
+        t.learn(notice(1, 3), secs(0));
+        t.learn(notice(2, 3), secs(0));
+        assert!(t.due(Duration::from_millis(2_499)).is_empty());
+        assert_eq!(t.due(Duration::from_millis(2_500)).len(), 2);
+        // The kernel keeps forwarding station 1's frames: it outlives many ageing times.
+        for s in 1..=30 {
+            t.seen(1, mac(1), secs(s));
+            t.expire(secs(s));
+        }
+        assert_eq!(t.stations().collect::<Vec<_>>(), vec![(1, mac(1), 3)]);
+        assert_eq!(t.expire(secs(40)), 1, "10 s after its last frame");
+        t.learn(notice(3, 4), secs(100));
+        t.set_ageing(secs(300));
+        assert_eq!(t.expire(secs(150)), 0, "the longer time applies at once");
+        t.set_ageing(secs(20));
+        assert_eq!(t.expire(secs(150)), 1, "and so does a shorter one");
     }
 
     #[test]

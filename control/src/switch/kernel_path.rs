@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 use xsnoop_dataplane::fastpath::{FastPath, FastPathError, Scope};
-use xsnoop_dataplane::forward::fdb::DEFAULT_AGEING;
 use xsnoop_dataplane::forward::{FdbNotice, ForwardReason, PortMap};
 use xsnoop_dataplane::table::TableDelta;
 use xsnoop_dataplane::wire::MacAddr;
@@ -221,12 +220,14 @@ impl KernelPath {
     /// Takes the fast-path maps of `classifier` (ports registered with slot = port id, whose
     /// interfaces are `ifindexes`) with known unicast and broadcast in the kernel too; `forced`
     /// (`dataplane = "xdp"`) puts every VLAN in the kernel, otherwise only those whose ports
-    /// accept redirects ([`KernelPath::set_accepting`]). Nothing is replicated in the kernel
-    /// until the first [`KernelPath::sync`].
+    /// accept redirects ([`KernelPath::set_accepting`]). Stations age after `ageing` without
+    /// a frame (`fdb_ageing`), the workers' time. Nothing is replicated in the kernel until
+    /// the first [`KernelPath::sync`].
     pub fn new(
         classifier: &mut Classifier,
         ifindexes: Vec<u32>,
         forced: bool,
+        ageing: Duration,
     ) -> Result<KernelPath, FastPathError> {
         let mut fp = FastPath::new(classifier)?;
         fp.set_unicast(true);
@@ -238,7 +239,7 @@ impl KernelPath {
             ifindexes,
             forced,
             accepting: PortSet::EMPTY,
-            stations: KernelStations::new(DEFAULT_AGEING, abi::FP_MAX_FDB as usize),
+            stations: KernelStations::new(ageing, abi::FP_MAX_FDB as usize),
             statics: Vec::new(),
             fdb_due: true,
             dirty: true,
@@ -273,6 +274,12 @@ impl KernelPath {
     /// A worker learned, moved or refreshed a station at `now` (the workers' FDB clock).
     pub fn learn(&mut self, n: FdbNotice, now: Duration) {
         self.stations.learn(n, now);
+    }
+
+    /// A new station ageing time (`fdb_ageing` reloaded), applied from the next
+    /// [`KernelPath::age_stations`].
+    pub fn set_ageing(&mut self, ageing: Duration) {
+        self.stations.set_ageing(ageing);
     }
 
     /// Ports that went down: their stations leave the kernel's FDB at the next sync.

@@ -47,13 +47,23 @@ use doorbell::Doorbell;
 use kernel_path::{DataplaneMode, KernelPath};
 use link::LinkWatch;
 use msg::{Punt, Shared, TxRequest, PUNT_QUEUE, TX_QUEUE};
-use worker::{Links, Worker, NOTICE_QUEUE};
+use worker::{AgeingTime, Links, Worker, NOTICE_QUEUE};
 use xdp_features::{NetdevEvents, NetdevSocket};
 
 /// How often link state (and whether ports accept XDP redirects) is polled.
 const LINK_POLL: Duration = Duration::from_millis(500);
-/// How often the kernel's station stamps are read for ageing.
+/// The longest wait between two readings of the kernel's station stamps for ageing.
 const STATION_AGEING: Duration = Duration::from_secs(5);
+
+/// How often the CPU ages the stations the kernel forwards for (reading the kernel's stamps):
+/// every min(5 s, ageing / 10). A station then leaves the kernel's table at most a tenth of the
+/// ageing time late, and one the kernel keeps forwarding is refreshed in the workers' tables
+/// well before they would age it (they wait the whole ageing time; the stamps are read once a
+/// quarter of it has passed without a worker hearing the station, then every interval).
+pub fn station_check_interval(ageing: Duration) -> Duration {
+    STATION_AGEING.min(ageing / 10)
+}
+
 /// Learning notices the CPU takes per loop turn.
 const NOTICES_PER_TURN: usize = 4096;
 /// Longest the CPU sleeps waiting for a punt (bounds the latency of show commands and links).
@@ -277,6 +287,8 @@ struct Cpu {
     epoch: Instant,
     /// Wakes worker 0 for a transmit request.
     doorbell: Arc<Doorbell>,
+    /// The station ageing time the workers and the kernel's table use (`fdb_ageing`).
+    ageing: Arc<AgeingTime>,
 }
 
 impl Cpu {
@@ -362,6 +374,7 @@ impl Cpu {
                 let out = self.plane.reconfigure(cfg.engine)?;
                 ports.publish(map);
                 self.sync_kernel();
+                self.set_ageing(cfg.fdb_ageing);
                 Ok(out)
             });
         match applied {
@@ -372,6 +385,19 @@ impl Cpu {
             Err(e) => {
                 warn!(file = %path.display(), error = %format!("{e:#}"), "reload refused; the running configuration stays")
             }
+        }
+    }
+
+    /// A reload's `fdb_ageing`: the workers apply it at their next housekeeping, the kernel's
+    /// table at its next ageing round; learned stations are kept (like the Linux bridge's
+    /// `ageing_time`, it changes how long they last, not what is known).
+    fn set_ageing(&mut self, ageing: Duration) {
+        let before = self.ageing.get();
+        if self.ageing.set(ageing) {
+            if let Some(k) = &mut self.kernel {
+                k.set_ageing(ageing);
+            }
+            info!(from = ?before, to = ?ageing, "fdb_ageing changed: stations age after the new time");
         }
     }
 
@@ -461,6 +487,29 @@ impl Cpu {
     }
 }
 
+/// `d` in whole milliseconds (saturating), the unit of the show commands' times.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `xsnoop fdb`'s rows with the ageing time in force: `ageing_ms` on every learned row (beside
+/// its `age_ms`, so an operator sees how long it has left), `null` on a static one (it never
+/// ages).
+fn with_ageing(mut rows: serde_json::Value, ageing: Duration) -> serde_json::Value {
+    for r in rows.as_array_mut().into_iter().flatten() {
+        let fixed = r["static"] == true;
+        if let Some(o) = r.as_object_mut() {
+            let v = if fixed {
+                serde_json::Value::Null
+            } else {
+                millis(ageing).into()
+            };
+            o.insert("ageing_ms".into(), v);
+        }
+    }
+    rows
+}
+
 /// The ports whose interfaces accept XDP redirects (the `ndo-xmit` XDP feature; see
 /// [`xdp_features`]); none when the kernel cannot say. With `report`, each refusing port is
 /// logged with the fix.
@@ -532,7 +581,8 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         DataplaneMode::Afxdp => None,
         mode => {
             let forced = mode == DataplaneMode::Xdp;
-            match KernelPath::new(&mut classifier, ifindexes.clone(), forced) {
+            let ageing = opts.config.fdb_ageing;
+            match KernelPath::new(&mut classifier, ifindexes.clone(), forced, ageing) {
                 Ok(k) => Some(k),
                 Err(e) if !forced => {
                     warn!(error = %e, "no in-kernel fast path: every VLAN is forwarded by the AF_XDP workers");
@@ -565,19 +615,23 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         _ => "copy",
     };
     let shared = Arc::new(Shared::new(names.clone(), workers, bind_mode));
+    let ageing = Arc::new(AgeingTime::new(opts.config.fdb_ageing));
     let s2 = shared.clone();
     let k2 = kernel.as_ref().map(KernelPath::view);
     let mode = opts.dataplane;
+    let a2 = ageing.clone();
     plane.set_extra_stats(Box::new(move || {
         let mut v = s2.to_json();
         v["mode"] = mode.to_string().into();
+        v["fdb_ageing_ms"] = millis(a2.get()).into();
         if let Some(k) = &k2 {
             v["kernel_path"] = k.stats_json();
         }
         v
     }));
     let s3 = shared.clone();
-    plane.set_fdb_source(Box::new(move || s3.fdb_json()));
+    let a3 = ageing.clone();
+    plane.set_fdb_source(Box::new(move || with_ageing(s3.fdb_json(), a3.get())));
     let s4 = shared.clone();
     let k4 = kernel.as_ref().map(KernelPath::view);
     let t4 = plane.table().clone();
@@ -621,6 +675,7 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
             inbox: mesh.then_some(inbox),
             // Worker 0 takes the transmit requests.
             doorbell: (id == 0).then(|| doorbell.clone()),
+            ageing: ageing.clone(),
         };
         let worker = Worker::new(
             id,
@@ -674,12 +729,13 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         inboxes: if kernel_on { inboxes_tx } else { Vec::new() },
         epoch,
         doorbell: doorbell.clone(),
+        ageing,
     };
     cpu.sync_kernel();
     let mut watch = LinkWatch::new(names);
     cpu.links(&mut watch);
     let mut next_link = Instant::now() + LINK_POLL;
-    let mut next_ageing = Instant::now() + STATION_AGEING;
+    let mut next_ageing = Instant::now() + station_check_interval(cpu.ageing.get());
     let started = Instant::now();
     while !stop.load(Ordering::Relaxed) && opts.duration.is_none_or(|d| started.elapsed() < d) {
         let wait = cpu.plane.wait_budget(CPU_WAIT);
@@ -720,7 +776,7 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         cpu.take_notices();
         if Instant::now() >= next_ageing {
             cpu.age_stations();
-            next_ageing = Instant::now() + STATION_AGEING;
+            next_ageing = Instant::now() + station_check_interval(cpu.ageing.get());
         }
         if Instant::now() >= next_link {
             cpu.links(&mut watch);
@@ -757,4 +813,35 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
     let dataplane = shared.to_json();
     info!(counters = %dataplane, "stopped");
     Ok(RunSummary { dataplane })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_ageing_times_are_checked_at_a_tenth_of_them_long_ones_every_5s() {
+        let s = Duration::from_secs;
+        assert_eq!(station_check_interval(s(10)), s(1));
+        assert_eq!(station_check_interval(s(30)), s(3));
+        assert_eq!(station_check_interval(s(50)), s(5));
+        assert_eq!(station_check_interval(s(300)), s(5));
+        assert_eq!(station_check_interval(s(1_000_000)), s(5));
+    }
+
+    #[test]
+    fn fdb_rows_carry_the_ageing_time_static_ones_none() {
+        let rows = serde_json::json!([
+            {"vlan": 1, "mac": "02:00:00:00:00:01", "port": "p1", "age_ms": 1200, "static": false},
+            {"vlan": 1, "mac": "02:00:00:00:00:02", "port": "p2", "age_ms": 0, "static": true},
+        ]);
+        let v = with_ageing(rows, Duration::from_millis(12_500));
+        assert_eq!(v[0]["ageing_ms"], 12_500);
+        assert_eq!(v[1]["ageing_ms"], serde_json::Value::Null);
+        assert_eq!(v[0]["age_ms"], 1200, "the rest is untouched");
+        assert_eq!(
+            with_ageing(serde_json::json!([]), Duration::from_secs(1)),
+            serde_json::json!([])
+        );
+    }
 }

@@ -19,7 +19,7 @@
 //! Nothing on the per-frame path allocates, locks or makes a syscall, except the punt copy (the
 //! slow path) and the TX kick in `flush`.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,6 +96,33 @@ struct Batch {
     rewrite_failed: u64,
 }
 
+/// The station ageing time in force (`fdb_ageing`), one value for every table that ages
+/// stations: the CPU sets it (at start and when a reload changes it), each worker applies it to
+/// its FDB at housekeeping, so a reload needs no message and forgets no station.
+#[derive(Debug)]
+pub struct AgeingTime(AtomicU64);
+
+impl AgeingTime {
+    /// Holding `ageing` (nanoseconds: exact for every allowed value, up to 10^6 s).
+    pub fn new(ageing: Duration) -> AgeingTime {
+        AgeingTime(AtomicU64::new(nanos(ageing)))
+    }
+
+    /// The ageing time in force.
+    pub fn get(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Changes it; returns whether it changed.
+    pub fn set(&self, ageing: Duration) -> bool {
+        self.0.swap(nanos(ageing), Ordering::Relaxed) != nanos(ageing)
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// A worker's channels: to the CPU, from the CPU, and to and from the other workers.
 pub struct Links {
     /// Punted frames go up here.
@@ -108,6 +135,8 @@ pub struct Links {
     pub inbox: Option<Receiver<FdbNotice>>,
     /// Rung by the CPU after each transmit request (worker 0), and at stop.
     pub doorbell: Option<Arc<Doorbell>>,
+    /// The station ageing time, shared with the CPU (a reload may change it).
+    pub ageing: Arc<AgeingTime>,
 }
 
 /// The worker's state; [`Worker::run`] is its thread.
@@ -158,6 +187,7 @@ impl Worker {
         let scratch = vec![0u8; xs.config().frame_size as usize];
         let fdb = Fdb::new(FdbConfig {
             announce: !links.peers.is_empty(),
+            ageing: links.ageing.get(),
             ..FdbConfig::default()
         });
         Worker {
@@ -236,6 +266,11 @@ impl Worker {
             self.publish(&b);
             self.answer_snapshot_request(now);
             if Instant::now() >= next_housekeeping {
+                let ageing = self.links.ageing.get();
+                if ageing != self.fdb.config().ageing {
+                    // A reload changed `fdb_ageing`: the same stations, judged by the new time.
+                    self.fdb.set_ageing(ageing);
+                }
                 self.fdb.age(now);
                 self.streams.sweep(now);
                 self.publish_counters();
@@ -577,6 +612,17 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ageing_time_round_trips_exactly_and_reports_changes() {
+        let a = AgeingTime::new(Duration::from_secs(300));
+        assert_eq!(a.get(), Duration::from_secs(300));
+        assert!(!a.set(Duration::from_secs(300)));
+        assert!(a.set(Duration::from_millis(12_500)));
+        assert_eq!(a.get(), Duration::from_millis(12_500));
+        assert!(a.set(Duration::from_secs(1_000_000)));
+        assert_eq!(a.get(), Duration::from_secs(1_000_000));
+    }
 
     #[test]
     fn a_frame_keeps_its_form_only_when_the_egress_tag_matches() {

@@ -185,6 +185,14 @@ impl Fdb {
         self.cfg
     }
 
+    /// Changes the ageing time (the operator reloaded `fdb_ageing`): from now on every learned
+    /// entry is judged against the new time, as the Linux bridge does when its `ageing_time`
+    /// changes (IEEE 802.1Q §8.8.3); entries, ports and counters stay. Rebuilding the table
+    /// instead would forget every station and flood until each is heard again.
+    pub fn set_ageing(&mut self, ageing: Duration) {
+        self.cfg.ageing = ageing;
+    }
+
     /// Learning and ageing totals.
     pub fn stats(&self) -> FdbStats {
         self.stats
@@ -421,6 +429,25 @@ mod tests {
         }
         assert_eq!(f.len(), 1);
         assert_eq!(f.stats().refused_invalid, 4);
+    }
+
+    #[test]
+    fn a_new_ageing_time_applies_to_entries_already_learned() {
+        let mut f = Fdb::default();
+        f.learn(1, mac(1), 3, s(0));
+        f.learn(1, mac(2), 4, s(50));
+        assert_eq!(f.lookup(1, mac(1), s(60)), Some(3), "300 s by default");
+        f.set_ageing(s(30));
+        assert_eq!(f.config().ageing, s(30));
+        assert_eq!(f.lookup(1, mac(1), s(60)), None, "60 s old: gone at once");
+        assert_eq!(f.lookup(1, mac(2), s(60)), Some(4), "10 s old: kept");
+        assert_eq!(f.age(s(60)), 1);
+        assert_eq!(f.lookup(1, mac(2), s(80)), None);
+        // Lengthening keeps what the shorter time had not yet removed.
+        f.learn(1, mac(3), 5, s(100));
+        f.set_ageing(s(600));
+        assert_eq!(f.lookup(1, mac(3), s(500)), Some(5));
+        assert_eq!(f.len(), 2, "entries survive the change");
     }
 
     #[test]
