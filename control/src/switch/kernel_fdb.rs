@@ -119,6 +119,32 @@ impl KernelStations {
         }
     }
 
+    /// Asks `stamp` (the kernel's `seen_ns` of a station, CLOCK_MONOTONIC ns) about every
+    /// station [`KernelStations::due`] at `now`, and refreshes those the kernel forwarded a
+    /// frame from since; returns them, for the workers' tables. `epoch_ns` is CLOCK_MONOTONIC
+    /// at the workers' FDB epoch, fixed once: an unchanged stamp then converts to the same time
+    /// every round, so it refreshes a station once. (Converted against a fresh clock reading
+    /// each round, it came out a few microseconds later now and then, and an idle station was
+    /// refreshed again in the workers' tables, outliving its ageing time there by seconds.)
+    pub fn refresh_from_kernel(
+        &mut self,
+        now: Duration,
+        epoch_ns: u64,
+        mut stamp: impl FnMut(VlanId, MacAddr) -> Option<u64>,
+    ) -> Vec<FdbNotice> {
+        let mut alive = Vec::new();
+        for (vlan, mac, port) in self.due(now) {
+            let Some(ns) = stamp(vlan, mac) else {
+                continue;
+            };
+            let at = Duration::from_nanos(ns.saturating_sub(epoch_ns));
+            if self.seen(vlan, mac, at) {
+                alive.push(FdbNotice { vlan, mac, port });
+            }
+        }
+        alive
+    }
+
     /// Removes the stations not seen for the ageing time at `now`; returns how many.
     pub fn expire(&mut self, now: Duration) -> usize {
         let before = self.map.len();
@@ -258,6 +284,42 @@ mod tests {
         assert_eq!(t.expire(secs(150)), 0, "the longer time applies at once");
         t.set_ageing(secs(20));
         assert_eq!(t.expire(secs(150)), 1, "and so does a shorter one");
+    }
+
+    #[test]
+    fn a_kernel_stamp_refreshes_a_station_once() {
+        let epoch = 7_000_000_000u64; // CLOCK_MONOTONIC at the FDB epoch
+        let ns = |s: u64| epoch + s * 1_000_000_000;
+        let mut t = KernelStations::new(secs(10), 16);
+        t.learn(notice(1, 3), secs(0));
+        t.learn(notice(2, 4), secs(0));
+        // Station 1 sent until 4 s (the kernel forwarded it); station 2 never did.
+        let stamp = |_: VlanId, m: MacAddr| (m == mac(1)).then_some(ns(4));
+        assert!(
+            t.refresh_from_kernel(secs(2), epoch, stamp).is_empty(),
+            "not due"
+        );
+        assert_eq!(t.refresh_from_kernel(secs(5), epoch, stamp), [notice(1, 3)]);
+        // Every later round sees the same stamp: no more refreshes, whenever it is read.
+        for s in 6..=13 {
+            assert!(
+                t.refresh_from_kernel(secs(s), epoch, stamp).is_empty(),
+                "{s} s"
+            );
+            t.expire(secs(s));
+        }
+        assert_eq!(t.stations().collect::<Vec<_>>(), vec![(1, mac(1), 3)]);
+        assert_eq!(
+            t.expire(secs(14)),
+            1,
+            "10 s after the stamp, not after the notice"
+        );
+        // A station the kernel lost (no stamp) is left to expire.
+        t.learn(notice(5, 1), secs(20));
+        assert!(t
+            .refresh_from_kernel(secs(23), epoch, |_, _| None)
+            .is_empty());
+        assert_eq!(t.expire(secs(30)), 1);
     }
 
     #[test]

@@ -198,6 +198,9 @@ pub struct KernelPath {
     statics: Vec<(VlanId, MacAddr, PortId)>,
     /// The station map must be written (changed, or the last write failed).
     fdb_due: bool,
+    /// CLOCK_MONOTONIC (ns) at the workers' FDB epoch, fixed at the first ageing round, so
+    /// the kernel's stamps convert to the workers' clock the same way every round.
+    epoch_ns: Option<u64>,
     /// The maps are behind: a table was published since the last sync, or it failed.
     pub dirty: bool,
 }
@@ -242,6 +245,7 @@ impl KernelPath {
             stations: KernelStations::new(ageing, abi::FP_MAX_FDB as usize),
             statics: Vec::new(),
             fdb_due: true,
+            epoch_ns: None,
             dirty: true,
         })
     }
@@ -291,20 +295,17 @@ impl KernelPath {
     /// the kernel's own stamps (it forwarded their frames), the rest expire. Returns the
     /// stations the kernel kept alive, for the workers' tables.
     pub fn age_stations(&mut self, now: Duration) -> Vec<FdbNotice> {
-        let due = self.stations.due(now);
-        let mut alive = Vec::new();
-        if !due.is_empty() {
-            let mono = monotonic_ns();
+        // The kernel's clock at the FDB epoch, read once (see refresh_from_kernel).
+        let epoch_ns = *self.epoch_ns.get_or_insert_with(|| {
+            monotonic_ns().saturating_sub(u64::try_from(now.as_nanos()).unwrap_or(u64::MAX))
+        });
+        let alive = {
             let fp = lock(&self.view.fp);
-            for (vlan, mac, port) in due {
-                if let Ok(Some(seen)) = fp.station_seen(vlan, mac) {
-                    let ago = Duration::from_nanos(mono.saturating_sub(seen));
-                    if self.stations.seen(vlan, mac, now.saturating_sub(ago)) {
-                        alive.push(FdbNotice { vlan, mac, port });
-                    }
-                }
-            }
-        }
+            self.stations
+                .refresh_from_kernel(now, epoch_ns, |vlan, mac| {
+                    fp.station_seen(vlan, mac).ok().flatten()
+                })
+        };
         let aged = self.stations.expire(now);
         let mut st = lock(&self.view.stats);
         st.stations_refreshed_by_kernel += alive.len() as u64;
