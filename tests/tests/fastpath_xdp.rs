@@ -12,7 +12,9 @@
 //! unregistered, link-local, snooping off, tagged ingress (tag popped), VLAN isolation, a join
 //! and a leave taking effect at the next frame after `sync`, IGMP and PIM still reaching the
 //! AF_XDP socket, the fast path off → data to the AF_XDP socket as before, and the per-(S,G)
-//! packet and byte counters; 100 000 groups in one VLAN, all in the kernel.
+//! packet and byte counters; 100 000 groups in one VLAN, all in the kernel; the replication-list
+//! pool growing past its first batch (a 9-host bed, `Bed::with_hosts`: 160 distinct receiver
+//! subsets at once) and recycling quarantined lists for new subsets without growing again.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -152,11 +154,17 @@ fn drop_to_switch_caps() {
 }
 
 impl Bed {
+    /// The bed of the module doc: [`HOSTS`] hosts, ports as [`port_map`] says.
     fn new(net: u8) -> Bed {
-        let star = Star::new(net, &[2; HOSTS]).unwrap();
+        Bed::with_hosts(net, HOSTS, port_map())
+    }
+
+    /// A star of `hosts` hosts whose switch ports (slots 0..hosts) are configured by `pm`.
+    fn with_hosts(net: u8, hosts: usize, pm: PortMap) -> Bed {
+        let star = Star::new(net, &vec![2; hosts]).unwrap();
         star.prepare_for_afxdp().unwrap();
         // An XDP_REDIRECT into a veth is lost unless its peer runs NAPI: GRO on the host ends.
-        for i in 1..=HOSTS {
+        for i in 1..=hosts {
             let host = star.host(i).unwrap();
             let out = std::process::Command::new("ip")
                 .args(["netns", "exec", host.name(), "ethtool", "-K"])
@@ -166,10 +174,10 @@ impl Bed {
                 .unwrap();
             assert!(out.status.success(), "ethtool gro on: {out:?}");
         }
-        let caps: Vec<Capture> = (1..=HOSTS)
+        let caps: Vec<Capture> = (1..=hosts)
             .map(|i| Capture::open(star.host(i).unwrap(), &star.host_if(i).unwrap()).unwrap())
             .collect();
-        let names: Vec<String> = (1..=HOSTS).map(|i| star.port(i).unwrap()).collect();
+        let names: Vec<String> = (1..=hosts).map(|i| star.port(i).unwrap()).collect();
         let sw = star.switch().unwrap();
         let (cls, xs, fp, ifx) = sw
             .run(|| {
@@ -219,7 +227,7 @@ impl Bed {
             xs,
             fp,
             ifx,
-            pm: port_map(),
+            pm,
             seq: 0,
         }
     }
@@ -605,7 +613,7 @@ fn expect_frame(
 ) {
     let got = bed.deliver(host, frame);
     let untagged = retag(frame, None);
-    for h in 1..=HOSTS {
+    for h in 1..=got.len() {
         let copies = &got[h - 1];
         match want.iter().find(|(w, _)| *w == h) {
             Some((_, form)) => {
@@ -1324,4 +1332,276 @@ fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime writes one timespec through a valid pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Hosts of the pool-growth bed: host 1 sends, hosts 2..=9 (ports 1..=8) receive, so 255
+/// non-empty receiver subsets exist.
+const WIDE_HOSTS: usize = 9;
+
+/// Group `i` of the pool-growth test: 239.20.0.0 + i (never link-local).
+fn wide_group(i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(0xef14_0000 + u32::try_from(i).unwrap())
+}
+
+/// The receiver subset numbered `bits` (1..=255): port `b + 1` for every bit `b` set.
+fn receivers(bits: usize) -> Vec<PortId> {
+    assert!((1..=255).contains(&bits), "subset {bits}");
+    (0..8u16)
+        .filter(|b| bits >> b & 1 == 1)
+        .map(|b| b + 1)
+        .collect()
+}
+
+/// VLAN 10 spanning all [`WIDE_HOSTS`] ports (access), snooping on, no multicast router, no
+/// unregistered flooding, with `groups` (group → any-source ports).
+fn wide_table(groups: &[(Ipv4Addr, Vec<PortId>)]) -> ForwardingTable {
+    let ports: Vec<PortId> = (0..u16::try_from(WIDE_HOSTS).unwrap()).collect();
+    let v10 = VlanTable {
+        ports: ps(&ports),
+        snooping: true,
+        mrouters: PortSet::EMPTY,
+        flood_unregistered: PortSet::EMPTY,
+        groups: groups
+            .iter()
+            .map(|(g, p)| {
+                (
+                    *g,
+                    GroupEntry {
+                        any_source: ps(p),
+                        ..GroupEntry::default()
+                    },
+                )
+            })
+            .collect(),
+    };
+    ForwardingTable {
+        vlans: [(10, v10)].into_iter().collect(),
+    }
+}
+
+/// The (*, G) key of VLAN 10's group `g`.
+fn any_key(g: Ipv4Addr) -> xsnoop_dataplane::xdp::abi::FpKey {
+    xsnoop_dataplane::fastpath::plan::key(
+        10,
+        xsnoop_dataplane::xdp::abi::FP_KIND_ANY,
+        g,
+        Ipv4Addr::UNSPECIFIED,
+    )
+}
+
+/// Every group of `groups` is a key in `fp_groups` whose list holds exactly its ports, and the
+/// lists of all of them are pairwise distinct (one list per distinct set). Returns the lists.
+fn assert_own_lists(
+    bed: &Bed,
+    what: &str,
+    groups: &[(Ipv4Addr, Vec<PortId>)],
+) -> std::collections::BTreeMap<Ipv4Addr, u32> {
+    let kernel = bed.fp.kernel_groups().unwrap();
+    let pool = bed.fp.list_stats().pool;
+    let mut lists = std::collections::BTreeMap::new();
+    for (g, set) in groups {
+        let want: Vec<(PortId, u32)> = set.iter().map(|&p| (p, bed.ifx[usize::from(p)])).collect();
+        assert_eq!(kernel.get(&any_key(*g)), Some(&want), "{what}: group {g}");
+        let id = bed.fp.list_of(&any_key(*g)).expect("a list");
+        assert!(
+            id < pool,
+            "{what}: group {g} on list {id} of a pool of {pool}"
+        );
+        lists.insert(*g, id);
+    }
+    let distinct: std::collections::BTreeSet<u32> = lists.values().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        groups.len(),
+        "{what}: groups with distinct sets share a list"
+    );
+    lists
+}
+
+/// Injects one marked frame per group of `groups` at host 1 (slot 0), then asserts that every
+/// host got exactly the frames of the groups whose ports include its own, once each and
+/// unchanged, and nothing else of the test's. One collect per host covers every group.
+fn expect_each_group(bed: &mut Bed, what: &str, groups: &[(Ipv4Addr, Vec<PortId>)]) {
+    for c in &bed.caps {
+        c.drain().unwrap();
+    }
+    let mut sent = Vec::with_capacity(groups.len());
+    for (n, (g, _)) in groups.iter().enumerate() {
+        let f = bed.data(1, S1, *g, None);
+        bed.caps[0].inject(&f).unwrap();
+        sent.push(f);
+        // The switch port's XDP ring holds 256 frames: let it drain now and then.
+        if n % 32 == 31 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    for (i, c) in bed.caps.iter().enumerate() {
+        let port = PortId::try_from(i).unwrap();
+        let got: Vec<Vec<u8>> = c
+            .collect(Duration::from_millis(if i == 0 { 500 } else { 50 }))
+            .unwrap()
+            .into_iter()
+            .filter(|f| !f.outgoing && f.bytes.windows(MARK.len()).any(|w| w == MARK))
+            .map(|f| f.bytes)
+            .collect();
+        let mut wrong = Vec::new();
+        for ((g, set), f) in groups.iter().zip(&sent) {
+            let want = usize::from(set.contains(&port));
+            let copies = got.iter().filter(|x| *x == f).count();
+            if copies != want {
+                wrong.push(format!("{g} {set:?}: {copies} copies, want {want}"));
+            }
+        }
+        let stray = got.iter().filter(|x| !sent.contains(x)).count();
+        assert!(
+            wrong.is_empty() && stray == 0,
+            "{what}: host {} (port {port}): {} of {} groups wrong, {stray} frames not sent now; first: {:?}",
+            i + 1,
+            wrong.len(),
+            groups.len(),
+            &wrong[..wrong.len().min(8)]
+        );
+    }
+}
+
+/// The replication-list pool growing past its first batch, on real veths. 160 groups with 160
+/// distinct receiver subsets join in one sync: the pool grows before the puts (the sync needs
+/// more lists than are free) and again after them (fewer than a quarter free), every group
+/// gets its own list, and a frame to each reaches exactly its receivers, many of them through
+/// lists of the growth batches. Then 140 groups leave (their lists go to quarantine) and 95
+/// groups with never-used subsets join: more than the free lists, so the quarantine must
+/// supply the rest after one grace period, and the pool does not grow at all.
+#[test]
+fn the_list_pool_grows_past_its_first_batch_and_recycles() {
+    netns_or_skip!("the_list_pool_grows_past_its_first_batch_and_recycles");
+    const FIRST: usize = 160; // subsets 1..=160
+    const KEEP: usize = 20;
+    const FRESH: usize = 95; // subsets 161..=255, never used before
+    let access = PortVlanConfig::Access { vlan: 10 };
+    let pm = PortMap::from_configs((0..u16::try_from(WIDE_HOSTS).unwrap()).map(|p| (p, &access)))
+        .unwrap();
+    let t0 = Instant::now();
+    let mut bed = Bed::with_hosts(77, WIDE_HOSTS, pm);
+    bed.fp.set_scope(Scope::All);
+    let first_batch = bed.fp.list_stats();
+    assert_eq!(first_batch.live, 0);
+    let base = bed.sync(&wide_table(&[]));
+    assert_eq!(base.outer_syscalls, 0, "{base:?}");
+    // The VLAN's own keys (flood, unregistered) hold lists too.
+    let base_lists = bed.fp.list_stats();
+    assert!(
+        FIRST + base_lists.live > first_batch.pool as usize,
+        "the test must need more lists than the first batch ({first_batch:?})"
+    );
+
+    // Growth: all 160 distinct sets in one sync.
+    let groups: Vec<(Ipv4Addr, Vec<PortId>)> = (0..FIRST)
+        .map(|i| (wide_group(i), receivers(i + 1)))
+        .collect();
+    let r = bed.sync(&wide_table(&groups));
+    let grown = bed.fp.list_stats();
+    assert_eq!((r.maps_put, r.maps_deleted), (FIRST, 0), "{r:?}");
+    assert_eq!(
+        (r.lists_created, r.lists_shared, r.lists_edited),
+        (FIRST, 0, 0),
+        "one fresh list per distinct set: {r:?}"
+    );
+    // Before the puts (more new sets than free lists) and after them (fewer than a quarter of
+    // the pool free); each growth adds at least a first batch's worth.
+    assert!(r.pool_batches >= 2, "the pool grew twice: {r:?}, {grown:?}");
+    assert!(
+        grown.pool >= 3 * first_batch.pool,
+        "two growth batches of at least {} lists each: {grown:?}",
+        first_batch.pool
+    );
+    assert_eq!(grown.live, base_lists.live + FIRST, "{grown:?}");
+    assert_eq!(
+        grown.free + grown.quarantined + grown.live,
+        grown.pool as usize,
+        "{grown:?}"
+    );
+    bed.assert_kernel_matches_applied("after growth");
+    let lists = assert_own_lists(&bed, "after growth", &groups);
+    let beyond = lists.values().filter(|&&id| id >= first_batch.pool).count();
+    assert!(
+        beyond + first_batch.pool as usize >= FIRST + base_lists.live,
+        "groups on lists of the growth batches: {beyond}"
+    );
+    expect_each_group(&mut bed, "after growth", &groups);
+
+    // Shrink: all but KEEP groups leave; their lists wait in quarantine (a delete waits for
+    // no grace period, and with a quarter of the pool free nothing else runs one).
+    let removed_lists: std::collections::BTreeSet<u32> =
+        groups[KEEP..].iter().map(|(g, _)| lists[g]).collect();
+    let kept = groups[..KEEP].to_vec();
+    let r = bed.sync(&wide_table(&kept));
+    let shrunk = bed.fp.list_stats();
+    assert_eq!((r.maps_put, r.maps_deleted), (0, FIRST - KEEP), "{r:?}");
+    assert_eq!(r.outer_syscalls, 0, "{r:?}");
+    assert_eq!(shrunk.quarantined, FIRST - KEEP, "{shrunk:?}");
+    assert_eq!(shrunk.live, base_lists.live + KEEP, "{shrunk:?}");
+    // Refill's rule (lists.rs): a sync needing `need` fresh lists when fewer are free takes a
+    // grace period alone (Refill::Reclaim) if the quarantine is non-empty, free + quarantined
+    // covers `need`, and free + quarantined is at least half the pool. These hold here, so the
+    // pool must not grow; and afterwards free + quarantined - FRESH lists are free, at least a
+    // quarter of the pool, so `maintain` does not grow it either.
+    let spare = shrunk.free + shrunk.quarantined;
+    assert!(
+        FRESH > shrunk.free
+            && spare >= FRESH
+            && spare * 2 >= shrunk.pool as usize
+            && (spare - FRESH) * 4 >= shrunk.pool as usize,
+        "the test's premise (the quarantine must supply lists, by Reclaim): {shrunk:?}"
+    );
+
+    // A fresh batch with never-used subsets.
+    let fresh: Vec<(Ipv4Addr, Vec<PortId>)> = (0..FRESH)
+        .map(|j| (wide_group(FIRST + j), receivers(FIRST + j + 1)))
+        .collect();
+    let mut now = kept.clone();
+    now.extend(fresh.iter().cloned());
+    let r = bed.sync(&wide_table(&now));
+    let after = bed.fp.list_stats();
+    assert_eq!((r.maps_put, r.maps_deleted), (FRESH, 0), "{r:?}");
+    assert_eq!(
+        (r.lists_created, r.lists_shared, r.lists_edited),
+        (FRESH, 0, 0),
+        "{r:?}"
+    );
+    assert_eq!(
+        (r.pool_batches, r.outer_syscalls),
+        (1, 1),
+        "one grace period before the puts freed the quarantine: {r:?}"
+    );
+    assert_eq!(
+        after.pool, shrunk.pool,
+        "the quarantine was recycled, the pool did not grow: {after:?}"
+    );
+    assert_eq!(after.quarantined, 0, "{after:?}");
+    assert_eq!(after.live, base_lists.live + KEEP + FRESH, "{after:?}");
+    assert_eq!(
+        after.free + after.quarantined + after.live,
+        after.pool as usize,
+        "{after:?}"
+    );
+    bed.assert_kernel_matches_applied("after the fresh batch");
+    let lists = assert_own_lists(&bed, "after the fresh batch", &now);
+    // Only `shrunk.free` lists were free: the others the fresh groups use were quarantined.
+    let recycled = fresh
+        .iter()
+        .filter(|(g, _)| removed_lists.contains(&lists[g]))
+        .count();
+    assert!(
+        recycled >= FRESH - shrunk.free,
+        "only {recycled} fresh groups on lists the leavers used ({} were free)",
+        shrunk.free
+    );
+    // Every group, the ones that left too (unregistered, flooded nowhere): one frame each.
+    let mut check = now.clone();
+    check.extend(groups[KEEP..].iter().map(|(g, _)| (*g, Vec::new())));
+    expect_each_group(&mut bed, "after the fresh batch", &check);
+    eprintln!(
+        "fastpath_xdp pool growth: first batch {first_batch:?}, grown {grown:?}, shrunk {shrunk:?}, after {after:?}, recycled {recycled}, took {:?}",
+        t0.elapsed()
+    );
 }
