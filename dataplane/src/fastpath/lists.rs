@@ -40,7 +40,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use super::plan::DevEntry;
+use super::plan::{DevEntry, EgressSet};
+use crate::fasthash::FastMap;
 use crate::xdp::abi::FpKey;
 
 /// Index of a replication list in `fp_lists`.
@@ -59,7 +60,7 @@ pub enum Placement {
         /// The key's list.
         id: ListId,
         /// What the list holds now.
-        old: Vec<DevEntry>,
+        old: EgressSet,
         /// `old` is exact; if not (a failed write), every wanted entry is (re)written.
         exact: bool,
     },
@@ -69,7 +70,7 @@ pub enum Placement {
         /// The free list.
         id: ListId,
         /// What the list holds now.
-        old: Vec<DevEntry>,
+        old: EgressSet,
         /// As in [`Placement::EditInPlace`].
         exact: bool,
     },
@@ -83,11 +84,11 @@ pub struct ListMove {
     /// The list.
     pub id: ListId,
     /// What it holds now.
-    pub old: Vec<DevEntry>,
+    pub old: EgressSet,
     /// `old` is exact (as in [`Placement::EditInPlace`]).
     pub exact: bool,
     /// The set all of its keys move to.
-    pub new: Vec<DevEntry>,
+    pub new: EgressSet,
     /// How many keys point at it: the key updates the rewrite spares.
     pub keys: u32,
     /// A key left it within the current grace period: only after one more may it be rewritten.
@@ -95,10 +96,10 @@ pub struct ListMove {
 }
 
 /// One list's bookkeeping.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct List {
     /// What its devmap holds (as far as known, see `exact`).
-    entries: Vec<DevEntry>,
+    entries: EgressSet,
     /// Keys pointing at it.
     refs: u32,
     /// `entries` is exactly the devmap's content (false after a failed write: then it is a
@@ -130,9 +131,9 @@ pub struct ListBook {
     /// Index = list id; every list inserted into `fp_lists` so far.
     lists: Vec<List>,
     /// Live lists (refs > 0, exact) by their set: the dedup index.
-    live: BTreeMap<Vec<DevEntry>, ListId>,
+    live: FastMap<EgressSet, ListId>,
     /// Key → its list.
-    of_key: BTreeMap<FpKey, ListId>,
+    of_key: FastMap<FpKey, ListId>,
     /// Lists no reader can reach; the last one is handed out first.
     free: Vec<ListId>,
     /// Lists nobody points at, oldest first, that a frame may still hold.
@@ -147,7 +148,7 @@ impl ListBook {
         let current = self.of_key.get(key).copied();
         if let Some(c) = current {
             if let Some(l) = self.list(c) {
-                if l.exact && l.entries == entries {
+                if l.exact && &l.entries[..] == entries {
                     return Placement::Unchanged(c);
                 }
             }
@@ -190,11 +191,11 @@ impl ListBook {
     /// (marked [`ListMove::needs_grace`]): the caller may wait for one grace period first.
     pub fn whole_list_moves<'a>(
         &self,
-        puts: impl IntoIterator<Item = (&'a FpKey, &'a [DevEntry])>,
+        puts: impl IntoIterator<Item = (&'a FpKey, &'a EgressSet)>,
         after_grace: bool,
     ) -> Vec<ListMove> {
         // List → (its keys' common target so far, how many, all the same).
-        let mut moving: BTreeMap<ListId, (&'a [DevEntry], u32, bool)> = BTreeMap::new();
+        let mut moving: BTreeMap<ListId, (&'a EgressSet, u32, bool)> = BTreeMap::new();
         for (key, entries) in puts {
             let Some(&id) = self.of_key.get(key) else {
                 continue;
@@ -217,9 +218,9 @@ impl ListBook {
             if !same
                 || n != l.refs
                 || (needs_grace && !after_grace)
-                || l.entries.as_slice() == target
-                || self.live.contains_key(target)
-                || !claimed.insert(target)
+                || l.entries == *target
+                || self.live.contains_key(&target[..])
+                || !claimed.insert(&target[..])
             {
                 continue;
             }
@@ -227,7 +228,7 @@ impl ListBook {
                 id,
                 old: l.entries.clone(),
                 exact: l.exact,
-                new: target.to_vec(),
+                new: target.clone(),
                 keys: n,
                 needs_grace,
             });
@@ -237,26 +238,26 @@ impl ListBook {
 
     /// Records that list `id` was rewritten in place to hold exactly `entries` (a move from
     /// [`ListBook::whole_list_moves`]); its keys keep pointing at it.
-    pub fn retarget(&mut self, id: ListId, entries: &[DevEntry]) {
+    pub fn retarget(&mut self, id: ListId, entries: &EgressSet) {
         self.holds(id, entries);
     }
 
     /// Records that list `id` holds exactly `entries` (the dedup index follows).
-    fn holds(&mut self, id: ListId, entries: &[DevEntry]) {
+    fn holds(&mut self, id: ListId, entries: &EgressSet) {
         let Some(l) = self.list(id) else {
             return;
         };
-        if !(l.exact && l.entries == entries) {
+        if !(l.exact && l.entries == *entries) {
             let old = l.entries.clone();
             if self.live.get(&old) == Some(&id) {
                 self.live.remove(&old);
             }
             if let Some(l) = self.list_mut(id) {
-                l.entries = entries.to_vec();
+                l.entries = entries.clone();
                 l.exact = true;
             }
         }
-        self.live.insert(entries.to_vec(), id);
+        self.live.insert(entries.clone(), id);
     }
 
     fn list(&self, id: ListId) -> Option<&List> {
@@ -271,7 +272,7 @@ impl ListBook {
     /// applier carried out a [`Placement`] other than `NeedPool`). The key's previous list, if
     /// another, loses a reference: unused, it goes to quarantine; still used, it is recently
     /// left.
-    pub fn commit(&mut self, key: FpKey, id: ListId, entries: &[DevEntry]) {
+    pub fn commit(&mut self, key: FpKey, id: ListId, entries: &EgressSet) {
         let prev = self.of_key.get(&key).copied();
         if self.list(id).is_none() {
             return;
@@ -297,8 +298,12 @@ impl ListBook {
         let Some(l) = self.list(id) else {
             return;
         };
-        let mut both = l.entries.clone();
-        both.extend(new.iter().copied().filter(|e| !l.entries.contains(e)));
+        let both: EgressSet = l
+            .entries
+            .iter()
+            .chain(new.iter().filter(|e| !l.entries.contains(e)))
+            .copied()
+            .collect();
         if self.live.get(&l.entries) == Some(&id) {
             let old = l.entries.clone();
             self.live.remove(&old);
@@ -341,7 +346,7 @@ impl ListBook {
                 return;
             };
             self.lists.push(List {
-                entries: Vec::new(),
+                entries: EgressSet::from([]),
                 refs: 0,
                 exact: true,
             });
@@ -417,7 +422,7 @@ impl ListBook {
 
     /// What list `id` holds (as far as known).
     pub fn entries(&self, id: ListId) -> Option<&[DevEntry]> {
-        self.list(id).map(|l| l.entries.as_slice())
+        self.list(id).map(|l| &l.entries[..])
     }
 
     /// Keys pointing at list `id`.

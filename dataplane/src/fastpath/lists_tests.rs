@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 
 use super::{ListBook, ListId, ListMove, Placement, Refill};
-use crate::fastpath::plan::{key, DevEntry};
+use crate::fastpath::plan::{key, EgressSet};
 use crate::portset::PortId;
 use crate::xdp::abi::{FpKey, FP_KIND_ANY};
 
@@ -84,7 +84,7 @@ impl Bed {
         }
     }
 
-    fn put(&mut self, key: FpKey, entries: &[DevEntry]) {
+    fn put(&mut self, key: FpKey, entries: &EgressSet) {
         let ports: BTreeSet<PortId> = entries.iter().map(|e| e.port).collect();
         for r in self.readers.iter_mut().filter(|r| r.key == key) {
             r.allowed.extend(ports.iter().copied());
@@ -129,7 +129,7 @@ impl Bed {
     }
 
     /// One sync's puts, as the applier runs them: whole-list moves first, then every put.
-    fn batch(&mut self, puts: &[(FpKey, Vec<DevEntry>)]) {
+    fn batch(&mut self, puts: &[(FpKey, EgressSet)]) {
         for (key, entries) in puts {
             for r in self.readers.iter_mut().filter(|r| r.key == *key) {
                 r.allowed.extend(entries.iter().map(|e| e.port));
@@ -139,7 +139,7 @@ impl Bed {
         // always): the frames in flight finish.
         if self
             .book
-            .whole_list_moves(puts.iter().map(|(k, e)| (k, e.as_slice())), true)
+            .whole_list_moves(puts.iter().map(|(k, e)| (k, e)), true)
             .iter()
             .any(|m| m.needs_grace)
         {
@@ -147,7 +147,7 @@ impl Bed {
         }
         let moves = self
             .book
-            .whole_list_moves(puts.iter().map(|(k, e)| (k, e.as_slice())), false);
+            .whole_list_moves(puts.iter().map(|(k, e)| (k, e)), false);
         for m in moves {
             assert!(m.exact && !m.needs_grace);
             let before = self.contents[&m.id].clone();
@@ -206,7 +206,7 @@ fn a_join_to_a_shared_list_re_points_the_key_and_leaves_the_others_alone() {
     // k1 joins port 2: its shared list must not change under k2's frames.
     b.put(k(1), &set(&[1, 2]));
     assert_ne!(b.book.list_of(&k(1)), Some(l), "re-pointed");
-    assert_eq!(b.book.entries(l).unwrap(), set(&[1]).as_slice());
+    assert_eq!(b.book.entries(l).unwrap(), &set(&[1])[..]);
     // k2 is alone on l now, but k1's frame may still hold it: no in-place edit yet.
     let p = b.book.place(&k(2), &set(&[3]));
     assert!(matches!(p, Placement::Fresh { .. }), "{p:?}");
@@ -305,7 +305,7 @@ fn fresh_needed_counts_distinct_sets_no_live_list_holds() {
     let mut b = Bed::with_pool(4);
     b.put(k(1), &set(&[1]));
     let (a, c, d) = (set(&[1]), set(&[2]), set(&[2, 3]));
-    let sets = [a.as_slice(), c.as_slice(), c.as_slice(), d.as_slice()];
+    let sets = [&a[..], &c[..], &c[..], &d[..]];
     assert_eq!(b.book.fresh_needed(sets), 2);
 }
 
@@ -342,7 +342,7 @@ fn a_list_whose_keys_all_move_to_one_new_set_is_rewritten_not_its_keys() {
     let (one, two) = (b.pointer[&k(0)], b.pointer[&k(4)]);
     // A router on port 0: every set gains it. {1}'s list is rewritten for its four keys; {2}
     // would become {0, 2}, which a list already holds, so k4 shares that one.
-    let puts: Vec<(FpKey, Vec<DevEntry>)> = vec![
+    let puts: Vec<(FpKey, EgressSet)> = vec![
         (k(0), set(&[0, 1])),
         (k(1), set(&[0, 1])),
         (k(2), set(&[0, 1])),
@@ -352,7 +352,7 @@ fn a_list_whose_keys_all_move_to_one_new_set_is_rewritten_not_its_keys() {
     ];
     let moves = b
         .book
-        .whole_list_moves(puts.iter().map(|(k, e)| (k, e.as_slice())), false);
+        .whole_list_moves(puts.iter().map(|(k, e)| (k, e)), false);
     assert_eq!(
         moves,
         vec![ListMove {
@@ -379,14 +379,14 @@ fn a_list_whose_keys_all_move_to_one_new_set_is_rewritten_not_its_keys() {
     let split = [(k(0), set(&[3])), (k(1), set(&[0, 1, 3]))];
     assert!(b
         .book
-        .whole_list_moves(split.iter().map(|(k, e)| (k, e.as_slice())), true)
+        .whole_list_moves(split.iter().map(|(k, e)| (k, e)), true)
         .is_empty());
     // A key left the list within this grace period: its frames may still read the list.
-    b.put(k(3), set(&[3]).as_slice());
-    let rest: Vec<(FpKey, Vec<DevEntry>)> = (0..3).map(|i| (k(i), set(&[1, 3]))).collect();
+    b.put(k(3), &set(&[3]));
+    let rest: Vec<(FpKey, EgressSet)> = (0..3).map(|i| (k(i), set(&[1, 3]))).collect();
     let moves = |b: &Bed, after_grace| {
         b.book
-            .whole_list_moves(rest.iter().map(|(k, e)| (k, e.as_slice())), after_grace)
+            .whole_list_moves(rest.iter().map(|(k, e)| (k, e)), after_grace)
     };
     assert!(moves(&b, false).is_empty());
     let waiting = moves(&b, true);
@@ -433,7 +433,7 @@ proptest! {
                     // One put per key, as a sync's ops are; a router appearing is a batch
                     // where every key gains one port.
                     let mut seen = BTreeSet::new();
-                    let puts: Vec<(FpKey, Vec<DevEntry>)> = puts
+                    let puts: Vec<(FpKey, EgressSet)> = puts
                         .into_iter()
                         .filter(|(key, _)| seen.insert(*key))
                         .map(|(key, bits)| {

@@ -49,7 +49,7 @@ use crate::xdp::{Classifier, FastPathMaps, XdpError};
 pub use diff::MapOp;
 pub use incremental::Tracker;
 pub use lists::{ListBook, ListId, Placement, Refill};
-pub use plan::{Desired, DevEntry, EgressProg, Scope};
+pub use plan::{Desired, DevEntry, EgressProg, EgressSet, Scope};
 
 /// Why programming the fast path failed. After an error the maps hold a consistent prefix of
 /// the update (see [`diff`]); the next [`FastPath::sync`] continues from there.
@@ -479,7 +479,7 @@ impl FastPath {
         // Lists this sync may need, in one batch before anything changes (rare: only a sync
         // bringing more new egress sets than the pool has free).
         let need = self.book.fresh_needed(ops.iter().filter_map(|o| match o {
-            MapOp::PutMap { entries, .. } => Some(entries.as_slice()),
+            MapOp::PutMap { entries, .. } => Some(&entries[..]),
             _ => None,
         }));
         if need > self.book.free_count() {
@@ -492,10 +492,10 @@ impl FastPath {
         // A list some key left within this grace period may be rewritten only after one more
         // (that key's frames may still hold it): worth its ~10 ms when it spares thousands of
         // key updates (a few microseconds each).
-        let puts: Vec<(&FpKey, &[DevEntry])> = ops
+        let puts: Vec<(&FpKey, &EgressSet)> = ops
             .iter()
             .filter_map(|o| match o {
-                MapOp::PutMap { key, entries } => Some((key, entries.as_slice())),
+                MapOp::PutMap { key, entries } => Some((key, entries)),
                 _ => None,
             })
             .collect();
@@ -584,7 +584,7 @@ impl FastPath {
     fn put_map(
         &mut self,
         key: &FpKey,
-        entries: &[DevEntry],
+        entries: &EgressSet,
         report: &mut SyncReport,
     ) -> Result<(), FastPathError> {
         // At most: a placement, a pool batch, a placement again.

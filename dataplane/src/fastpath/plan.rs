@@ -6,8 +6,12 @@
 //! by the kernel (`BPF_F_EXCLUDE_INGRESS`), and every set is cut to the ports that carry the VLAN
 //! in both the table and the port map, as `forward::decide` does.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use crate::fasthash::FastMap;
 
 use crate::forward::portmap::{PortMap, MAX_VID, MIN_VID};
 use crate::portset::{PortId, PortSet};
@@ -65,6 +69,12 @@ pub struct DevEntry {
     pub prog: EgressProg,
 }
 
+/// One egress set: its entries sorted by port, shared. A VLAN's plan builds each distinct set
+/// once and every key with that set holds the same allocation, so planning, comparing and
+/// recording a VLAN-wide change of 100 000 keys allocates nothing per key (the sets are few:
+/// one per distinct member port set, as an ASIC has few replication lists).
+pub type EgressSet = Arc<[DevEntry]>;
+
 /// The complete desired content of the fast-path maps.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Desired {
@@ -73,7 +83,7 @@ pub struct Desired {
     /// `fp_vlans`: VID → state (absent = zeroes = off).
     pub vlans: BTreeMap<VlanId, FpVlan>,
     /// `fp_groups`: key → exactly the egress entries, sorted by port.
-    pub maps: BTreeMap<FpKey, Vec<DevEntry>>,
+    pub maps: BTreeMap<FpKey, EgressSet>,
     /// `fp_unicast`: (VLAN × MAX_SLOTS + port) → the port (only with unicast on).
     pub unicast: BTreeMap<u32, DevEntry>,
     /// VLANs in scope that were left in userspace because the outer map would overflow.
@@ -205,7 +215,7 @@ pub(super) fn desired_capped(
 }
 
 /// One VLAN's state, its outer-map keys and its unicast entries.
-type VlanPlan = (FpVlan, Vec<(FpKey, Vec<DevEntry>)>, Vec<(u32, DevEntry)>);
+type VlanPlan = (FpVlan, Vec<(FpKey, EgressSet)>, Vec<(u32, DevEntry)>);
 
 /// Everything VLAN-wide that a VLAN's keys depend on. Two equal heads give every group the same
 /// keys for the same [`GroupEntry`], which is what lets [`super::incremental`] replan only the
@@ -219,23 +229,45 @@ pub(super) struct VlanHead {
     /// Multicast-router ports inside the domain.
     pub mrouters: PortSet,
     /// The flood domain as devmap entries: its ports, interfaces and egress programs.
-    pub domain: Vec<DevEntry>,
+    pub domain: EgressSet,
     /// The unregistered set (mrouters ∪ flood_unregistered, RFC 4541 §2.1.2 (3)) as entries.
-    pub unreg: Vec<DevEntry>,
+    pub unreg: EgressSet,
+    /// The egress sets built so far under this head (derived data: not compared).
+    pub sets: SetCache,
 }
 
+/// The egress sets one [`VlanHead`] has built, by port set: every key of the VLAN with the same
+/// ports shares one [`EgressSet`]. A cache of what the head determines, so two heads are equal
+/// whatever their caches hold.
+#[derive(Clone, Debug, Default)]
+pub(super) struct SetCache(RefCell<FastMap<PortSet, EgressSet>>);
+
+impl PartialEq for SetCache {
+    fn eq(&self, _: &SetCache) -> bool {
+        true
+    }
+}
+
+impl Eq for SetCache {}
+
 impl VlanHead {
-    /// The entries of `set` (cut to the domain), sorted by port.
-    pub fn entries(&self, set: PortSet) -> Vec<DevEntry> {
-        self.domain
+    /// The entries of `set` (cut to the domain), sorted by port; built once per distinct set.
+    pub fn entries(&self, set: PortSet) -> EgressSet {
+        if let Some(e) = self.sets.0.borrow().get(&set) {
+            return e.clone();
+        }
+        let built: EgressSet = self
+            .domain
             .iter()
             .filter(|e| set.contains(e.port))
             .copied()
-            .collect()
+            .collect();
+        self.sets.0.borrow_mut().insert(set, built.clone());
+        built
     }
 
     /// The VLAN's own keys: flood and unregistered.
-    pub fn keys(&self, vid: VlanId) -> [(FpKey, Vec<DevEntry>); 2] {
+    pub fn keys(&self, vid: VlanId) -> [(FpKey, EgressSet); 2] {
         let any = Ipv4Addr::UNSPECIFIED;
         [
             (key(vid, FP_KIND_FLOOD, any, any), self.domain.clone()),
@@ -292,7 +324,7 @@ pub(super) fn vlan_head(
     if !tagged.is_empty() {
         flags |= FP_TAGGED;
     }
-    let domain_entries: Vec<DevEntry> = domain
+    let domain_entries: EgressSet = domain
         .iter()
         .filter_map(|p| {
             let ifindex = *ifindex_of_port.get(usize::from(p))?;
@@ -319,7 +351,8 @@ pub(super) fn vlan_head(
         snooping: vt.snooping,
         mrouters: vt.mrouters.intersection(domain),
         domain: domain_entries,
-        unreg: Vec::new(),
+        unreg: EgressSet::from([]),
+        sets: SetCache::default(),
     };
     head.unreg = head.entries(vt.mrouters.union(vt.flood_unregistered));
     head
@@ -368,7 +401,7 @@ pub(super) fn group_keys(
     g: Ipv4Addr,
     e: &GroupEntry,
     head: &VlanHead,
-    maps: &mut Vec<(FpKey, Vec<DevEntry>)>,
+    maps: &mut Vec<(FpKey, EgressSet)>,
 ) {
     // 224.0.0.0/24 is flooded before any group lookup (RFC 4541 §2.1.2 (2)).
     if !is_multicast(g) || is_link_local_multicast(g) {
@@ -382,7 +415,7 @@ pub(super) fn group_keys(
     // RFC 4541 §2.1.2 (1), (7): members admitted by the source filter plus mrouter ports.
     let any_set = e.any_source.union(head.mrouters);
     let any_entries = head.entries(any_set);
-    let mut sources: Vec<(Ipv4Addr, Vec<DevEntry>)> = e
+    let mut sources: Vec<(Ipv4Addr, EgressSet)> = e
         .by_source
         .iter()
         .map(|(s, set)| (*s, head.entries(set.union(head.mrouters))))

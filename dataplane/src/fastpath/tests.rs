@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use super::diff::{diff, record, MapOp};
-use super::plan::{desired, key, Desired, DevEntry, EgressProg, Scope};
+use super::plan::{desired, key, Desired, DevEntry, EgressProg, EgressSet, Scope};
 use crate::fasthash::FastMap;
 use crate::forward::portmap::{PortMap, PortVlanConfig};
 use crate::portset::{PortId, PortSet};
@@ -53,7 +53,7 @@ fn group(any: &[PortId], by_source: &[(Ipv4Addr, &[PortId])]) -> GroupEntry {
 }
 
 /// Untagged egress entries for `ports` (interface 100 + port); shared with the list tests.
-pub(super) fn plain(ports: &[PortId]) -> Vec<DevEntry> {
+pub(super) fn plain(ports: &[PortId]) -> EgressSet {
     ports
         .iter()
         .map(|&p| DevEntry {
