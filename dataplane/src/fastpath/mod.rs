@@ -451,23 +451,34 @@ impl FastPath {
     }
 
     /// What the kernel holds, read back: every key of `fp_groups` with the ports and
-    /// interfaces of the list it points at, sorted by port. Tests compare it with
+    /// interfaces of the list it points at, sorted by port. Each list is resolved the way the
+    /// XDP program resolves it, through `fp_lists` (opening the inner map by the id stored
+    /// there: CAP_SYS_ADMIN), not through this process's own handles, so a list id that
+    /// `fp_lists` maps to the wrong devmap shows too. Tests compare it with
     /// [`FastPath::applied`] (a key or a port left behind would show here).
     pub fn kernel_groups(&self) -> Result<BTreeMap<FpKey, Vec<(PortId, u32)>>, FastPathError> {
+        let mut lists: BTreeMap<u32, Vec<(PortId, u32)>> = BTreeMap::new();
         let mut out = BTreeMap::new();
         for item in self.maps.groups.iter() {
             let (key, id) = item.map_err(map_err(abi::MAP_FP_GROUPS))?;
-            let dev = usize::try_from(id)
-                .ok()
-                .and_then(|i| self.lists.get(i))
-                .ok_or(FastPathError::PoolExhausted)?;
-            let mut ports = Vec::new();
-            for e in dev.dev.iter() {
-                let (port, v) = e.map_err(map_err("inner devmap"))?;
-                ports.push((PortId::try_from(port).unwrap_or(PortId::MAX), v.if_index));
-            }
-            ports.sort_unstable();
-            out.insert(key, ports);
+            let ports = match lists.entry(id) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let dev = self
+                        .maps
+                        .lists
+                        .get(&id, 0)
+                        .map_err(map_err(abi::MAP_FP_LISTS))?;
+                    let mut ports = Vec::new();
+                    for p in dev.iter() {
+                        let (port, v) = p.map_err(map_err("inner devmap"))?;
+                        ports.push((PortId::try_from(port).unwrap_or(PortId::MAX), v.if_index));
+                    }
+                    ports.sort_unstable();
+                    e.insert(ports)
+                }
+            };
+            out.insert(key, ports.clone());
         }
         Ok(out)
     }
