@@ -8,7 +8,17 @@
 //! in-place edit (microseconds), a new group one batched outer-map update (one RCU grace
 //! period). A failed sync is logged, counted and retried on the next turn of the CPU loop:
 //! the maps always hold a consistent state, at worst the previous one.
+//!
+//! Except one failure, which a retry cannot cure: no replication list left (every list is a
+//! descriptor, and RLIMIT_NOFILE is reached; or the `FP_MAX_LISTS` cap). The kernel would keep
+//! forwarding a group that needed a new list by the unregistered rule, and its new member
+//! would get nothing for as long as the limit holds. So the VLANs the failing sync was
+//! changing leave the kernel's scope in the same call ([`vlans_to_starve`]): the re-sync
+//! deletes their keys, which frees their lists for the other VLANs, and the AF_XDP workers,
+//! which always hold the complete published table, forward them. They are tried again every
+//! [`STARVED_RETRY`] and on a reload.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -95,6 +105,99 @@ pub fn scope_for(
     )
 }
 
+/// How long VLANs given to the AF_XDP workers for lack of replication lists stay there before
+/// the kernel path tries them again (a reload tries at once): meanwhile the descriptor limit
+/// may have been raised (`prlimit --pid`) or groups may have left and freed lists. A retry
+/// that runs short again costs one extra sync a minute and disturbs no VLAN in the kernel.
+pub const STARVED_RETRY: Duration = Duration::from_secs(60);
+
+/// Which VLANs to give to the AF_XDP workers after a sync failed for lack of replication
+/// lists, among `in_scope` (the VLANs that sync had in the kernel's scope): the VLANs it was
+/// changing, i.e. those of `hint` (its VLANs and its groups' VLANs, unless it says `all`) and
+/// the `retried` ones (starved VLANs it was putting back); when none of those is in scope
+/// (no usable hint, a start-up, a reload), the in-scope VLAN with the highest id, so that
+/// repeated calls shed one VLAN at a time. Empty only when nothing is in scope.
+pub fn vlans_to_starve(
+    hint: Option<&TableDelta>,
+    retried: &BTreeSet<VlanId>,
+    in_scope: &BTreeSet<VlanId>,
+) -> BTreeSet<VlanId> {
+    let mut changing: BTreeSet<VlanId> = retried.clone();
+    if let Some(h) = hint.filter(|h| !h.all) {
+        changing.extend(h.vlans.iter().copied());
+        changing.extend(h.groups.iter().map(|(v, _)| *v));
+    }
+    let pick: BTreeSet<VlanId> = changing.intersection(in_scope).copied().collect();
+    if !pick.is_empty() {
+        return pick;
+    }
+    in_scope.last().copied().into_iter().collect()
+}
+
+/// `scope` without the `starved` VLANs (`All` becomes the table's other VLANs).
+fn without_starved(scope: Scope, starved: &BTreeSet<VlanId>, table: &ForwardingTable) -> Scope {
+    if starved.is_empty() {
+        return scope;
+    }
+    match scope {
+        Scope::Off => Scope::Off,
+        Scope::All => Scope::Vlans(
+            table
+                .vlans
+                .keys()
+                .filter(|v| !starved.contains(v))
+                .copied()
+                .collect(),
+        ),
+        Scope::Vlans(s) => Scope::Vlans(s.difference(starved).copied().collect()),
+    }
+}
+
+/// The VLANs the kernel path gave to the workers for lack of replication lists, and when to
+/// try them again.
+#[derive(Debug, Default)]
+struct Starved {
+    vlans: BTreeSet<VlanId>,
+    /// When the next retry is due (set while `vlans` is not empty).
+    retry_at: Option<Instant>,
+    /// A reload asked for a retry at the next sync.
+    retry_now: bool,
+    /// The set last warned about: a retry that runs short again with the same set is quiet.
+    warned: BTreeSet<VlanId>,
+}
+
+impl Starved {
+    /// Whether the next sync should put the starved VLANs back in scope.
+    fn due(&self, now: Instant) -> bool {
+        !self.vlans.is_empty() && (self.retry_now || self.retry_at.is_some_and(|t| now >= t))
+    }
+
+    /// Takes every starved VLAN out for a retry.
+    fn take_for_retry(&mut self) -> BTreeSet<VlanId> {
+        self.retry_now = false;
+        self.retry_at = None;
+        std::mem::take(&mut self.vlans)
+    }
+
+    /// After a sync that succeeded at `now`: schedules the next retry if VLANs are starved.
+    /// Returns what to log: `Some(true)` a new starved set (warn), `Some(false)` every VLAN
+    /// back in the kernel (after a warning), `None` nothing new.
+    fn settle(&mut self, now: Instant, every: Duration) -> Option<bool> {
+        if self.vlans.is_empty() {
+            self.retry_at = None;
+            return (!std::mem::take(&mut self.warned).is_empty()).then_some(false);
+        }
+        if self.retry_at.is_none() {
+            self.retry_at = Some(now + every);
+        }
+        if self.vlans == self.warned {
+            return None;
+        }
+        self.warned = self.vlans.clone();
+        Some(true)
+    }
+}
+
 /// Counters of the map programming, for `xsnoop stats`.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct KernelPathStats {
@@ -131,9 +234,14 @@ pub struct KernelPathStats {
     pub device_notifications: u64,
     /// VLANs the kernel forwards now.
     pub kernel_vlans: Vec<u16>,
-    /// VLANs the AF_XDP workers forward because one of their ports refuses XDP redirects
-    /// (`dataplane = "auto"`).
+    /// VLANs the AF_XDP workers forward: one of their ports refuses XDP redirects
+    /// (`dataplane = "auto"`), or they are in `list_starved_vlans`.
     pub afxdp_vlans: Vec<u16>,
+    /// VLANs the AF_XDP workers forward because the kernel ran out of replication lists
+    /// (RLIMIT_NOFILE or the list cap); retried every minute and on a reload.
+    pub list_starved_vlans: Vec<u16>,
+    /// Why they are: the shortage that moved them (names the fix), while any is.
+    pub list_shortage: Option<String>,
     /// Ports that do not accept XDP redirects (for a veth: its peer has GRO off and no XDP
     /// program), by name.
     pub ports_refusing_redirects: Vec<String>,
@@ -201,6 +309,8 @@ pub struct KernelPath {
     /// CLOCK_MONOTONIC (ns) at the workers' FDB epoch, fixed at the first ageing round, so
     /// the kernel's stamps convert to the workers' clock the same way every round.
     epoch_ns: Option<u64>,
+    /// VLANs out of the kernel's scope for lack of replication lists.
+    starved: Starved,
     /// The maps are behind: a table was published since the last sync, or it failed.
     pub dirty: bool,
 }
@@ -246,8 +356,22 @@ impl KernelPath {
             statics: Vec::new(),
             fdb_due: true,
             epoch_ns: None,
+            starved: Starved::default(),
             dirty: true,
         })
+    }
+
+    /// Whether VLANs given to the workers for lack of replication lists are due for another
+    /// try (every [`STARVED_RETRY`], or after [`KernelPath::retry_starved`]): then call
+    /// [`KernelPath::sync`] even if nothing was published.
+    pub fn retry_due(&self) -> bool {
+        self.starved.due(Instant::now())
+    }
+
+    /// A reload: the next [`KernelPath::sync`] tries the starved VLANs in the kernel again
+    /// (the operator may have raised the limit).
+    pub fn retry_starved(&mut self) {
+        self.starved.retry_now = true;
     }
 
     /// A handle for the show commands.
@@ -343,6 +467,11 @@ impl KernelPath {
     /// ([`crate::plane::ControlPlane::sync_published`]), so a join replans one group instead
     /// of comparing every group of its VLAN; `None` compares them all. Returns whether the
     /// kernel now matches: only then may the caller forget the hinted changes.
+    ///
+    /// When no replication list can be had, the VLANs [`vlans_to_starve`] names leave the
+    /// kernel's scope and the sync runs again, until it succeeds (at most once per VLAN): the
+    /// kernel keeps what it can hold and the workers forward the rest, rather than a group
+    /// silently following the unregistered rule in the kernel.
     pub fn sync(
         &mut self,
         table: &ForwardingTable,
@@ -362,15 +491,54 @@ impl KernelPath {
                 _ => ifx,
             })
             .collect();
-        let scope = scope_for(table, ports, self.accepting, self.forced);
-        let (result, keys, lists) = {
-            let mut fp = lock(&self.view.fp);
-            fp.set_scope(scope.clone());
-            let r = fp.sync_hinted(table, ports, &ifindexes, hint);
-            (r, fp.applied().maps.len(), fp.list_stats())
+        let base = scope_for(table, ports, self.accepting, self.forced);
+        self.starved.vlans.retain(|v| table.vlans.contains_key(v));
+        let mut retried = if self.starved.due(started) {
+            self.starved.take_for_retry()
+        } else {
+            BTreeSet::new()
+        };
+        let mut changing = hint;
+        let mut shortages = 0u64;
+        let mut shortage = None;
+        // Each shortage takes at least one in-scope VLAN out, so this ends; bounded anyway.
+        let mut rounds = table.vlans.len() + 1;
+        let (result, scope, keys, lists) = loop {
+            let scope = without_starved(base.clone(), &self.starved.vlans, table);
+            let (result, keys, lists) = {
+                let mut fp = lock(&self.view.fp);
+                fp.set_scope(scope.clone());
+                let r = fp.sync_hinted(table, ports, &ifindexes, hint);
+                (r, fp.applied().maps.len(), fp.list_stats())
+            };
+            rounds = rounds.saturating_sub(1);
+            let pick = match &result {
+                Err(e) if e.is_list_shortage() && rounds > 0 => {
+                    let in_scope: BTreeSet<VlanId> = table
+                        .vlans
+                        .keys()
+                        .filter(|v| scope.covers(**v))
+                        .copied()
+                        .collect();
+                    vlans_to_starve(changing, &retried, &in_scope)
+                }
+                _ => BTreeSet::new(),
+            };
+            if pick.is_empty() {
+                break (result, scope, keys, lists);
+            }
+            if let Err(e) = &result {
+                shortages += 1;
+                shortage = Some(e.to_string());
+            }
+            self.starved.vlans.extend(pick);
+            // Next time the highest in-scope VLAN: what was changing is out now.
+            changing = None;
+            retried.clear();
         };
         {
             let mut st = lock(&self.view.stats);
+            st.sync_errors += shortages;
             st.keys = keys;
             st.lists = ListCounts {
                 pool: lists.pool,
@@ -382,16 +550,45 @@ impl KernelPath {
                 table.vlans.keys().partition(|v| scope.covers(**v));
             inside.sort_unstable();
             outside.sort_unstable();
-            if outside != st.afxdp_vlans && !outside.is_empty() {
-                info!(vlans = ?outside, refusing = ?st.ports_refusing_redirects, "these VLANs are forwarded by the AF_XDP workers: a port of theirs does not accept XDP redirects");
+            let refusing = |out: &[u16], starved: &[u16]| -> Vec<u16> {
+                out.iter()
+                    .filter(|v| !starved.contains(v))
+                    .copied()
+                    .collect()
+            };
+            let starved: Vec<u16> = self.starved.vlans.iter().copied().collect();
+            let refusing_now = refusing(&outside, &starved);
+            if refusing_now != refusing(&st.afxdp_vlans, &st.list_starved_vlans)
+                && !refusing_now.is_empty()
+            {
+                info!(vlans = ?refusing_now, refusing = ?st.ports_refusing_redirects, "these VLANs are forwarded by the AF_XDP workers: a port of theirs does not accept XDP redirects");
             }
             st.kernel_vlans = inside;
             st.afxdp_vlans = outside;
+            st.list_starved_vlans = starved;
+            if shortage.is_some() {
+                st.list_shortage = shortage;
+            }
             match result {
                 Ok(report) => {
                     self.dirty = false;
                     synced = true;
                     st.last_error = None;
+                    match self.starved.settle(started, STARVED_RETRY) {
+                        Some(true) => warn!(
+                            vlans = ?st.list_starved_vlans,
+                            error = st.list_shortage.as_deref().unwrap_or(""),
+                            "the kernel fast path has no replication list left for these VLANs: the AF_XDP workers forward them (to exactly their members, more slowly) until a retry (every {} s, or on a reload) finds lists; raise the descriptor limit as the error says",
+                            STARVED_RETRY.as_secs()
+                        ),
+                        Some(false) => {
+                            info!("every VLAN the kernel fast path had given to the AF_XDP workers for lack of replication lists is back in the kernel");
+                        }
+                        None => {}
+                    }
+                    if st.list_starved_vlans.is_empty() {
+                        st.list_shortage = None;
+                    }
                     st.pool_batches += report.pool_batches as u64;
                     st.hinted_syncs += u64::from(report.vlans_hinted > 0);
                     if report.ops > 0 {
@@ -418,6 +615,13 @@ impl KernelPath {
                 }
                 Err(e) => {
                     self.dirty = true;
+                    // VLANs taken out for a retry that failed for another reason go back to
+                    // the workers until the next retry.
+                    self.starved.vlans.extend(retried);
+                    if !self.starved.vlans.is_empty() && self.starved.retry_at.is_none() {
+                        self.starved.retry_at = Some(started + STARVED_RETRY);
+                    }
+                    st.list_starved_vlans = self.starved.vlans.iter().copied().collect();
                     st.failed("programming the kernel fast path", &e);
                 }
             }
@@ -544,6 +748,118 @@ mod tests {
         assert!(e.contains("\"dpdk\"") && e.contains("afxdp"), "{e}");
         assert_eq!("auto".parse::<DataplaneMode>(), Ok(DataplaneMode::Auto));
         assert_eq!(DataplaneMode::default().to_string(), "auto");
+    }
+
+    fn set(v: &[VlanId]) -> BTreeSet<VlanId> {
+        v.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_shortage_starves_the_vlans_the_sync_was_changing() {
+        let scope = set(&[1, 5, 9]);
+        let mut h = TableDelta::default();
+        h.group(5, std::net::Ipv4Addr::new(239, 1, 1, 1));
+        h.vlan(9);
+        // Its groups' VLANs and its VLANs, not the others.
+        assert_eq!(vlans_to_starve(Some(&h), &set(&[]), &scope), set(&[5, 9]));
+        // Starved VLANs being retried are what changed too.
+        let only_group = {
+            let mut d = TableDelta::default();
+            d.group(1, std::net::Ipv4Addr::new(239, 1, 1, 2));
+            d
+        };
+        assert_eq!(
+            vlans_to_starve(Some(&only_group), &set(&[9]), &scope),
+            set(&[1, 9])
+        );
+        assert_eq!(
+            vlans_to_starve(Some(&TableDelta::default()), &set(&[5]), &scope),
+            set(&[5])
+        );
+        // Changed VLANs outside the scope (refusing redirects, already starved) are no use.
+        let mut outside = TableDelta::default();
+        outside.vlan(7);
+        assert_eq!(
+            vlans_to_starve(Some(&outside), &set(&[8]), &scope),
+            set(&[9])
+        );
+    }
+
+    #[test]
+    fn without_a_usable_hint_the_highest_vlan_goes_first_one_at_a_time() {
+        let scope = set(&[1, 5, 9]);
+        assert_eq!(vlans_to_starve(None, &set(&[]), &scope), set(&[9]));
+        assert_eq!(
+            vlans_to_starve(Some(&TableDelta::everything()), &set(&[]), &scope),
+            set(&[9])
+        );
+        assert_eq!(
+            vlans_to_starve(Some(&TableDelta::default()), &set(&[]), &scope),
+            set(&[9])
+        );
+        // Repeated, the loop sheds 9, then 5, then 1, then has nothing left to take.
+        let mut left = scope.clone();
+        let mut order = Vec::new();
+        loop {
+            let pick = vlans_to_starve(None, &set(&[]), &left);
+            if pick.is_empty() {
+                break;
+            }
+            order.extend(pick.iter().copied());
+            left = left.difference(&pick).copied().collect();
+        }
+        assert_eq!(order, vec![9, 5, 1]);
+    }
+
+    #[test]
+    fn starved_vlans_leave_every_scope() {
+        let mut table = ForwardingTable::default();
+        for v in [1, 2, 3] {
+            table.vlans.insert(v, Default::default());
+        }
+        let none = set(&[]);
+        assert_eq!(without_starved(Scope::All, &none, &table), Scope::All);
+        assert_eq!(
+            without_starved(Scope::All, &set(&[2]), &table),
+            Scope::Vlans(set(&[1, 3]))
+        );
+        assert_eq!(
+            without_starved(Scope::Vlans(set(&[2, 3])), &set(&[3]), &table),
+            Scope::Vlans(set(&[2]))
+        );
+        assert_eq!(without_starved(Scope::Off, &set(&[1]), &table), Scope::Off);
+    }
+
+    #[test]
+    fn starved_vlans_are_retried_every_minute_or_on_a_reload_and_warned_once_per_set() {
+        let t0 = Instant::now();
+        let mut s = Starved::default();
+        assert!(!s.due(t0 + STARVED_RETRY * 2), "nothing starved");
+        s.vlans = set(&[4]);
+        assert_eq!(s.settle(t0, STARVED_RETRY), Some(true), "a new set warns");
+        assert!(!s.due(t0 + STARVED_RETRY - Duration::from_millis(1)));
+        assert!(s.due(t0 + STARVED_RETRY));
+        // The retry takes them out; running short again brings back the same set: quiet,
+        // and the next retry is a minute after that sync.
+        let t1 = t0 + STARVED_RETRY;
+        assert_eq!(s.take_for_retry(), set(&[4]));
+        assert!(!s.due(t1));
+        s.vlans = set(&[4]);
+        assert_eq!(s.settle(t1, STARVED_RETRY), None);
+        assert!(!s.due(t1 + Duration::from_secs(1)));
+        assert!(s.due(t1 + STARVED_RETRY));
+        // A reload asks at once.
+        s.retry_now = true;
+        assert!(s.due(t1));
+        let _ = s.take_for_retry();
+        assert!(!s.retry_now);
+        // Another set warns again; every VLAN back says so once.
+        s.vlans = set(&[4, 6]);
+        assert_eq!(s.settle(t1, STARVED_RETRY), Some(true));
+        let _ = s.take_for_retry();
+        assert_eq!(s.settle(t1, STARVED_RETRY), Some(false));
+        assert_eq!(s.settle(t1, STARVED_RETRY), None);
+        assert!(!s.due(t1 + STARVED_RETRY * 2));
     }
 
     #[test]

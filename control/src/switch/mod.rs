@@ -373,6 +373,10 @@ impl Cpu {
                 let map = port_map(&cfg)?;
                 let out = self.plane.reconfigure(cfg.engine)?;
                 ports.publish(map);
+                // The operator may have raised the descriptor limit: try starved VLANs again.
+                if let Some(k) = &mut self.kernel {
+                    k.retry_starved();
+                }
                 self.sync_kernel();
                 self.set_ageing(cfg.fdb_ageing);
                 Ok(out)
@@ -758,8 +762,13 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         if let Some(out) = cpu.plane.tick() {
             cpu.act(&out, None);
         }
-        if cpu.kernel.as_ref().is_some_and(|k| k.dirty) {
-            // New publications of this turn, or a failed sync to retry.
+        if cpu
+            .kernel
+            .as_ref()
+            .is_some_and(|k| k.dirty || k.retry_due())
+        {
+            // New publications of this turn, a failed sync to retry, or VLANs given to the
+            // workers for lack of replication lists to try in the kernel again.
             cpu.sync_kernel();
         }
         if cpu

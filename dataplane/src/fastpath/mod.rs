@@ -102,6 +102,18 @@ pub enum FastPathError {
     },
 }
 
+impl FastPathError {
+    /// Whether no replication list could be had (the descriptor limit, or the `FP_MAX_LISTS`
+    /// cap): the caller may take VLANs out of the fast path's scope, which frees their lists,
+    /// and let userspace forward them, instead of leaving their new groups out of the kernel.
+    pub fn is_list_shortage(&self) -> bool {
+        matches!(
+            self,
+            FastPathError::Descriptors { .. } | FastPathError::PoolExhausted
+        )
+    }
+}
+
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> FastPathError {
     move |e| FastPathError::Map {
         map,
