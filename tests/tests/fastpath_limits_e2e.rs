@@ -286,6 +286,12 @@ fn a_vlan_the_kernel_has_no_lists_for_is_forwarded_by_the_workers_until_the_limi
             && why.contains(&low.to_string()),
         "{kp:#}"
     );
+    // The human form says it too.
+    let text = d.show_text("stats").unwrap();
+    assert!(
+        text.contains("list_starved_vlans") && text.contains("LimitNOFILE="),
+        "{text}"
+    );
     // The daemon still has descriptors for the rest: it answers, and its ports are up.
     let ports = d.show("ports").unwrap();
     assert!(
