@@ -39,8 +39,8 @@ const DST_PORT: u16 = 6767;
 const PER_GROUP: usize = 3;
 /// The daemon's hard descriptor limit, and its soft one outside the shortage.
 const HARD_NOFILE: usize = 1024;
-/// `control/src/switch/kernel_path.rs` RESERVED_FDS: descriptors the lists leave to the rest.
-const RESERVED_FDS: usize = 64;
+/// Descriptors the lists leave to the rest of the switch.
+const RESERVED_FDS: usize = xsnoop_dataplane::fastpath::RESERVED_FDS as usize;
 /// Lists the lowered limit leaves room for beyond those open (VLAN 20 needs ~40 more).
 const SPARE_LISTS: usize = 12;
 const SMALL_SENDER: usize = 9;

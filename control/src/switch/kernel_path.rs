@@ -111,83 +111,6 @@ pub fn scope_for(
 /// that runs short again costs one extra sync a minute and disturbs no VLAN in the kernel.
 pub const STARVED_RETRY: Duration = Duration::from_secs(60);
 
-/// Descriptors the replication lists leave to the rest of the daemon (control connections,
-/// link probes, a reload's file). Each list is a descriptor, and the pool grows until the
-/// kernel refuses one: under a low RLIMIT_NOFILE it would take the last descriptor, and then
-/// the ports read as down and `xsnoop stats` stops answering, just when the shortage needs
-/// reporting. Seen end to end (`fastpath_limits_e2e`) before this reserve existed.
-pub const RESERVED_FDS: u64 = 64;
-
-/// Lowers the soft RLIMIT_NOFILE by [`RESERVED_FDS`] while the fast path may create lists,
-/// and puts it back when dropped. Only while the limit is below what the lists could ever
-/// take (`FP_MAX_LISTS` and 1024 for the rest, as `FastPath::new` asks): above that the lists
-/// cannot reach it. The limit is per process, so another thread opening a descriptor during a
-/// sync sees the lowered limit too; it fails only if fewer than the reserve are left.
-struct FdReserve {
-    /// The limit before, and the lowered one (to tell whether somebody changed it since).
-    held: Option<(libc::rlimit, libc::rlimit)>,
-}
-
-impl FdReserve {
-    /// What a list shortage under this reserve says besides the fast path's error (which
-    /// names the lowered limit).
-    fn note(&self) -> String {
-        match self.held {
-            Some((before, _)) => format!(
-                " (the lists may use RLIMIT_NOFILE {} less {RESERVED_FDS} kept for the rest of the daemon)",
-                before.rlim_cur
-            ),
-            None => String::new(),
-        }
-    }
-
-    fn hold() -> FdReserve {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes the one struct passed, which lives on the stack.
-        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
-            || lim.rlim_cur >= u64::from(abi::FP_MAX_LISTS) + 1024
-        {
-            return FdReserve { held: None };
-        }
-        let lowered = libc::rlimit {
-            rlim_cur: lim.rlim_cur.saturating_sub(RESERVED_FDS),
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: setrlimit reads the one struct passed, which lives on the stack.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) } != 0 {
-            return FdReserve { held: None };
-        }
-        FdReserve {
-            held: Some((lim, lowered)),
-        }
-    }
-}
-
-impl Drop for FdReserve {
-    fn drop(&mut self) {
-        let Some((before, lowered)) = self.held else {
-            return;
-        };
-        let mut now = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit/setrlimit use the one struct passed, which lives on the stack.
-        unsafe {
-            // Somebody (`prlimit --pid`) changed it meanwhile: theirs stands.
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) == 0
-                && now.rlim_cur == lowered.rlim_cur
-                && now.rlim_max == lowered.rlim_max
-            {
-                libc::setrlimit(libc::RLIMIT_NOFILE, &before);
-            }
-        }
-    }
-}
-
 /// Which VLANs to give to the AF_XDP workers after a sync failed for lack of replication
 /// lists, among `in_scope` (the VLANs that sync had in the kernel's scope): the VLANs it was
 /// changing, i.e. those of `hint` (its VLANs and its groups' VLANs, unless it says `all`) and
@@ -581,7 +504,6 @@ impl KernelPath {
         let mut shortage = None;
         // Each shortage takes at least one in-scope VLAN out, so this ends; bounded anyway.
         let mut rounds = table.vlans.len() + 1;
-        let reserve = FdReserve::hold();
         let (result, scope, keys, lists) = loop {
             let scope = without_starved(base.clone(), &self.starved.vlans, table);
             let (result, keys, lists) = {
@@ -608,14 +530,13 @@ impl KernelPath {
             }
             if let Err(e) = &result {
                 shortages += 1;
-                shortage = Some(format!("{e}{}", reserve.note()));
+                shortage = Some(e.to_string());
             }
             self.starved.vlans.extend(pick);
             // Next time the highest in-scope VLAN: what was changing is out now.
             changing = None;
             retried.clear();
         };
-        drop(reserve);
         {
             let mut st = lock(&self.view.stats);
             st.sync_errors += shortages;

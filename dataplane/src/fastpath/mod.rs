@@ -91,7 +91,7 @@ pub enum FastPathError {
     CreateInner(#[source] std::io::Error),
     /// Every replication list is a descriptor this process keeps open, and none is left: the
     /// pool cannot grow past RLIMIT_NOFILE (a table with that many distinct egress sets).
-    #[error("no file descriptor left for another fast-path replication list ({lists} lists, RLIMIT_NOFILE {limit}); raise it, e.g. LimitNOFILE={want} in the systemd unit")]
+    #[error("no file descriptor left for another fast-path replication list ({lists} lists, RLIMIT_NOFILE {limit}, {RESERVED_FDS} kept for the rest of the switch); raise it, e.g. LimitNOFILE={want} in the systemd unit")]
     Descriptors {
         /// Lists already created.
         lists: u32,
@@ -205,6 +205,13 @@ const POOL_BATCH: u32 = 64;
 /// Key updates a sync must be spared before it waits one grace period (~10 ms here) so that
 /// lists keys just left can be rewritten in place: 4096 updates take ~15-30 ms here.
 const GRACE_WORTH_KEYS: u64 = 4096;
+
+/// Descriptors the replication lists leave to the rest of the switch (control connections,
+/// link probes, a reload's file, AF_XDP sockets of a port coming back). Each list is a
+/// descriptor; a pool that took the last one would leave the switch unable to read its links
+/// or answer `xsnoop stats` just when the shortage needs reporting (seen end to end in
+/// `fastpath_limits_e2e` before this reserve existed).
+pub const RESERVED_FDS: u64 = 64;
 
 /// Descriptors the fast path would like: one per possible list, plus room for the rest of the
 /// switch (sockets, maps, the control socket).
@@ -554,7 +561,13 @@ impl FastPath {
             }
         }
         report.applied_in = started.elapsed();
-        report.pool_batches += self.maintain()?;
+        // Refilling ahead of need is opportunistic: every change above took, so a refill that
+        // cannot run now (no descriptor left) is no failure of this sync; the next sync that
+        // needs a list meets the shortage itself and reports it.
+        report.pool_batches += match self.maintain() {
+            Err(e) if e.is_list_shortage() => 0,
+            r => r?,
+        };
         Ok(report)
     }
 
@@ -714,33 +727,27 @@ impl FastPath {
     /// free (see [`lists`]). Returns the map-in-map system calls made.
     fn grow(&mut self, n: u32) -> Result<usize, FastPathError> {
         let start = self.book.pool_size();
-        let n = n.min(abi::FP_MAX_LISTS.saturating_sub(start));
-        if n == 0 {
+        let room = abi::FP_MAX_LISTS.saturating_sub(start);
+        if room == 0 {
             return self.reclaim();
+        }
+        // Never the descriptors kept for the rest of the switch.
+        let spare = spare_descriptors().map_or(u32::MAX, |s| u32::try_from(s).unwrap_or(u32::MAX));
+        let n = n.min(room).min(spare);
+        if n == 0 {
+            return self.out_of_descriptors(start);
         }
         let mut fresh = Vec::with_capacity(n as usize);
         for _ in 0..n {
             match new_inner() {
                 Ok(d) => fresh.push(d),
-                // Out of descriptors part-way: keep the lists made so far (enough for this
-                // sync, perhaps); only with none at all is it an error.
-                Err(FastPathError::CreateInner(e))
-                    if e.raw_os_error() == Some(libc::EMFILE) && !fresh.is_empty() =>
-                {
-                    break
-                }
-                // None at all: a grace period may still free quarantined lists.
-                Err(FastPathError::CreateInner(e))
-                    if e.raw_os_error() == Some(libc::EMFILE) && self.book.quarantined() > 0 =>
-                {
-                    return self.reclaim()
-                }
                 Err(FastPathError::CreateInner(e)) if e.raw_os_error() == Some(libc::EMFILE) => {
-                    return Err(FastPathError::Descriptors {
-                        lists: start,
-                        limit: nofile_limit(),
-                        want: NOFILE_WANTED,
-                    })
+                    // Out of descriptors part-way: keep the lists made so far (enough for this
+                    // sync, perhaps); only with none at all is it an error.
+                    if fresh.is_empty() {
+                        return self.out_of_descriptors(start);
+                    }
+                    break;
                 }
                 Err(e) => return Err(e),
             }
@@ -775,6 +782,19 @@ impl FastPath {
             self.book.grace_done(grace);
         }
         Ok(syscalls)
+    }
+
+    /// No descriptor for another list: a grace period may still free quarantined lists, else
+    /// it is [`FastPathError::Descriptors`].
+    fn out_of_descriptors(&mut self, lists: u32) -> Result<usize, FastPathError> {
+        if self.book.quarantined() > 0 {
+            return self.reclaim();
+        }
+        Err(FastPathError::Descriptors {
+            lists,
+            limit: nofile_limit(),
+            want: NOFILE_WANTED,
+        })
     }
 
     fn adopt(&mut self, lists: Vec<Inner>) {
@@ -876,6 +896,18 @@ fn raise_nofile(want: u64) {
 }
 
 /// The soft RLIMIT_NOFILE in force (0 if unknown), for error messages.
+/// Descriptors this process may still open for lists, [`RESERVED_FDS`] kept back; `None` when
+/// `/proc/self/fd` cannot be read (then only the kernel's EMFILE stops the pool). Counted per
+/// growth batch only (geometric: rare).
+fn spare_descriptors() -> Option<u64> {
+    let open = u64::try_from(std::fs::read_dir("/proc/self/fd").ok()?.count()).ok()?;
+    Some(
+        nofile_limit()
+            .saturating_sub(open)
+            .saturating_sub(RESERVED_FDS),
+    )
+}
+
 fn nofile_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
