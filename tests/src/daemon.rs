@@ -362,3 +362,18 @@ impl Drop for Daemon {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// `dataplane.kernel_path` of an `xsnoop stats --json` answer (the in-kernel fast path's
+/// counters and where each VLAN is forwarded).
+pub fn kernel_path(stats: &Value) -> &Value {
+    &stats["dataplane"]["kernel_path"]
+}
+
+/// The VLAN list `key` (`kernel_vlans`, `afxdp_vlans`, `list_starved_vlans`, ...) of
+/// [`kernel_path`]; empty when absent.
+pub fn kernel_path_vlans(stats: &Value, key: &str) -> Vec<u64> {
+    kernel_path(stats)[key]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
+}

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use xsnoop_dataplane::wire::{to_vec, MacAddr, UdpDataBuilder};
+use xsnoop_tests::daemon::{kernel_path, kernel_path_vlans};
 use xsnoop_tests::{netns_or_skip, Capture, Daemon, Star};
 
 const NET: u8 = 67;
@@ -127,17 +128,6 @@ fn test_group(b: &[u8]) -> Option<Ipv4Addr> {
     }
     let d = b.get(30..34)?;
     Some(Ipv4Addr::new(d[0], d[1], d[2], d[3]))
-}
-
-fn kernel_path(v: &Value) -> &Value {
-    &v["dataplane"]["kernel_path"]
-}
-
-fn vlans(v: &Value, key: &str) -> Vec<u64> {
-    kernel_path(v)[key]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default()
 }
 
 /// Sends `PER_GROUP` frames to every group from its sender and returns, per receiving host,
@@ -260,7 +250,7 @@ fn a_vlan_the_kernel_has_no_lists_for_is_forwarded_by_the_workers_until_the_limi
     .unwrap_or_else(|e| panic!("{e}"));
     let pid = d.pid().unwrap();
     d.wait_for("stats", Duration::from_secs(5), |v| {
-        vlans(v, "kernel_vlans") == [10, 20]
+        kernel_path_vlans(v, "kernel_vlans") == [10, 20]
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let (open, _) = nofile(pid);
@@ -269,7 +259,7 @@ fn a_vlan_the_kernel_has_no_lists_for_is_forwarded_by_the_workers_until_the_limi
     reload_with(&d, &config(&star, true));
     let v = d
         .wait_for("stats", Duration::from_secs(10), |v| {
-            vlans(v, "list_starved_vlans") == [20]
+            kernel_path_vlans(v, "list_starved_vlans") == [20]
         })
         .unwrap_or_else(|e| panic!("{e}"));
     let kp = kernel_path(&v);
@@ -277,8 +267,8 @@ fn a_vlan_the_kernel_has_no_lists_for_is_forwarded_by_the_workers_until_the_limi
         "limits_e2e: {open} open at start, soft limit {low}; then {:?}; kernel path {kp:#}",
         nofile(pid)
     );
-    assert_eq!(vlans(&v, "afxdp_vlans"), [20], "{kp:#}");
-    assert_eq!(vlans(&v, "kernel_vlans"), [10], "{kp:#}");
+    assert_eq!(kernel_path_vlans(&v, "afxdp_vlans"), [20], "{kp:#}");
+    assert_eq!(kernel_path_vlans(&v, "kernel_vlans"), [10], "{kp:#}");
     let why = kp["list_shortage"].as_str().unwrap_or("");
     assert!(
         why.contains("RLIMIT_NOFILE")
@@ -338,8 +328,8 @@ fn a_vlan_the_kernel_has_no_lists_for_is_forwarded_by_the_workers_until_the_limi
         })
         .unwrap_or_else(|e| panic!("{e}"));
     let kp = kernel_path(&v);
-    assert_eq!(vlans(&v, "list_starved_vlans"), [20], "{kp:#}");
-    assert_eq!(vlans(&v, "kernel_vlans"), [10], "{kp:#}");
+    assert_eq!(kernel_path_vlans(&v, "list_starved_vlans"), [20], "{kp:#}");
+    assert_eq!(kernel_path_vlans(&v, "kernel_vlans"), [10], "{kp:#}");
     if let Some(e) = check_deliveries(&star, 2) {
         panic!(
             "after a retry that ran short: {e}\n{:#}\n{}",
@@ -353,13 +343,16 @@ fn a_vlan_the_kernel_has_no_lists_for_is_forwarded_by_the_workers_until_the_limi
     d.reload();
     let v = d
         .wait_for("stats", Duration::from_secs(10), |v| {
-            vlans(v, "kernel_vlans") == [10, 20]
+            kernel_path_vlans(v, "kernel_vlans") == [10, 20]
         })
         .unwrap_or_else(|e| panic!("{e}"));
     let kp = kernel_path(&v);
     eprintln!("limits_e2e: after the retry {:?}; {kp:#}", nofile(pid));
-    assert!(vlans(&v, "list_starved_vlans").is_empty(), "{kp:#}");
-    assert!(vlans(&v, "afxdp_vlans").is_empty(), "{kp:#}");
+    assert!(
+        kernel_path_vlans(&v, "list_starved_vlans").is_empty(),
+        "{kp:#}"
+    );
+    assert!(kernel_path_vlans(&v, "afxdp_vlans").is_empty(), "{kp:#}");
     assert!(kp["list_shortage"].is_null(), "{kp:#}");
     // Two shortages: the reload that brought the 100 groups and the retry under the same
     // limit; the retry after the limit went up found lists at once.

@@ -783,8 +783,18 @@ fn known_unicast_and_broadcast_in_the_kernel_unknown_sources_to_userspace() {
 /// VLAN 10 of [`port_map`] with `groups` (group index → any-source ports), no mrouter, and
 /// `unreg` flooding unregistered traffic.
 fn groups_table(groups: &[(Ipv4Addr, Vec<PortId>)], unreg: &[PortId]) -> ForwardingTable {
+    vlan10_table(&[0, 1, 2, 3, 5], unreg, groups)
+}
+
+/// VLAN 10 on `ports`, snooping on, no multicast router, `unreg` flooding unregistered
+/// traffic, with `groups` (group → any-source ports).
+fn vlan10_table(
+    ports: &[PortId],
+    unreg: &[PortId],
+    groups: &[(Ipv4Addr, Vec<PortId>)],
+) -> ForwardingTable {
     let v10 = VlanTable {
-        ports: ps(&[0, 1, 2, 3, 5]),
+        ports: ps(ports),
         snooping: true,
         mrouters: PortSet::EMPTY,
         flood_unregistered: ps(unreg),
@@ -1356,27 +1366,7 @@ fn receivers(bits: usize) -> Vec<PortId> {
 /// unregistered flooding, with `groups` (group → any-source ports).
 fn wide_table(groups: &[(Ipv4Addr, Vec<PortId>)]) -> ForwardingTable {
     let ports: Vec<PortId> = (0..u16::try_from(WIDE_HOSTS).unwrap()).collect();
-    let v10 = VlanTable {
-        ports: ps(&ports),
-        snooping: true,
-        mrouters: PortSet::EMPTY,
-        flood_unregistered: PortSet::EMPTY,
-        groups: groups
-            .iter()
-            .map(|(g, p)| {
-                (
-                    *g,
-                    GroupEntry {
-                        any_source: ps(p),
-                        ..GroupEntry::default()
-                    },
-                )
-            })
-            .collect(),
-    };
-    ForwardingTable {
-        vlans: [(10, v10)].into_iter().collect(),
-    }
+    vlan10_table(&ports, &[], groups)
 }
 
 /// The (*, G) key of VLAN 10's group `g`.

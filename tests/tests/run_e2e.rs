@@ -14,6 +14,7 @@ use serde_json::Value;
 use xsnoop_dataplane::wire::{
     to_vec, IgmpVersion, MacAddr, QueryBuilder, ReportV2Builder, VlanTag,
 };
+use xsnoop_tests::daemon::{kernel_path, kernel_path_vlans};
 use xsnoop_tests::{netns_or_skip, Capture, Membership, Sender, Star};
 
 /// The testbed's shared launcher, with test-style waits that fail the test with the daemon's
@@ -1402,18 +1403,6 @@ fn set_peer_gro(star: &Star, n: usize, on: bool) {
     star.set_host_gro(n, on).unwrap();
 }
 
-/// `dataplane.kernel_path` of `xsnoop stats`.
-fn kernel_path(v: &Value) -> &Value {
-    &v["dataplane"]["kernel_path"]
-}
-
-fn vlans(v: &Value, key: &str) -> Vec<u64> {
-    kernel_path(v)[key]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default()
-}
-
 /// Frames the kernel fast path took from switch port `port` (the classifier's counter).
 fn kernel_rx(v: &Value, port: &str) -> u64 {
     v["dataplane"]["ports"]
@@ -1446,8 +1435,18 @@ fn auto_mode_leaves_a_vlan_to_the_workers_while_one_of_its_ports_refuses_redirec
         star.port(4).unwrap(),
     );
     let v = d.show("stats").unwrap();
-    assert_eq!(vlans(&v, "kernel_vlans"), vec![10], "{}", kernel_path(&v));
-    assert_eq!(vlans(&v, "afxdp_vlans"), vec![20], "{}", kernel_path(&v));
+    assert_eq!(
+        kernel_path_vlans(&v, "kernel_vlans"),
+        vec![10],
+        "{}",
+        kernel_path(&v)
+    );
+    assert_eq!(
+        kernel_path_vlans(&v, "afxdp_vlans"),
+        vec![20],
+        "{}",
+        kernel_path(&v)
+    );
     assert_eq!(
         kernel_path(&v)["ports_refusing_redirects"],
         serde_json::json!([p4])
@@ -1468,7 +1467,8 @@ fn auto_mode_leaves_a_vlan_to_the_workers_while_one_of_its_ports_refuses_redirec
     // kernel's device-change announcement (not only at the next half-second poll).
     set_peer_gro(&star, 4, true);
     let v = d.wait_for("stats", Duration::from_secs(3), |v| {
-        vlans(v, "kernel_vlans") == [10, 20] && vlans(v, "afxdp_vlans").is_empty()
+        kernel_path_vlans(v, "kernel_vlans") == [10, 20]
+            && kernel_path_vlans(v, "afxdp_vlans").is_empty()
     });
     assert!(
         kernel_path(&v)["device_notifications"].as_u64() > Some(0),
@@ -1488,7 +1488,7 @@ fn auto_mode_leaves_a_vlan_to_the_workers_while_one_of_its_ports_refuses_redirec
     // And back out when it turns GRO off again: nothing is lost on the way.
     set_peer_gro(&star, 4, false);
     d.wait_for("stats", Duration::from_secs(3), |v| {
-        vlans(v, "afxdp_vlans") == [20]
+        kernel_path_vlans(v, "afxdp_vlans") == [20]
     });
     send(&s3, GROUP, 20);
     assert_eq!(m4.count(QUIET, Duration::from_secs(2)).unwrap(), 20);
@@ -1513,7 +1513,7 @@ fn forced_xdp_mode_names_a_port_that_refuses_redirects_and_the_fix() {
     let v = d.show("stats").unwrap();
     assert_eq!(v["dataplane"]["mode"], "xdp");
     assert_eq!(
-        vlans(&v, "kernel_vlans"),
+        kernel_path_vlans(&v, "kernel_vlans"),
         vec![1],
         "forced: {}",
         kernel_path(&v)
