@@ -129,6 +129,11 @@ impl Star {
         self.topo.ifname(&format!("h{n}e0"))
     }
 
+    /// A capture on host `n`'s interface, inside its namespace (what it sends and receives).
+    pub fn capture(&self, n: usize) -> Result<crate::Capture> {
+        crate::Capture::open(self.host(n)?, &self.host_if(n)?)
+    }
+
     /// Host `n`'s kernel joins `group` (`IP_ADD_MEMBERSHIP` on a UDP socket bound to `port`).
     pub fn join(&self, n: usize, group: Ipv4Addr, port: u16) -> Result<crate::Membership> {
         crate::Membership::join(self.host(n)?, &self.host_if(n)?, group, port)

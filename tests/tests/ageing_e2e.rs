@@ -194,9 +194,7 @@ fn ageing_end_to_end(dataplane: &str, net: u8) {
             "{stats}"
         );
     }
-    let caps: Vec<Capture> = (1..=3)
-        .map(|i| Capture::open(star.host(i).unwrap(), &star.host_if(i).unwrap()).unwrap())
-        .collect();
+    let caps: Vec<Capture> = (1..=3).map(|i| star.capture(i).unwrap()).collect();
     let (c1, c2, c3) = (&caps[0], &caps[1], &caps[2]);
     let (a, b) = (station(net, 1), station(net, 2));
 
@@ -409,7 +407,7 @@ fn a_reload_shortens_the_ageing_time_of_stations_already_learned() {
     let tag = format!("ageing-{}", star.topo.prefix());
     let d =
         Daemon::run(star.switch().unwrap(), &tag, &file("1h")).unwrap_or_else(|e| panic!("{e}"));
-    let c1 = Capture::open(star.host(1).unwrap(), &star.host_if(1).unwrap()).unwrap();
+    let c1 = star.capture(1).unwrap();
     let a = station(net, 1);
     // Learned under an ageing time of an hour.
     c1.inject(&frame(station(net, 2), a, b"once", 0)).unwrap();

@@ -133,18 +133,10 @@ fn test_group(b: &[u8]) -> Option<Ipv4Addr> {
 /// Sends `PER_GROUP` frames to every group from its sender and returns, per receiving host,
 /// how many frames of each group it got; the senders' own captures count nothing (outgoing).
 fn deliveries(star: &Star, round: u16) -> BTreeMap<(usize, Ipv4Addr), usize> {
-    let caps: Vec<(usize, Capture)> = (1..=HOSTS)
-        .map(|h| {
-            let c = Capture::open(star.host(h).unwrap(), &star.host_if(h).unwrap()).unwrap();
-            (h, c)
-        })
-        .collect();
+    let caps: Vec<(usize, Capture)> = (1..=HOSTS).map(|h| (h, star.capture(h).unwrap())).collect();
     let tx: BTreeMap<usize, Capture> = [1, SMALL_SENDER]
         .into_iter()
-        .map(|h| {
-            let c = Capture::open(star.host(h).unwrap(), &star.host_if(h).unwrap()).unwrap();
-            (h, c)
-        })
+        .map(|h| (h, star.capture(h).unwrap()))
         .collect();
     for k in 0..PER_GROUP {
         for g in groups().keys() {
@@ -293,10 +285,7 @@ fn a_vlan_the_kernel_has_no_lists_for_is_forwarded_by_the_workers_until_the_limi
     // tell the kernel.
     let warm: BTreeMap<usize, Capture> = [1, SMALL_SENDER]
         .into_iter()
-        .map(|h| {
-            let c = Capture::open(star.host(h).unwrap(), &star.host_if(h).unwrap()).unwrap();
-            (h, c)
-        })
+        .map(|h| (h, star.capture(h).unwrap()))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

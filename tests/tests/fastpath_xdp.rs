@@ -174,9 +174,7 @@ impl Bed {
                 .unwrap();
             assert!(out.status.success(), "ethtool gro on: {out:?}");
         }
-        let caps: Vec<Capture> = (1..=hosts)
-            .map(|i| Capture::open(star.host(i).unwrap(), &star.host_if(i).unwrap()).unwrap())
-            .collect();
+        let caps: Vec<Capture> = (1..=hosts).map(|i| star.capture(i).unwrap()).collect();
         let names: Vec<String> = (1..=hosts).map(|i| star.port(i).unwrap()).collect();
         let sw = star.switch().unwrap();
         let (cls, xs, fp, ifx) = sw

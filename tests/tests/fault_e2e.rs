@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use xsnoop_dataplane::wire::{to_vec, MacAddr, ReportV2Builder};
-use xsnoop_tests::{netns_or_skip, Capture, Daemon, Membership, Sender, Star};
+use xsnoop_tests::{netns_or_skip, Daemon, Membership, Sender, Star};
 
 const G1: Ipv4Addr = Ipv4Addr::new(239, 6, 0, 1);
 const G2: Ipv4Addr = Ipv4Addr::new(239, 6, 0, 2);
@@ -177,7 +177,7 @@ fn a_restarted_querier_relearns_membership_within_one_query_response_interval() 
     assert_no_xdp_within(&star, Duration::from_secs(3), "after SIGKILL");
 
     let querier = Ipv4Addr::new(10, net, 0, 254);
-    let c1 = Capture::open(star.host(1).unwrap(), &star.host_if(1).unwrap()).unwrap();
+    let c1 = star.capture(1).unwrap();
     let restarted = Instant::now();
     let d = start(&star, "fault-restart", &cfg);
     let answering = restarted.elapsed();
@@ -216,7 +216,7 @@ fn sigterm_under_full_load_exits_cleanly_and_detaches() {
     d.wait_for("mdb", JOIN_TIMEOUT, |v| has_row(v, G1, &p2))
         .unwrap_or_else(|e| panic!("{e}"));
     let tx = Sender::new(star.host(1).unwrap(), &star.host_if(1).unwrap(), 4).unwrap();
-    let c3 = Capture::open(star.host(3).unwrap(), &star.host_if(3).unwrap()).unwrap();
+    let c3 = star.capture(3).unwrap();
     let report = to_vec(&ReportV2Builder {
         src_mac: MacAddr([0x02, 0, 0, 0, net, 3]),
         src_ip: Ipv4Addr::new(10, net, 0, 3),

@@ -11,7 +11,7 @@ use xsnoop_dataplane::wire::{
     parse_frame, to_vec, IgmpRepr, MacAddr, RawIgmpBuilder, RecordKind, RecordSpec,
     ReportV2Builder, ReportV3Builder, L3,
 };
-use xsnoop_tests::{netns_or_skip, Capture, Daemon, Membership, Sender, Star};
+use xsnoop_tests::{netns_or_skip, Daemon, Membership, Sender, Star};
 
 const NET: u8 = 66;
 const REAL: Ipv4Addr = Ipv4Addr::new(239, 10, 10, 10);
@@ -189,8 +189,8 @@ fn damaged_and_hostile_igmp_is_counted_never_learned_and_forwarding_goes_on() {
     let before = d.show("stats").unwrap();
 
     // The attacker (h1) injects; meanwhile h3 sends the real group to the member (h2).
-    let attacker = Capture::open(star.host(1).unwrap(), &star.host_if(1).unwrap()).unwrap();
-    let member = Capture::open(star.host(2).unwrap(), &star.host_if(2).unwrap()).unwrap();
+    let attacker = star.capture(1).unwrap();
+    let member = star.capture(2).unwrap();
     let sender = Sender::new(star.host(3).unwrap(), &star.host_if(3).unwrap(), 8).unwrap();
     let damaged = damaged();
     let meaningless = meaningless();
@@ -312,7 +312,7 @@ fn reports_with_ttl_above_one_or_without_router_alert_are_accepted_like_the_linu
         &config,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let host = Capture::open(star.host(1).unwrap(), &star.host_if(1).unwrap()).unwrap();
+    let host = star.capture(1).unwrap();
     let src = Ipv4Addr::new(10, NET + 1, 0, 1);
     // TTL 64.
     let mut ttl = to_vec(&RawIgmpBuilder {

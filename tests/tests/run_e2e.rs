@@ -248,7 +248,7 @@ fn send(sender: &Sender, group: Ipv4Addr, n: usize) {
 }
 
 fn capture(star: &Star, n: usize) -> Capture {
-    Capture::open(star.host(n).unwrap(), &star.host_if(n).unwrap()).unwrap()
+    star.capture(n).unwrap()
 }
 
 fn join(star: &Star, n: usize, group: Ipv4Addr) -> Membership {

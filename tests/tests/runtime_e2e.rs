@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use xsnoop_tests::daemon::xsnoop_bin;
-use xsnoop_tests::{netns_or_skip, Capture, Membership, Sender, Star};
+use xsnoop_tests::{netns_or_skip, Membership, Sender, Star};
 
 const GROUP: Ipv4Addr = Ipv4Addr::new(239, 7, 7, 7);
 const UNREGISTERED: Ipv4Addr = Ipv4Addr::new(239, 8, 8, 8);
@@ -102,7 +102,7 @@ fn send(tx: &Sender, group: Ipv4Addr, n: usize) {
 
 /// How many of `n` datagrams sent to `group` reach host `h` (counted on its wire).
 fn delivered(star: &Star, tx: &Sender, h: usize, group: Ipv4Addr, n: usize) -> usize {
-    let c = Capture::open(star.host(h).unwrap(), &star.host_if(h).unwrap()).unwrap();
+    let c = star.capture(h).unwrap();
     send(tx, group, n);
     c.count(WINDOW, udp_to(group)).unwrap()
 }
@@ -478,7 +478,7 @@ fn flushing_as_querier_sends_a_general_query_so_real_members_report_again() {
     .unwrap();
     wait(&d, "mdb", |v| rows_of(v, &p3).next().is_some());
     std::thread::sleep(Duration::from_millis(1500));
-    let c3 = Capture::open(star.host(3).unwrap(), &star.host_if(3).unwrap()).unwrap();
+    let c3 = star.capture(3).unwrap();
     c3.drain().unwrap();
     let v: Value = serde_json::from_str(&ok(&d, &["flush", "--port", &p3, "--json"])).unwrap();
     assert_eq!(v["events"][0]["kind"]["groups"], 1, "{v:#}");

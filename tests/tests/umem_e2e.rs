@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use xsnoop_dataplane::wire::{to_vec, MacAddr, UdpDataBuilder};
-use xsnoop_tests::{netns_or_skip, sink, Capture, Daemon, Star};
+use xsnoop_tests::{netns_or_skip, sink, Daemon, Star};
 
 /// Replicated frames to reach: 2 million in `make test` (about 20 s here); the ten
 /// million with `XSNOOP_SOAK_FRAMES=10000000` (a few minutes on this 2-CPU machine).
@@ -67,7 +67,7 @@ fn millions_of_replicated_frames_lose_no_umem_frame() {
         vlan: None,
     })
     .unwrap();
-    let tx = Capture::open(star.host(1).unwrap(), &star.host_if(1).unwrap()).unwrap();
+    let tx = star.capture(1).unwrap();
     let want = target();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(180);

@@ -227,8 +227,8 @@ fn classify_on(mode: AttachMode, net: u8) {
     let sw = star.switch().unwrap();
     let p1 = star.port(1).unwrap();
     let p2 = star.port(2).unwrap();
-    let h1 = Capture::open(star.host(1).unwrap(), &star.host_if(1).unwrap()).unwrap();
-    let h2 = Capture::open(star.host(2).unwrap(), &star.host_if(2).unwrap()).unwrap();
+    let h1 = star.capture(1).unwrap();
+    let h2 = star.capture(2).unwrap();
     let sw_p1 = Capture::open(sw, &p1).unwrap();
     let sw_p2 = Capture::open(sw, &p2).unwrap();
 
@@ -389,9 +389,7 @@ fn flood_forwarder_replicates_by_reference_without_loss() {
     let star = Star::new(62, &[2, 2, 2]).unwrap();
     let sw = star.switch().unwrap();
     let ports: Vec<String> = (1..=3).map(|i| star.port(i).unwrap()).collect();
-    let caps: Vec<Capture> = (1..=3)
-        .map(|i| Capture::open(star.host(i).unwrap(), &star.host_if(i).unwrap()).unwrap())
-        .collect();
+    let caps: Vec<Capture> = (1..=3).map(|i| star.capture(i).unwrap()).collect();
 
     let cfg = AfXdpConfig::default();
     let mut s = switch_up(sw, &ports, cfg);
@@ -553,9 +551,7 @@ fn switch_originated_frame_is_built_in_the_umem_and_sent_on_every_port() {
     let star = Star::new(65, &[2, 2]).unwrap();
     let sw = star.switch().unwrap();
     let ports: Vec<String> = (1..=2).map(|i| star.port(i).unwrap()).collect();
-    let caps: Vec<Capture> = (1..=2)
-        .map(|i| Capture::open(star.host(i).unwrap(), &star.host_if(i).unwrap()).unwrap())
-        .collect();
+    let caps: Vec<Capture> = (1..=2).map(|i| star.capture(i).unwrap()).collect();
     let mut s = switch_up(sw, &ports, small_cfg());
     let query = QueryBuilder {
         version: IgmpVersion::V2,

@@ -94,7 +94,7 @@ impl Demo {
             );
         }
         let captures = (1..=HOSTS.len())
-            .map(|i| Capture::open(star.host(i)?, &star.host_if(i)?))
+            .map(|i| star.capture(i))
             .collect::<xsnoop_tests::Result<Vec<_>>>()?;
         let sender = Sender::new(star.host(1)?, &star.host_if(1)?, 8)?;
         let daemon = Daemon::run(
