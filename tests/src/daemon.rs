@@ -377,3 +377,13 @@ pub fn kernel_path_vlans(stats: &Value, key: &str) -> Vec<u64> {
         .map(|a| a.iter().filter_map(Value::as_u64).collect())
         .unwrap_or_default()
 }
+
+/// Frames the kernel fast path took from switch port `port` (the classifier's counter in
+/// `dataplane.ports` of `xsnoop stats --json`); 0 when absent.
+pub fn kernel_rx(stats: &Value, port: &str) -> u64 {
+    stats["dataplane"]["ports"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["port"] == port))
+        .and_then(|p| p["kernel_rx"].as_u64())
+        .unwrap_or(0)
+}

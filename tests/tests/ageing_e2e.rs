@@ -18,6 +18,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use xsnoop_dataplane::wire::MacAddr;
+use xsnoop_tests::daemon::kernel_rx;
 use xsnoop_tests::{netns_or_skip, Capture, Daemon, Star};
 
 /// The ageing time under test: the shortest IEEE 802.1Q-2018 Table 8-6 allows.
@@ -32,13 +34,6 @@ const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
 /// parallel test's kernel table never holds it).
 fn station(net: u8, host: u8) -> [u8; 6] {
     [0x02, 0xa6, 0xe0, net, 0, host]
-}
-
-fn mac_text(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// A frame from station `src` to station `dst` carrying `marker` and `seq`.
@@ -76,14 +71,14 @@ fn received(c: &Capture, marker: &[u8; 4]) -> Vec<u32> {
 
 /// Whether `xsnoop fdb --json` lists station `mac`.
 fn listed(fdb: &Value, mac: [u8; 6]) -> bool {
-    let text = mac_text(mac);
+    let text = MacAddr(mac).to_string();
     fdb.as_array()
         .is_some_and(|rows| rows.iter().any(|r| r["mac"] == text.as_str()))
 }
 
 /// Station `mac`'s row of `xsnoop fdb --json` (`null` if absent).
 fn row(fdb: &Value, mac: [u8; 6]) -> Value {
-    let text = mac_text(mac);
+    let text = MacAddr(mac).to_string();
     fdb.as_array()
         .and_then(|rows| rows.iter().find(|r| r["mac"] == text.as_str()))
         .cloned()
@@ -156,15 +151,6 @@ fn parse_hex(s: &str) -> Option<u8> {
 /// A counter of `xsnoop stats --json`'s `dataplane.reasons`.
 fn reason(stats: &Value, name: &str) -> u64 {
     stats["dataplane"]["reasons"][name].as_u64().unwrap_or(0)
-}
-
-/// Frames the kernel fast path took from switch port `port`.
-fn kernel_rx(stats: &Value, port: &str) -> u64 {
-    stats["dataplane"]["ports"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["port"] == port))
-        .and_then(|p| p["kernel_rx"].as_u64())
-        .unwrap_or(0)
 }
 
 fn ageing_end_to_end(dataplane: &str, net: u8) {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use xsnoop_dataplane::wire::{
     to_vec, IgmpVersion, MacAddr, QueryBuilder, ReportV2Builder, VlanTag,
 };
-use xsnoop_tests::daemon::{kernel_path, kernel_path_vlans};
+use xsnoop_tests::daemon::{kernel_path, kernel_path_vlans, kernel_rx};
 use xsnoop_tests::{netns_or_skip, Capture, Membership, Sender, Star};
 
 /// The testbed's shared launcher, with test-style waits that fail the test with the daemon's
@@ -1401,15 +1401,6 @@ fn a_report_flood_far_above_100k_per_second_is_policed_and_forwarding_goes_on() 
 
 fn set_peer_gro(star: &Star, n: usize, on: bool) {
     star.set_host_gro(n, on).unwrap();
-}
-
-/// Frames the kernel fast path took from switch port `port` (the classifier's counter).
-fn kernel_rx(v: &Value, port: &str) -> u64 {
-    v["dataplane"]["ports"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["port"] == port))
-        .and_then(|p| p["kernel_rx"].as_u64())
-        .unwrap_or(0)
 }
 
 #[test]
