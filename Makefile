@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build deps test lint unit e2e-auto fuzz-check fuzz demo bench clean
+.PHONY: all build deps test lint unit e2e-auto fuzz-check fuzz demo bench bench-fwd clean
 
 all: build
 
@@ -62,13 +62,25 @@ demo: build
 	./target/release/xsnoop-demo
 
 ## bench: control-plane rates; packet rates (multicast N=1,2,4,8 at 64 and 1518 B, unicast,
-## broadcast, an IGMP report flood, 1/1000/100000 groups) of both xsnoop dataplane modes vs the
-## Linux bridge vs the XDP ceiling, with CPU per million frames; join/fast-leave/per-frame
-## latency; memory per group. On a veth testbed (root; ~15 min). Tables in
-## bench/results/latest.md (+ latest.csv, latency.csv, memory.csv, table-scale.csv, SVG plots).
+## broadcast, an IGMP report flood, 1/1000/100000 groups) of both xsnoop dataplane modes vs an
+## AF_XDP copy-mode forwarder in C (the baseline of the afxdp mode) vs the Linux bridge vs the
+## XDP ceiling, with CPU per million frames; join/fast-leave/per-frame latency; memory per group.
+## On a veth testbed (root; ~15 min). Tables in bench/results/latest.md (+ latest.csv,
+## latency.csv, memory.csv, table-scale.csv, SVG plots).
 ## Profile of the worker: add --perf-record FILE (see bench/results/profile.md).
-bench: build
+bench: build bench-fwd
 	./target/release/xsnoop-bench
+
+## bench-fwd: the AF_XDP C forwarder `make bench` measures (bench/afxdp-fwd/: libxdp + libbpf,
+## which scripts/bench-deps.sh installs) into target/release/xsnoop-afxdp-fwd and its XDP program
+## target/release/xsnoop-afxdp-fwd.bpf.o. Not part of build or test: they never need libxdp.
+FWD_DIR := target/release
+bench-fwd:
+	@scripts/bench-deps.sh
+	@mkdir -p $(FWD_DIR)
+	clang -target bpf -O2 -g -Wall -Werror -c bench/afxdp-fwd/fwd.bpf.c -o $(FWD_DIR)/xsnoop-afxdp-fwd.bpf.o
+	$(CC) -O2 -Wall -Wextra -Werror $$(pkg-config --cflags libxdp libbpf) bench/afxdp-fwd/fwd.c \
+	  -o $(FWD_DIR)/xsnoop-afxdp-fwd $$(pkg-config --libs libxdp libbpf)
 
 clean:
 	$(CARGO) clean
