@@ -300,7 +300,11 @@ fn ageing_end_to_end(dataplane: &str, net: u8) {
 
     // (b) Host 1 has been quiet since its last busy frame; host 2 keeps sending to it.
     let quiet = last_from_1;
-    let bound = AGEING * 3;
+    // The ageing time, plus the kernel's stamp period (1 s), one station check (1 s at this
+    // ageing time) and a second for polling `xsnoop fdb` under load. (Workers once aged a
+    // kernel-forwarded station from the notice's arrival, up to a quarter of the ageing time
+    // plus a check late; notices now carry the sighting's time.)
+    let bound = AGEING + Duration::from_secs(3);
     let mut seq = 0u32;
     let mut last = Value::Null;
     let gone = loop {

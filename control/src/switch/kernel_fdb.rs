@@ -61,11 +61,13 @@ impl KernelStations {
         self.ageing
     }
 
-    /// A worker's notice: the station is behind `n.port` as of `now` (new, moved or refreshed).
+    /// A worker's notice: the station is behind `n.port` (new, moved or refreshed), seen at
+    /// `n.seen` (never later than `now`).
     pub fn learn(&mut self, n: FdbNotice, now: Duration) {
         if !n.mac.is_unicast() || n.mac == MacAddr::ZERO {
             return;
         }
+        let seen = n.seen.min(now);
         let full = self.map.len() >= self.capacity;
         match self.map.get_mut(&(n.vlan, n.mac)) {
             Some(s) => {
@@ -73,7 +75,7 @@ impl KernelStations {
                     s.port = n.port;
                     self.changed = true;
                 }
-                s.refreshed = s.refreshed.max(now);
+                s.refreshed = s.refreshed.max(seen);
             }
             None if full => self.refused_full += 1,
             None => {
@@ -81,7 +83,7 @@ impl KernelStations {
                     (n.vlan, n.mac),
                     Station {
                         port: n.port,
-                        refreshed: now,
+                        refreshed: seen,
                     },
                 );
                 self.changed = true;
@@ -139,7 +141,13 @@ impl KernelStations {
             };
             let at = Duration::from_nanos(ns.saturating_sub(epoch_ns));
             if self.seen(vlan, mac, at) {
-                alive.push(FdbNotice { vlan, mac, port });
+                // The kernel's stamp, not now: the workers age the station from its last frame.
+                alive.push(FdbNotice {
+                    vlan,
+                    mac,
+                    port,
+                    seen: at,
+                });
             }
         }
         alive
@@ -193,11 +201,12 @@ mod tests {
         MacAddr([0x02, 0, 0, 0, 0, b])
     }
 
-    fn notice(b: u8, port: PortId) -> FdbNotice {
+    fn notice(b: u8, port: PortId, seen: Duration) -> FdbNotice {
         FdbNotice {
             vlan: 1,
             mac: mac(b),
             port,
+            seen,
         }
     }
 
@@ -208,11 +217,11 @@ mod tests {
     #[test]
     fn new_and_moved_stations_change_the_map_refreshes_do_not() {
         let mut t = KernelStations::new(AGE, 16);
-        t.learn(notice(1, 3), secs(0));
+        t.learn(notice(1, 3, secs(0)), secs(0));
         assert!(t.take_changed());
-        t.learn(notice(1, 3), secs(80));
+        t.learn(notice(1, 3, secs(80)), secs(80));
         assert!(!t.take_changed(), "a refresh writes nothing to the kernel");
-        t.learn(notice(1, 4), secs(90));
+        t.learn(notice(1, 4, secs(90)), secs(90));
         assert!(t.take_changed());
         assert_eq!(t.stations().collect::<Vec<_>>(), vec![(1, mac(1), 4)]);
         // Group MACs and the zero MAC are never stations.
@@ -221,6 +230,7 @@ mod tests {
                 vlan: 1,
                 mac: MacAddr([0x01, 0, 0x5e, 0, 0, 1]),
                 port: 1,
+                seen: secs(90),
             },
             secs(90),
         );
@@ -229,6 +239,7 @@ mod tests {
                 vlan: 1,
                 mac: MacAddr::ZERO,
                 port: 1,
+                seen: secs(90),
             },
             secs(90),
         );
@@ -238,8 +249,8 @@ mod tests {
     #[test]
     fn a_station_the_kernel_keeps_forwarding_does_not_age() {
         let mut t = KernelStations::new(AGE, 16);
-        t.learn(notice(1, 3), secs(0));
-        t.learn(notice(2, 3), secs(0));
+        t.learn(notice(1, 3, secs(0)), secs(0));
+        t.learn(notice(2, 3, secs(0)), secs(0));
         assert!(t.due(secs(74)).is_empty());
         assert_eq!(
             t.due(secs(75)).len(),
@@ -268,8 +279,8 @@ mod tests {
     fn a_short_ageing_time_is_honoured_and_can_change() {
         let mut t = KernelStations::new(secs(10), 16);
         assert_eq!(t.ageing(), secs(10));
-        t.learn(notice(1, 3), secs(0));
-        t.learn(notice(2, 3), secs(0));
+        t.learn(notice(1, 3, secs(0)), secs(0));
+        t.learn(notice(2, 3, secs(0)), secs(0));
         assert!(t.due(Duration::from_millis(2_499)).is_empty());
         assert_eq!(t.due(Duration::from_millis(2_500)).len(), 2);
         // The kernel keeps forwarding station 1's frames: it outlives many ageing times.
@@ -279,7 +290,7 @@ mod tests {
         }
         assert_eq!(t.stations().collect::<Vec<_>>(), vec![(1, mac(1), 3)]);
         assert_eq!(t.expire(secs(40)), 1, "10 s after its last frame");
-        t.learn(notice(3, 4), secs(100));
+        t.learn(notice(3, 4, secs(100)), secs(100));
         t.set_ageing(secs(300));
         assert_eq!(t.expire(secs(150)), 0, "the longer time applies at once");
         t.set_ageing(secs(20));
@@ -291,15 +302,19 @@ mod tests {
         let epoch = 7_000_000_000u64; // CLOCK_MONOTONIC at the FDB epoch
         let ns = |s: u64| epoch + s * 1_000_000_000;
         let mut t = KernelStations::new(secs(10), 16);
-        t.learn(notice(1, 3), secs(0));
-        t.learn(notice(2, 4), secs(0));
+        t.learn(notice(1, 3, secs(0)), secs(0));
+        t.learn(notice(2, 4, secs(0)), secs(0));
         // Station 1 sent until 4 s (the kernel forwarded it); station 2 never did.
         let stamp = |_: VlanId, m: MacAddr| (m == mac(1)).then_some(ns(4));
         assert!(
             t.refresh_from_kernel(secs(2), epoch, stamp).is_empty(),
             "not due"
         );
-        assert_eq!(t.refresh_from_kernel(secs(5), epoch, stamp), [notice(1, 3)]);
+        assert_eq!(
+            t.refresh_from_kernel(secs(5), epoch, stamp),
+            [notice(1, 3, secs(4))],
+            "the notice carries the kernel's stamp: the workers age from it too"
+        );
         // Every later round sees the same stamp: no more refreshes, whenever it is read.
         for s in 6..=13 {
             assert!(
@@ -315,7 +330,7 @@ mod tests {
             "10 s after the stamp, not after the notice"
         );
         // A station the kernel lost (no stamp) is left to expire.
-        t.learn(notice(5, 1), secs(20));
+        t.learn(notice(5, 1, secs(20)), secs(20));
         assert!(t
             .refresh_from_kernel(secs(23), epoch, |_, _| None)
             .is_empty());
@@ -323,11 +338,24 @@ mod tests {
     }
 
     #[test]
+    fn a_late_notice_ages_from_its_sighting_not_its_arrival() {
+        let mut t = KernelStations::new(secs(10), 16);
+        // A worker saw station 1 at 2 s; the notice arrived at 6 s.
+        t.learn(notice(1, 3, secs(2)), secs(6));
+        assert_eq!(t.expire(Duration::from_millis(11_999)), 0);
+        assert_eq!(t.expire(secs(12)), 1, "10 s after the frame");
+        // A notice from the future (another clock's rounding) counts as now.
+        t.learn(notice(2, 3, secs(50)), secs(20));
+        assert_eq!(t.expire(secs(29)), 0);
+        assert_eq!(t.expire(secs(30)), 1);
+    }
+
+    #[test]
     fn a_port_going_down_forgets_its_stations_and_capacity_is_kept() {
         let mut t = KernelStations::new(AGE, 2);
-        t.learn(notice(1, 3), secs(0));
-        t.learn(notice(2, 4), secs(0));
-        t.learn(notice(3, 4), secs(0));
+        t.learn(notice(1, 3, secs(0)), secs(0));
+        t.learn(notice(2, 4, secs(0)), secs(0));
+        t.learn(notice(3, 4, secs(0)), secs(0));
         assert_eq!((t.len(), t.refused_full()), (2, 1));
         t.take_changed();
         t.forget_ports(PortSet::single(4));

@@ -76,6 +76,9 @@ pub enum Learn {
     /// The MAC has a static entry: it is never learned nor moved (a frame from it on another
     /// port is counted in [`FdbStats::static_conflicts`]).
     Static,
+    /// A notice ([`Fdb::install`]) about a sighting older than this table's own, or already
+    /// past the ageing time: nothing changed.
+    Stale,
 }
 
 /// Learning and ageing totals since creation.
@@ -113,6 +116,11 @@ pub struct FdbNotice {
     pub mac: MacAddr,
     /// The port it was seen on.
     pub port: PortId,
+    /// When a frame from it was last seen, on the clock every table of the switch shares.
+    /// The receiver ages the station from here, not from the notice's arrival: a notice can
+    /// be late (the CPU relays what the kernel saw up to a quarter of the ageing time ago),
+    /// and IEEE 802.1Q §8.8.3 ages an entry from the last frame.
+    pub seen: Duration,
 }
 
 /// One learned station, for `show` output.
@@ -303,7 +311,12 @@ impl Fdb {
             self.stats.notices_dropped += 1;
             return;
         }
-        self.notices.push(FdbNotice { vlan, mac, port });
+        self.notices.push(FdbNotice {
+            vlan,
+            mac,
+            port,
+            seen: now,
+        });
         if let Some(s) = self.map.get_mut(&key(vlan, mac)) {
             s.announced = now;
         }
@@ -315,14 +328,25 @@ impl Fdb {
         self.notices.drain(..)
     }
 
-    /// Applies another worker's notice at `now`: the station is behind `n.port`. Records no
-    /// notice of its own (the sender told everyone).
+    /// Applies another worker's notice at `now`: the station is behind `n.port` as of
+    /// `n.seen` (never later than `now`), unless this table saw it more recently itself or the
+    /// sighting is already past the ageing time ([`Learn::Stale`]). Records no notice of its
+    /// own (the sender told everyone).
     pub fn install(&mut self, n: FdbNotice, now: Duration) -> Learn {
         if !n.mac.is_unicast() || n.mac == MacAddr::ZERO {
             return Learn::InvalidMac;
         }
-        let (learn, _) = self.update(n.vlan, n.mac, n.port, now);
-        if let Some(s) = self.map.get_mut(&key(n.vlan, n.mac)) {
+        let seen = n.seen.min(now);
+        let k = key(n.vlan, n.mac);
+        let newer_here = self
+            .map
+            .get(&k)
+            .is_some_and(|s| !s.fixed && s.last_seen > seen);
+        if newer_here || now.saturating_sub(seen) >= self.cfg.ageing {
+            return Learn::Stale;
+        }
+        let (learn, _) = self.update(n.vlan, n.mac, n.port, seen);
+        if let Some(s) = self.map.get_mut(&k) {
             s.announced = now;
             self.stats.installed += 1;
         }
@@ -605,7 +629,8 @@ mod tests {
             vec![FdbNotice {
                 vlan: 1,
                 mac: mac(1),
-                port: 2
+                port: 2,
+                seen: s(0),
             }],
             "a refresh right after learning says nothing new"
         );
@@ -657,12 +682,48 @@ mod tests {
                 FdbNotice {
                     vlan: 1,
                     mac: MacAddr::ZERO,
-                    port: 1
+                    port: 1,
+                    seen: s(0),
                 },
                 s(0)
             ),
             Learn::InvalidMac
         );
+    }
+
+    #[test]
+    fn a_notice_ages_from_its_sighting_and_never_undoes_a_newer_one() {
+        let notice = |port, seen| FdbNotice {
+            vlan: 1,
+            mac: mac(1),
+            port,
+            seen,
+        };
+        let mut b = announcing();
+        // Seen at 100 s, told at 160 s (the CPU relaying a kernel stamp): gone at 400 s.
+        assert_eq!(b.install(notice(4, s(100)), s(160)), Learn::New);
+        assert_eq!(b.lookup(1, mac(1), s(399)), Some(4));
+        assert_eq!(b.lookup(1, mac(1), s(400)), None, "300 s after the frame");
+        // This table heard the station on port 2 at 500 s; a notice of an older sighting on
+        // port 4 changes neither its port nor its age.
+        b.learn(1, mac(1), 2, s(500));
+        assert_eq!(b.install(notice(4, s(450)), s(510)), Learn::Stale);
+        assert_eq!(b.lookup(1, mac(1), s(799)), Some(2));
+        // A newer sighting elsewhere is a move.
+        assert_eq!(
+            b.install(notice(4, s(600)), s(601)),
+            Learn::Moved { from: 2 }
+        );
+        assert_eq!(b.lookup(1, mac(1), s(899)), Some(4));
+        // A sighting already past the ageing time teaches nothing; one from a clock ahead of
+        // ours counts as now.
+        let mut c = announcing();
+        assert_eq!(c.install(notice(3, s(0)), s(300)), Learn::Stale);
+        assert_eq!(c.lookup(1, mac(1), s(300)), None);
+        assert_eq!(c.install(notice(3, s(900)), s(10)), Learn::New);
+        assert_eq!(c.lookup(1, mac(1), s(309)), Some(3));
+        assert_eq!(c.lookup(1, mac(1), s(310)), None);
+        assert_eq!(c.stats().installed, 1);
     }
 
     #[test]
