@@ -11,6 +11,9 @@
 //!   (registered multicast replicated in the kernel, issue 7), the mode always written in the
 //!   config so a change of the daemon's default changes no figure; membership learned from the
 //!   hosts' real kernel joins (IGMPv2 reports, RFC 2236 §3; querier on);
+//! - [`SwitchKind::AfxdpC`]: an AF_XDP copy-mode forwarder in C (`bench/afxdp-fwd/`, [`cfwd`]):
+//!   no switch logic, every frame of the sender's port sent to the members through one shared
+//!   UMEM — what issue 7 asks xsnoop's afxdp mode to match;
 //! - [`SwitchKind::Bridge`]: the Linux bridge with `mcast_snooping 1` and its querier on, so it
 //!   prunes (RFC 4541 §2.1.1) once its querier counts as present;
 //! - [`SwitchKind::Ceiling`]: no switch logic at all, an XDP program on the sender-facing port
@@ -30,6 +33,7 @@ use xsnoop_tests::bridge::{Bridge, BridgeConfig, BridgePort};
 use xsnoop_tests::{Membership, Netns, Star};
 
 use crate::bpf::{Ceiling, Counter, Counts, GenProgram, Receiver};
+use crate::cfwd::{self, Forwarder};
 use crate::cpu;
 use crate::daemon;
 use crate::flood::{FloodPlan, FloodRun};
@@ -47,6 +51,9 @@ pub enum SwitchKind {
     XsnoopAfxdp,
     /// `xsnoop run` with `dataplane = "xdp"`.
     XsnoopXdp,
+    /// The AF_XDP copy-mode forwarder in C (`make bench-fwd`): static replication to the
+    /// members, the baseline of xsnoop's afxdp mode.
+    AfxdpC,
     /// The Linux bridge with IGMP snooping.
     Bridge,
     /// XDP devmap broadcast to the members (the ceiling).
@@ -54,10 +61,11 @@ pub enum SwitchKind {
 }
 
 impl SwitchKind {
-    /// All four, in report order.
-    pub const ALL: [SwitchKind; 4] = [
+    /// All five, in report order.
+    pub const ALL: [SwitchKind; 5] = [
         SwitchKind::XsnoopAfxdp,
         SwitchKind::XsnoopXdp,
+        SwitchKind::AfxdpC,
         SwitchKind::Bridge,
         SwitchKind::Ceiling,
     ];
@@ -70,6 +78,7 @@ impl SwitchKind {
         match self {
             SwitchKind::XsnoopAfxdp => "xsnoop run, afxdp",
             SwitchKind::XsnoopXdp => "xsnoop run, xdp",
+            SwitchKind::AfxdpC => "AF_XDP C forwarder",
             SwitchKind::Bridge => "Linux bridge",
             SwitchKind::Ceiling => "XDP ceiling",
         }
@@ -80,6 +89,7 @@ impl SwitchKind {
         match self {
             SwitchKind::XsnoopAfxdp => "xsnoop-afxdp",
             SwitchKind::XsnoopXdp => "xsnoop-xdp",
+            SwitchKind::AfxdpC => "afxdp-c",
             SwitchKind::Bridge => "bridge",
             SwitchKind::Ceiling => "ceiling",
         }
@@ -90,13 +100,20 @@ impl SwitchKind {
         match self {
             SwitchKind::XsnoopAfxdp => Some("afxdp"),
             SwitchKind::XsnoopXdp => Some("xdp"),
-            SwitchKind::Bridge | SwitchKind::Ceiling => None,
+            SwitchKind::AfxdpC | SwitchKind::Bridge | SwitchKind::Ceiling => None,
         }
     }
 
     /// Whether the bed runs `xsnoop run`.
     pub fn is_xsnoop(self) -> bool {
         self.dataplane().is_some()
+    }
+
+    /// Whether the switch forwards through AF_XDP sockets in userspace (xsnoop's afxdp mode
+    /// and the C forwarder): it shares the switch CPU with its ingress NAPI thread and gets
+    /// the same scheduling.
+    pub fn is_afxdp(self) -> bool {
+        matches!(self, SwitchKind::XsnoopAfxdp | SwitchKind::AfxdpC)
     }
 }
 
@@ -113,6 +130,9 @@ enum Switch {
     },
     Ceiling {
         _ceiling: Ceiling,
+    },
+    AfxdpC {
+        fwd: Forwarder,
     },
 }
 
@@ -498,6 +518,25 @@ impl Bed {
                 })??;
                 Switch::Ceiling { _ceiling: ceiling }
             }
+            SwitchKind::AfxdpC => {
+                // As for the ceiling: the flood's frames need NAPI on their port.
+                ethtool(sw, &["-K", &flood_port, "gro", "on"])?;
+                let bin = cfwd::locate()?;
+                // The ceiling's three devmaps: the members, the first member for unicast,
+                // every port but the sender's for broadcast.
+                let egress = cfwd::Egress {
+                    multicast: member_ports.clone(),
+                    unicast: member_ports.iter().take(1).cloned().collect(),
+                    broadcast: ports.get(1..).unwrap_or_default().to_vec(),
+                };
+                let args = cfwd::args(&ingress, &egress, &cfwd::program_of(&bin));
+                let fwd = Forwarder::start(sw, &bin, &args)?;
+                if opts.xsnoop_worker_fifo {
+                    // The scheduling xsnoop's AF_XDP worker gets (`--xsnoop-worker`).
+                    pin::fifo(fwd.pid(), 1)?;
+                }
+                Switch::AfxdpC { fwd }
+            }
         };
 
         let mut counters = Vec::new();
@@ -514,7 +553,7 @@ impl Bed {
         }
 
         let mut napi = Vec::new();
-        let ingress_nice = if kind.is_xsnoop() {
+        let ingress_nice = if kind.is_xsnoop() || kind.is_afxdp() {
             opts.xsnoop_ingress_nice
         } else {
             pin::BENCH_NICE
@@ -630,8 +669,8 @@ impl Bed {
         })
     }
 
-    /// The switch's own threads: the NAPI threads pinned to the switch CPU and, for xsnoop,
-    /// every thread of the daemon.
+    /// The switch's own threads: the NAPI threads pinned to the switch CPU and, for xsnoop and
+    /// the C forwarder, every thread of the process.
     fn switch_tids(&self) -> Vec<libc::pid_t> {
         let mut tids: Vec<libc::pid_t> = self
             .napi
@@ -641,6 +680,9 @@ impl Bed {
             .collect();
         if let Some(pid) = self.xsnoop_pid() {
             tids.extend(cpu::tasks_of(pid));
+        }
+        if let Switch::AfxdpC { fwd } = &self.switch {
+            tids.extend(cpu::tasks_of(fwd.pid()));
         }
         tids
     }
@@ -771,7 +813,7 @@ impl Bed {
                 let snooping = &v[0]["linkinfo"]["info_data"]["mcast_snooping"];
                 Ok(format!("{rows} MDB rows; mcast_snooping = {snooping}"))
             }
-            Switch::Ceiling { .. } => Ok("no control plane".to_owned()),
+            Switch::Ceiling { .. } | Switch::AfxdpC { .. } => Ok("no control plane".to_owned()),
         }
     }
 
@@ -817,6 +859,7 @@ impl Bed {
                 daemon::dataplane_stats(daemon).unwrap_or_default(),
                 daemon.log()
             ),
+            Switch::AfxdpC { fwd } => format!("\n{} output:\n{}", cfwd::BINARY, fwd.log()),
             _ => String::new(),
         }
     }

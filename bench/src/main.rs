@@ -13,6 +13,7 @@
 
 mod bed;
 mod bpf;
+mod cfwd;
 mod control;
 mod cpu;
 mod daemon;
@@ -116,7 +117,8 @@ struct Cli {
     /// Table sizes (groups installed) of the table-scale benchmark.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 1_000, 100_000])]
     scale_groups: Vec<usize>,
-    /// Switches to measure (ratios need xsnoop with the bridge or the ceiling).
+    /// Switches to measure (ratios need xsnoop with the bridge, the ceiling or the C forwarder;
+    /// afxdp-c needs `make bench-fwd` and is skipped, with a note, when its binary is missing).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = SwitchKind::ALL)]
     switches: Vec<SwitchKind>,
     /// Where the receiving hosts count and drop: tc ingress (no copy for the skbs the bridge and
@@ -158,6 +160,25 @@ struct Cli {
     /// Where latest.md and latest.csv are written.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     out: PathBuf,
+    /// Why a switch asked for is not measured (the C forwarder not built), for the setup notes.
+    #[arg(skip)]
+    skipped: Option<String>,
+}
+
+/// Drops the C forwarder from `cli.switches` when its binary is missing (`cargo run` without
+/// `make bench-fwd`), saying so once: the other switches are still worth measuring.
+fn skip_missing_forwarder(cli: &mut Cli) {
+    if !cli.switches.contains(&SwitchKind::AfxdpC) {
+        return;
+    }
+    if let Err(e) = cfwd::locate() {
+        eprintln!("bench: skipping the {}: {e}", SwitchKind::AfxdpC.label());
+        cli.switches.retain(|k| *k != SwitchKind::AfxdpC);
+        cli.skipped = Some(format!(
+            "the {} was not measured: {e}.",
+            SwitchKind::AfxdpC.label()
+        ));
+    }
 }
 
 fn read_trim(path: &str) -> String {
@@ -338,6 +359,7 @@ fn packet_benches(cli: &Cli, log: &mut String) -> Result<PacketResults> {
         let chosen: Vec<&Bed> = [
             SwitchKind::XsnoopAfxdp,
             SwitchKind::XsnoopXdp,
+            SwitchKind::AfxdpC,
             SwitchKind::Bridge,
             SwitchKind::Ceiling,
         ]
@@ -379,9 +401,10 @@ fn scale_benches(
     steps.dedup();
     let biggest = steps.last().copied().unwrap_or(1);
     let mut beds = Vec::new();
+    // The ceiling and the C forwarder replicate statically: no table to scale.
     for (si, &kind) in switches
         .iter()
-        .filter(|k| **k != SwitchKind::Ceiling)
+        .filter(|k| !matches!(k, SwitchKind::Ceiling | SwitchKind::AfxdpC))
         .enumerate()
     {
         let net = u8::try_from(200 + si).unwrap_or(250);
@@ -633,8 +656,8 @@ fn setup_notes(
         ReceiverArg::Auto => format!(
             "{XDP} for the ceiling and xsnoop's xdp mode, which transmit XDP frames (a veth \
              drops a redirected frame unless its peer has XDP or GRO); {TC} for xsnoop's afxdp \
-             mode and the bridge, which transmit skbs that a veth would copy for XDP (~1 us \
-             each here)"
+             mode, the AF_XDP C forwarder and the bridge, which transmit skbs that a veth would \
+             copy for XDP (~1 us each here)"
         ),
     };
     let worker = match cli.xsnoop_worker {
@@ -701,7 +724,11 @@ fn setup_notes(
          classifier + AF_XDP copy mode, querier on); **xsnoop run, xdp** (`dataplane = \"xdp\"`: \
          the same daemon, registered multicast replicated in the kernel by devmap broadcast, \
          and whatever else the daemon's xdp mode puts in the kernel at this commit; the bench \
-         checks the mode in `xsnoop stats`); \
+         checks the mode in `xsnoop stats`); **AF_XDP C forwarder** (`bench/afxdp-fwd/`, \
+         `make bench-fwd`: libxdp, one UMEM shared by a copy-mode socket per port, refcounted \
+         frames posted to every egress TX ring without a copy, batch 64, rings of 8192, one \
+         thread; static egress sets like the ceiling's, no switch logic: the baseline of the \
+         afxdp mode, placed and scheduled like xsnoop's worker); \
          **Linux bridge** `mcast_snooping 1` + `mcast_querier 1` (GRO on the ingress port for \
          the same NAPI reason); **XDP ceiling**: devmap broadcast (`BPF_F_BROADCAST | \
          BPF_F_EXCLUDE_INGRESS`) to exactly the member ports (broadcast frames: to every \
@@ -714,7 +741,8 @@ fn setup_notes(
         "- CPUs: the switch gets CPU {sw}: the ingress port's NAPI made threaded and pinned \
          there at nice {bn} (the bridge's and the ceiling's whole forwarding work runs in it); \
          `xsnoop run` started under `nice -n {bn} taskset -c {sw}`, with {worker}, {control} and its \
-         ingress NAPI thread at nice {xn}. The generator (nice {gn}) and the receivers' threaded \
+         ingress NAPI thread at nice {xn}; the C forwarder the same way, its one thread \
+         scheduled like xsnoop's worker. The generator (nice {gn}) and the receivers' threaded \
          NAPI (nice {bn}) share CPU {host}. Negative nice values keep the machine's other work \
          off the measured threads.",
         sw = pin::SWITCH_CPU,
@@ -724,6 +752,9 @@ fn setup_notes(
         xn = cli.xsnoop_ingress_nice,
     );
     s.push_str(napi);
+    if let Some(why) = &cli.skipped {
+        let _ = writeln!(s, "- **Not measured**: {why}");
+    }
     let _ = writeln!(
         s,
         "- Each figure: {} runs of {:.1} s; the runs of the switches are interleaved (round r \
@@ -772,7 +803,10 @@ fn write_out(dir: &std::path::Path, name: &str, text: &str) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if cli.only.rates() || cli.only.latency() {
+        skip_missing_forwarder(&mut cli);
+    }
     // The testbed's launcher would append `--dataplane $XSNOOP_TEST_DATAPLANE` to every
     // `xsnoop run`, overriding the mode each bed writes in its config: one mode's figures would
     // then stand under the other's name. The bench names the mode per switch instead.

@@ -25,6 +25,7 @@ pub fn colour(kind: SwitchKind) -> RGBColor {
     match kind {
         SwitchKind::XsnoopAfxdp => RGBColor(0xff, 0x7f, 0x0e),
         SwitchKind::XsnoopXdp => RGBColor(0xd6, 0x27, 0x28),
+        SwitchKind::AfxdpC => RGBColor(0x94, 0x67, 0xbd),
         SwitchKind::Bridge => RGBColor(0x1f, 0x77, 0xb4),
         SwitchKind::Ceiling => RGBColor(0x2c, 0xa0, 0x2c),
     }

@@ -221,11 +221,15 @@ pub fn markdown(all: &[Measured]) -> String {
             s.push_str("---|");
         }
         s.push('\n');
-        let pairs = SwitchKind::XSNOOP.iter().flat_map(|&x| {
-            [SwitchKind::Bridge, SwitchKind::Ceiling]
-                .into_iter()
-                .map(move |o| (x, o))
-        });
+        let pairs = SwitchKind::XSNOOP
+            .iter()
+            .flat_map(|&x| {
+                [SwitchKind::Bridge, SwitchKind::Ceiling]
+                    .into_iter()
+                    .map(move |o| (x, o))
+            })
+            // Issue 7's target for the afxdp mode: at least as fast as the C forwarder.
+            .chain([(SwitchKind::XsnoopAfxdp, SwitchKind::AfxdpC)]);
         for (mine, other) in pairs {
             let _ = write!(s, "| {} / {} |", mine.label(), other.label());
             for &n in &fanouts {
@@ -323,7 +327,8 @@ time per second is subtracted: sound only as far as the background stayed the sa
 CPU*: the busy time of the CPU the switch is pinned to, whoever used it. *Switch's own \
 threads*: utime + stime (`/proc/<tid>/stat`) of the switch's threads only: the threaded NAPI \
 of its ingress and flood ports (where the bridge and the ceiling do all their forwarding and \
-xsnoop's XDP program runs) and every thread of `xsnoop run`; the cost of delivering into the \
+xsnoop's XDP program runs) and every thread of `xsnoop run` (of the AF_XDP C forwarder: its \
+one thread); the cost of delivering into the \
 receivers' veths is in the receivers' NAPI, not here. This is the figure to compare between \
 switches: background load does not enter it.";
 
@@ -445,6 +450,14 @@ mod tests {
             },
             Measured {
                 traffic: Traffic::Multicast,
+                kind: SwitchKind::AfxdpC,
+                members: 2,
+                wire_len: 64,
+                samples: vec![sample(4e6, &[0.8e6, 0.8e6], 0)],
+                note: String::new(),
+            },
+            Measured {
+                traffic: Traffic::Multicast,
                 kind: SwitchKind::Bridge,
                 members: 2,
                 wire_len: 64,
@@ -499,6 +512,20 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| xsnoop run, xdp / XDP ceiling | – |"), "{md}");
+        // Issue 7's target: afxdp (2.0 Mpps) over the C forwarder (1.6).
+        assert!(
+            md.contains("| xsnoop run, afxdp / AF_XDP C forwarder | 1.25 |"),
+            "{md}"
+        );
+        // The forwarder's rows come between xsnoop's xdp mode and the bridge, in the rate
+        // table and in the CPU table (3 busy s / 3.2 M frames).
+        let at = |row: &str| md.find(row).unwrap_or_else(|| panic!("no {row:?} in {md}"));
+        assert!(at("| xsnoop run, xdp | 2 | 3.000") < at("| AF_XDP C forwarder | 2 | 1.600"));
+        assert!(at("| AF_XDP C forwarder | 2 | 1.600") < at("| Linux bridge | 2 | 1.000"));
+        assert!(
+            md.contains("| AF_XDP C forwarder | 2 | 0.94 (0.94–0.94) |"),
+            "{md}"
+        );
         // CPU: 3 busy s over 2 s × 2 Mpps delivered = 4 M frames → 0.75 s per M; less the
         // idle 0.5 s/s × 2 s → 0.5; switch CPU 1.5 / 4 = 0.375.
         assert!(
@@ -519,7 +546,12 @@ mod tests {
             "no unicast section without unicast runs: {md}"
         );
         let c = csv(&all);
-        assert_eq!(c.lines().count(), 1 + 6);
+        assert_eq!(c.lines().count(), 1 + 7);
+        assert!(
+            c.lines()
+                .any(|l| l.starts_with("multicast,64,afxdp-c,2,1,")),
+            "{c}"
+        );
         let first = c.lines().nth(1).unwrap();
         assert!(
             first.starts_with(
