@@ -256,6 +256,46 @@ mod tests {
         assert_eq!(pair("--cpu"), SWITCH_CPU.to_string());
     }
 
+    /// Runs the built forwarder (if `make bench-fwd` ran) with `args`: its exit code and
+    /// stderr.
+    fn run_built(args: &[&str]) -> Option<(i32, String)> {
+        let Ok(bin) = locate() else {
+            eprintln!("skipped: {BINARY} not built (make bench-fwd)");
+            return None;
+        };
+        let out = Command::new(bin).args(args).output().unwrap();
+        Some((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    #[test]
+    fn the_forwarder_refuses_bad_arguments_with_the_reason() {
+        // No root needed: each fails before any socket or program.
+        let cases: [(&[&str], &str); 5] = [
+            (&["--in", "lo"], "--in and --out are required"),
+            (&["--in", "lo", "--out", "lo"], "lo is the ingress port"),
+            (
+                &["--in", "nosuchif0", "--out", "lo"],
+                "if_nametoindex(nosuchif0)",
+            ),
+            (&["--in", "lo", "--cpu", "x"], "--cpu x: not a CPU number"),
+            (&["--frobnicate"], "unknown argument --frobnicate"),
+        ];
+        for (args, why) in cases {
+            let Some((code, err)) = run_built(args) else {
+                return;
+            };
+            assert_eq!(code, 1, "{args:?}: {err}");
+            assert!(err.contains(why), "{args:?}: {err}");
+        }
+        let Some((code, _)) = run_built(&["--help"]) else {
+            return;
+        };
+        assert_eq!(code, 0);
+    }
+
     #[test]
     fn the_program_is_found_beside_the_binary() {
         assert_eq!(
