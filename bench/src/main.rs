@@ -1,7 +1,8 @@
 //! `make bench`: what a user choosing a switch needs, measured in one run on one testbed.
 //!
 //! 1. Control-plane and table-lookup rates ([`control`]).
-//! 2. Packet rates: `xsnoop run` against the Linux bridge with IGMP snooping and against the XDP
+//! 2. Packet rates: `xsnoop run` against the Linux bridge with IGMP snooping, against an AF_XDP
+//!    copy-mode forwarder in C (the baseline of the afxdp mode, [`cfwd`]) and against the XDP
 //!    ceiling (in-kernel devmap broadcast), 1 sender → N members + 1 non-member, each figure the
 //!    median of several runs with min and max, leakage to the non-member counted ([`bed`]).
 //!
