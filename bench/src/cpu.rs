@@ -158,10 +158,14 @@ pub fn tasks_of(pid: libc::pid_t) -> Vec<libc::pid_t> {
 }
 
 /// CPU ticks so far of each task in `tids` that still exists.
+///
+/// Read from `/proc/<tid>/task/<tid>/stat`, the thread's own figures: `/proc/<tid>/stat` of a
+/// process's main thread holds the whole process's (every thread's) time, which counted
+/// xsnoop's worker twice, once as itself and once inside the main thread.
 pub fn task_ticks(tids: &[libc::pid_t]) -> Vec<(libc::pid_t, u64)> {
     tids.iter()
         .filter_map(|&t| {
-            let text = std::fs::read_to_string(format!("/proc/{t}/stat")).ok()?;
+            let text = std::fs::read_to_string(format!("/proc/{t}/task/{t}/stat")).ok()?;
             Some((t, parse_task_ticks(&text)?))
         })
         .collect()
@@ -261,5 +265,61 @@ mod tests {
         let b = task_ticks(&[me]);
         let used = tasks_busy_s(&a, &b).unwrap();
         assert!(used > 0.1 && used < 1.0, "{used} s for 300 ms of CPU");
+    }
+
+    /// Spins the calling thread until it has used `secs` of CPU (its own clock, so a loaded
+    /// machine only makes it take longer).
+    fn spin_cpu(secs: f64) {
+        let thread_cpu = || {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: clock_gettime writes one timespec we own.
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+            ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+        };
+        let start = thread_cpu();
+        while thread_cpu() - start < secs {
+            std::hint::black_box(0u64);
+        }
+    }
+
+    #[test]
+    fn a_main_thread_counts_only_its_own_time_not_its_process() {
+        // The process's main thread (libtest's, or this one) waits while another thread
+        // spins: the main thread's ticks must not grow with the spinner's.
+        let pid = std::process::id() as libc::pid_t;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        // The spinner reports its tid, spins when told, reports, and lives until told again
+        // (a thread that is gone has no figures to read).
+        let spinner = std::thread::spawn(move || {
+            // SAFETY: gettid has no memory effects.
+            let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::pid_t;
+            tx.send(tid).unwrap();
+            go_rx.recv().unwrap();
+            spin_cpu(0.3);
+            tx.send(tid).unwrap();
+            go_rx.recv().unwrap();
+        });
+        let tid = rx.recv().unwrap();
+        let a = task_ticks(&[pid, tid]);
+        go_tx.send(()).unwrap();
+        rx.recv().unwrap();
+        let b = task_ticks(&[pid, tid]);
+        go_tx.send(()).unwrap();
+        spinner.join().unwrap();
+        let of = |t: libc::pid_t, v: &[(libc::pid_t, u64)]| {
+            let one: Vec<_> = v.iter().filter(|(u, _)| *u == t).copied().collect();
+            one
+        };
+        let spun = tasks_busy_s(&of(tid, &a), &of(tid, &b)).unwrap();
+        let main = tasks_busy_s(&of(pid, &a), &of(pid, &b)).unwrap();
+        assert!(spun > 0.1, "the spinner used {spun} s");
+        assert!(
+            main < 0.1,
+            "the main thread is charged {main} s while another thread spun {spun} s"
+        );
     }
 }
