@@ -44,6 +44,9 @@ const TX_REQUESTS_PER_TURN: usize = 64;
 /// do, and so does a stop): bounds the latency of a snapshot request (`xsnoop fdb`), and how
 /// often an idle worker wakes the switch CPU (it was 5 ms, 200 wake-ups a second for nothing).
 const IDLE_WAIT_MS: i32 = 20;
+/// Longest sleep of a worker whose frames wait in TX rings that moved nothing this turn:
+/// short, since those frames go as soon as the device's queue restarts and no event says when.
+const STALL_WAIT_MS: i32 = 1;
 /// How often the FDB is swept and the counters are published.
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
 /// How long the worker keeps flushing after a stop for frames still in flight.
@@ -261,7 +264,7 @@ impl Worker {
                 }
                 b.rx += n as u64;
             }
-            self.xs.flush();
+            let moved = self.xs.flush();
             self.send_notices();
             self.publish(&b);
             self.answer_snapshot_request(now);
@@ -276,8 +279,14 @@ impl Worker {
                 self.publish_counters();
                 next_housekeeping = Instant::now() + HOUSEKEEPING;
             }
-            if b.rx == 0 && requests == 0 && self.xs.tx_outstanding() == 0 {
-                self.xs.wait_rx(IDLE_WAIT_MS);
+            // Idle: nothing received, asked or outstanding. Or stalled: frames wait in TX rings
+            // whose devices refuse them (a veth whose receiver fell behind), and this turn
+            // moved nothing; kicking again at once would only take the CPU from whoever must
+            // drain them, so sleep until a frame arrives or a short while passes.
+            let idle = self.xs.tx_outstanding() == 0;
+            if b.rx == 0 && requests == 0 && (idle || !moved) {
+                self.xs
+                    .wait_rx(if idle { IDLE_WAIT_MS } else { STALL_WAIT_MS });
                 if let Some(d) = &self.links.doorbell {
                     // Requests rung for are taken at the top of the loop.
                     d.drain();
