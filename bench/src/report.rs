@@ -325,7 +325,7 @@ the delivered rate) and anything else the machine ran meanwhile. *Less the idle 
 before each round the same beds sit for as long with no traffic, and that round's idle busy \
 time per second is subtracted: sound only as far as the background stayed the same. *Switch \
 CPU*: the busy time of the CPU the switch is pinned to, whoever used it. *Switch's own \
-threads*: utime + stime (`/proc/<tid>/stat`) of the switch's threads only: the threaded NAPI \
+threads*: utime + stime (`/proc/<tid>/task/<tid>/stat`, the thread's own) of the switch's threads only: the threaded NAPI \
 of its ingress and flood ports (where the bridge and the ceiling do all their forwarding and \
 xsnoop's XDP program runs) and every thread of `xsnoop run` (of the AF_XDP C forwarder: its \
 one thread); the cost of delivering into the \
