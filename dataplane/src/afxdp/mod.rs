@@ -908,10 +908,17 @@ impl AfXdp {
     }
 }
 
-/// `addr..addr+len` lies inside one frame.
+/// `addr..addr+len` lies inside one frame. Checked for every received frame and every copy
+/// sent: the offset is a mask for the power-of-two sizes [`check_config`] allows, not a
+/// division.
 fn fits_in_frame(addr: u64, len: u32, frame_size: u32) -> bool {
-    let off = addr % u64::from(frame_size.max(1));
-    off + u64::from(len) <= u64::from(frame_size)
+    let size = u64::from(frame_size.max(1));
+    let off = if size.is_power_of_two() {
+        addr & (size - 1)
+    } else {
+        addr % size
+    };
+    off + u64::from(len) <= size
 }
 
 #[cfg(test)]
@@ -983,5 +990,12 @@ mod tests {
         assert!(fits_in_frame(2048 + 256, 1792, 2048));
         assert!(!fits_in_frame(2048 + 256, 1793, 2048));
         assert!(!fits_in_frame(u64::MAX, u32::MAX, 2048));
+        // A size that is not a power of two (refused by check_config) is still exact.
+        assert!(fits_in_frame(3000 + 100, 2900, 3000));
+        assert!(!fits_in_frame(3000 + 100, 2901, 3000));
+        assert!(
+            !fits_in_frame(2048 + 100, 1000, 3000),
+            "2148 is not a frame start of 3000"
+        );
     }
 }

@@ -60,6 +60,10 @@ pub struct AuditError(pub String);
 #[derive(Debug)]
 pub struct FramePool {
     frame_size: u64,
+    /// log2 of `frame_size` when it is a power of two (AF_XDP requires one): every
+    /// address-to-index conversion is then a shift, not a 64-bit division, and there are
+    /// several per forwarded copy (TX, completion, release).
+    shift: Option<u32>,
     state: Box<[u16]>,
     free: Vec<u32>,
     in_fill: u32,
@@ -69,8 +73,12 @@ pub struct FramePool {
 impl FramePool {
     /// A pool of `total` frames, all free. `frame_size` must be non-zero.
     pub fn new(total: u32, frame_size: u32) -> FramePool {
+        let frame_size = frame_size.max(1);
         FramePool {
-            frame_size: u64::from(frame_size.max(1)),
+            frame_size: u64::from(frame_size),
+            shift: frame_size
+                .is_power_of_two()
+                .then(|| frame_size.trailing_zeros()),
             state: vec![FREE; total as usize].into_boxed_slice(),
             // Popped from the end: frame 0 is handed out first.
             free: (0..total).rev().collect(),
@@ -81,7 +89,10 @@ impl FramePool {
 
     /// The frame index of UMEM address `addr` (any offset inside the frame).
     pub fn index_of(&self, addr: u64) -> Result<u32, PoolError> {
-        let idx = addr / self.frame_size;
+        let idx = match self.shift {
+            Some(s) => addr >> s,
+            None => addr / self.frame_size,
+        };
         match u32::try_from(idx) {
             Ok(i) if (i as usize) < self.state.len() => Ok(i),
             _ => Err(PoolError::OutOfRange(addr)),
@@ -294,6 +305,17 @@ mod tests {
         assert_eq!(p.received(p.addr_of(b)), Err(PoolError::NotInFill(b)));
         assert_eq!(p.received(4 * 2048), Err(PoolError::OutOfRange(4 * 2048)));
         assert!(p.audit().unwrap().balanced());
+    }
+
+    #[test]
+    fn addresses_map_to_frames_by_shift_or_by_division() {
+        let p = FramePool::new(4, 2048);
+        assert_eq!(p.index_of(2 * 2048 + 300), Ok(2));
+        assert_eq!(p.index_of(4 * 2048), Err(PoolError::OutOfRange(4 * 2048)));
+        let q = FramePool::new(4, 3000);
+        assert_eq!(q.index_of(2 * 3000 + 2999), Ok(2));
+        assert_eq!(q.index_of(3 * 3000), Ok(3));
+        assert_eq!(q.addr_of(3), 9000);
     }
 
     #[test]
