@@ -9,10 +9,42 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
+
+/// How long a scrape may take to send its request (and to take the reply): the daemon's loop
+/// waits for it.
+const REQUEST_TIME: Duration = Duration::from_millis(200);
+
+/// Reads a request head into `buf` until its blank line, a full buffer, end of stream or
+/// `limit` in all; returns the octets read. A request arrives in as many segments as the
+/// client wrote (one test client wrote "GET " on its own): a single read answered the rest
+/// with a 404 and a closed socket.
+fn read_head(stream: &mut std::net::TcpStream, buf: &mut [u8], limit: Duration) -> usize {
+    let deadline = Instant::now() + limit;
+    let mut n = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return n;
+        }
+        let Some(room) = buf.get_mut(n..).filter(|r| !r.is_empty()) else {
+            return n;
+        };
+        match stream.read(room) {
+            Ok(0) | Err(_) => return n,
+            Ok(k) => n += k,
+        }
+        if buf
+            .get(..n)
+            .is_some_and(|h| h.windows(4).any(|w| w == b"\r\n\r\n"))
+        {
+            return n;
+        }
+    }
+}
 
 /// Prometheus metric names allow `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 fn metric_name(parts: &[&str]) -> String {
@@ -225,11 +257,10 @@ impl MetricsServer {
     pub fn serve(&self, body: impl Fn() -> String) {
         while let Ok((mut stream, _)) = self.listener.accept() {
             let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+            let _ = stream.set_write_timeout(Some(REQUEST_TIME));
             let mut req = [0u8; 1024];
-            let n = stream.read(&mut req).unwrap_or(0);
-            let head = String::from_utf8_lossy(&req[..n]);
+            let n = read_head(&mut stream, &mut req, REQUEST_TIME);
+            let head = String::from_utf8_lossy(req.get(..n).unwrap_or_default());
             let reply = if head.starts_with("GET /metrics ") || head.starts_with("GET / ") {
                 let b = body();
                 format!(
@@ -306,5 +337,30 @@ mod tests {
             );
             assert!(l.rsplit(' ').next().unwrap().parse::<u64>().is_ok(), "{l}");
         }
+    }
+
+    #[test]
+    fn a_request_written_in_pieces_is_read_whole() {
+        let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            // The way `write!` sends it: the method, then the rest, a moment apart.
+            s.write_all(b"GET ").unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+            s.write_all(b"/metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !client.is_finished() && Instant::now() < deadline {
+            server.serve(|| "xsnoop_up 1\n".to_owned());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let reply = client.join().unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+        assert!(reply.ends_with("xsnoop_up 1\n"), "{reply}");
     }
 }
