@@ -11,21 +11,6 @@ set -euo pipefail
 
 PACKAGES=(libxdp-dev libbpf-dev clang gcc pkg-config)
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
-done
-
-if ((${#missing[@]})); then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "bench-deps: missing Debian packages: ${missing[*]}" >&2
-    echo "bench-deps: run 'make bench-fwd' as root (it runs apt-get install)" >&2
-    exit 1
-  fi
-  echo "bench-deps: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=scripts/apt-missing.sh
+. "$(dirname "$0")/apt-missing.sh"
+apt_install_missing bench-fwd "${PACKAGES[@]}"

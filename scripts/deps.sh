@@ -10,26 +10,13 @@ set -euo pipefail
 
 PACKAGES=(clang libbpf-dev gcc-multilib tshark netsniff-ng tcpdump iproute2 ethtool jq iputils-ping)
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
-done
-
-if ((${#missing[@]})); then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "deps: missing Debian packages: ${missing[*]}" >&2
-    echo "deps: run 'make deps' as root (it runs apt-get install)" >&2
-    exit 1
-  fi
-  echo "deps: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
+# shellcheck source=scripts/apt-missing.sh
+. "$(dirname "$0")/apt-missing.sh"
+if [[ $(id -u) -eq 0 ]]; then
   # tshark asks whether non-root users may capture; answer no without a prompt.
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+apt_install_missing deps "${PACKAGES[@]}"
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "deps: cargo not found: install the Rust toolchain (rustup) first" >&2

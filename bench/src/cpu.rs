@@ -241,27 +241,14 @@ mod tests {
         let line = "4242 (napi/x (1)-5) S 2 0 0 0 -1 2129984 0 0 0 0 17 25 0 0 0 -20 1 0 99 0 0";
         assert_eq!(parse_task_ticks(line), Some(42));
         assert_eq!(parse_task_ticks("4242 (oops"), None);
-        // This thread spins until it has used 300 ms of CPU (its own clock, so a loaded
-        // machine only makes the test longer): the readings see it.
+        // This thread spins 300 ms of CPU: the readings see it.
         // SAFETY: gettid has no memory effects.
         let me = unsafe { libc::syscall(libc::SYS_gettid) } as libc::pid_t;
         let pid = std::process::id() as libc::pid_t;
         assert!(tasks_of(pid).contains(&me));
         let a = task_ticks(&[me, -1]);
         assert_eq!(a.len(), 1, "a missing task is skipped");
-        let thread_cpu = || {
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: clock_gettime writes one timespec we own.
-            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-            ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-        };
-        let start = thread_cpu();
-        while thread_cpu() - start < 0.3 {
-            std::hint::black_box(0u64);
-        }
+        spin_cpu(0.3);
         let b = task_ticks(&[me]);
         let used = tasks_busy_s(&a, &b).unwrap();
         assert!(used > 0.1 && used < 1.0, "{used} s for 300 ms of CPU");
