@@ -429,7 +429,8 @@ pub fn markdown(all: &[LatencySeries], plan: StreamPlan) -> String {
          each probe from host 1's veth (outgoing tap) to member host 2's veth (incoming tap), \
          percentiles of one run, then the median over runs. The XDP ceiling (a devmap broadcast \
          and nothing else, no control plane, so no join or leave figure) is what the in-kernel \
-         path itself costs per frame. The switch CPU is shared with the \
+         path itself costs per frame; the AF_XDP C forwarder (no control plane either) what an \
+         AF_XDP copy-mode path costs. The switch CPU is shared with the \
          machine's other work (2 vCPUs): compare the ratio, measured in the same run.",
         plan.duration.as_secs_f64() * 300.0,
         1e6 / f64::from(plan.rate_pps.max(1)),
