@@ -628,9 +628,7 @@ impl AfXdp {
     pub fn rx_batch(&mut self, port: usize, out: &mut [FrameDesc]) -> usize {
         let mut raw = [RawDesc::default(); RX_BATCH];
         let want = out.len().min(RX_BATCH);
-        let AfXdp {
-            ports, pool, cfg, ..
-        } = self;
+        let AfXdp { ports, pool, .. } = self;
         let Some(p) = ports.get_mut(port) else {
             return 0;
         };
@@ -640,7 +638,7 @@ impl AfXdp {
             match pool.received(d.addr) {
                 Ok(_) => {
                     p.in_fill = p.in_fill.saturating_sub(1);
-                    if !fits_in_frame(d.addr, d.len, cfg.frame_size) {
+                    if !pool.fits(d.addr, d.len) {
                         p.stats.rx_bad += 1;
                         let _ = pool.release(d.addr);
                         continue;
@@ -666,7 +664,7 @@ impl AfXdp {
     /// socket), adding a reference that its completion (or a drop) gives back. Staged frames
     /// go to the ring at the next [`AfXdp::flush`] (or now, if the staging area is full).
     pub fn tx(&mut self, port: usize, frame: FrameDesc) -> Result<(), TxError> {
-        if !fits_in_frame(frame.addr, frame.len, self.cfg.frame_size) {
+        if !self.pool.fits(frame.addr, frame.len) {
             return Err(TxError::BadLength {
                 addr: frame.addr,
                 len: frame.len,
@@ -714,7 +712,7 @@ impl AfXdp {
 
     /// The bytes of a held frame.
     pub fn frame(&self, frame: FrameDesc) -> Option<&[u8]> {
-        if !fits_in_frame(frame.addr, frame.len, self.cfg.frame_size) {
+        if !self.pool.fits(frame.addr, frame.len) {
             return None;
         }
         self.area
@@ -723,7 +721,7 @@ impl AfXdp {
 
     /// The bytes of a held frame, writable (to build or rewrite a frame before TX).
     pub fn frame_mut(&mut self, frame: FrameDesc) -> Option<&mut [u8]> {
-        if !fits_in_frame(frame.addr, frame.len, self.cfg.frame_size) {
+        if !self.pool.fits(frame.addr, frame.len) {
             return None;
         }
         self.area
@@ -734,7 +732,7 @@ impl AfXdp {
     /// program writes it with bpf_xdp_adjust_meta; whether the kernel copies it depends on
     /// the mode and kernel).
     pub fn rx_meta(&self, frame: FrameDesc) -> Option<RxMeta> {
-        let off = frame.addr % u64::from(self.cfg.frame_size);
+        let off = self.pool.offset_in_frame(frame.addr);
         if off < META_LEN as u64 {
             return None;
         }
@@ -908,19 +906,6 @@ impl AfXdp {
     }
 }
 
-/// `addr..addr+len` lies inside one frame. Checked for every received frame and every copy
-/// sent: the offset is a mask for the power-of-two sizes [`check_config`] allows, not a
-/// division.
-fn fits_in_frame(addr: u64, len: u32, frame_size: u32) -> bool {
-    let size = u64::from(frame_size.max(1));
-    let off = if size.is_power_of_two() {
-        addr & (size - 1)
-    } else {
-        addr % size
-    };
-    off + u64::from(len) <= size
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -986,15 +971,16 @@ mod tests {
 
     #[test]
     fn descriptors_must_stay_inside_their_frame() {
-        assert!(fits_in_frame(0, 2048, 2048));
-        assert!(fits_in_frame(2048 + 256, 1792, 2048));
-        assert!(!fits_in_frame(2048 + 256, 1793, 2048));
-        assert!(!fits_in_frame(u64::MAX, u32::MAX, 2048));
+        let fits = |addr: u64, len: u32, size: u32| FramePool::new(1, size).fits(addr, len);
+        assert!(fits(0, 2048, 2048));
+        assert!(fits(2048 + 256, 1792, 2048));
+        assert!(!fits(2048 + 256, 1793, 2048));
+        assert!(!fits(u64::MAX, u32::MAX, 2048));
         // A size that is not a power of two (refused by check_config) is still exact.
-        assert!(fits_in_frame(3000 + 100, 2900, 3000));
-        assert!(!fits_in_frame(3000 + 100, 2901, 3000));
+        assert!(fits(3000 + 100, 2900, 3000));
+        assert!(!fits(3000 + 100, 2901, 3000));
         assert!(
-            !fits_in_frame(2048 + 100, 1000, 3000),
+            !fits(2048 + 100, 1000, 3000),
             "2148 is not a frame start of 3000"
         );
     }

@@ -99,6 +99,20 @@ impl FramePool {
         }
     }
 
+    /// Where `addr` lies inside its frame (octets from the frame's start).
+    pub fn offset_in_frame(&self, addr: u64) -> u64 {
+        match self.shift {
+            Some(s) => addr & ((1u64 << s) - 1),
+            None => addr % self.frame_size,
+        }
+    }
+
+    /// `addr..addr+len` lies inside one frame: checked for every received frame and every
+    /// copy sent.
+    pub fn fits(&self, addr: u64, len: u32) -> bool {
+        self.offset_in_frame(addr) + u64::from(len) <= self.frame_size
+    }
+
     /// UMEM address of the start of frame `idx`.
     pub fn addr_of(&self, idx: u32) -> u64 {
         u64::from(idx) * self.frame_size
