@@ -55,6 +55,10 @@ pub struct PortIo {
     pub tx_bytes: u64,
     /// Frames dropped because the TX ring was full.
     pub tx_ring_full: u64,
+    /// Transmit kicks that moved nothing: the device's queue was stopped because what is behind
+    /// it (a veth's peer, a NIC queue) is not keeping up, so frames waited in the TX ring for a
+    /// later kick. Growing together with `tx_ring_full`: that receiver is the bottleneck.
+    pub tx_kick_stalls: u64,
     /// Frames the kernel dropped before the RX ring (e.g. no fill frame).
     pub kernel_rx_dropped: u64,
     /// Frames the kernel dropped because the RX ring was full (the worker fell behind).
@@ -79,6 +83,7 @@ impl PortIo {
         self.rx_bytes += o.rx_bytes;
         self.tx_bytes += o.tx_bytes;
         self.tx_ring_full += o.tx_ring_full;
+        self.tx_kick_stalls += o.tx_kick_stalls;
         self.kernel_rx_dropped += o.kernel_rx_dropped;
         self.kernel_rx_ring_full += o.kernel_rx_ring_full;
         self.kernel_fill_ring_empty += o.kernel_fill_ring_empty;
@@ -538,6 +543,7 @@ mod tests {
                 },
                 PortIo {
                     tx: rx * 2,
+                    tx_kick_stalls: rx + 1,
                     ..PortIo::default()
                 },
             ],
@@ -564,6 +570,7 @@ mod tests {
         assert_eq!(j["ports"][0]["port"], "a");
         assert_eq!(j["ports"][0]["rx"], 15);
         assert_eq!(j["ports"][1]["tx"], 30);
+        assert_eq!(j["ports"][1]["tx_kick_stalls"], 17);
         assert_eq!(j["reasons"]["forward_member"], 15);
         assert_eq!(j["reasons"]["only_1"], 1);
         assert_eq!(j["queues"][1]["queue"], 1);

@@ -398,6 +398,7 @@ impl Worker {
                     io.rx_bytes = s.rx_bytes;
                     io.tx_bytes = s.tx_bytes;
                     io.tx_ring_full = s.tx_ring_full;
+                    io.tx_kick_stalls = s.kick_stalls;
                 }
                 if let Ok(p) = xsnoop_dataplane::PortId::try_from(i) {
                     io.igmp_policed = self.policer.dropped(p);
