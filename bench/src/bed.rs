@@ -173,6 +173,10 @@ pub struct Sample {
     /// CPU seconds of the switch's own threads during the generator run: its ingress (and
     /// flood-port) NAPI threads, and every thread of `xsnoop run`.
     pub switch_threads_s: f64,
+    /// The user-space part (utime) of [`Sample::switch_threads_s`]: the switch's own code, apart
+    /// from the kernel work an AF_XDP switch shares with any AF_XDP program (0 for kernel-only
+    /// switches, whose NAPI threads have no user space).
+    pub switch_threads_user_s: f64,
 }
 
 impl Sample {
@@ -216,6 +220,11 @@ impl Sample {
     /// CPU seconds of the switch's own threads per million delivered frames.
     pub fn switch_threads_per_mframe(&self) -> f64 {
         self.switch_threads_s / self.mframes()
+    }
+
+    /// User-space CPU seconds of the switch's own threads per million delivered frames.
+    pub fn switch_threads_user_per_mframe(&self) -> f64 {
+        self.switch_threads_user_s / self.mframes()
     }
 
     /// Busy seconds of the switch CPU alone per million delivered frames.
@@ -655,6 +664,7 @@ impl Bed {
             Delivery::Everyone => 0,
             Delivery::Host2 => deltas.iter().skip(1).map(|c| c.frames).sum(),
         };
+        let threads = cpu::tasks_busy_s(&t0, &t1)?;
         Ok(Sample {
             offered_pps: run.rate(),
             port_rx_pps: p1.ingress_rx.saturating_sub(p0.ingress_rx) as f64 / secs,
@@ -665,7 +675,8 @@ impl Bed {
             busy: cpu::busy_between(c0, c1)?,
             idle_per_s: cpu::Busy::default(),
             flood: flood_run,
-            switch_threads_s: cpu::tasks_busy_s(&t0, &t1)?,
+            switch_threads_s: threads.total_s(),
+            switch_threads_user_s: threads.user_s,
         })
     }
 

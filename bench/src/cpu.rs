@@ -136,15 +136,26 @@ pub fn steal_share(before: Snapshot, after: Snapshot) -> Option<f64> {
     (total > 0).then(|| after.all.steal.saturating_sub(before.all.steal) as f64 / total as f64)
 }
 
-/// User + system clock ticks of one task from its `/proc/<tid>/stat` text; the fields are read
-/// after the last `)`, since the command name may hold spaces and parentheses.
-pub fn parse_task_ticks(stat: &str) -> Option<u64> {
+/// One task's CPU clock ticks, split as the kernel accounts them: the split tells a userspace
+/// switch's own per-frame work (user space) from the kernel work (syscalls, the AF_XDP rings'
+/// kicks, NAPI) that it shares with any other AF_XDP program.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskTicks {
+    /// `utime`: ticks the task ran its own code in user space.
+    pub user: u64,
+    /// `stime`: ticks the kernel ran on the task's behalf (syscalls, softirqs run in it).
+    pub system: u64,
+}
+
+/// User (utime) and system (stime) clock ticks of one task from its `/proc/<tid>/stat` text; the
+/// fields are read after the last `)`, since the command name may hold spaces and parentheses.
+pub fn parse_task_ticks(stat: &str) -> Option<TaskTicks> {
     let rest = stat.get(stat.rfind(')')? + 1..)?;
     // After the name: state(3) ppid(4) ... utime(14) stime(15); `rest` starts at field 3.
     let mut f = rest.split_whitespace().skip(11);
-    let utime: u64 = f.next()?.parse().ok()?;
-    let stime: u64 = f.next()?.parse().ok()?;
-    Some(utime + stime)
+    let user: u64 = f.next()?.parse().ok()?;
+    let system: u64 = f.next()?.parse().ok()?;
+    Some(TaskTicks { user, system })
 }
 
 /// The threads of process `pid` (empty if it is gone).
@@ -157,12 +168,12 @@ pub fn tasks_of(pid: libc::pid_t) -> Vec<libc::pid_t> {
         .unwrap_or_default()
 }
 
-/// CPU ticks so far of each task in `tids` that still exists.
+/// CPU ticks so far (user and system) of each task in `tids` that still exists.
 ///
 /// Read from `/proc/<tid>/task/<tid>/stat`, the thread's own figures: `/proc/<tid>/stat` of a
 /// process's main thread holds the whole process's (every thread's) time, which counted
 /// xsnoop's worker twice, once as itself and once inside the main thread.
-pub fn task_ticks(tids: &[libc::pid_t]) -> Vec<(libc::pid_t, u64)> {
+pub fn task_ticks(tids: &[libc::pid_t]) -> Vec<(libc::pid_t, TaskTicks)> {
     tids.iter()
         .filter_map(|&t| {
             let text = std::fs::read_to_string(format!("/proc/{t}/task/{t}/stat")).ok()?;
@@ -171,20 +182,43 @@ pub fn task_ticks(tids: &[libc::pid_t]) -> Vec<(libc::pid_t, u64)> {
         .collect()
 }
 
-/// CPU seconds the tasks used between two [`task_ticks`] readings (tasks in both).
+/// CPU seconds a set of threads used, split into user space and kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ThreadsBusy {
+    /// Seconds in user space (utime): the threads' own code.
+    pub user_s: f64,
+    /// Seconds in the kernel on the threads' behalf (stime).
+    pub system_s: f64,
+}
+
+impl ThreadsBusy {
+    /// User plus kernel seconds: the threads' whole CPU time.
+    pub fn total_s(self) -> f64 {
+        self.user_s + self.system_s
+    }
+}
+
+/// CPU seconds the tasks used between two [`task_ticks`] readings (tasks in both), user space
+/// and kernel apart (each 0 for a counter that went backwards).
 pub fn tasks_busy_s(
-    before: &[(libc::pid_t, u64)],
-    after: &[(libc::pid_t, u64)],
-) -> Result<f64, CpuError> {
+    before: &[(libc::pid_t, TaskTicks)],
+    after: &[(libc::pid_t, TaskTicks)],
+) -> Result<ThreadsBusy, CpuError> {
     let hz = ticks_per_second()?;
-    let ticks: u64 = after
+    let (user, system) = after
         .iter()
         .filter_map(|(t, a)| {
             let (_, b) = before.iter().find(|(u, _)| u == t)?;
-            Some(a.saturating_sub(*b))
+            Some((
+                a.user.saturating_sub(b.user),
+                a.system.saturating_sub(b.system),
+            ))
         })
-        .sum();
-    Ok(ticks as f64 / hz)
+        .fold((0u64, 0u64), |(u, s), (du, ds)| (u + du, s + ds));
+    Ok(ThreadsBusy {
+        user_s: user as f64 / hz,
+        system_s: system as f64 / hz,
+    })
 }
 
 #[cfg(test)]
@@ -237,11 +271,22 @@ mod tests {
     }
 
     #[test]
-    fn task_ticks_are_utime_plus_stime_and_count_this_thread() {
+    fn task_ticks_are_utime_and_stime_apart_and_count_this_thread() {
+        // utime 17, stime 25: swapped or summed would not match.
         let line = "4242 (napi/x (1)-5) S 2 0 0 0 -1 2129984 0 0 0 0 17 25 0 0 0 -20 1 0 99 0 0";
-        assert_eq!(parse_task_ticks(line), Some(42));
+        assert_eq!(
+            parse_task_ticks(line),
+            Some(TaskTicks {
+                user: 17,
+                system: 25
+            })
+        );
         assert_eq!(parse_task_ticks("4242 (oops"), None);
-        // This thread spins 300 ms of CPU: the readings see it.
+        assert_eq!(
+            parse_task_ticks("4242 (short) S 2 0 0 0 -1 0 0 0 0 0 17"),
+            None
+        );
+        // This thread spins 300 ms of CPU in user space: the readings see it, as user time.
         // SAFETY: gettid has no memory effects.
         let me = unsafe { libc::syscall(libc::SYS_gettid) } as libc::pid_t;
         let pid = std::process::id() as libc::pid_t;
@@ -251,7 +296,26 @@ mod tests {
         spin_cpu(0.3);
         let b = task_ticks(&[me]);
         let used = tasks_busy_s(&a, &b).unwrap();
-        assert!(used > 0.1 && used < 1.0, "{used} s for 300 ms of CPU");
+        let total = used.total_s();
+        assert!(total > 0.1 && total < 1.0, "{total} s for 300 ms of CPU");
+        assert!(
+            used.user_s > 0.05,
+            "a user-space spin shows as user time: {used:?}"
+        );
+        assert!((used.user_s + used.system_s - total).abs() < 1e-12);
+    }
+
+    #[test]
+    fn busy_seconds_keep_user_and_system_apart() {
+        let t = |user, system| TaskTicks { user, system };
+        let hz = ticks_per_second().unwrap();
+        let a = [(1, t(10, 100)), (2, t(5, 5))];
+        // Task 3 is new (not in `a`): not counted; task 2's counters went backwards: 0.
+        let b = [(1, t(30, 160)), (2, t(4, 4)), (3, t(1000, 1000))];
+        let d = tasks_busy_s(&a, &b).unwrap();
+        assert!((d.user_s - 20.0 / hz).abs() < 1e-9, "{d:?}");
+        assert!((d.system_s - 60.0 / hz).abs() < 1e-9, "{d:?}");
+        assert!((d.total_s() - 80.0 / hz).abs() < 1e-9, "{d:?}");
     }
 
     /// Spins the calling thread until it has used `secs` of CPU (its own clock, so a loaded
@@ -297,12 +361,12 @@ mod tests {
         let b = task_ticks(&[pid, tid]);
         go_tx.send(()).unwrap();
         spinner.join().unwrap();
-        let of = |t: libc::pid_t, v: &[(libc::pid_t, u64)]| {
+        let of = |t: libc::pid_t, v: &[(libc::pid_t, TaskTicks)]| {
             let one: Vec<_> = v.iter().filter(|(u, _)| *u == t).copied().collect();
             one
         };
-        let spun = tasks_busy_s(&of(tid, &a), &of(tid, &b)).unwrap();
-        let main = tasks_busy_s(&of(pid, &a), &of(pid, &b)).unwrap();
+        let spun = tasks_busy_s(&of(tid, &a), &of(tid, &b)).unwrap().total_s();
+        let main = tasks_busy_s(&of(pid, &a), &of(pid, &b)).unwrap().total_s();
         assert!(spun > 0.1, "the spinner used {spun} s");
         assert!(
             main < 0.1,

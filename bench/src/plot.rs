@@ -142,6 +142,7 @@ mod tests {
             idle_per_s: crate::cpu::Busy::default(),
             flood: None,
             switch_threads_s: 0.0,
+            switch_threads_user_s: 0.0,
         };
         let mut all = Vec::new();
         for (kind, pps) in [

@@ -80,6 +80,11 @@ impl Measured {
         self.summary(Sample::switch_threads_per_mframe)
     }
 
+    /// The user-space part of [`Measured::switch_threads`].
+    pub fn switch_threads_user(&self) -> Summary {
+        self.summary(Sample::switch_threads_user_per_mframe)
+    }
+
     /// Runs whose idle window was as busy as the run itself (no net figure).
     fn net_cpu_unknown(&self) -> usize {
         self.samples
@@ -285,7 +290,8 @@ fn flood_table(s: &mut String, all: &[Measured], len: usize, fanouts: &[usize]) 
 fn cpu_table(s: &mut String, all: &[Measured], section: (Traffic, usize), fanouts: &[usize]) {
     s.push_str(
         "\n| switch | N | busy CPU s per M delivered, all CPUs ‡ | same, less the idle beds ‡ | \
-         switch CPU ‡ | switch's own threads ‡ |\n|---|---|---|---|---|---|\n",
+         switch CPU ‡ | switch's own threads ‡ | of which user space ‡ |\n\
+         |---|---|---|---|---|---|---|\n",
     );
     for kind in SwitchKind::ALL {
         for &n in fanouts {
@@ -304,11 +310,12 @@ fn cpu_table(s: &mut String, all: &[Measured], section: (Traffic, usize), fanout
                 };
                 let _ = writeln!(
                     s,
-                    "| {} | {n} | {} | {net} | {} | {} |",
+                    "| {} | {n} | {} | {net} | {} | {} | {} |",
                     kind.label(),
                     fmt2(m.cpu()),
                     fmt2(m.switch_cpu()),
-                    fmt2(m.switch_threads())
+                    fmt2(m.switch_threads()),
+                    fmt2(m.switch_threads_user())
                 );
             }
         }
@@ -330,10 +337,13 @@ of its ingress and flood ports (where the bridge and the ceiling do all their fo
 xsnoop's XDP program runs) and every thread of `xsnoop run` (of the AF_XDP C forwarder: its \
 one thread); the cost of delivering into the \
 receivers' veths is in the receivers' NAPI, not here. This is the figure to compare between \
-switches: background load does not enter it.";
+switches: background load does not enter it. *Of which user space*: the utime part of it, the \
+switch's own code (kernel NAPI threads have none, so the bridge and the ceiling show 0): it \
+separates a userspace switch's own per-frame work from the kernel work (syscalls, the AF_XDP \
+rings, NAPI) it shares with any AF_XDP program.";
 
 /// CSV header of [`csv`].
-pub const CSV_HEADER: &str = "traffic,wire_bytes,switch,members,run,seconds,offered_pps,switch_port_rx_pps,member_port_drop_pps,delivered_total_pps,delivered_per_member_pps,loss,nonmember_frames,busy_cpu_s,switch_cpu_busy_s,idle_busy_cpu_per_s,idle_switch_cpu_busy_per_s,switch_threads_cpu_s,flood_reports_per_s,member_pps";
+pub const CSV_HEADER: &str = "traffic,wire_bytes,switch,members,run,seconds,offered_pps,switch_port_rx_pps,member_port_drop_pps,delivered_total_pps,delivered_per_member_pps,loss,nonmember_frames,busy_cpu_s,switch_cpu_busy_s,idle_busy_cpu_per_s,idle_switch_cpu_busy_per_s,switch_threads_cpu_s,flood_reports_per_s,member_pps,switch_threads_user_cpu_s";
 
 /// Every run as one CSV row (rates in frames per second; `member_pps` is `;`-separated).
 pub fn csv(all: &[Measured]) -> String {
@@ -344,7 +354,7 @@ pub fn csv(all: &[Measured]) -> String {
             let members: Vec<String> = x.member_pps.iter().map(|r| format!("{r:.0}")).collect();
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{:.3},{:.0},{:.0},{:.0},{:.0},{:.0},{:.4},{},{:.2},{:.2},{:.3},{:.3},{:.2},{:.0},{}",
+                "{},{},{},{},{},{:.3},{:.0},{:.0},{:.0},{:.0},{:.0},{:.4},{},{:.2},{:.2},{:.3},{:.3},{:.2},{:.0},{},{:.2}",
                 m.traffic.id(),
                 m.wire_len,
                 m.kind.id(),
@@ -364,7 +374,8 @@ pub fn csv(all: &[Measured]) -> String {
                 x.idle_per_s.one_s,
                 x.switch_threads_s,
                 x.flood.map_or(0.0, |f| f.rate()),
-                members.join(";")
+                members.join(";"),
+                x.switch_threads_user_s
             );
         }
     }
@@ -393,6 +404,7 @@ mod tests {
             },
             flood: None,
             switch_threads_s: 1.0,
+            switch_threads_user_s: 0.4,
         }
     }
 
@@ -463,6 +475,7 @@ mod tests {
                 wire_len: 64,
                 samples: vec![Sample {
                     member_drop_pps: 0.2e6,
+                    switch_threads_user_s: 0.0,
                     ..sample(4e6, &[0.5e6, 0.5e6], 3)
                 }],
                 note: String::new(),
@@ -527,11 +540,22 @@ mod tests {
             "{md}"
         );
         // CPU: 3 busy s over 2 s × 2 Mpps delivered = 4 M frames → 0.75 s per M; less the
-        // idle 0.5 s/s × 2 s → 0.5; switch CPU 1.5 / 4 = 0.375.
+        // idle 0.5 s/s × 2 s → 0.5; switch CPU 1.5 / 4 = 0.375; the switch's threads 1.0 / 4,
+        // of which user space 0.4 / 4 = 0.1 (0.4 / 8 M to 0.4 / 2 M over the runs).
         assert!(
-            md.contains("| xsnoop run, afxdp | 2 | 0.75 (0.38–1.50) | 0.50 (0.25–1.00) | 0.38 (0.19–0.75) | 0.25 (0.12–0.50) |"),
+            md.contains("| xsnoop run, afxdp | 2 | 0.75 (0.38–1.50) | 0.50 (0.25–1.00) | 0.38 (0.19–0.75) | 0.25 (0.12–0.50) | 0.10 (0.05–0.20) |"),
             "{md}"
         );
+        // The bridge's threads are all kernel: 1.0 s over 2 M frames, none of it user space.
+        assert!(
+            md.contains("| Linux bridge | 2 | 1.50 (1.50–1.50) | 1.00 (1.00–1.00) | 0.75 (0.75–0.75) | 0.50 (0.50–0.50) | 0.00 (0.00–0.00) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| switch's own threads ‡ | of which user space ‡ |"),
+            "{md}"
+        );
+        assert!(md.contains("*Of which user space*"), "{md}");
         // The flood table: 100k reports/s offered, 1.5 Mpps under the flood vs 3.0 without.
         assert!(
             md.contains(
@@ -547,6 +571,15 @@ mod tests {
         );
         let c = csv(&all);
         assert_eq!(c.lines().count(), 1 + 7);
+        // The user-space column is the header's last, and every row has as many fields.
+        assert!(CSV_HEADER.ends_with(",member_pps,switch_threads_user_cpu_s"));
+        let fields = CSV_HEADER.split(',').count();
+        assert!(c.lines().all(|l| l.split(',').count() == fields), "{c}");
+        assert!(
+            c.lines()
+                .any(|l| l.starts_with("multicast,64,bridge,2,1,") && l.ends_with(",0.00")),
+            "{c}"
+        );
         assert!(
             c.lines()
                 .any(|l| l.starts_with("multicast,64,afxdp-c,2,1,")),
@@ -560,7 +593,7 @@ mod tests {
             "{first}"
         );
         assert!(
-            first.ends_with(",0.7500,0,3.00,1.50,0.500,0.250,1.00,0,1000000;1000000"),
+            first.ends_with(",0.7500,0,3.00,1.50,0.500,0.250,1.00,0,1000000;1000000,0.40"),
             "{first}"
         );
         assert!(c
