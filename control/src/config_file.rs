@@ -267,6 +267,9 @@ struct FileSchema {
     /// Workers run SCHED_FIFO.
     #[serde(default)]
     worker_realtime: bool,
+    /// The control thread runs SCHED_FIFO above the workers.
+    #[serde(default)]
+    control_realtime: bool,
     /// Where multicast is replicated: "auto" | "xdp" | "afxdp".
     dataplane: Option<String>,
     /// How XDP is attached: "auto" | "native" | "skb".
@@ -366,7 +369,8 @@ pub struct SwitchConfig {
     /// Per port (same order as `engine.ports`), how many IGMP/PIM/MRD frames per second it may
     /// send to the switch CPU (`igmp_rate`, `igmp_burst`); the dataplane polices the rest.
     pub punt_limits: Vec<PuntLimit>,
-    /// Where the workers run (`worker_cpus`, `worker_realtime`).
+    /// Where the workers run (`worker_cpus`, `worker_realtime`) and the control thread's class
+    /// (`control_realtime`).
     pub placement: Placement,
     /// Where registered multicast is replicated (`dataplane`, default "auto").
     pub dataplane: DataplaneMode,
@@ -517,6 +521,7 @@ fn build(schema: &FileSchema) -> Result<SwitchConfig, Refusal> {
     let placement = Placement {
         cpus: schema.worker_cpus.clone(),
         realtime: schema.worker_realtime,
+        control_realtime: schema.control_realtime,
     };
     let dataplane = match &schema.dataplane {
         None => DataplaneMode::default(),
@@ -1054,9 +1059,12 @@ mod tests {
             ok.placement,
             Placement {
                 cpus: vec![0],
-                realtime: true
+                realtime: true,
+                control_realtime: false,
             }
         );
+        let ok = SwitchConfig::parse("control_realtime = true\n[[port]]\nname = \"a\"\n").unwrap();
+        assert!(ok.placement.control_realtime && !ok.placement.realtime);
         let ok = SwitchConfig::parse(
             "dataplane = \"xdp\"\nxdp_mode = \"skb\"\n[[port]]\nname = \"a\"\n",
         )

@@ -1237,6 +1237,11 @@ fn two_workers_split_the_queues_and_learn_stations_together() {
 /// The `Cpus_allowed_list` and scheduling policy (`/proc/.../stat` field 41) of the daemon's
 /// thread named `comm`.
 fn thread_placement(pid: i32, comm: &str) -> Option<(String, u64)> {
+    thread_sched(pid, comm).map(|(cpus, policy, _)| (cpus, policy))
+}
+
+/// [`thread_placement`] and the real-time priority (`/proc/.../stat` field 40).
+fn thread_sched(pid: i32, comm: &str) -> Option<(String, u64, u64)> {
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
         let dir = t.ok()?.path();
         if std::fs::read_to_string(dir.join("comm")).ok()?.trim() != comm {
@@ -1252,7 +1257,8 @@ fn thread_placement(pid: i32, comm: &str) -> Option<(String, u64)> {
         // Fields after the parenthesised comm; policy is field 41 overall.
         let rest = stat.rsplit_once(')')?.1;
         let policy = rest.split_whitespace().nth(41 - 3)?.parse().ok()?;
-        return Some((cpus, policy));
+        let rt_priority = rest.split_whitespace().nth(40 - 3)?.parse().ok()?;
+        return Some((cpus, policy, rt_priority));
     }
     None
 }
@@ -1282,6 +1288,36 @@ fn workers_are_pinned_and_run_real_time_when_configured() {
     let (main_cpus, main_policy) = thread_placement(pid, "xsnoop").unwrap();
     assert_ne!(main_cpus, "1");
     assert_eq!(main_policy, 0);
+    assert!(round_trip(&star, net, 1, 2).is_none());
+    d.stop();
+}
+
+#[test]
+fn the_control_thread_runs_real_time_above_the_workers_when_configured() {
+    netns_or_skip!();
+    let net = 47;
+    let star = star(net, &[2, 2]);
+    let cfg = format!(
+        "worker_realtime = true\ncontrol_realtime = true\n{}",
+        config(net, &access_ports(&star, &[]), &[])
+    );
+    let d = Daemon::start(&star, &cfg);
+    let pid = d.pid().unwrap();
+    let (_, worker_policy, worker_prio) = thread_sched(pid, "xsnoop-asic").unwrap();
+    let (_, control_policy, control_prio) = thread_sched(pid, "xsnoop").unwrap();
+    if std::env::var("XSNOOP_TEST_CAPS_ONLY").as_deref() == Ok("1") {
+        // Refused without CAP_SYS_NICE: a warning that names the fix, the switch runs on.
+        assert_eq!(control_policy, 0);
+        assert!(d.log().contains("control_realtime = false"), "{}", d.log());
+    } else {
+        assert_eq!((worker_policy, worker_prio), (1, 1), "worker: SCHED_FIFO 1");
+        assert_eq!(
+            (control_policy, control_prio),
+            (1, 2),
+            "control thread: SCHED_FIFO 2, above the worker"
+        );
+    }
+    // Still a switch: joins reach the engine and unicast is forwarded.
     assert!(round_trip(&star, net, 1, 2).is_none());
     d.stop();
 }

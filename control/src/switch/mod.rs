@@ -735,6 +735,8 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         doorbell: doorbell.clone(),
         ageing,
     };
+    // After every worker started: the class is this thread's alone.
+    opts.config.placement.apply_control();
     cpu.sync_kernel();
     let mut watch = LinkWatch::new(names);
     cpu.links(&mut watch);
