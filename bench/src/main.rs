@@ -19,6 +19,7 @@ mod control;
 mod cpu;
 mod daemon;
 mod flood;
+mod interrupt;
 mod latency;
 mod livegen;
 mod memory;
@@ -819,6 +820,8 @@ fn main() -> Result<()> {
         // Still single-threaded here: nothing else reads the environment concurrently.
         std::env::remove_var("XSNOOP_TEST_DATAPLANE");
     }
+    // Before any thread starts (see `interrupt::install`): Ctrl-C or SIGTERM removes the beds.
+    interrupt::install()?;
     let mut md = String::from("# xsnoop benchmarks\n\n");
     if matches!(cli.only, Only::All | Only::Control) {
         let rows = control::run()?;

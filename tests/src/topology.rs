@@ -30,10 +30,23 @@ fn base36(mut n: u32, min_width: usize) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A fresh unique prefix: `x` + pid (5 base-36 digits) + counter (base 36), e.g. `x02s9k0`.
+/// A fresh unique prefix: [`process_prefix`] + counter (base 36), e.g. `x02s9k0`.
 pub fn unique_prefix() -> String {
     let n = NEXT_TOPOLOGY.fetch_add(1, Ordering::Relaxed);
-    format!("x{}{}", base36(std::process::id(), 5), base36(n, 1))
+    format!("{}{}", process_prefix(), base36(n, 1))
+}
+
+/// What every namespace and interface name this process creates begins with: `x` + pid (5
+/// base-36 digits). Lets a process that is being interrupted find and remove exactly its own
+/// testbeds, whose `Drop` will not run.
+pub fn process_prefix() -> String {
+    prefix_of(std::process::id())
+}
+
+/// [`process_prefix`] of the process `pid` (a test that starts a testbed-using program finds
+/// that program's namespaces by it).
+pub fn prefix_of(pid: u32) -> String {
+    format!("x{}", base36(pid, 5))
 }
 
 /// How a namespace acting as an IGMP host is configured (see [`Topology::configure_host`]).

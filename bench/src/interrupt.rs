@@ -1,0 +1,202 @@
+//! Ctrl-C or SIGTERM in the middle of a run: the test beds go away as they would at a normal end.
+//!
+//! A bench run holds dozens of network namespaces, veth pairs, `xsnoop run` daemons and AF_XDP
+//! forwarders for up to 20 minutes; their `Drop` code removes them, but `Drop` does not run when
+//! a signal ends the process. Before this existed, one SIGTERM a minute into a run left every
+//! bed's namespaces and four forwarders running. So the signals are taken by one thread, which stops this process's
+//! children (the switches it started), deletes the namespaces whose names carry this process's
+//! prefix (every name the testbed creates does: `xsnoop_tests::topology::process_prefix`), and
+//! exits with 128 + the signal number, as a shell expects.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+
+/// How long the switches get to exit on SIGTERM (an xsnoop daemon detaches its XDP programs and
+/// closes its sockets) before they are killed.
+const CHILD_GRACE: Duration = Duration::from_secs(2);
+
+/// Blocks SIGINT and SIGTERM in the calling thread and starts the thread that waits for them.
+/// Call before any other thread starts: threads inherit the mask, so only that one thread ever
+/// receives the signals. (Children start with an empty mask: `std::process::Command` resets it.)
+pub fn install() -> Result<()> {
+    let set = signal_set()?;
+    // SAFETY: `set` is an initialised sigset_t; the old mask is not asked for.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(anyhow!(
+            "blocking SIGINT/SIGTERM: {}",
+            std::io::Error::from_raw_os_error(rc)
+        ));
+    }
+    std::thread::Builder::new()
+        .name("bench-signals".into())
+        .spawn(move || {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: `set` and `sig` are valid for the call; the signals are blocked in every
+            // thread, so sigwait is the only one that takes them.
+            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                return;
+            }
+            eprintln!("bench: signal {sig}: stopping the switches and removing the test beds");
+            let left = clean_up(&xsnoop_tests::topology::process_prefix());
+            if left > 0 {
+                eprintln!("bench: {left} namespace(s) could not be deleted (`ip netns list`)");
+            }
+            std::process::exit(128 + sig);
+        })?;
+    Ok(())
+}
+
+fn signal_set() -> Result<libc::sigset_t> {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t; the signal numbers are valid.
+    let ok = unsafe {
+        libc::sigemptyset(&mut set) == 0
+            && libc::sigaddset(&mut set, libc::SIGINT) == 0
+            && libc::sigaddset(&mut set, libc::SIGTERM) == 0
+    };
+    if ok {
+        Ok(set)
+    } else {
+        Err(anyhow!("building the signal set failed"))
+    }
+}
+
+/// Stops this process's children (SIGTERM, then SIGKILL after [`CHILD_GRACE`]) and deletes
+/// every network namespace whose name starts with `prefix`. Returns how many namespaces are
+/// still there afterwards.
+pub fn clean_up(prefix: &str) -> usize {
+    stop_children();
+    delete_namespaces(prefix)
+}
+
+/// SIGTERM to every child of this process, SIGKILL to those still running after
+/// [`CHILD_GRACE`].
+fn stop_children() {
+    let children = children_of(std::process::id());
+    signal_all(&children, libc::SIGTERM);
+    let deadline = Instant::now() + CHILD_GRACE;
+    while Instant::now() < deadline && children.iter().any(|&c| alive(c)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal_all(&children, libc::SIGKILL);
+}
+
+/// Deletes the namespaces whose name starts with `prefix`; returns how many are left.
+fn delete_namespaces(prefix: &str) -> usize {
+    for ns in namespaces_with(prefix) {
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    }
+    namespaces_with(prefix).len()
+}
+
+/// The network namespaces (`ip netns list`) whose name starts with `prefix`.
+pub fn namespaces_with(prefix: &str) -> Vec<String> {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return Vec::new();
+    };
+    names_with(&String::from_utf8_lossy(&out.stdout), prefix)
+}
+
+/// The names in `ip netns list` output (`name` or `name (id: N)` per line) that start with
+/// `prefix`.
+fn names_with(list: &str, prefix: &str) -> Vec<String> {
+    list.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Processes whose parent is `pid` (from `/proc/<pid>/task/*/children`).
+fn children_of(pid: u32) -> Vec<libc::pid_t> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<libc::pid_t>>()
+        })
+        .collect()
+}
+
+fn signal_all(pids: &[libc::pid_t], sig: libc::c_int) {
+    for &p in pids {
+        // SAFETY: kill has no memory effects; a pid that is gone yields ESRCH.
+        unsafe { libc::kill(p, sig) };
+    }
+}
+
+/// Whether `pid` still runs (a zombie, exited but not yet reaped, counts as gone).
+fn alive(pid: libc::pid_t) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_with_the_prefix_are_taken() {
+        let list = "x00oyr8-h1 (id: 3)\nx00oyr-sw\nx00oys1-h1\nother\n\nx00oyrk-h2\n";
+        assert_eq!(
+            names_with(list, "x00oyr"),
+            vec!["x00oyr8-h1", "x00oyr-sw", "x00oyrk-h2"]
+        );
+        assert!(names_with(list, "x99").is_empty());
+    }
+
+    #[test]
+    fn children_are_found_and_stopped() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as libc::pid_t;
+        assert!(children_of(std::process::id()).contains(&pid));
+        assert!(alive(pid));
+        signal_all(&[pid], libc::SIGTERM);
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        assert!(!alive(pid));
+    }
+
+    #[test]
+    fn only_the_prefixed_namespaces_are_deleted() {
+        if !xsnoop_tests::require_netns("only_the_prefixed_namespaces_are_deleted") {
+            return;
+        }
+        let mine = format!("{}zz-cleanup", xsnoop_tests::topology::process_prefix());
+        let other = format!("{}-other", mine);
+        let keep = format!("y{}", &mine[1..]);
+        for ns in [&mine, &other, &keep] {
+            assert!(Command::new("ip")
+                .args(["netns", "add", ns])
+                .status()
+                .unwrap()
+                .success());
+        }
+        // Not `clean_up`: it would also stop the children of the other tests in this process.
+        let left = delete_namespaces(&mine);
+        let still = namespaces_with("");
+        let _ = Command::new("ip").args(["netns", "del", &keep]).status();
+        assert_eq!(left, 0);
+        assert!(
+            !still.contains(&mine) && !still.contains(&other),
+            "{still:?}"
+        );
+        assert!(
+            still.contains(&keep),
+            "a namespace without the prefix was deleted: {still:?}"
+        );
+    }
+}
