@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
+use xsnoop_tests::netns::namespaces_with;
 
 /// How long the switches get to exit on SIGTERM (an xsnoop daemon detaches its XDP programs and
 /// closes its sockets) before they are killed.
@@ -93,24 +94,6 @@ fn delete_namespaces(prefix: &str) -> usize {
     namespaces_with(prefix).len()
 }
 
-/// The network namespaces (`ip netns list`) whose name starts with `prefix`.
-pub fn namespaces_with(prefix: &str) -> Vec<String> {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return Vec::new();
-    };
-    names_with(&String::from_utf8_lossy(&out.stdout), prefix)
-}
-
-/// The names in `ip netns list` output (`name` or `name (id: N)` per line) that start with
-/// `prefix`.
-fn names_with(list: &str, prefix: &str) -> Vec<String> {
-    list.lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(prefix))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Processes whose parent is `pid` (from `/proc/<pid>/task/*/children`).
 fn children_of(pid: u32) -> Vec<libc::pid_t> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -147,16 +130,6 @@ fn alive(pid: libc::pid_t) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_names_with_the_prefix_are_taken() {
-        let list = "x00oyr8-h1 (id: 3)\nx00oyr-sw\nx00oys1-h1\nother\n\nx00oyrk-h2\n";
-        assert_eq!(
-            names_with(list, "x00oyr"),
-            vec!["x00oyr8-h1", "x00oyr-sw", "x00oyrk-h2"]
-        );
-        assert!(names_with(list, "x99").is_empty());
-    }
 
     #[test]
     fn children_are_found_and_stopped() {

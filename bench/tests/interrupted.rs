@@ -4,17 +4,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use xsnoop_tests::netns::namespaces_with;
 use xsnoop_tests::topology::prefix_of;
-
-fn namespaces_with(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(prefix))
-        .map(str::to_owned)
-        .collect()
-}
 
 #[test]
 fn sigterm_in_the_middle_of_a_run_removes_the_beds() {

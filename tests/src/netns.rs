@@ -105,6 +105,21 @@ impl Netns {
     }
 }
 
+/// The named namespaces (`/run/netns`, what `ip netns list` reads) whose name starts with
+/// `prefix`: how a process cleaning up without its [`Netns`] values (an interrupted run, whose
+/// `Drop` never ran) finds exactly its own, by [`crate::topology::process_prefix`].
+pub fn namespaces_with(prefix: &str) -> Vec<String> {
+    let Ok(dir) = fs::read_dir("/run/netns") else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    names
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         // Deleting the namespace destroys the interfaces still inside it (a veth pair goes with
