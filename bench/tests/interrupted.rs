@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use xsnoop_tests::netns::namespaces_with;
+use xsnoop_tests::netns::{delete_namespaces_with, namespaces_with};
 use xsnoop_tests::topology::prefix_of;
 
 #[test]
@@ -54,9 +54,7 @@ fn sigterm_in_the_middle_of_a_run_removes_the_beds() {
     let status = bench.wait().unwrap();
     let left = namespaces_with(&prefix);
     // Whatever happened, leave nothing behind ourselves.
-    for ns in &left {
-        let _ = Command::new("ip").args(["netns", "del", ns]).status();
-    }
+    delete_namespaces_with(&prefix);
     let _ = std::fs::remove_dir_all(&out);
     assert!(
         created.len() >= 3,

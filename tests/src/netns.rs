@@ -120,6 +120,18 @@ pub fn namespaces_with(prefix: &str) -> Vec<String> {
     names
 }
 
+/// Deletes every named namespace whose name starts with `prefix` (and so the interfaces inside
+/// it); returns how many are still there. The cleanup of a process whose [`Netns`] values are
+/// lost; everyone else lets `Drop` delete exactly what it created.
+pub fn delete_namespaces_with(prefix: &str) -> usize {
+    for ns in namespaces_with(prefix) {
+        if let Err(e) = cmd::ip(&["netns", "del", &ns]) {
+            eprintln!("xsnoop-tests: cleanup of namespace {ns}: {e}");
+        }
+    }
+    namespaces_with(prefix).len()
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         // Deleting the namespace destroys the interfaces still inside it (a veth pair goes with
@@ -127,5 +139,35 @@ impl Drop for Netns {
         if let Err(e) = cmd::ip(&["netns", "del", &self.name]) {
             eprintln!("xsnoop-tests: cleanup of namespace {}: {e}", self.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_prefixed_namespaces_are_deleted() {
+        if !crate::require_netns("only_the_prefixed_namespaces_are_deleted") {
+            return;
+        }
+        let mine = format!("{}zz-cleanup", crate::topology::process_prefix());
+        let other = format!("{mine}-other");
+        let keep = format!("y{}", mine.get(1..).unwrap());
+        for ns in [&mine, &other, &keep] {
+            cmd::ip(&["netns", "add", ns]).unwrap();
+        }
+        let left = delete_namespaces_with(&mine);
+        let still = namespaces_with("");
+        let _ = cmd::ip(&["netns", "del", &keep]);
+        assert_eq!(left, 0);
+        assert!(
+            !still.contains(&mine) && !still.contains(&other),
+            "{still:?}"
+        );
+        assert!(
+            still.contains(&keep),
+            "a namespace without the prefix was deleted: {still:?}"
+        );
     }
 }
