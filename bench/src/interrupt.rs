@@ -9,10 +9,16 @@
 //! `xsnoop_tests::topology::process_prefix`), and exits with 128 + the signal number, as a
 //! shell expects.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use xsnoop_tests::netns::delete_namespaces_with;
+
+/// Set by the signal thread before it starts removing the beds: from then on the rest of the
+/// bench is measuring on beds that are going away, so it must neither write results nor exit
+/// with an error of its own before the cleanup is done.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// How long the switches get to exit on SIGTERM (an xsnoop daemon detaches its XDP programs and
 /// closes its sockets) before they are killed.
@@ -40,6 +46,7 @@ pub fn install() -> Result<()> {
             if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
                 return;
             }
+            INTERRUPTED.store(true, Ordering::SeqCst);
             eprintln!("bench: signal {sig}: stopping the switches and removing the test beds");
             let left = clean_up(&xsnoop_tests::topology::process_prefix());
             if left > 0 {
@@ -48,6 +55,16 @@ pub fn install() -> Result<()> {
             std::process::exit(128 + sig);
         })?;
     Ok(())
+}
+
+/// Blocks the calling thread for good once a signal arrived, so that the signal thread ends the
+/// process (with its status) after the cleanup: called before results are written and before
+/// `main` returns. Seen without it: the main thread's generator failed on a deleted namespace
+/// and `main` returned status 1 while the namespaces were still being removed.
+pub fn hold_if_interrupted() {
+    while INTERRUPTED.load(Ordering::SeqCst) {
+        std::thread::park();
+    }
 }
 
 fn signal_set() -> Result<libc::sigset_t> {

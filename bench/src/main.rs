@@ -799,12 +799,22 @@ fn out_name(only: Only, name: &str) -> String {
 
 /// Writes `text` to `dir/name`.
 fn write_out(dir: &std::path::Path, name: &str, text: &str) -> Result<()> {
+    // Figures from beds that an interrupt is tearing down are not results.
+    interrupt::hold_if_interrupted();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(name);
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 fn main() -> Result<()> {
+    let result = run();
+    // An error (or the end) reached while a signal's cleanup runs is not the bench's status:
+    // the signal thread exits with 128 + the signal once the beds are gone.
+    interrupt::hold_if_interrupted();
+    result
+}
+
+fn run() -> Result<()> {
     let mut cli = Cli::parse();
     if cli.only.rates() || cli.only.latency() {
         skip_missing_forwarder(&mut cli);
