@@ -6,7 +6,9 @@
 //!    worker 0 gets them): alloc a UMEM frame per egress port, tag it for that port, stage it;
 //!    install the stations the other workers learned ([`FdbNotice`]s);
 //! 2. load the port map once, read the link-down set;
-//! 3. per socket, load the published table, `rx_batch`, and per frame [`process`] → `Forward`: stage the *same* UMEM frame
+//! 3. per socket, load the published table, `rx_batch`, and per frame [`process_with_memo`]
+//!    (the next frame of the same multicast flow reuses the decision: [`FlowMemo`]) →
+//!    `Forward`: stage the *same* UMEM frame
 //!    on every port that sends it in the form it arrived in (refcounted, no copy), and an
 //!    alloc+[`rewrite_into`] copy for ports needing another tag; `Punt`: copy the frame into a
 //!    message on the bounded punt channel (full → drop, count `punt_queue_full`); `Drop`: count.
@@ -26,8 +28,9 @@ use std::time::{Duration, Instant};
 
 use xsnoop_dataplane::afxdp::{AfXdp, FrameDesc, RX_BATCH};
 use xsnoop_dataplane::forward::{
-    ipv4_addresses, process, rewrite_into, Counters, Decision, EgressTag, Fdb, FdbConfig,
-    FdbNotice, ForwardReason, Inputs, ParseErrors, PortMapHandle, PuntPolicer, StreamCounters,
+    ipv4_addresses, process_with_memo, rewrite_into, Counters, Decision, EgressTag, Fdb, FdbConfig,
+    FdbNotice, FlowMemo, ForwardReason, Inputs, ParseErrors, PortMapHandle, PuntPolicer,
+    StreamCounters,
 };
 use xsnoop_dataplane::wire::ethernet::{ethertype, HEADER_LEN};
 use xsnoop_dataplane::wire::parse_frame;
@@ -258,9 +261,11 @@ impl Worker {
                     ports: &pm,
                     down,
                 };
+                // Valid for these inputs only: a new one per socket batch.
+                let mut memo = FlowMemo::default();
                 let n = self.xs.rx_batch(sock, &mut descs);
                 for d in descs.iter().take(n) {
-                    self.one_frame(&inputs, now, ingress, *d, &mut b);
+                    self.one_frame(&inputs, &mut memo, now, ingress, *d, &mut b);
                 }
                 b.rx += n as u64;
             }
@@ -524,6 +529,7 @@ impl Worker {
     fn one_frame(
         &mut self,
         inputs: &Inputs<'_>,
+        memo: &mut FlowMemo,
         now: Duration,
         ingress: PortId,
         d: FrameDesc,
@@ -534,7 +540,7 @@ impl Worker {
                 let _ = self.xs.release(d);
                 return;
             };
-            let decision = process(inputs, &mut self.fdb, now, ingress, bytes);
+            let decision = process_with_memo(inputs, &mut self.fdb, now, ingress, bytes, memo);
             if let Decision::Forward(eg) = &decision {
                 if is_ipv4_multicast_data(eg.reason) {
                     if let Some((source, group)) = ipv4_addresses(bytes) {

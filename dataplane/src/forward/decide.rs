@@ -24,13 +24,14 @@
 //! ports, minus the ingress port. The source is learned after deciding, only from frames that
 //! were admitted (never from malformed, mis-tagged or invalid-source frames).
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use crate::portset::{PortId, PortSet};
 use crate::table::{ForwardingTable, VlanId};
 use crate::wire::ethernet::{ethertype, HEADER_LEN};
 use crate::wire::ipv4::protocol;
-use crate::wire::vlan::TAG_LEN;
+use crate::wire::vlan::{VlanTag, TAG_LEN};
 use crate::wire::{is_multicast, parse_frame, Frame, Layer, MacAddr, WireError, L3};
 
 use super::fdb::Fdb;
@@ -267,13 +268,47 @@ pub fn process(
     ingress: PortId,
     buf: &[u8],
 ) -> Decision {
+    process_frame(inputs, fdb, now, ingress, buf, None)
+}
+
+/// [`process`], reusing the decision on the previous frame of the same multicast flow from
+/// `memo` (see [`FlowMemo`]): the same decision and the same FDB afterwards, for less work.
+/// `memo` must be new (or [`FlowMemo::forget`]) whenever `inputs` change.
+pub fn process_with_memo(
+    inputs: &Inputs<'_>,
+    fdb: &mut Fdb,
+    now: Duration,
+    ingress: PortId,
+    buf: &[u8],
+    memo: &mut FlowMemo,
+) -> Decision {
+    process_frame(inputs, fdb, now, ingress, buf, Some(memo))
+}
+
+fn process_frame(
+    inputs: &Inputs<'_>,
+    fdb: &mut Fdb,
+    now: Duration,
+    ingress: PortId,
+    buf: &[u8],
+    memo: Option<&mut FlowMemo>,
+) -> Decision {
     if inputs.down.contains(ingress) {
         return Decision::Drop(DropReason::IngressDown);
     }
+    // Every frame is parsed, so every frame's headers are verified, memo or not.
     let frame = match parse_frame(buf) {
         Ok(f) => f,
         Err(e) => return Decision::Drop(classify_error(buf, e)),
     };
+    let flow = memo
+        .as_ref()
+        .and_then(|_| FlowKey::of(ingress, now, &frame));
+    if let (Some(m), Some(k)) = (&memo, flow) {
+        if let Some(d) = m.recall(k) {
+            return d;
+        }
+    }
     let vlan = match inputs.ports.ingress_vlan(ingress, &frame) {
         Ok(v) => v,
         Err(r) => return Decision::Drop(r),
@@ -282,5 +317,81 @@ pub fn process(
     if learnable(&d) {
         fdb.learn(vlan, frame.src, ingress, now);
     }
+    if let Some(m) = memo {
+        // This frame may have moved a station (the kept flow's source, even): keep its own
+        // decision if it can be kept, else none.
+        m.last = flow
+            .filter(|_| matches!(d, Decision::Forward(_)))
+            .filter(|_| fdb.is_settled(vlan, frame.src, ingress, now))
+            .map(|k| (k, d));
+    }
     d
+}
+
+/// The decision on the last IPv4 multicast data frame, kept for the next frame of the same
+/// flow: what a switch ASIC's flow cache does for the CPU's table walk.
+///
+/// Frames of one stream come back to back (a camera, a market-data feed, a benchmark's
+/// generator). Received on the same port at the same instant, with the same MAC addresses,
+/// 802.1Q tag and IPv4 source and group, they classify into the same VLAN, meet the same
+/// table lookup and get the same egress; learning their source again at the same instant
+/// changes nothing ([`Fdb::is_settled`] checks that before a decision is kept). Only frames
+/// back to back share a decision: any frame that reaches learning in between replaces or
+/// clears it (it may have moved the kept flow's source; found by the property test). Frames
+/// dropped before that (damaged, wrong VLAN) change no state and leave it. Multicast data is
+/// the only kind kept: its decision reads no FDB entry. Every frame is still parsed, so
+/// damaged headers are still refused.
+///
+/// Valid for one set of [`Inputs`]: make a new one (or [`FlowMemo::forget`]) when they change.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlowMemo {
+    last: Option<(FlowKey, Decision)>,
+}
+
+impl FlowMemo {
+    /// Drops the kept decision (the inputs changed).
+    pub fn forget(&mut self) {
+        self.last = None;
+    }
+
+    /// The decision kept, if any (for tests).
+    #[cfg(test)]
+    pub(crate) fn kept(&self) -> Option<Decision> {
+        self.last.map(|(_, d)| d)
+    }
+
+    fn recall(&self, k: FlowKey) -> Option<Decision> {
+        self.last.filter(|(mk, _)| *mk == k).map(|(_, d)| d)
+    }
+}
+
+/// Everything [`process`] reads from a multicast data frame and its arrival.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FlowKey {
+    ingress: PortId,
+    now: Duration,
+    tag: Option<VlanTag>,
+    dst: MacAddr,
+    src: MacAddr,
+    source: Ipv4Addr,
+    group: Ipv4Addr,
+}
+
+impl FlowKey {
+    /// The key of an IPv4 multicast data frame (group MAC, group address); `None` for others.
+    fn of(ingress: PortId, now: Duration, frame: &Frame<'_>) -> Option<FlowKey> {
+        let L3::Ipv4 { ip, .. } = frame.l3 else {
+            return None;
+        };
+        let group_mac = frame.dst.is_multicast() && !frame.dst.is_broadcast();
+        (group_mac && is_multicast(ip.dst)).then_some(FlowKey {
+            ingress,
+            now,
+            tag: frame.vlan,
+            dst: frame.dst,
+            src: frame.src,
+            source: ip.src,
+            group: ip.dst,
+        })
+    }
 }

@@ -304,6 +304,25 @@ impl Fdb {
         (Learn::New, true)
     }
 
+    /// Whether [`Fdb::learn`]`(vlan, mac, port, now)` would change nothing at all: the station
+    /// is already behind `port` as of `now` (or pinned there statically) and no notice is due,
+    /// so the call would only say [`Learn::Refreshed`] (or [`Learn::Static`]) and move no
+    /// counter. Lets the worker skip learning again for the next frame of a flow it just
+    /// learned ([`crate::forward::FlowMemo`]).
+    pub fn is_settled(&self, vlan: VlanId, mac: MacAddr, port: PortId, now: Duration) -> bool {
+        let ageing = self.cfg.ageing;
+        match self.map.get(&key(vlan, mac)) {
+            Some(s) if s.fixed => s.port == port,
+            Some(s) => {
+                // With a zero ageing time every sighting is a new station (see `update`).
+                let fresh = s.last_seen == now && !ageing.is_zero();
+                let due = self.cfg.announce && now.saturating_sub(s.announced) >= ageing / 4;
+                fresh && s.port == port && !due
+            }
+            None => false,
+        }
+    }
+
     /// Records a notice for the other workers (only when [`Fdb::update`] said one is due, so
     /// the extra lookup that marks it sent is off the common path).
     fn note(&mut self, vlan: VlanId, mac: MacAddr, port: PortId, now: Duration) {

@@ -30,7 +30,9 @@ pub mod streams;
 #[cfg(test)]
 mod tests;
 
-pub use decide::{classify_error, decide, process, Decision, Egress, Inputs};
+pub use decide::{
+    classify_error, decide, process, process_with_memo, Decision, Egress, FlowMemo, Inputs,
+};
 pub use fdb::{Fdb, FdbConfig, FdbEntry, FdbNotice, FdbStats, Learn};
 pub use policer::{PuntLimit, PuntPolicer};
 pub use portmap::{EgressTag, PortMap, PortMapError, PortMapHandle, PortVlanConfig};

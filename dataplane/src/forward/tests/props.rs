@@ -9,7 +9,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::forward::{rewrite_in_place, rewrite_into, PortVlanConfig};
+use crate::forward::{process_with_memo, rewrite_in_place, rewrite_into, FlowMemo, PortVlanConfig};
 use crate::table::{GroupEntry, VlanId};
 use crate::wire::{parse_frame, ReportV2Builder, L3};
 
@@ -289,6 +289,57 @@ proptest! {
         for r in &frames {
             check(&mut sw, r)?;
         }
+    }
+
+    /// The worker's flow memo is only a shortcut: on any switch and any sequence of frames
+    /// (a few frames repeated back to back and interleaved, damaged ones among them, the clock
+    /// moving on between some), every decision, the learned stations, the FDB's counters and
+    /// the notices to other workers come out as without it.
+    #[test]
+    fn the_flow_memo_changes_no_decision_and_no_fdb_state(
+        cfgs in prop::collection::vec(prop::option::weighted(0.9, port_cfg()), NPORTS as usize),
+        table in table(),
+        down in down(),
+        pool in prop::collection::vec(rx(), 1..6),
+        picks in prop::collection::vec((0usize..6, 1usize..5), 1..30),
+    ) {
+        let ports = PortMap::from_configs(
+            cfgs.iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.as_ref().map(|c| (i as PortId, c))),
+        )
+        .unwrap();
+        // Room for only a few stations, and notices on, so refusals and announcements count.
+        let fdb = Fdb::new(crate::forward::FdbConfig {
+            capacity: 2,
+            announce: true,
+            ..Default::default()
+        });
+        let (mut plain, mut memoed) = (fdb.clone(), fdb);
+        let inputs = Inputs { table: &table, ports: &ports, down };
+        let mut memo = FlowMemo::default();
+        let mut now = Duration::from_secs(1000);
+        for (i, times) in picks {
+            let r = &pool[i % pool.len()];
+            let f = build(r);
+            for _ in 0..times {
+                now += Duration::from_secs(r.wait);
+                let want = process(&inputs, &mut plain, now, r.ingress, &f);
+                let got = process_with_memo(&inputs, &mut memoed, now, r.ingress, &f, &mut memo);
+                prop_assert_eq!(got, want);
+            }
+        }
+        let sorted = |f: &Fdb| {
+            let mut e = f.entries(now);
+            e.sort_by_key(|e| (e.vlan, e.mac.0));
+            e
+        };
+        prop_assert_eq!(sorted(&memoed), sorted(&plain));
+        prop_assert_eq!(memoed.stats(), plain.stats());
+        prop_assert_eq!(
+            memoed.take_notices().collect::<Vec<_>>(),
+            plain.take_notices().collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -632,3 +632,60 @@ fn forwarded_copies_rewrite_and_reparse_in_their_vlan() {
         }
     }
 }
+
+/// The flow memo keeps a multicast flow's decision for its next frame at the same instant,
+/// drops it when the clock moves, a frame moves the source, or another kind of frame comes, and
+/// never keeps IGMP, unicast or damaged frames. (That a kept decision changes nothing is the
+/// property test `the_flow_memo_changes_no_decision_and_no_fdb_state`.)
+#[test]
+fn the_flow_memo_keeps_only_back_to_back_frames_of_one_multicast_flow() {
+    use crate::forward::{process_with_memo, FlowMemo};
+    let mut sw = Switch::new();
+    let inputs = Inputs {
+        table: &sw.table,
+        ports: &sw.ports,
+        down: sw.down,
+    };
+    let mut memo = FlowMemo::default();
+    let data = udp(host(1), S_OTHER, G_REG, None);
+    let mut rx = |port: PortId, f: &[u8], now: Duration, memo: &mut FlowMemo| {
+        process_with_memo(&inputs, &mut sw.fdb, now, port, f, memo)
+    };
+    let t = sw.now;
+    let first = rx(0, &data, t, &mut memo);
+    assert_eq!(fwd(first).ports, ps(&[1, 3]));
+    assert_eq!(memo.kept(), Some(first));
+    assert_eq!(rx(0, &data, t, &mut memo), first);
+    // A damaged frame in between changes no state and leaves the flow kept.
+    let mut damaged = data.clone();
+    damaged[24] ^= 0xff;
+    assert_eq!(
+        rx(0, &damaged, t, &mut memo),
+        Decision::Drop(DropReason::BadIpChecksum)
+    );
+    assert_eq!(memo.kept(), Some(first));
+    // The same source seen on another port moves it: nothing is kept.
+    assert!(matches!(
+        rx(5, &arp_request(host(1), None), t, &mut memo),
+        Decision::Forward(_)
+    ));
+    assert_eq!(memo.kept(), None);
+    // Back on port 0: decided afresh (the station moves back), and kept again.
+    assert_eq!(rx(0, &data, t, &mut memo), first);
+    assert_eq!(memo.kept(), Some(first));
+    // A later instant is another key: decided afresh, then kept again.
+    let later = t + Duration::from_millis(1);
+    assert_eq!(rx(0, &data, later, &mut memo), first);
+    assert_eq!(memo.kept(), Some(first));
+    // Reports and unicast are never kept.
+    assert!(matches!(
+        rx(0, &report_v2(host(1), None), later, &mut memo),
+        Decision::Punt { .. }
+    ));
+    assert_eq!(memo.kept(), None);
+    assert!(matches!(
+        rx(0, &arp_reply(host(2), host(1), None), later, &mut memo),
+        Decision::Forward(_)
+    ));
+    assert_eq!(memo.kept(), None);
+}
