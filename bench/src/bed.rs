@@ -251,14 +251,15 @@ pub struct BedOptions {
     /// CPU with the daemon's worker (the bridge and the ceiling do all their work in that
     /// thread, which runs at [`pin::BENCH_NICE`]).
     pub xsnoop_ingress_nice: i32,
-    /// Run the xsnoop worker thread (`xsnoop-asic`) SCHED_FIFO 1.
+    /// Run the xsnoop worker thread (`xsnoop-asic`) SCHED_FIFO 1 (`worker_realtime = true` in
+    /// its config).
     pub xsnoop_worker_fifo: bool,
     /// Run xsnoop's control thread (the process's main thread: engine, kernel sync) SCHED_FIFO
-    /// 2, above the worker: its IGMP work is bounded by the punt policer (its kernel syncs are
-    /// not: a VLAN-wide change at 100k groups is ~0.25 s, which is why the daemon's own
-    /// `worker_realtime` leaves it ordinary), and under a SCHED_FIFO
-    /// worker and the ingress NAPI thread on the same CPU it otherwise waits for both (a
-    /// report flood filled its punt queue; a join waited behind the stream's NAPI runs).
+    /// 2, above the worker (`control_realtime = true`): its IGMP work is bounded by the punt
+    /// policer (its kernel syncs are not: a VLAN-wide change at 100k groups is ~0.13 s, which
+    /// is why the daemon leaves it off by default), and under a SCHED_FIFO worker and the
+    /// ingress NAPI thread on the same CPU it otherwise waits for both (a report flood filled
+    /// its punt queue; a join waited behind the stream's NAPI runs).
     pub xsnoop_control_fifo: bool,
     /// xsnoop's `max_groups` and a 600 s query interval, for the table-scale beds (`None`:
     /// the daemon's default of 4096 groups, which bounds what a report flood can add, and 30 s).
@@ -312,12 +313,20 @@ fn join_all(star: &Star, hosts: std::ops::RangeInclusive<usize>) -> Result<Vec<M
 /// The xsnoop config for a bed: the dataplane mode written out (never the daemon's default),
 /// every port an access port in VLAN 1, querier on with timers long enough that nothing expires
 /// during a measurement. `fast_leave` names the non-member's port (where the latency benchmark
-/// joins and leaves), which has fast leave on like the bridge's.
-fn xsnoop_config(net: u8, dataplane: &str, ports: &[String], fast_leave: &str) -> String {
+/// joins and leaves), which has fast leave on like the bridge's. The worker and control thread
+/// classes are the daemon's own keys (`worker_realtime`, `control_realtime`).
+fn xsnoop_config(
+    net: u8,
+    dataplane: &str,
+    ports: &[String],
+    fast_leave: &str,
+    opts: &BedOptions,
+) -> String {
     let mut s = format!(
-        "dataplane = \"{dataplane}\"\n[snooping]\nquerier = true\n\
+        "dataplane = \"{dataplane}\"\nworker_realtime = {}\ncontrol_realtime = {}\n[snooping]\nquerier = true\n\
          querier_address = \"10.{net}.0.254\"\n\
-         query_interval = \"30s\"\nquery_response_interval = \"5s\"\n"
+         query_interval = \"30s\"\nquery_response_interval = \"5s\"\n",
+        opts.xsnoop_worker_fifo, opts.xsnoop_control_fifo
     );
     for p in ports {
         s.push_str(&format!("[[port]]\nname = \"{p}\"\n"));
@@ -431,7 +440,7 @@ impl Bed {
         let switch = match kind {
             SwitchKind::XsnoopAfxdp | SwitchKind::XsnoopXdp => {
                 let mode = kind.dataplane().unwrap_or("afxdp");
-                let mut config = xsnoop_config(net, mode, &ports, &nonmember_port);
+                let mut config = xsnoop_config(net, mode, &ports, &nonmember_port, opts);
                 if let Some(max) = opts.max_groups {
                     // Injected joins have no host behind them to answer queries: a long
                     // interval keeps them for the whole benchmark.
@@ -447,20 +456,33 @@ impl Bed {
                 daemon::check_mode(&daemon, mode)?;
                 let joins = join_all(&star, 2..=members + 1)?;
                 daemon::wait_members(&daemon, GROUP, &member_ports, Duration::from_secs(10))?;
-                if opts.xsnoop_worker_fifo {
-                    let pid = daemon.pid().context("xsnoop run has no pid")?;
-                    let workers = pin::threads_named(pid, "xsnoop-asic");
-                    if workers.is_empty() {
-                        bail!("no xsnoop-asic thread in xsnoop run (pid {pid})");
-                    }
-                    for t in workers {
-                        pin::fifo(t, 1)?;
-                    }
+                // The daemon applies the classes itself (`worker_realtime`,
+                // `control_realtime`) and only warns when refused: check they hold.
+                let pid = daemon.pid().context("xsnoop run has no pid")?;
+                let workers = pin::threads_named(pid, "xsnoop-asic");
+                if workers.is_empty() {
+                    bail!("no xsnoop-asic thread in xsnoop run (pid {pid})");
                 }
-                if opts.xsnoop_control_fifo {
-                    // The main thread runs the CPU loop (its tid is the pid).
-                    let pid = daemon.pid().context("xsnoop run has no pid")?;
-                    pin::fifo(pid, 2)?;
+                let want = |fifo: bool, prio: i32| {
+                    if fifo {
+                        (libc::SCHED_FIFO, prio)
+                    } else {
+                        (libc::SCHED_OTHER, 0)
+                    }
+                };
+                // The main thread runs the CPU loop (its tid is the pid).
+                let threads = workers
+                    .iter()
+                    .map(|&t| (t, want(opts.xsnoop_worker_fifo, 1)))
+                    .chain([(pid, want(opts.xsnoop_control_fifo, 2))]);
+                for (tid, expected) in threads {
+                    let got = pin::policy(tid)?;
+                    if got != expected {
+                        bail!(
+                            "xsnoop run (pid {pid}) thread {tid}: scheduling policy/priority \
+                             {got:?}, its config asked for {expected:?} (see its log)"
+                        );
+                    }
                 }
                 Switch::Xsnoop {
                     daemon,

@@ -132,13 +132,13 @@ struct Cli {
     /// the daemon (the bridge's and the ceiling's run at -20).
     #[arg(long, default_value_t = pin::BENCH_NICE, allow_hyphen_values = true)]
     xsnoop_ingress_nice: i32,
-    /// Scheduling of xsnoop's AF_XDP worker thread (`xsnoop-asic`): `fifo` = SCHED_FIFO 1, as a
-    /// dataplane thread is deployed; `nice` = nice -20 like the rest of the daemon, where the
+    /// Scheduling of xsnoop's AF_XDP worker thread (`xsnoop-asic`): `fifo` = SCHED_FIFO 1
+    /// (`worker_realtime = true` in its config), as a dataplane thread is deployed; `nice` = nice -20 like the rest of the daemon, where the
     /// ingress NAPI thread on the same CPU starves it (receive livelock: the fill ring runs dry).
     #[arg(long, value_enum, default_value_t = WorkerSched::Fifo)]
     xsnoop_worker: WorkerSched,
     /// Scheduling of xsnoop's control thread (the main thread: engine, kernel sync): `fifo` =
-    /// SCHED_FIFO 2, above the worker (its work is bounded by the punt policer); `nice` = the
+    /// SCHED_FIFO 2 (`control_realtime = true`), above the worker (its work is bounded by the punt policer); `nice` = the
     /// daemon's nice, sharing the switch CPU with the ingress NAPI thread and below a FIFO
     /// worker (fast leave then took ~300 us instead of ~0-50).
     #[arg(long, value_enum, default_value_t = WorkerSched::Fifo)]
@@ -663,11 +663,13 @@ fn setup_notes(
         ),
     };
     let worker = match cli.xsnoop_worker {
-        WorkerSched::Fifo => "its AF_XDP worker thread `xsnoop-asic` SCHED_FIFO 1",
+        WorkerSched::Fifo => {
+            "its AF_XDP worker thread `xsnoop-asic` SCHED_FIFO 1 (`worker_realtime = true`)"
+        }
         WorkerSched::Nice => "its AF_XDP worker thread at the daemon's nice",
     };
     let control = match cli.xsnoop_control {
-        WorkerSched::Fifo => "its control (main) thread SCHED_FIFO 2",
+        WorkerSched::Fifo => "its control (main) thread SCHED_FIFO 2 (`control_realtime = true`)",
         WorkerSched::Nice => "its control (main) thread at the daemon's nice",
     };
     let mut s = String::from("## Setup\n\n");

@@ -154,6 +154,23 @@ pub fn threads_named(pid: libc::pid_t, comm: &str) -> Vec<libc::pid_t> {
         .collect()
 }
 
+/// Task `tid`'s scheduling policy (`SCHED_*`, without the reset-on-fork flag) and real-time
+/// priority: how the bench checks that a daemon applied the classes its config asked for.
+pub fn policy(tid: libc::pid_t) -> Result<(i32, i32), PinError> {
+    // SAFETY: plain syscall on a task id; no memory is passed.
+    let policy = unsafe { libc::sched_getscheduler(tid) };
+    let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid, writable sched_param.
+    let rc = unsafe { libc::sched_getparam(tid, &mut param) };
+    if policy < 0 || rc != 0 {
+        return Err(PinError::Os {
+            what: format!("sched_getscheduler/sched_getparam(task {tid})"),
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok((policy & !libc::SCHED_RESET_ON_FORK, param.sched_priority))
+}
+
 /// Makes task `tid` SCHED_FIFO at `priority` (the kernel's RT throttling still leaves 5% of
 /// each second to everything else).
 pub fn fifo(tid: libc::pid_t, priority: i32) -> Result<(), PinError> {
