@@ -6,8 +6,9 @@
 //! - [`portmap`]: access/trunk ports, ingress VLAN classification, egress tagging ([`PortMap`],
 //!   published through [`PortMapHandle`]).
 //! - [`fdb`]: MAC learning with ageing, flushes and a capacity limit ([`Fdb`]).
-//! - [`decide`](mod@decide): [`process`] (parse → VLAN → decide → learn) and [`decide()`] →
-//!   [`Decision`] (`Forward(Egress)` / `Punt` / `Drop(DropReason)`).
+//! - [`decide`](mod@decide): [`process`] (parse → VLAN → decide → learn), its flow memo
+//!   ([`FlowMemo`]), and [`decide()`] → [`Decision`] (`Forward(Egress)` / `Punt` /
+//!   `Drop(DropReason)`).
 //! - [`policer`]: per-port control-plane policing of punted frames ([`PuntPolicer`]).
 //! - [`streams`]: per-(VLAN, source, group) packet and byte counters ([`StreamCounters`]).
 //! - [`rewrite`]: push / pop / retag an 802.1Q tag for each egress port, without allocating.
@@ -15,7 +16,8 @@
 //!   per-worker [`Counters`].
 //!
 //! A worker's loop, per batch: load the table and the port map once, then for each frame call
-//! [`process`], count it with [`Counters::record`], and for `Forward` copy the frame to every
+//! [`process_with_memo`] (with a new [`FlowMemo`] per batch: [`process`] that lets the next
+//! frame of a multicast flow reuse the decision), count it with [`Counters::record`], and for `Forward` copy the frame to every
 //! egress port with [`rewrite::rewrite_into`] using [`Egress::tag_for`]; call [`Fdb::age`] about
 //! once a second and [`Fdb::flush_port`] when a link goes down.
 

@@ -258,6 +258,16 @@ fn check(sw: &mut Switch, r: &Rx) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The port map of ports `0..` configured as `cfgs` says (`None`: not a switch port).
+fn port_map(cfgs: &[Option<PortVlanConfig>]) -> PortMap {
+    PortMap::from_configs(
+        cfgs.iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (i as PortId, c))),
+    )
+    .unwrap()
+}
+
 /// 512 cases by default; `PROPTEST_CASES` sets a longer soak.
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -276,12 +286,7 @@ proptest! {
         down in down(),
         frames in prop::collection::vec(rx(), 1..24),
     ) {
-        let ports = PortMap::from_configs(
-            cfgs.iter()
-                .enumerate()
-                .filter_map(|(i, c)| c.as_ref().map(|c| (i as PortId, c))),
-        )
-        .unwrap();
+        let ports = port_map(&cfgs);
         let mut sw = Switch::new();
         sw.ports = ports;
         sw.table = table;
@@ -303,12 +308,7 @@ proptest! {
         pool in prop::collection::vec(rx(), 1..6),
         picks in prop::collection::vec((0usize..6, 1usize..5), 1..30),
     ) {
-        let ports = PortMap::from_configs(
-            cfgs.iter()
-                .enumerate()
-                .filter_map(|(i, c)| c.as_ref().map(|c| (i as PortId, c))),
-        )
-        .unwrap();
+        let ports = port_map(&cfgs);
         // Room for only a few stations, and notices on, so refusals and announcements count.
         let fdb = Fdb::new(crate::forward::FdbConfig {
             capacity: 2,
