@@ -3,7 +3,8 @@
 //! is built from.
 //!
 //! Everything the testbed creates carries a per-test unique prefix and is deleted on drop,
-//! including when a test panics. It never touches interfaces it did not create.
+//! including when a test panics; when the process is killed instead, the next run deletes what
+//! it left ([`leftovers`]). It never touches interfaces it did not create.
 
 pub mod bridge;
 pub mod capture;
@@ -12,6 +13,7 @@ pub mod daemon;
 pub mod differential;
 pub mod error;
 pub mod host;
+pub mod leftovers;
 pub mod netns;
 pub mod observe;
 pub mod pcap;

@@ -12,7 +12,8 @@ use crate::cmd;
 use crate::error::{Result, TestbedError};
 
 /// A named network namespace (`/run/netns/NAME`) that this process created; dropping it deletes
-/// exactly that namespace and nothing else.
+/// exactly that namespace and nothing else. If the process is killed instead, the next process
+/// to create a namespace deletes it ([`crate::leftovers`]).
 #[derive(Debug)]
 pub struct Netns {
     name: String,
@@ -25,7 +26,11 @@ impl Netns {
         if name.is_empty() || name.contains('/') || name.len() > 64 {
             return Err(TestbedError::BadName(format!("namespace name {name:?}")));
         }
+        // What a killed earlier run left goes first; what this one makes is listed, so a
+        // later run can do the same for it (see `leftovers`).
+        crate::leftovers::sweep_once();
         cmd::ip(&["netns", "add", name])?;
+        crate::leftovers::record(name);
         let ns = Netns {
             name: name.to_owned(),
         };
