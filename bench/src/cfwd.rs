@@ -145,6 +145,8 @@ impl Forwarder {
         let mut child = cmd
             .spawn()
             .map_err(|source| FwdError::Spawn { cmd: line, source })?;
+        // Listed so a later run stops it if the bench is killed (SIGKILL) before it can.
+        xsnoop_tests::leftovers::record_process(child.id());
         let output = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
         if let Some(out) = child.stdout.take() {

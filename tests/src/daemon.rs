@@ -205,6 +205,8 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .map_err(|e| TestbedError::io("spawning xsnoop", e))?;
+        // Stopped on drop; listed so a later run stops it if this process is killed first.
+        crate::leftovers::record_process(child.id());
         let mut d = Daemon {
             child: Some(child),
             dir,

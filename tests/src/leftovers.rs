@@ -1,23 +1,31 @@
-//! Namespaces left behind by a killed run, and their removal by the next run.
+//! Namespaces and daemons left behind by a killed run, and their removal by the next run.
 //!
-//! A testbed deletes its namespaces in `Drop`, which never runs when the process is killed
-//! (Ctrl-C on `cargo test`, a timeout). So every process lists each namespace it creates in
-//! `/run/xsnoop-tests/PID-START` (pid and start time: a reused pid is another run), and before
-//! a process creates its first namespace it sweeps: every namespace listed by a run that is no
-//! longer alive, still present, and listed by no live run is deleted, then that run's list.
-//! Only names this testbed created are ever touched. `/run` is a tmpfs, like `/run/netns`, so
-//! both start empty at boot.
+//! A testbed deletes its namespaces and stops its daemons in `Drop`, which never runs when the
+//! process is killed (Ctrl-C on `cargo test`, a timeout). So every process lists each namespace
+//! it creates and each daemon it starts in `/run/xsnoop-tests/PID-START` (pid and start time: a
+//! reused pid is another process), and before a process creates its first namespace it sweeps
+//! the lists of runs that are no longer alive: their daemons still running are stopped
+//! (SIGTERM, SIGKILL after 2 s), their namespaces still present and listed by no live run are
+//! deleted, then the list. Only what this testbed created is ever touched. `/run` is a tmpfs,
+//! like `/run/netns`, so both start empty at boot.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Once;
+use std::time::{Duration, Instant};
 
 use crate::cmd;
 
 /// Where the runs' lists live.
 pub const REGISTRY: &str = "/run/xsnoop-tests";
+
+/// How a list line naming a process begins (namespace lines are bare names).
+const PROCESS: &str = "process ";
+
+/// How long a left-behind daemon gets to exit on SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// One process, told apart from a later one that got the same pid: its pid and its start time
 /// (clock ticks after boot, field 22 of `/proc/PID/stat`).
@@ -49,8 +57,15 @@ impl RunId {
         Some(RunId { pid, start })
     }
 
+    /// Whether the process still runs (a zombie, dead but not yet reaped, does not).
     fn alive(self) -> bool {
-        RunId::of(self.pid) == Some(self)
+        let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+            return false;
+        };
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next());
+        !matches!(state, Some("Z" | "X")) && RunId::of(self.pid) == Some(self)
     }
 
     fn file_name(self) -> String {
@@ -74,14 +89,26 @@ pub fn record(namespace: &str) {
     }
 }
 
-fn record_in(dir: &Path, namespace: &str) -> io::Result<()> {
+/// Adds process `pid` (a daemon this process started and stops on drop) to this process's
+/// list, so that a later run stops it if this one is killed first. Best effort, like
+/// [`record`].
+pub fn record_process(pid: u32) {
+    let listed = RunId::of(pid)
+        .ok_or_else(|| io::Error::other("no such process"))
+        .and_then(|p| record_in(Path::new(REGISTRY), &format!("{PROCESS}{}", p.file_name())));
+    if let Err(e) = listed {
+        eprintln!("xsnoop-tests: listing process {pid} in {REGISTRY}: {e}");
+    }
+}
+
+fn record_in(dir: &Path, line: &str) -> io::Result<()> {
     let me = RunId::current().ok_or_else(|| io::Error::other("no /proc/self/stat"))?;
     fs::create_dir_all(dir)?;
     let mut list = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join(me.file_name()))?;
-    writeln!(list, "{namespace}")
+    writeln!(list, "{line}")
 }
 
 /// Once per process, before its first namespace: deletes what killed runs left (see the
@@ -89,24 +116,42 @@ fn record_in(dir: &Path, namespace: &str) -> io::Result<()> {
 pub fn sweep_once() {
     static SWEEP: Once = Once::new();
     SWEEP.call_once(|| {
-        let deleted = sweep_in(Path::new(REGISTRY));
-        if !deleted.is_empty() {
-            // Straight to stderr, not `eprintln!`: the test harness captures that per test, and
-            // whoever runs the suite should see this.
+        let swept = sweep_in(Path::new(REGISTRY));
+        // Straight to stderr, not `eprintln!`: the test harness captures that per test, and
+        // whoever runs the suite should see this.
+        if !swept.stopped.is_empty() {
+            let _ = writeln!(
+                io::stderr(),
+                "xsnoop-tests: stopped {} daemon(s) a killed run left behind: pids {:?}",
+                swept.stopped.len(),
+                swept.stopped
+            );
+        }
+        if !swept.deleted.is_empty() {
             let _ = writeln!(
                 io::stderr(),
                 "xsnoop-tests: deleted {} namespace(s) a killed run left behind: {}",
-                deleted.len(),
-                deleted.join(" ")
+                swept.deleted.len(),
+                swept.deleted.join(" ")
             );
         }
     });
 }
 
-/// The sweep over the lists in `dir`; returns the namespaces it deleted.
-fn sweep_in(dir: &Path) -> Vec<String> {
+/// What a sweep removed.
+#[derive(Debug, Default)]
+struct Swept {
+    /// Processes stopped (pids).
+    stopped: Vec<u32>,
+    /// Namespaces deleted.
+    deleted: Vec<String>,
+}
+
+/// The sweep over the lists in `dir`.
+fn sweep_in(dir: &Path) -> Swept {
+    let mut swept = Swept::default();
     let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
+        return swept;
     };
     let mut dead = Vec::new();
     let mut live_names = HashSet::new();
@@ -126,22 +171,49 @@ fn sweep_in(dir: &Path) -> Vec<String> {
             dead.push((entry.path(), names));
         }
     }
-    let mut deleted = Vec::new();
+    // The daemons first: they run inside the namespaces.
+    let daemons: Vec<RunId> = dead
+        .iter()
+        .flat_map(|(_, lines)| lines.iter())
+        .filter_map(|l| l.strip_prefix(PROCESS).and_then(RunId::parse))
+        .filter(|p| p.alive())
+        .collect();
+    stop(&daemons);
+    swept.stopped = daemons.iter().map(|p| p.pid).collect();
     for (list, names) in dead {
-        for ns in names {
+        for ns in names.into_iter().filter(|l| !l.starts_with(PROCESS)) {
             let present =
                 !ns.is_empty() && !ns.contains('/') && Path::new("/run/netns").join(&ns).exists();
             if !present || live_names.contains(&ns) {
                 continue;
             }
             match cmd::ip(&["netns", "del", &ns]) {
-                Ok(_) => deleted.push(ns),
+                Ok(_) => swept.deleted.push(ns),
                 Err(e) => eprintln!("xsnoop-tests: deleting left-behind namespace {ns}: {e}"),
             }
         }
         let _ = fs::remove_file(list);
     }
-    deleted
+    swept
+}
+
+/// SIGTERM to each of `processes`, then SIGKILL to those still running after [`STOP_GRACE`].
+fn stop(processes: &[RunId]) {
+    let signal = |p: &RunId, sig| {
+        if let Ok(pid) = libc::pid_t::try_from(p.pid) {
+            // SAFETY: plain syscall; the pid was checked to be the listed process just now.
+            unsafe { libc::kill(pid, sig) };
+        }
+    };
+    processes.iter().for_each(|p| signal(p, libc::SIGTERM));
+    let deadline = Instant::now() + STOP_GRACE;
+    while processes.iter().any(|p| p.alive()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    processes
+        .iter()
+        .filter(|p| p.alive())
+        .for_each(|p| signal(p, libc::SIGKILL));
 }
 
 #[cfg(test)]
@@ -159,11 +231,18 @@ mod tests {
         assert_eq!(RunId::parse("12-x"), None);
     }
 
-    /// A killed run's namespaces go; a live run's stay, also one both list; a file that is not
-    /// a list stays; the dead run's list goes.
+    fn sleeper() -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap()
+    }
+
+    /// A killed run's namespaces go and its daemons are stopped; a live run's stay, also a
+    /// namespace both list; a file that is not a list stays; the dead run's list goes.
     #[test]
-    fn a_killed_runs_namespaces_go_and_a_live_runs_stay() {
-        if !crate::require_netns("a_killed_runs_namespaces_go_and_a_live_runs_stay") {
+    fn a_killed_runs_namespaces_and_daemons_go_and_a_live_runs_stay() {
+        if !crate::require_netns("a_killed_runs_namespaces_and_daemons_go_and_a_live_runs_stay") {
             return;
         }
         let base = format!("{}zz-left", crate::topology::process_prefix());
@@ -176,33 +255,50 @@ mod tests {
         for ns in [&gone, &shared, &kept] {
             cmd::ip(&["netns", "add", ns]).unwrap();
         }
-        // A run that is over: a child that was killed.
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let dead = RunId::of(child.id()).unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
+        // A run that is over: a child that was killed. Its daemon, and this run's.
+        let mut over = sleeper();
+        let dead = RunId::of(over.id()).unwrap();
+        over.kill().unwrap();
+        over.wait().unwrap();
+        let (mut orphan, mut ours) = (sleeper(), sleeper());
+        let orphan_id = RunId::of(orphan.id()).unwrap();
         fs::create_dir_all(&dir).unwrap();
         let dead_list = dir.join(dead.file_name());
-        fs::write(&dead_list, format!("{gone}\n{shared}\n{base}-never-made\n")).unwrap();
+        fs::write(
+            &dead_list,
+            format!(
+                "{gone}\n{PROCESS}{}\n{shared}\n{base}-never-made\n",
+                orphan_id.file_name()
+            ),
+        )
+        .unwrap();
         record_in(&dir, &shared).unwrap();
         record_in(&dir, &kept).unwrap();
+        let ours_line = format!("{PROCESS}{}", RunId::of(ours.id()).unwrap().file_name());
+        record_in(&dir, &ours_line).unwrap();
         fs::write(dir.join("README"), "not a list").unwrap();
 
-        let deleted = sweep_in(&dir);
+        let swept = sweep_in(&dir);
         let left = namespaces_with(&base);
+        let orphan_exit = orphan.try_wait().unwrap();
+        let ours_exit = ours.try_wait().unwrap();
         let dead_list_left = dead_list.exists();
         let other_left = dir.join("README").exists();
         let mine = fs::read_to_string(dir.join(RunId::current().unwrap().file_name()));
         delete_namespaces_with(&base);
         let _ = fs::remove_dir_all(&dir);
+        let _ = orphan.kill();
+        let _ = orphan.wait();
+        let _ = ours.kill();
+        let _ = ours.wait();
 
-        assert_eq!(deleted, vec![gone]);
+        assert_eq!(swept.deleted, vec![gone]);
+        assert_eq!(swept.stopped, vec![orphan_id.pid]);
+        assert!(orphan_exit.is_some(), "the dead run's daemon still runs");
+        assert!(ours_exit.is_none(), "a live run's daemon was stopped");
         assert_eq!(left, vec![kept.clone(), shared.clone()]);
         assert!(!dead_list_left, "the dead run's list stays");
         assert!(other_left, "a file that is not a list was removed");
-        assert_eq!(mine.unwrap(), format!("{shared}\n{kept}\n"));
+        assert_eq!(mine.unwrap(), format!("{shared}\n{kept}\n{ours_line}\n"));
     }
 }

@@ -3,8 +3,8 @@
 //! is built from.
 //!
 //! Everything the testbed creates carries a per-test unique prefix and is deleted on drop,
-//! including when a test panics; when the process is killed instead, the next run deletes what
-//! it left ([`leftovers`]). It never touches interfaces it did not create.
+//! including when a test panics; when the process is killed instead, the next run deletes its
+//! namespaces and stops its daemons ([`leftovers`]). It never touches interfaces it did not create.
 
 pub mod bridge;
 pub mod capture;

@@ -27,10 +27,11 @@ impl Netns {
             return Err(TestbedError::BadName(format!("namespace name {name:?}")));
         }
         // What a killed earlier run left goes first; what this one makes is listed, so a
-        // later run can do the same for it (see `leftovers`).
+        // later run can do the same for it (see `leftovers`). Listed before it exists: a kill
+        // while `ip netns add` runs still leaves the namespace, made by the orphaned `ip`.
         crate::leftovers::sweep_once();
-        cmd::ip(&["netns", "add", name])?;
         crate::leftovers::record(name);
+        cmd::ip(&["netns", "add", name])?;
         let ns = Netns {
             name: name.to_owned(),
         };
