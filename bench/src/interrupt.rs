@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use xsnoop_tests::netns::delete_namespaces_with;
+use xsnoop_tests::netns::{close_creation, delete_namespaces_with};
 
 /// Set by the signal thread before it starts removing the beds: from then on the rest of the
 /// bench is measuring on beds that are going away, so it must neither write results nor exit
@@ -87,6 +87,10 @@ fn signal_set() -> Result<libc::sigset_t> {
 /// every network namespace whose name starts with `prefix`. Returns how many namespaces are
 /// still there afterwards.
 pub fn clean_up(prefix: &str) -> usize {
+    // The main thread may be building a bed: no namespace may appear after the deletion.
+    if !close_creation(CHILD_GRACE) {
+        eprintln!("bench: a namespace was still being created after {CHILD_GRACE:?}");
+    }
     stop_children();
     delete_namespaces_with(prefix)
 }

@@ -30,6 +30,9 @@ pub enum TestbedError {
     NoPrivilege(String),
     /// An external tool's output could not be understood.
     Parse(String),
+    /// The process is shutting down and creates no more namespaces
+    /// ([`crate::netns::close_creation`]).
+    Closed,
 }
 
 impl TestbedError {
@@ -58,6 +61,7 @@ impl fmt::Display for TestbedError {
             TestbedError::BadName(s) => write!(f, "bad name: {s}"),
             TestbedError::NoPrivilege(s) => write!(f, "cannot build network namespaces: {s}"),
             TestbedError::Parse(s) => write!(f, "cannot parse tool output: {s}"),
+            TestbedError::Closed => write!(f, "shutting down: no more namespaces are created"),
         }
     }
 }

@@ -7,6 +7,8 @@
 use std::ffi::CString;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::cmd;
 use crate::error::{Result, TestbedError};
@@ -19,13 +21,59 @@ pub struct Netns {
     name: String,
 }
 
+/// Set once the process shuts down ([`close_creation`]): no namespace is created after it.
+static CLOSED: AtomicBool = AtomicBool::new(false);
+/// Namespaces being created right now (between the check of [`CLOSED`] and `ip netns add`'s end).
+static CREATING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one creation in progress for as long as it lives.
+struct Creating;
+
+impl Creating {
+    /// Enters a creation, unless the process is closed to them.
+    fn enter() -> Result<Creating> {
+        // SeqCst on both sides: either [`close_creation`] sees this creation in progress, or
+        // this creation sees the process closed.
+        CREATING.fetch_add(1, Ordering::SeqCst);
+        let guard = Creating;
+        if CLOSED.load(Ordering::SeqCst) {
+            return Err(TestbedError::Closed);
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        CREATING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Makes every later [`Netns::create`] of this process fail, and waits up to `timeout` for the
+/// creations in progress to finish; returns whether they did. After it, the namespaces named
+/// with this process's prefix are all it will ever have: what an interrupted run's cleanup needs
+/// before it deletes them (the bench's signal thread; its main thread may be building a bed).
+pub fn close_creation(timeout: Duration) -> bool {
+    CLOSED.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + timeout;
+    while CREATING.load(Ordering::SeqCst) > 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 impl Netns {
     /// Creates namespace `name` with `ip netns add` and brings its loopback up. Fails if the name
     /// exists: the testbed never adopts (and so never deletes) something it did not create.
+    /// Fails with [`TestbedError::Closed`] once [`close_creation`] was called.
     pub fn create(name: &str) -> Result<Netns> {
         if name.is_empty() || name.contains('/') || name.len() > 64 {
             return Err(TestbedError::BadName(format!("namespace name {name:?}")));
         }
+        let _creating = Creating::enter()?;
         // What a killed earlier run left goes first; what this one makes is listed, so a
         // later run can do the same for it (see `leftovers`). Listed before it exists: a kill
         // while `ip netns add` runs still leaves the namespace, made by the orphaned `ip`.
