@@ -10,10 +10,11 @@
 //! shell expects.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use xsnoop_tests::netns::{close_creation, delete_namespaces_with};
+use xsnoop_tests::process::{stop, RunId};
 
 /// Set by the signal thread before it starts removing the beds: from then on the rest of the
 /// bench is measuring on beds that are going away, so it must neither write results nor exit
@@ -98,13 +99,11 @@ pub fn clean_up(prefix: &str) -> usize {
 /// SIGTERM to every child of this process, SIGKILL to those still running after
 /// [`CHILD_GRACE`].
 fn stop_children() {
-    let children = children_of(std::process::id());
-    signal_all(&children, libc::SIGTERM);
-    let deadline = Instant::now() + CHILD_GRACE;
-    while Instant::now() < deadline && children.iter().any(|&c| alive(c)) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    signal_all(&children, libc::SIGKILL);
+    let children: Vec<RunId> = children_of(std::process::id())
+        .into_iter()
+        .filter_map(|c| RunId::of(u32::try_from(c).ok()?))
+        .collect();
+    stop(&children, CHILD_GRACE);
 }
 
 /// Processes whose parent is `pid` (from `/proc/<pid>/task/*/children`).
@@ -122,24 +121,6 @@ fn children_of(pid: u32) -> Vec<libc::pid_t> {
         .collect()
 }
 
-fn signal_all(pids: &[libc::pid_t], sig: libc::c_int) {
-    for &p in pids {
-        // SAFETY: kill has no memory effects; a pid that is gone yields ESRCH.
-        unsafe { libc::kill(p, sig) };
-    }
-}
-
-/// Whether `pid` still runs (a zombie, exited but not yet reaped, counts as gone).
-fn alive(pid: libc::pid_t) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::process::Command;
@@ -151,10 +132,11 @@ mod tests {
         let mut child = Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id() as libc::pid_t;
         assert!(children_of(std::process::id()).contains(&pid));
-        assert!(alive(pid));
-        signal_all(&[pid], libc::SIGTERM);
+        let id = RunId::of(child.id()).unwrap();
+        assert!(id.alive());
+        stop(&[id], CHILD_GRACE);
         let status = child.wait().unwrap();
         assert!(!status.success());
-        assert!(!alive(pid));
+        assert!(!id.alive());
     }
 }

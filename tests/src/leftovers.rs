@@ -14,9 +14,10 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cmd;
+use crate::process::{stop, RunId};
 
 /// Where the runs' lists live.
 pub const REGISTRY: &str = "/run/xsnoop-tests";
@@ -26,60 +27,6 @@ const PROCESS: &str = "process ";
 
 /// How long a left-behind daemon gets to exit on SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
-
-/// One process, told apart from a later one that got the same pid: its pid and its start time
-/// (clock ticks after boot, field 22 of `/proc/PID/stat`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RunId {
-    /// Process id.
-    pub pid: u32,
-    /// Start time, clock ticks after boot.
-    pub start: u64,
-}
-
-impl RunId {
-    /// This process.
-    pub fn current() -> Option<RunId> {
-        RunId::of(std::process::id())
-    }
-
-    /// Process `pid`, if it exists.
-    pub fn of(pid: u32) -> Option<RunId> {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the parenthesised name (which may hold spaces) start at field 3.
-        let start = stat
-            .rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .nth(22 - 3)?
-            .parse()
-            .ok()?;
-        Some(RunId { pid, start })
-    }
-
-    /// Whether the process still runs (a zombie, dead but not yet reaped, does not).
-    fn alive(self) -> bool {
-        let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
-            return false;
-        };
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().next());
-        !matches!(state, Some("Z" | "X")) && RunId::of(self.pid) == Some(self)
-    }
-
-    fn file_name(self) -> String {
-        format!("{}-{}", self.pid, self.start)
-    }
-
-    fn parse(file_name: &str) -> Option<RunId> {
-        let (pid, start) = file_name.split_once('-')?;
-        Some(RunId {
-            pid: pid.parse().ok()?,
-            start: start.parse().ok()?,
-        })
-    }
-}
 
 /// Adds `namespace` to this process's list. Best effort: a failure only means a kill would leave
 /// the namespace behind, so it is reported, never fatal.
@@ -178,7 +125,7 @@ fn sweep_in(dir: &Path) -> Swept {
         .filter_map(|l| l.strip_prefix(PROCESS).and_then(RunId::parse))
         .filter(|p| p.alive())
         .collect();
-    stop(&daemons);
+    stop(&daemons, STOP_GRACE);
     swept.stopped = daemons.iter().map(|p| p.pid).collect();
     for (list, names) in dead {
         for ns in names.into_iter().filter(|l| !l.starts_with(PROCESS)) {
@@ -197,39 +144,10 @@ fn sweep_in(dir: &Path) -> Swept {
     swept
 }
 
-/// SIGTERM to each of `processes`, then SIGKILL to those still running after [`STOP_GRACE`].
-fn stop(processes: &[RunId]) {
-    let signal = |p: &RunId, sig| {
-        if let Ok(pid) = libc::pid_t::try_from(p.pid) {
-            // SAFETY: plain syscall; the pid was checked to be the listed process just now.
-            unsafe { libc::kill(pid, sig) };
-        }
-    };
-    processes.iter().for_each(|p| signal(p, libc::SIGTERM));
-    let deadline = Instant::now() + STOP_GRACE;
-    while processes.iter().any(|p| p.alive()) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    processes
-        .iter()
-        .filter(|p| p.alive())
-        .for_each(|p| signal(p, libc::SIGKILL));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::netns::{delete_namespaces_with, namespaces_with};
-
-    #[test]
-    fn a_run_id_names_its_list_and_reads_back() {
-        let me = RunId::current().unwrap();
-        assert_eq!(me.pid, std::process::id());
-        assert!(me.alive());
-        assert_eq!(RunId::parse(&me.file_name()), Some(me));
-        assert_eq!(RunId::parse("README"), None);
-        assert_eq!(RunId::parse("12-x"), None);
-    }
 
     fn sleeper() -> std::process::Child {
         std::process::Command::new("sleep")

@@ -18,6 +18,7 @@ pub mod netns;
 pub mod observe;
 pub mod pcap;
 pub mod privilege;
+pub mod process;
 pub mod sink;
 pub mod snoop_runner;
 pub mod sock;
