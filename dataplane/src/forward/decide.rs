@@ -273,7 +273,7 @@ pub fn process(
 
 /// [`process`], reusing the decision on the previous frame of the same multicast flow from
 /// `memo` (see [`FlowMemo`]): the same decision and the same FDB afterwards, for less work.
-/// `memo` must be new (or [`FlowMemo::forget`]) whenever `inputs` change.
+/// `memo` must be new whenever `inputs` change.
 pub fn process_with_memo(
     inputs: &Inputs<'_>,
     fdb: &mut Fdb,
@@ -342,18 +342,13 @@ fn process_frame(
 /// the only kind kept: its decision reads no FDB entry. Every frame is still parsed, so
 /// damaged headers are still refused.
 ///
-/// Valid for one set of [`Inputs`]: make a new one (or [`FlowMemo::forget`]) when they change.
+/// Valid for one set of [`Inputs`]: make a new one when they change.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FlowMemo {
     last: Option<(FlowKey, Decision)>,
 }
 
 impl FlowMemo {
-    /// Drops the kept decision (the inputs changed).
-    pub fn forget(&mut self) {
-        self.last = None;
-    }
-
     /// The decision kept, if any (for tests).
     #[cfg(test)]
     pub(crate) fn kept(&self) -> Option<Decision> {
