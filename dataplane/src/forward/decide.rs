@@ -78,6 +78,19 @@ impl Egress {
     pub fn tagged(&self) -> PortSet {
         self.ports.difference(self.untagged)
     }
+
+    /// The egress ports that send the frame exactly as it arrived, `received` being the VID of
+    /// the 802.1Q tag it arrived with (`None`: untagged). They need no tag pushed, popped or
+    /// rewritten, so the received frame itself can go onto their TX rings; every other egress
+    /// port needs a rewritten copy. A priority-tagged frame (VID 0) matches no port: the tag is
+    /// popped on access ports and rewritten to the VLAN on trunks (IEEE 802.1Q §6.9).
+    pub fn unchanged_for(&self, received: Option<VlanId>) -> PortSet {
+        match received {
+            None => self.ports.intersection(self.untagged),
+            Some(v) if v == self.vlan => self.tagged(),
+            Some(_) => PortSet::EMPTY,
+        }
+    }
 }
 
 /// The verdict on one frame.

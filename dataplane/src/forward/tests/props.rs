@@ -1,7 +1,8 @@
 //! Property tests: on random port maps, tables, link states and frames (built by the wire
 //! builders, tagged with any VID, then randomly mutated), the pipeline never panics, egress never
 //! contains the ingress port, a down port or a port outside the VLAN, and every egress copy,
-//! rewritten for its port, re-parses into the same VLAN with the same L3 bytes.
+//! rewritten for its port, re-parses into the same VLAN with the same L3 bytes (and is the
+//! received frame unchanged exactly on the ports `Egress::unchanged_for` names).
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -237,6 +238,13 @@ fn check(sw: &mut Switch, r: &Rx) -> Result<(), TestCaseError> {
                 let mut out = [0u8; 256];
                 let n = rewrite_into(&f, tag, &mut out)
                     .map_err(|e| TestCaseError::fail(format!("rewrite: {e}")))?;
+                // The worker puts the received frame itself on exactly these ports' rings.
+                prop_assert_eq!(
+                    e.unchanged_for(p.vlan.map(|t| t.vid)).contains(port),
+                    out[..n] == f[..],
+                    "unchanged on port {}",
+                    port
+                );
                 let back = parse_frame(&out[..n])
                     .map_err(|e| TestCaseError::fail(format!("re-parse: {e}")))?;
                 prop_assert_eq!(
