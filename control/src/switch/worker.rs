@@ -69,15 +69,6 @@ fn received_vid(frame: &[u8]) -> Option<VlanId> {
     Some(u16::from_be_bytes([*tci.first()?, *tci.get(1)?]) & 0x0fff)
 }
 
-/// Whether a frame that arrived with `received` leaves a port with egress form `tag` unchanged.
-fn same_form(received: Option<VlanId>, tag: EgressTag) -> bool {
-    match (received, tag) {
-        (None, EgressTag::Untagged) => true,
-        (Some(v), EgressTag::Tagged(w)) => v == w,
-        _ => false,
-    }
-}
-
 /// Whether `reason` forwarded IPv4 multicast data (counted per stream).
 fn is_ipv4_multicast_data(reason: ForwardReason) -> bool {
     matches!(
@@ -535,7 +526,7 @@ impl Worker {
         d: FrameDesc,
         b: &mut Batch,
     ) {
-        let (decision, received, copy_len) = {
+        let (decision, unchanged, copy_len) = {
             let Some(bytes) = self.xs.frame(d) else {
                 let _ = self.xs.release(d);
                 return;
@@ -549,15 +540,12 @@ impl Worker {
                     }
                 }
             }
-            let received = received_vid(bytes);
+            let mut unchanged = PortSet::EMPTY;
             let mut copy_len = 0;
             match decision {
                 Decision::Forward(eg) => {
-                    let needs_copy = eg
-                        .ports
-                        .iter()
-                        .any(|p| eg.tag_for(p).is_some_and(|t| !same_form(received, t)));
-                    if needs_copy {
+                    unchanged = eg.unchanged_for(received_vid(bytes));
+                    if eg.ports != unchanged {
                         if let Some(dst) = self.scratch.get_mut(..bytes.len()) {
                             dst.copy_from_slice(bytes);
                             copy_len = bytes.len();
@@ -598,19 +586,20 @@ impl Worker {
                     }
                 }
             }
-            (decision, received, copy_len)
+            (decision, unchanged, copy_len)
         };
         self.counters.record(&decision);
         if let Decision::Forward(eg) = decision {
-            for p in eg.ports.iter() {
+            // The received frame itself goes onto the rings of the ports that send it as it
+            // came; every other port gets a rewritten copy.
+            if let Ok(n) = self.xs.tx_each(unchanged, d) {
+                b.tx += n as u64;
+            }
+            for p in eg.ports.difference(unchanged).iter() {
                 let Some(tag) = eg.tag_for(p) else {
                     continue;
                 };
-                if same_form(received, tag) {
-                    if self.xs.tx(usize::from(p), d).is_ok() {
-                        b.tx += 1;
-                    }
-                } else if copy_len > 0 {
+                if copy_len > 0 {
                     let scratch = std::mem::take(&mut self.scratch);
                     if let Some(src) = scratch.get(..copy_len) {
                         self.send_copy(src, p, tag, b);
@@ -641,7 +630,7 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_keeps_its_form_only_when_the_egress_tag_matches() {
+    fn the_received_vid_is_read_from_the_tag_only() {
         let mut tagged = vec![0u8; 64];
         tagged[12..14].copy_from_slice(&ethertype::VLAN.to_be_bytes());
         tagged[14..16].copy_from_slice(&0x2014u16.to_be_bytes()); // PCP 1, VID 20
@@ -649,12 +638,5 @@ mod tests {
         assert_eq!(received_vid(&tagged), Some(20));
         assert_eq!(received_vid(&untagged), None);
         assert_eq!(received_vid(&tagged[..15]), None);
-        assert!(same_form(None, EgressTag::Untagged));
-        assert!(same_form(Some(20), EgressTag::Tagged(20)));
-        assert!(!same_form(Some(20), EgressTag::Tagged(30)));
-        assert!(!same_form(Some(20), EgressTag::Untagged));
-        // A priority-tagged frame (VID 0) must be popped on an access port.
-        assert!(!same_form(Some(0), EgressTag::Untagged));
-        assert!(!same_form(None, EgressTag::Tagged(20)));
     }
 }

@@ -34,6 +34,7 @@ use std::os::fd::{BorrowedFd, RawFd};
 pub use pool::{Accounting, AuditError, PoolError};
 pub use xsk::KernelStats;
 
+use crate::portset::PortSet;
 use crate::xdp::abi::{FrameClass, META_LEN, META_MAGIC};
 use mmap::Area;
 use pool::FramePool;
@@ -692,6 +693,48 @@ impl AfXdp {
             });
         }
         Ok(())
+    }
+
+    /// Stages held frame `frame` on every port in `ports`, as [`AfXdp::tx`] once per port would,
+    /// but with the descriptor checked once and the references taken together: replicating a
+    /// frame is the hot path, and these checks were paid per copy. All ports or none: returns
+    /// how many copies were staged, or the error that staged none.
+    pub fn tx_each(&mut self, ports: PortSet, frame: FrameDesc) -> Result<usize, TxError> {
+        if !self.pool.fits(frame.addr, frame.len) {
+            return Err(TxError::BadLength {
+                addr: frame.addr,
+                len: frame.len,
+            });
+        }
+        if let Some(p) = ports.iter().find(|&p| usize::from(p) >= self.port_count()) {
+            return Err(TxError::NoSuchPort(usize::from(p)));
+        }
+        let copies = ports.len();
+        self.pool
+            .retain_n(frame.addr, u16::try_from(copies).unwrap_or(u16::MAX))?;
+        let tx_size = self.cfg.tx_size as usize;
+        for port in ports.iter() {
+            let Some(&sock) = self.first.get(usize::from(port)) else {
+                // Not reached (every port was checked above); the reference goes back anyway.
+                let _ = self.pool.release(frame.addr);
+                continue;
+            };
+            if self
+                .ports
+                .get(sock)
+                .is_some_and(|p| p.staged.len() >= tx_size)
+            {
+                self.flush_port(sock);
+            }
+            if let Some(p) = self.ports.get_mut(sock) {
+                // Capacity is tx_size and the area was flushed when full: no reallocation.
+                p.staged.push(RawDesc {
+                    addr: frame.addr,
+                    len: frame.len,
+                });
+            }
+        }
+        Ok(copies)
     }
 
     /// Drops the caller's hold on `frame` (from [`AfXdp::rx_batch`] or [`AfXdp::alloc`]).

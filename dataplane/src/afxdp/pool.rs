@@ -177,6 +177,21 @@ impl FramePool {
         }
     }
 
+    /// Adds `n` references at once (one per TX ring a replicated frame goes onto): the same as
+    /// `n` calls of [`FramePool::retain`], all or none.
+    pub fn retain_n(&mut self, addr: u64, n: u16) -> Result<u32, PoolError> {
+        let idx = self.index_of(addr)?;
+        match self.state.get_mut(idx as usize) {
+            Some(s) if *s == FREE || *s == IN_FILL => Err(PoolError::NotHeld(idx)),
+            Some(s) if MAX_REFS - *s < n => Err(PoolError::TooManyRefs(idx)),
+            Some(s) => {
+                *s += n;
+                Ok(idx)
+            }
+            None => Err(PoolError::OutOfRange(addr)),
+        }
+    }
+
     /// Drops one reference (the caller's hold, a TX completion, or a TX that was dropped). Returns
     /// `true` when that was the last one and the frame went back to the free pool.
     pub fn release(&mut self, addr: u64) -> Result<bool, PoolError> {
@@ -365,6 +380,13 @@ mod tests {
         }
         assert_eq!(p.retain(addr), Err(PoolError::TooManyRefs(x)));
         assert_eq!(p.refs(addr), MAX_REFS);
+        // Several at once: all or none.
+        p.release(addr).unwrap();
+        p.release(addr).unwrap();
+        assert_eq!(p.retain_n(addr, 3), Err(PoolError::TooManyRefs(x)));
+        assert_eq!(p.refs(addr), MAX_REFS - 2);
+        assert_eq!(p.retain_n(addr, 2), Ok(x));
+        assert_eq!(p.refs(addr), MAX_REFS);
     }
 
     #[derive(Clone, Copy, Debug)]
@@ -373,6 +395,7 @@ mod tests {
         Receive(u32),
         Alloc,
         Retain(u32),
+        RetainN(u32, u16),
         Release(u32),
     }
 
@@ -383,6 +406,7 @@ mod tests {
             (0u32..10).prop_map(Op::Receive),
             Just(Op::Alloc),
             (0u32..10).prop_map(Op::Retain),
+            (0u32..10, 0u16..4).prop_map(|(i, n)| Op::RetainN(i, n)),
             (0u32..10).prop_map(Op::Release),
         ]
     }
@@ -432,6 +456,16 @@ mod tests {
                             Some(Some(Some(n))) => {
                                 proptest::prop_assert_eq!(r, Ok(i));
                                 m[i as usize] = Some(Some(n + 1));
+                            }
+                            _ => proptest::prop_assert!(r.is_err()),
+                        }
+                    }
+                    Op::RetainN(i, n) => {
+                        let r = p.retain_n(u64::from(i) * 2048 + 60, n);
+                        match m.get(i as usize) {
+                            Some(Some(Some(c))) => {
+                                proptest::prop_assert_eq!(r, Ok(i));
+                                m[i as usize] = Some(Some(c + n));
                             }
                             _ => proptest::prop_assert!(r.is_err()),
                         }
