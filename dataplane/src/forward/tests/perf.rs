@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use super::*;
-use crate::forward::{rewrite_into, EgressTag, Fdb, FdbConfig};
+use crate::forward::{process_with_memo, rewrite_into, EgressTag, Fdb, FdbConfig, FlowMemo};
 use crate::table::GroupEntry;
 
 fn time(label: &str, iters: u32, mut f: impl FnMut() -> usize) {
@@ -58,6 +58,19 @@ fn decision_cost_printout() {
     time("multicast data, registered (trunk, tagged)", iters, || {
         sw.rx(3, &mc_tagged).egress().map_or(0, |e| e.ports.len())
     });
+    {
+        let inputs = Inputs {
+            table: &sw.table,
+            ports: &sw.ports,
+            down: sw.down,
+        };
+        let mut memo = FlowMemo::default();
+        time("multicast data, the flow memo's next frame", iters, || {
+            process_with_memo(&inputs, &mut sw.fdb, sw.now, 0, black_box(&mc), &mut memo)
+                .egress()
+                .map_or(0, |e| e.ports.len())
+        });
+    }
     time("known unicast (ARP reply)", iters, || {
         sw.rx(0, &uni).egress().map_or(0, |e| e.ports.len())
     });
