@@ -674,25 +674,34 @@ impl AfXdp {
         let Some(&sock) = self.first.get(port).filter(|_| port < self.port_count()) else {
             return Err(TxError::NoSuchPort(port));
         };
-        let port = sock;
-        let tx_size = self.cfg.tx_size as usize;
-        let full = self
-            .ports
-            .get(port)
-            .map(|p| p.staged.len() >= tx_size)
-            .ok_or(TxError::NoSuchPort(port))?;
-        if full {
-            self.flush_port(port);
+        if self.ports.get(sock).is_none() {
+            return Err(TxError::NoSuchPort(sock));
         }
         self.pool.retain(frame.addr)?;
-        if let Some(p) = self.ports.get_mut(port) {
-            // Capacity is tx_size and the area was flushed when full: no reallocation.
-            p.staged.push(RawDesc {
-                addr: frame.addr,
-                len: frame.len,
-            });
-        }
+        self.stage(sock, frame);
         Ok(())
+    }
+
+    /// Puts a descriptor of `frame` (its reference already taken) in socket `sock`'s staging
+    /// area, flushing that socket first if the area is full; `false` if there is no such socket.
+    fn stage(&mut self, sock: usize, frame: FrameDesc) -> bool {
+        let tx_size = self.cfg.tx_size as usize;
+        if self
+            .ports
+            .get(sock)
+            .is_some_and(|p| p.staged.len() >= tx_size)
+        {
+            self.flush_port(sock);
+        }
+        let Some(p) = self.ports.get_mut(sock) else {
+            return false;
+        };
+        // Capacity is tx_size and the area was flushed when full: no reallocation.
+        p.staged.push(RawDesc {
+            addr: frame.addr,
+            len: frame.len,
+        });
+        true
     }
 
     /// Stages held frame `frame` on every port in `ports`, as [`AfXdp::tx`] once per port would,
@@ -712,26 +721,11 @@ impl AfXdp {
         let copies = ports.len();
         self.pool
             .retain_n(frame.addr, u16::try_from(copies).unwrap_or(u16::MAX))?;
-        let tx_size = self.cfg.tx_size as usize;
         for port in ports.iter() {
-            let Some(&sock) = self.first.get(usize::from(port)) else {
+            let sock = self.first.get(usize::from(port)).copied();
+            if !sock.is_some_and(|sock| self.stage(sock, frame)) {
                 // Not reached (every port was checked above); the reference goes back anyway.
                 let _ = self.pool.release(frame.addr);
-                continue;
-            };
-            if self
-                .ports
-                .get(sock)
-                .is_some_and(|p| p.staged.len() >= tx_size)
-            {
-                self.flush_port(sock);
-            }
-            if let Some(p) = self.ports.get_mut(sock) {
-                // Capacity is tx_size and the area was flushed when full: no reallocation.
-                p.staged.push(RawDesc {
-                    addr: frame.addr,
-                    len: frame.len,
-                });
             }
         }
         Ok(copies)
