@@ -34,7 +34,7 @@ use std::os::fd::{BorrowedFd, RawFd};
 pub use pool::{Accounting, AuditError, PoolError};
 pub use xsk::KernelStats;
 
-use crate::portset::PortSet;
+use crate::portset::{PortId, PortSet};
 use crate::xdp::abi::{FrameClass, META_LEN, META_MAGIC};
 use mmap::Area;
 use pool::FramePool;
@@ -665,21 +665,17 @@ impl AfXdp {
     /// socket), adding a reference that its completion (or a drop) gives back. Staged frames
     /// go to the ring at the next [`AfXdp::flush`] (or now, if the staging area is full).
     pub fn tx(&mut self, port: usize, frame: FrameDesc) -> Result<(), TxError> {
-        if !self.pool.fits(frame.addr, frame.len) {
-            return Err(TxError::BadLength {
+        // One port is a set of one: the same checks, reference and staging as a replication.
+        match PortId::try_from(port).map(PortSet::single) {
+            Ok(one) if !one.is_empty() => self.tx_each(one, frame).map(|_| ()),
+            // A port no PortSet can hold is no port of ours (the descriptor is judged first,
+            // as for any other port).
+            _ if !self.pool.fits(frame.addr, frame.len) => Err(TxError::BadLength {
                 addr: frame.addr,
                 len: frame.len,
-            });
+            }),
+            _ => Err(TxError::NoSuchPort(port)),
         }
-        let Some(&sock) = self.first.get(port).filter(|_| port < self.port_count()) else {
-            return Err(TxError::NoSuchPort(port));
-        };
-        if self.ports.get(sock).is_none() {
-            return Err(TxError::NoSuchPort(sock));
-        }
-        self.pool.retain(frame.addr)?;
-        self.stage(sock, frame);
-        Ok(())
     }
 
     /// Puts a descriptor of `frame` (its reference already taken) in socket `sock`'s staging
