@@ -148,6 +148,14 @@ struct Slot {
     fixed: bool,
 }
 
+impl Slot {
+    /// Whether a sighting now, on the same port, is due to be announced again: once a quarter
+    /// of the ageing time passed since the last notice.
+    fn refresh_due(&self, now: Duration, ageing: Duration) -> bool {
+        now.saturating_sub(self.announced) >= ageing / 4
+    }
+}
+
 fn key(vlan: VlanId, mac: MacAddr) -> u64 {
     let [a, b, c, d, e, f] = mac.0;
     let [v0, v1] = vlan.to_be_bytes();
@@ -283,8 +291,7 @@ impl Fdb {
                 self.stats.moved += 1;
                 (Learn::Moved { from }, true)
             } else {
-                let due = now.saturating_sub(s.announced) >= ageing / 4;
-                (Learn::Refreshed, due)
+                (Learn::Refreshed, s.refresh_due(now, ageing))
             };
         }
         if self.map.len() >= self.cfg.capacity {
@@ -310,14 +317,13 @@ impl Fdb {
     /// counter. Lets the worker skip learning again for the next frame of a flow it just
     /// learned ([`crate::forward::FlowMemo`]).
     pub fn is_settled(&self, vlan: VlanId, mac: MacAddr, port: PortId, now: Duration) -> bool {
-        let ageing = self.cfg.ageing;
         match self.map.get(&key(vlan, mac)) {
             Some(s) if s.fixed => s.port == port,
+            // Seen at this very instant and not expired by it (with a zero ageing time every
+            // sighting is a new station, see `update`), on this port, no notice due.
             Some(s) => {
-                // With a zero ageing time every sighting is a new station (see `update`).
-                let fresh = s.last_seen == now && !ageing.is_zero();
-                let due = self.cfg.announce && now.saturating_sub(s.announced) >= ageing / 4;
-                fresh && s.port == port && !due
+                let due = self.cfg.announce && s.refresh_due(now, self.cfg.ageing);
+                s.last_seen == now && !self.expired(s, now) && s.port == port && !due
             }
             None => false,
         }
