@@ -1240,24 +1240,6 @@ fn thread_placement(pid: i32, comm: &str) -> Option<(String, u64)> {
     thread_sched(pid, comm).map(|(cpus, policy, _)| (cpus, policy))
 }
 
-/// [`thread_sched`] once `settled` holds for it, or the last reading after 5 s. A thread names
-/// itself and applies its placement when it first runs, which may be after the daemon already
-/// answers on its control socket: CI once read a just-spawned worker still called `xsnoop`.
-fn thread_sched_when(
-    pid: i32,
-    comm: &str,
-    settled: impl Fn(&(String, u64, u64)) -> bool,
-) -> Option<(String, u64, u64)> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = thread_sched(pid, comm);
-        if r.as_ref().is_some_and(&settled) || Instant::now() >= deadline {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// [`thread_placement`] and the real-time priority (`/proc/.../stat` field 40).
 fn thread_sched(pid: i32, comm: &str) -> Option<(String, u64, u64)> {
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
@@ -1293,11 +1275,9 @@ fn workers_are_pinned_and_run_real_time_when_configured() {
     let d = Daemon::start(&star, &cfg);
     let pid = d.pid().unwrap();
     let caps_only = std::env::var("XSNOOP_TEST_CAPS_ONLY").as_deref() == Ok("1");
-    let want_policy = if caps_only { 0 } else { 1 };
-    let (cpus, policy, _) = thread_sched_when(pid, "xsnoop-asic", |(cpus, policy, _)| {
-        cpus == "1" && *policy == want_policy
-    })
-    .expect("no xsnoop-asic thread");
+    // Read once: the daemon answers (Daemon::start waits for that) only after every worker
+    // named and placed itself (CI once read a just-spawned worker still called `xsnoop`).
+    let (cpus, policy, _) = thread_sched(pid, "xsnoop-asic").expect("no xsnoop-asic thread");
     assert_eq!(cpus, "1");
     if caps_only {
         // Without CAP_SYS_NICE the class is refused with a warning naming the fix; the switch
@@ -1327,12 +1307,10 @@ fn the_control_thread_runs_real_time_above_the_workers_when_configured() {
     let d = Daemon::start(&star, &cfg);
     let pid = d.pid().unwrap();
     let caps_only = std::env::var("XSNOOP_TEST_CAPS_ONLY").as_deref() == Ok("1");
-    let want = |p: u64| if caps_only { (0, 0) } else { (1, p) };
+    // Read once: the daemon answers only after its workers and its control thread are placed.
     let (_, worker_policy, worker_prio) =
-        thread_sched_when(pid, "xsnoop-asic", |&(_, p, r)| (p, r) == want(1))
-            .expect("no xsnoop-asic thread");
-    let (_, control_policy, control_prio) =
-        thread_sched_when(pid, "xsnoop", |&(_, p, r)| (p, r) == want(2)).unwrap();
+        thread_sched(pid, "xsnoop-asic").expect("no xsnoop-asic thread");
+    let (_, control_policy, control_prio) = thread_sched(pid, "xsnoop").unwrap();
     if caps_only {
         // Refused without CAP_SYS_NICE: a warning that names the fix, the switch runs on.
         assert_eq!(control_policy, 0);

@@ -70,6 +70,9 @@ const NOTICES_PER_TURN: usize = 4096;
 const CPU_WAIT: Duration = Duration::from_millis(10);
 /// Punts handled per wakeup before timers and the control socket get a turn.
 const PUNTS_PER_TURN: usize = 256;
+/// How long start-up waits for the worker threads to name and place themselves before it says
+/// READY anyway (with a warning): a worker that has not run by then is starved, not starting.
+const WORKER_START_WAIT: Duration = Duration::from_secs(5);
 
 /// Everything `xsnoop run` needs to start.
 #[derive(Debug)]
@@ -256,6 +259,26 @@ fn open_fabric(
         mac: iface::mac_address(first)?,
         ifindexes: ports.iter().map(|&(ifindex, _)| ifindex).collect(),
     })
+}
+
+/// Waits until `workers` worker threads have said they started on `started` (each after
+/// naming and placing itself), at most `limit`; returns how many did. A worker that died
+/// before saying so closes the channel early: its thread's join reports why.
+fn wait_started(
+    started: &std::sync::mpsc::Receiver<usize>,
+    workers: usize,
+    limit: Duration,
+) -> usize {
+    let deadline = Instant::now() + limit;
+    let mut up = 0;
+    while up < workers {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match started.recv_timeout(left) {
+            Ok(_) => up += 1,
+            Err(_) => break,
+        }
+    }
+    up
 }
 
 /// The CPU side: the control plane plus the channel ends it owns.
@@ -665,6 +688,7 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
     let doorbell = Arc::new(Doorbell::new().context("creating the worker's doorbell (eventfd)")?);
     let mut threads = Vec::with_capacity(workers);
     let epoch = Instant::now();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<usize>();
     for (id, (xs, inbox)) in sets.into_iter().zip(inboxes_rx).enumerate() {
         let links = Links {
             punt_tx: punt_tx.clone(),
@@ -696,17 +720,32 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
             format!("xsnoop-asic{id}")
         };
         let placement = opts.config.placement.clone();
+        let started = started_tx.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(name)
                 .spawn(move || {
                     placement.apply(id);
+                    let _ = started.send(id);
                     worker.run()
                 })
                 .context("starting a worker thread")?,
         );
     }
-    drop((punt_tx, cpu_notice_tx));
+    drop((punt_tx, cpu_notice_tx, started_tx));
+    // READY (and the control socket's first answer) mean the workers run as configured: a
+    // tool that checks `worker_cpus` or `worker_realtime` right after start sees them applied.
+    let up = wait_started(&started_rx, workers, WORKER_START_WAIT);
+    if up < workers {
+        warn!(
+            started = up,
+            workers,
+            "not every worker thread ran within {WORKER_START_WAIT:?} of start-up; saying READY anyway (is the switch CPU starved?)"
+        );
+    }
+    // After every worker started (threads inherit the class), before READY: the class is this
+    // thread's alone.
+    opts.config.placement.apply_control();
     let status = format!("switching {} port(s) with {workers} worker(s)", names.len());
     crate::notify::ready(&status); // systemd Type=notify: the workers forward from here on
 
@@ -735,8 +774,6 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
         doorbell: doorbell.clone(),
         ageing,
     };
-    // After every worker started: the class is this thread's alone.
-    opts.config.placement.apply_control();
     cpu.sync_kernel();
     let mut watch = LinkWatch::new(names);
     cpu.links(&mut watch);
@@ -829,6 +866,35 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_up_waits_for_every_worker_or_the_limit_or_a_dead_one() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Two workers that start late: the wait ends when the second one says so.
+        let late: Vec<_> = (0..2)
+            .map(|id| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(50 * (id + 1)));
+                    tx.send(id as usize).unwrap();
+                })
+            })
+            .collect();
+        let t = Instant::now();
+        assert_eq!(wait_started(&rx, 2, Duration::from_secs(10)), 2);
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        late.into_iter().for_each(|h| h.join().unwrap());
+        // One of two never starts: the limit ends the wait.
+        tx.send(0).unwrap();
+        let t = Instant::now();
+        assert_eq!(wait_started(&rx, 2, Duration::from_millis(100)), 1);
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        // Every sender gone (a worker died before starting): no wait for the limit.
+        drop(tx);
+        let t = Instant::now();
+        assert_eq!(wait_started(&rx, 1, Duration::from_secs(10)), 0);
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
 
     #[test]
     fn short_ageing_times_are_checked_at_a_tenth_of_them_long_ones_every_5s() {
