@@ -264,17 +264,13 @@ fn open_fabric(
 /// Waits until `workers` worker threads have said they started on `started` (each after
 /// naming and placing itself), at most `limit`; returns how many did. A worker that died
 /// before saying so closes the channel early: its thread's join reports why.
-fn wait_started(
-    started: &std::sync::mpsc::Receiver<usize>,
-    workers: usize,
-    limit: Duration,
-) -> usize {
+fn wait_started(started: &std::sync::mpsc::Receiver<()>, workers: usize, limit: Duration) -> usize {
     let deadline = Instant::now() + limit;
     let mut up = 0;
     while up < workers {
         let left = deadline.saturating_duration_since(Instant::now());
         match started.recv_timeout(left) {
-            Ok(_) => up += 1,
+            Ok(()) => up += 1,
             Err(_) => break,
         }
     }
@@ -688,7 +684,7 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
     let doorbell = Arc::new(Doorbell::new().context("creating the worker's doorbell (eventfd)")?);
     let mut threads = Vec::with_capacity(workers);
     let epoch = Instant::now();
-    let (started_tx, started_rx) = std::sync::mpsc::channel::<usize>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
     for (id, (xs, inbox)) in sets.into_iter().zip(inboxes_rx).enumerate() {
         let links = Links {
             punt_tx: punt_tx.clone(),
@@ -726,7 +722,7 @@ pub fn run(opts: RunOptions, signals: &Signals) -> Result<RunSummary> {
                 .name(name)
                 .spawn(move || {
                     placement.apply(id);
-                    let _ = started.send(id);
+                    let _ = started.send(());
                     worker.run()
                 })
                 .context("starting a worker thread")?,
@@ -876,7 +872,7 @@ mod tests {
                 let tx = tx.clone();
                 std::thread::spawn(move || {
                     std::thread::sleep(Duration::from_millis(50 * (id + 1)));
-                    tx.send(id as usize).unwrap();
+                    tx.send(()).unwrap();
                 })
             })
             .collect();
@@ -885,7 +881,7 @@ mod tests {
         assert!(t.elapsed() >= Duration::from_millis(100));
         late.into_iter().for_each(|h| h.join().unwrap());
         // One of two never starts: the limit ends the wait.
-        tx.send(0).unwrap();
+        tx.send(()).unwrap();
         let t = Instant::now();
         assert_eq!(wait_started(&rx, 2, Duration::from_millis(100)), 1);
         assert!(t.elapsed() >= Duration::from_millis(100));
