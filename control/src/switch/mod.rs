@@ -224,8 +224,8 @@ fn open_fabric(
             })
             .collect();
         let sockets: usize = specs.iter().map(|p| p.queues.len()).sum();
-        // Enough frames that every fill ring gets a useful share (AfXdp keeps one share back
-        // for frames in flight).
+        // Enough frames that every fill ring starts at its full floor of 256 (AfXdp keeps
+        // half the pool for frames in flight and shares the rest by traffic).
         let want = u32::try_from((sockets + 1) * 512).unwrap_or(u32::MAX);
         let cfg = AfXdpConfig {
             frame_count: afxdp.frame_count.max(want),

@@ -104,6 +104,9 @@ pub struct QueueIo {
     pub worker: usize,
     /// Frames read from this queue's RX ring.
     pub rx: u64,
+    /// Frames its fill ring is kept at now: 256 at start, doubling while the kernel runs short
+    /// under a backlog, halving when the queue receives little.
+    pub fill_depth: u32,
 }
 
 /// Where one worker's UMEM frames are, and whether an audit of every frame's state agrees:
@@ -552,6 +555,7 @@ mod tests {
                 queue: q,
                 worker: w,
                 rx,
+                fill_depth: 256,
             }],
             fdb_installed: 1,
             fdb_notices_dropped: 0,

@@ -272,6 +272,7 @@ impl Worker {
                 }
                 self.fdb.age(now);
                 self.streams.sweep(now);
+                self.xs.review_fill();
                 self.publish_counters();
                 next_housekeeping = Instant::now() + HOUSEKEEPING;
             }
@@ -416,6 +417,7 @@ impl Worker {
                     queue: self.xs.port_spec(s)?.queue,
                     worker: self.id,
                     rx: self.xs.socket_stats(s)?.rx,
+                    fill_depth: self.xs.fill_target(s)?,
                 })
             })
             .collect();

@@ -25,6 +25,7 @@
 //! thread's network namespace and stay in it; build the set from inside the switch's namespace,
 //! then use it from any one thread.
 
+mod fill;
 mod mmap;
 pub mod pool;
 mod xsk;
@@ -36,6 +37,7 @@ pub use xsk::KernelStats;
 
 use crate::portset::{PortId, PortSet};
 use crate::xdp::abi::{FrameClass, META_LEN, META_MAGIC};
+use fill::FillDepths;
 use mmap::Area;
 use pool::FramePool;
 use xsk::{Flavor, RawDesc, Sizes, XskError, XskSocket, XskUmem};
@@ -235,6 +237,8 @@ pub struct PortStats {
     pub kick_stalls: u64,
     /// Fill-ring wakeups.
     pub fill_wakeups: u64,
+    /// Times the socket's fill depth doubled (see [`AfXdp::fill_target`]).
+    pub fill_grown: u64,
 }
 
 impl PortStats {
@@ -255,6 +259,7 @@ impl PortStats {
             self.last_kick_errno = o.last_kick_errno;
         }
         self.fill_wakeups += o.fill_wakeups;
+        self.fill_grown += o.fill_grown;
     }
 }
 
@@ -276,6 +281,8 @@ struct Port {
     staged: Vec<RawDesc>,
     in_fill: u32,
     stats: PortStats,
+    /// `stats.rx` at the last [`AfXdp::review_fill`].
+    rx_at_review: u64,
 }
 
 /// The AF_XDP sockets of all switch ports on one shared UMEM, with the frame pool.
@@ -293,7 +300,8 @@ pub struct AfXdp {
     area: Area,
     pool: FramePool,
     cfg: AfXdpConfig,
-    fill_target: u32,
+    /// How many frames each socket's fill ring is kept at (follows its traffic).
+    depths: FillDepths,
     mode: BoundMode,
     comp_buf: [u64; COMP_BATCH],
     pollfds: Vec<libc::pollfd>,
@@ -341,7 +349,7 @@ fn check_config(cfg: &AfXdpConfig, ports: usize) -> Result<(), AfXdpError> {
     if u64::from(cfg.frame_count) * u64::from(cfg.frame_size) > isize::MAX as u64 {
         return bad("UMEM too large".into());
     }
-    let target = fill_target(cfg, ports);
+    let target = fill::fair_share(cfg.frame_count, ports).min(cfg.fill_size);
     if target < MIN_FILL {
         return bad(format!(
             "{} frames leave only {target} per fill ring for {ports} sockets (need {MIN_FILL}): raise frame_count",
@@ -351,16 +359,8 @@ fn check_config(cfg: &AfXdpConfig, ports: usize) -> Result<(), AfXdpError> {
     Ok(())
 }
 
-/// Fewest frames a port's fill ring may be given.
+/// Fewest frames a port's fill ring may start with.
 const MIN_FILL: u32 = 64;
-
-/// Frames each port's fill ring is kept at: the ring size, but never more than a fair share
-/// that leaves as much again for frames in flight, so a port added last is not starved by idle
-/// ports sitting on the whole pool.
-fn fill_target(cfg: &AfXdpConfig, ports: usize) -> u32 {
-    let share = u64::from(cfg.frame_count) / (ports as u64 + 1);
-    u32::try_from(share).unwrap_or(u32::MAX).min(cfg.fill_size)
-}
 
 impl AfXdp {
     /// Maps the UMEM and opens one socket per entry of `ports` (port index = position, one
@@ -431,6 +431,7 @@ impl AfXdp {
                 staged: Vec::with_capacity(cfg.tx_size as usize),
                 in_fill: 0,
                 stats: PortStats::default(),
+                rx_at_review: 0,
             })
             .collect::<Vec<_>>();
         let pollfds = ports
@@ -447,7 +448,7 @@ impl AfXdp {
             _umem: umem,
             area,
             pool: FramePool::new(cfg.frame_count, cfg.frame_size),
-            fill_target: fill_target(&cfg, ports_len),
+            depths: FillDepths::new(cfg.frame_count, cfg.fill_size, ports_len),
             cfg,
             mode,
             comp_buf: [0; COMP_BATCH],
@@ -570,10 +571,28 @@ impl AfXdp {
         self.pool.accounting()
     }
 
-    /// Frames each fill ring is topped up to: `fill_size`, capped at
-    /// `frame_count / (ports + 1)` so idle ports cannot hold the whole pool.
-    pub fn fill_target(&self) -> u32 {
-        self.fill_target
+    /// Frames socket `socket`'s fill ring is topped up to now: it starts at
+    /// [`AfXdp::fill_floor`], doubles (up to `fill_size`) while the kernel runs short under a
+    /// backlog, and halves at [`AfXdp::review_fill`] when the socket receives little; all of
+    /// them together stay within half the pool, the rest is for frames in flight.
+    pub fn fill_target(&self, socket: usize) -> Option<u32> {
+        (socket < self.ports.len()).then(|| self.depths.depth(socket))
+    }
+
+    /// The fill depth every socket starts at: 256 frames, or less when the pool is small for
+    /// the number of sockets.
+    pub fn fill_floor(&self) -> u32 {
+        self.depths.floor()
+    }
+
+    /// Shrinks the fill depth of the sockets that received little since the last call (see
+    /// [`AfXdp::fill_target`]); call it a few times a second. Cheap: no system call.
+    pub fn review_fill(&mut self) {
+        for (s, p) in self.ports.iter_mut().enumerate() {
+            self.depths
+                .review(s, p.stats.rx.saturating_sub(p.rx_at_review));
+            p.rx_at_review = p.stats.rx;
+        }
     }
 
     /// Frames socket `socket`'s fill ring holds.
@@ -598,17 +617,27 @@ impl AfXdp {
     /// Tops up every port's fill ring from the free pool.
     pub fn refill_all(&mut self) {
         for i in 0..self.ports.len() {
-            self.refill(i, true);
+            self.refill(i, true, false);
         }
     }
 
-    fn refill(&mut self, port: usize, force: bool) {
-        let fill_size = self.fill_target;
-        let AfXdp { ports, pool, .. } = self;
+    /// Tops up socket `port`'s fill ring to its depth (once it is [`REFILL_THRESHOLD`] short,
+    /// unless `force`). `backlog`: the last read left frames in its RX ring; if the kernel is
+    /// then down to less than half its depth, the depth grows first.
+    fn refill(&mut self, port: usize, force: bool, backlog: bool) {
+        let AfXdp {
+            ports,
+            pool,
+            depths,
+            ..
+        } = self;
         let Some(p) = ports.get_mut(port) else {
             return;
         };
-        let want = fill_size.saturating_sub(p.in_fill);
+        if backlog && p.sock.fill_pending() < depths.depth(port) / 2 && depths.grow(port) {
+            p.stats.fill_grown += 1;
+        }
+        let want = depths.depth(port).saturating_sub(p.in_fill);
         if want == 0 || (!force && want < REFILL_THRESHOLD) {
             return;
         }
@@ -657,7 +686,8 @@ impl AfXdp {
             }
         }
         p.stats.rx += n as u64;
-        self.refill(port, false);
+        // A read that filled its batch may have left more behind.
+        self.refill(port, false, got == want);
         n
     }
 
@@ -944,13 +974,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fill_rings_get_a_fair_share_of_the_pool() {
+    fn a_config_must_leave_every_fill_ring_a_useful_share() {
         let cfg = AfXdpConfig::default();
-        assert_eq!(fill_target(&cfg, 1), 2048);
-        assert_eq!(fill_target(&cfg, 3), 2048);
-        // 8 ports: 8192 / 9 frames each, the rest stays for frames in flight.
-        assert_eq!(fill_target(&cfg, 8), 910);
+        // 8 ports: 8192 / 9 frames each would do.
         assert!(check_config(&cfg, 8).is_ok());
+        assert!(check_config(&cfg, 127).is_ok());
         // 200 ports would leave 40 frames per ring: refused with the reason.
         let err = check_config(&cfg, 200).unwrap_err().to_string();
         assert!(err.contains("raise frame_count"), "{err}");

@@ -289,6 +289,11 @@ impl XskSocket {
         done
     }
 
+    /// Frames in the fill ring that the kernel has not taken yet.
+    pub(super) fn fill_pending(&self) -> u32 {
+        self.dq.pending()
+    }
+
     /// Whether the kernel asked to be woken to take frames from the fill ring.
     pub(super) fn fill_needs_wakeup(&self) -> bool {
         self.dq.needs_wakeup()
