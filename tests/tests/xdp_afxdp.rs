@@ -400,7 +400,7 @@ fn flood_forwarder_replicates_by_reference_without_loss() {
     let floor = s.xs.fill_floor();
     assert_eq!(floor, 256);
     for i in 0..3 {
-        assert_eq!(s.xs.fill_target(i), Some(floor), "fill depth of port {i}");
+        assert_eq!(s.xs.fill_depth(i), Some(floor), "fill depth of port {i}");
         assert_eq!(s.xs.in_fill(i), Some(floor), "fill ring of port {i}");
     }
 
@@ -540,7 +540,7 @@ fn flood_forwarder_replicates_by_reference_without_loss() {
         moved as f64 / busy.as_secs_f64().max(1e-6),
         (2 * out) as f64 / busy.as_secs_f64().max(1e-6),
         s.xs.kernel_stats(0).unwrap().unwrap(),
-        s.xs.fill_target(0)
+        s.xs.fill_depth(0)
     );
     let acc = s.xs.audit().unwrap();
     assert_eq!(acc.in_flight, 0, "{acc:?}");

@@ -417,7 +417,7 @@ impl Worker {
                     queue: self.xs.port_spec(s)?.queue,
                     worker: self.id,
                     rx: self.xs.socket_stats(s)?.rx,
-                    fill_depth: self.xs.fill_target(s)?,
+                    fill_depth: self.xs.fill_depth(s)?,
                 })
             })
             .collect();

@@ -237,7 +237,7 @@ pub struct PortStats {
     pub kick_stalls: u64,
     /// Fill-ring wakeups.
     pub fill_wakeups: u64,
-    /// Times the socket's fill depth doubled (see [`AfXdp::fill_target`]).
+    /// Times the socket's fill depth doubled (see [`AfXdp::fill_depth`]).
     pub fill_grown: u64,
 }
 
@@ -575,7 +575,7 @@ impl AfXdp {
     /// [`AfXdp::fill_floor`], doubles (up to `fill_size`) while the kernel runs short under a
     /// backlog, and halves at [`AfXdp::review_fill`] when the socket receives little; all of
     /// them together stay within half the pool, the rest is for frames in flight.
-    pub fn fill_target(&self, socket: usize) -> Option<u32> {
+    pub fn fill_depth(&self, socket: usize) -> Option<u32> {
         (socket < self.ports.len()).then(|| self.depths.depth(socket))
     }
 
@@ -586,7 +586,7 @@ impl AfXdp {
     }
 
     /// Shrinks the fill depth of the sockets that received little since the last call (see
-    /// [`AfXdp::fill_target`]); call it a few times a second. Cheap: no system call.
+    /// [`AfXdp::fill_depth`]); call it a few times a second. Cheap: no system call.
     pub fn review_fill(&mut self) {
         for (s, p) in self.ports.iter_mut().enumerate() {
             self.depths
