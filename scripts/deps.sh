@@ -6,9 +6,10 @@
 #   netsniff-ng (mausezahn), tcpdump traffic generation and captures in functional tests
 #   iproute2, ethtool, jq            network namespaces, veth pairs, NIC settings, JSON in scripts
 #   iputils-ping                     the unicast end-to-end test pings through the switch
+#   bpftool                          the ageing test reads the kernel fast path's station map
 set -euo pipefail
 
-PACKAGES=(clang libbpf-dev gcc-multilib tshark netsniff-ng tcpdump iproute2 ethtool jq iputils-ping)
+PACKAGES=(clang libbpf-dev gcc-multilib tshark netsniff-ng tcpdump iproute2 ethtool jq iputils-ping bpftool)
 
 # shellcheck source=scripts/apt-missing.sh
 . "$(dirname "$0")/apt-missing.sh"
