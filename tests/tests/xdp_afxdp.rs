@@ -416,9 +416,11 @@ fn flood_forwarder_replicates_by_reference_without_loss() {
             .map(|c| scope.spawn(|| collect_until(c, &sent_all)))
             .collect();
         // Host 1 sends the burst in chunks of 64 (a NIC-like burst), with IGMP reports mixed in,
-        // never more than floor - 64 frames ahead of the switch: the port's fill ring holds at
-        // least the floor, so the kernel never runs out of frames however slow this machine is
-        // (this test is about losing nothing in the switch, the rate is measured below).
+        // waiting before each chunk until it is at most floor / 2 frames ahead of the switch:
+        // so never more than floor / 2 + 65 ahead, while the port's fill ring holds at least
+        // floor - 31 (it is topped up in steps of 32), and the kernel never runs out of frames
+        // however slow this machine is (this test is about losing nothing in the switch, the
+        // rate is measured below). floor - 64 ahead lost 19 frames once in CI.
         let mut injected = 0u64;
         let wait_for_switch = |ahead: u64, injected: u64| {
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -436,7 +438,7 @@ fn flood_forwarder_replicates_by_reference_without_loss() {
                 injected += 1;
             }
             if seq % 64 == 63 {
-                wait_for_switch(u64::from(floor) - 64, injected);
+                wait_for_switch(u64::from(floor) / 2, injected);
             }
         }
         wait_for_switch(0, injected);
