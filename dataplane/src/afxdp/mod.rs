@@ -687,7 +687,7 @@ impl AfXdp {
         }
         p.stats.rx += n as u64;
         // A read that filled its batch may have left more behind.
-        self.refill(port, false, got == want);
+        self.refill(port, false, want > 0 && got == want);
         n
     }
 
