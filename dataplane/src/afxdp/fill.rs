@@ -34,7 +34,6 @@ pub struct FillDepths {
     floor: u32,
     cap: u32,
     budget: u64,
-    total: u64,
     depth: Vec<u32>,
 }
 
@@ -42,13 +41,12 @@ impl FillDepths {
     /// Depths for `sockets` sockets on a pool of `frame_count` frames with fill rings of
     /// `fill_size` entries; each starts at the floor.
     pub fn new(frame_count: u32, fill_size: u32, sockets: usize) -> FillDepths {
-        let floor = FLOOR.min(fair_share(frame_count, sockets)).min(fill_size);
+        let floor = floor(frame_count, fill_size, sockets);
         let floors = u64::from(floor) * sockets as u64;
         FillDepths {
             floor,
             cap: fill_size,
             budget: (u64::from(frame_count) / 2).max(floors),
-            total: floors,
             depth: vec![floor; sockets],
         }
     }
@@ -67,6 +65,7 @@ impl FillDepths {
     /// doubles its depth, up to the ring's size and what the budget has left. Returns whether
     /// it grew.
     pub fn grow(&mut self, s: usize) -> bool {
+        let all: u64 = self.depth.iter().map(|&d| u64::from(d)).sum();
         let Some(d) = self.depth.get_mut(s) else {
             return false;
         };
@@ -74,19 +73,17 @@ impl FillDepths {
         if cur >= self.cap {
             return false;
         }
-        let room = self.budget.saturating_sub(self.total - u64::from(cur));
+        let room = self.budget.saturating_sub(all - u64::from(cur));
         let new = u64::from(cur.saturating_mul(2))
             .min(u64::from(self.cap))
             .min(room);
-        let Ok(new) = u32::try_from(new) else {
-            return false;
-        };
-        if new <= cur {
-            return false;
+        match u32::try_from(new) {
+            Ok(new) if new > cur => {
+                *d = new;
+                true
+            }
+            _ => false,
         }
-        *d = new;
-        self.total += u64::from(new - cur);
-        true
     }
 
     /// Socket `s` received `received` frames since the last review: halves its depth (not
@@ -98,18 +95,19 @@ impl FillDepths {
         };
         let cur = *d;
         if cur > floor && received < u64::from(cur) * SHRINK_TURNS {
-            let new = (cur / 2).max(floor);
-            *d = new;
-            self.total -= u64::from(cur - new);
+            *d = (cur / 2).max(floor);
         }
     }
 }
 
-/// One socket's share of the pool when every socket and the frames in flight get one each:
-/// what [`super::check_config`] requires to be usable.
-pub fn fair_share(frame_count: u32, sockets: usize) -> u32 {
+/// The depth each of `sockets` sockets starts at: [`FLOOR`], less if the ring is smaller or
+/// the pool gives a socket less than a fair share (one each for every socket and the frames in
+/// flight). [`super::check_config`] refuses a configuration where this is too small.
+pub fn floor(frame_count: u32, fill_size: u32, sockets: usize) -> u32 {
     let share = u64::from(frame_count) / (sockets as u64 + 1);
-    u32::try_from(share).unwrap_or(u32::MAX)
+    FLOOR
+        .min(u32::try_from(share).unwrap_or(u32::MAX))
+        .min(fill_size)
 }
 
 #[cfg(test)]

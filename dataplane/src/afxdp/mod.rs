@@ -349,7 +349,7 @@ fn check_config(cfg: &AfXdpConfig, ports: usize) -> Result<(), AfXdpError> {
     if u64::from(cfg.frame_count) * u64::from(cfg.frame_size) > isize::MAX as u64 {
         return bad("UMEM too large".into());
     }
-    let target = fill::fair_share(cfg.frame_count, ports).min(cfg.fill_size);
+    let target = fill::floor(cfg.frame_count, cfg.fill_size, ports);
     if target < MIN_FILL {
         return bad(format!(
             "{} frames leave only {target} per fill ring for {ports} sockets (need {MIN_FILL}): raise frame_count",
